@@ -1,0 +1,62 @@
+# Clicktrack: `make up` runs the pipeline with a demo, `make test` runs every test, `make down` stops.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+
+# The native stack's addresses; override any of them to use services of your own.
+export KAFKA_BOOTSTRAP_SERVERS ?= 127.0.0.1:9092
+export REDIS_URL ?= redis://127.0.0.1:6379/0
+export POSTGRES_DSN ?= postgresql://clicktrack:clicktrack@127.0.0.1:5432/clicktrack
+
+.PHONY: up down test install stack-up stack-down services-up services-down schema demo status lint
+
+up: install stack-up schema services-up demo
+	@echo
+	@echo "Clicktrack is running:"
+	@echo "  redirector  http://127.0.0.1:8080/<code>   (health: /healthz, /readyz, /metrics)"
+	@echo "  counter     http://127.0.0.1:8081/metrics"
+	@echo "  logs        .stack/logs/ (services), .stack/kafka/logs/, .stack/redis/, .stack/postgres/"
+	@echo "  try         $(BIN)/clicktrack link https://example.com   then open the short URL"
+	@echo "  stop        make down"
+
+test: install stack-up schema lint
+	$(BIN)/pytest
+
+down: services-down stack-down
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test,dev]'
+	touch $@
+
+stack-up:
+	bash deploy/stack.sh up
+
+stack-down:
+	bash deploy/stack.sh down
+
+services-up:
+	bash deploy/services.sh up
+
+services-down:
+	bash deploy/services.sh down
+
+schema: install
+	$(BIN)/clicktrack migrate
+	$(BIN)/clicktrack topics
+
+demo: install
+	$(BIN)/clicktrack demo
+
+status:
+	-bash deploy/stack.sh status
+	-bash deploy/services.sh status
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy

@@ -1,0 +1,1 @@
+"""The Clicktrack processes: redirector, counter and the command line."""

@@ -1,0 +1,1 @@
+"""The `clicktrack` command line."""

@@ -1,0 +1,1 @@
+"""The counter: a consumer group that turns click events into exact counts."""

@@ -1,0 +1,1 @@
+"""Code shared by the Clicktrack services: settings, the click event, and store helpers."""

@@ -1,0 +1,88 @@
+"""Postgres helpers: a connection pool that retries at start-up, and the migration runner.
+
+Migrations are the numbered `*.sql` files in `shared/migrations/`, applied in order, each in its
+own transaction, under an advisory lock so two processes starting together do not race. We keep
+this runner (about 40 lines) instead of a migration library because those drive Postgres through
+a second, synchronous driver; everything here speaks asyncpg.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from importlib import resources
+
+import asyncpg
+
+from shared.errors import DependencyError
+from shared.settings import Settings, mask_url
+
+log = logging.getLogger(__name__)
+
+_MIGRATION_LOCK = 0x0C11C7  # an arbitrary key for pg_advisory_xact_lock
+
+
+@asynccontextmanager
+async def pool(
+    settings: Settings, *, min_size: int = 1, max_size: int = 10, retries: int = 10
+) -> AsyncIterator[asyncpg.Pool]:
+    """An asyncpg pool whose connections use `settings.postgres_schema`; closed on exit.
+
+    Start-up tries `retries` times, one second apart, logging the host and the tries left.
+    """
+    dsn = settings.postgres_dsn.reveal()
+    last: Exception | None = None
+    for attempt in range(retries, 0, -1):
+        try:
+            created = await asyncpg.create_pool(
+                dsn,
+                min_size=min_size,
+                max_size=max_size,
+                server_settings={"search_path": settings.postgres_schema},
+            )
+            break
+        except (OSError, asyncpg.PostgresError) as exc:
+            last = exc
+            log.warning(
+                "postgres not reachable", extra={"dsn": mask_url(dsn), "retries_left": attempt - 1}
+            )
+            if attempt > 1:
+                await asyncio.sleep(1)
+    else:
+        raise DependencyError(
+            f"cannot connect to Postgres at {mask_url(dsn)}: {last}; is the stack up (make up)?"
+        ) from last
+    try:
+        yield created
+    finally:
+        await created.close()
+
+
+def migration_files() -> list[tuple[str, str]]:
+    """(version, sql) of every migration shipped with the package, in order."""
+    folder = resources.files("shared") / "migrations"
+    found = sorted((p for p in folder.iterdir() if p.name.endswith(".sql")), key=lambda p: p.name)
+    return [(p.name.removesuffix(".sql"), p.read_text(encoding="utf-8")) for p in found]
+
+
+async def migrate(conn: asyncpg.Connection, schema: str) -> list[str]:
+    """Apply the migrations `schema` lacks (creating it if missing); returns their versions."""
+    applied_now: list[str] = []
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", _MIGRATION_LOCK)
+        await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+        await conn.execute(f'SET LOCAL search_path TO "{schema}"')
+        await conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations ("
+            " version text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
+        )
+        done = {r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations")}
+        for version, sql in migration_files():
+            if version in done:
+                continue
+            await conn.execute(sql)
+            await conn.execute("INSERT INTO schema_migrations (version) VALUES ($1)", version)
+            applied_now.append(version)
+    return applied_now

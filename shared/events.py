@@ -1,0 +1,150 @@
+"""The click event: the public contract of topic `clicks.v1`.
+
+Key: the short code (UTF-8). Value: one JSON object, schema in `shared/schemas/click_event.v1.json`.
+Evolution is additive only: new fields are optional, readers ignore fields they do not know, and a
+breaking change is a new topic.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+import uuid_utils
+
+from shared.errors import EventError
+
+SCHEMA_VERSION = 1
+CAMPAIGN_KINDS = frozenset({"one_time", "recurring", "coupon_expiry_reminder", "resend"})
+
+
+@dataclass(frozen=True, slots=True)
+class ClickEvent:
+    """One tap on a short link, as the redirector saw it."""
+
+    event_id: str
+    """UUIDv7 minted by the redirector; the key for deduplication downstream."""
+    occurred_at: str
+    """When the redirector answered, ISO 8601 in UTC with milliseconds (`...Z`)."""
+    code: str
+    """The short code that was requested."""
+    link_id: int
+    """The tracked link the code belongs to."""
+    org_id: int
+    """The organisation that owns the link."""
+    campaign_id: int | None
+    """The campaign of the link, if any."""
+    campaign_kind: str | None
+    """`one_time`, `recurring`, `coupon_expiry_reminder` or `resend`; null without a campaign."""
+    channel: str
+    """Delivery channel of the message that carried the link (`sms`, ...)."""
+    recipient_id: str | None
+    """The recipient the code was minted for, if the code is per recipient."""
+    visitor_id: str
+    """Who clicked, for unique counts: recipient, else first-party cookie, else IP+UA hash."""
+    user_agent: str | None
+    """The User-Agent header, cut to 512 characters."""
+    ip: str | None
+    """Client address truncated to its /24 (IPv4) or /48 (IPv6): no full address at rest."""
+    referer: str | None
+    """The Referer header, cut to 512 characters."""
+    is_bot: bool
+    """True for link previews, scanners and HEAD requests: redirected but not counted as human."""
+    bot_reason: str | None = None
+    """Why `is_bot` is true (e.g. `head`, `ua:WhatsApp`)."""
+    schema_version: int = SCHEMA_VERSION
+    """Version of this record's schema; additive changes keep 1."""
+
+
+_REQUIRED: dict[str, type | tuple[type, ...]] = {
+    "event_id": str,
+    "occurred_at": str,
+    "code": str,
+    "link_id": int,
+    "org_id": int,
+    "channel": str,
+    "visitor_id": str,
+    "is_bot": bool,
+}
+_OPTIONAL: dict[str, type | tuple[type, ...]] = {
+    "campaign_id": int,
+    "campaign_kind": str,
+    "recipient_id": str,
+    "user_agent": str,
+    "ip": str,
+    "referer": str,
+    "bot_reason": str,
+    "schema_version": int,
+}
+_FIELDS = frozenset(f.name for f in dataclasses.fields(ClickEvent))
+
+
+def new_event_id() -> str:
+    """A fresh UUIDv7 as text: time-ordered, 74 random bits."""
+    return str(uuid_utils.uuid7())
+
+
+def utc_now_iso() -> str:
+    """The current time as `2026-11-26T19:25:28.123Z`."""
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def truncate_ip(raw: str | None) -> str | None:
+    """Keep the network part of an address: /24 for IPv4, /48 for IPv6; None if unparsable."""
+    if not raw:
+        return None
+    try:
+        addr = ipaddress.ip_address(raw)
+    except ValueError:
+        return None
+    prefix = 24 if addr.version == 4 else 48
+    return str(ipaddress.ip_network(f"{addr}/{prefix}", strict=False).network_address)
+
+
+def encode(event: ClickEvent) -> bytes:
+    """The event as the JSON bytes put on the topic."""
+    return orjson.dumps(event)
+
+
+def decode(raw: bytes | None) -> ClickEvent:
+    """Read a record value back into a `ClickEvent`; unknown fields are ignored.
+
+    Raises `EventError` saying what is wrong when the bytes are not a valid event.
+    """
+    if raw is None:
+        raise EventError("record has no value")
+    try:
+        data: Any = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise EventError(f"value is not JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise EventError(f"value is JSON {type(data).__name__}, expected an object")
+    for name, kind in _REQUIRED.items():
+        value = data.get(name)
+        if value is None:
+            raise EventError(f"field {name!r} is missing")
+        if not _is(value, kind):
+            raise EventError(f"field {name!r} has type {type(value).__name__}")
+    for name, kind in _OPTIONAL.items():
+        value = data.get(name)
+        if value is not None and not _is(value, kind):
+            raise EventError(f"field {name!r} has type {type(value).__name__}")
+    if not data["visitor_id"]:
+        raise EventError("visitor_id must not be empty")
+    try:
+        uuid.UUID(data["event_id"])
+    except ValueError:
+        raise EventError(f"event_id {data['event_id'][:64]!r} is not a UUID") from None
+    return ClickEvent(**{k: v for k, v in data.items() if k in _FIELDS})
+
+
+def _is(value: object, kind: type | tuple[type, ...]) -> bool:
+    # bool is a subclass of int: an int field must not accept true/false.
+    if kind is int and isinstance(value, bool):
+        return False
+    return isinstance(value, kind)

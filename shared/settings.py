@@ -1,0 +1,166 @@
+"""Settings read once from the environment into a frozen record.
+
+Every variable has a local default that matches the native stack (`make up`), so a developer
+needs to set nothing. A malformed value raises `SettingsError` naming the variable.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from shared.errors import SettingsError
+
+_PASSWORD_IN_URL = re.compile(r"(?P<head>[a-z][a-z0-9+.-]*://[^:/@]*:)[^@]*(?P<tail>@)", re.I)
+
+
+@dataclass(frozen=True)
+class Secret:
+    """A string that never shows itself in `repr`, `str` or logs; `.reveal()` returns it."""
+
+    _value: str = field(repr=False)
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        # A URL keeps its shape (useful in errors) but not its password; anything else is hidden.
+        shown = mask_url(self._value) if "://" in self._value else "***"
+        return f"Secret({shown!r})"
+
+    __str__ = __repr__
+
+
+def mask_url(url: str) -> str:
+    """`postgresql://u:pw@h/db` -> `postgresql://u:***@h/db`; other strings are returned as-is."""
+    return _PASSWORD_IN_URL.sub(r"\g<head>***\g<tail>", url)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a Clicktrack process needs to know about its surroundings."""
+
+    kafka_bootstrap_servers: str = "127.0.0.1:9092"
+    """Comma-separated host:port list of Kafka brokers (`KAFKA_BOOTSTRAP_SERVERS`)."""
+    redis_url: Secret = Secret("redis://127.0.0.1:6379/0")
+    """Redis URL, may carry a password (`REDIS_URL`)."""
+    postgres_dsn: Secret = Secret("postgresql://clicktrack:clicktrack@127.0.0.1:5432/clicktrack")
+    """asyncpg DSN (`POSTGRES_DSN`)."""
+    postgres_schema: str = "public"
+    """Schema the tables live in (`POSTGRES_SCHEMA`); tests use one schema per test."""
+    clicks_topic: str = "clicks.v1"
+    """Topic the redirector publishes click events to (`CLICKS_TOPIC`)."""
+    dlq_topic: str = "clicks.dlq"
+    """Dead-letter topic for events the counter cannot read (`DLQ_TOPIC`)."""
+    topic_partitions: int = 6
+    """Partitions of the clicks topic when `clicktrack topics` creates it (`TOPIC_PARTITIONS`)."""
+    topic_retention_hours: int = 168
+    """Retention of the clicks topic, hours (`TOPIC_RETENTION_HOURS`, default 7 days)."""
+    counter_group: str = "clicktrack-counter"
+    """Consumer group id of the counter (`COUNTER_GROUP`)."""
+    redirector_host: str = "127.0.0.1"
+    """Address the redirector listens on (`REDIRECTOR_HOST`)."""
+    redirector_port: int = 8080
+    """Port of the redirector (`REDIRECTOR_PORT`)."""
+    counter_host: str = "127.0.0.1"
+    """Address of the counter's health and metrics server (`COUNTER_HOST`)."""
+    counter_port: int = 8081
+    """Port of the counter's health and metrics server (`COUNTER_PORT`)."""
+    short_base_url: str = "http://127.0.0.1:8080"
+    """Base of the short links handed out, without a trailing slash (`SHORT_BASE_URL`)."""
+    publish_queue_size: int = 10_000
+    """Events the redirector holds in memory for the sink (`PUBLISH_QUEUE_SIZE`)."""
+    visitor_hash_key: Secret = Secret("dev-only-visitor-key")
+    """Key of the HMAC that turns IP and user agent into a visitor id (`VISITOR_HASH_KEY`)."""
+    log_level: str = "INFO"
+    """Root log level (`LOG_LEVEL`)."""
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Build settings from `env` (default: `os.environ`); unset variables keep their default."""
+        env = os.environ if env is None else env
+        defaults = cls()
+        return cls(
+            kafka_bootstrap_servers=_text(
+                env, "KAFKA_BOOTSTRAP_SERVERS", defaults.kafka_bootstrap_servers
+            ),
+            redis_url=Secret(
+                _url(env, "REDIS_URL", defaults.redis_url.reveal(), ("redis", "rediss"))
+            ),
+            postgres_dsn=Secret(
+                _url(
+                    env, "POSTGRES_DSN", defaults.postgres_dsn.reveal(), ("postgresql", "postgres")
+                )
+            ),
+            postgres_schema=_identifier(env, "POSTGRES_SCHEMA", defaults.postgres_schema),
+            clicks_topic=_text(env, "CLICKS_TOPIC", defaults.clicks_topic),
+            dlq_topic=_text(env, "DLQ_TOPIC", defaults.dlq_topic),
+            topic_partitions=_int(env, "TOPIC_PARTITIONS", defaults.topic_partitions, 1, 10_000),
+            topic_retention_hours=_int(
+                env, "TOPIC_RETENTION_HOURS", defaults.topic_retention_hours, 1, 100_000
+            ),
+            counter_group=_text(env, "COUNTER_GROUP", defaults.counter_group),
+            redirector_host=_text(env, "REDIRECTOR_HOST", defaults.redirector_host),
+            redirector_port=_int(env, "REDIRECTOR_PORT", defaults.redirector_port, 0, 65535),
+            counter_host=_text(env, "COUNTER_HOST", defaults.counter_host),
+            counter_port=_int(env, "COUNTER_PORT", defaults.counter_port, 0, 65535),
+            short_base_url=_url(
+                env, "SHORT_BASE_URL", defaults.short_base_url, ("http", "https")
+            ).rstrip("/"),
+            publish_queue_size=_int(
+                env, "PUBLISH_QUEUE_SIZE", defaults.publish_queue_size, 1, 10_000_000
+            ),
+            visitor_hash_key=Secret(
+                _text(env, "VISITOR_HASH_KEY", defaults.visitor_hash_key.reveal())
+            ),
+            log_level=_choice(
+                env, "LOG_LEVEL", defaults.log_level, ("DEBUG", "INFO", "WARNING", "ERROR")
+            ),
+        )
+
+
+def _text(env: Mapping[str, str], name: str, default: str) -> str:
+    value = env.get(name, default).strip()
+    if not value:
+        raise SettingsError(f"{name} is set but empty")
+    return value
+
+
+def _int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+    raw = env.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be a whole number, got {raw!r}") from None
+    if not low <= value <= high:
+        raise SettingsError(f"{name} must be between {low} and {high}, got {value}")
+    return value
+
+
+def _url(env: Mapping[str, str], name: str, default: str, schemes: tuple[str, ...]) -> str:
+    value = _text(env, name, default)
+    scheme = value.split("://", 1)[0].lower() if "://" in value else ""
+    if scheme not in schemes:
+        raise SettingsError(
+            f"{name} must be a URL starting with {' or '.join(s + '://' for s in schemes)},"
+            f" got {mask_url(value)!r}"
+        )
+    return value
+
+
+def _identifier(env: Mapping[str, str], name: str, default: str) -> str:
+    value = _text(env, name, default)
+    if not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", value):
+        raise SettingsError(f"{name} must be a lower-case SQL identifier, got {value!r}")
+    return value
+
+
+def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:
+    value = _text(env, name, default).upper()
+    if value not in choices:
+        raise SettingsError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
+    return value

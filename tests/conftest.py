@@ -1,0 +1,109 @@
+"""Fixtures: the real Kafka, Redis and Postgres, and a fresh namespace in each for every test.
+
+Service addresses come from KAFKA_BOOTSTRAP_SERVERS, REDIS_URL and POSTGRES_DSN (`make test` sets
+them to the native stack). When they are unset and a Docker engine answers, testcontainers starts
+the three services for the session; when neither, the tests that need them fail saying how to
+start the stack. Each test gets its own Postgres schema, topics, consumer group, and a flushed
+Redis database (15), so tests cannot see each other's data.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import replace
+
+import asyncpg
+import pytest
+import redis.asyncio as aioredis
+
+from shared import db
+from shared.kafka import ensure_topics
+from shared.settings import Secret, Settings
+
+SERVICE_VARS = ("KAFKA_BOOTSTRAP_SERVERS", "REDIS_URL", "POSTGRES_DSN")
+TEST_REDIS_DB = 15
+HOW_TO_START = (
+    "the integration tests need Kafka, Redis and Postgres. Run `make test` (it starts the native"
+    " stack), or start it with `make stack-up` and export KAFKA_BOOTSTRAP_SERVERS, REDIS_URL and"
+    " POSTGRES_DSN, or install a Docker engine so testcontainers can start them."
+)
+
+
+def _docker_available() -> bool:
+    if shutil.which("docker") is None:
+        return False
+    done = subprocess.run(["docker", "info"], capture_output=True, timeout=20, check=False)
+    return done.returncode == 0
+
+
+@pytest.fixture(scope="session")
+def service_addresses() -> Iterator[dict[str, str]]:
+    """KAFKA_BOOTSTRAP_SERVERS, REDIS_URL and POSTGRES_DSN of running services."""
+    if all(os.environ.get(v) for v in SERVICE_VARS):
+        yield {v: os.environ[v] for v in SERVICE_VARS}
+        return
+    if not _docker_available():
+        pytest.fail(HOW_TO_START, pytrace=False)
+    from testcontainers.kafka import KafkaContainer
+    from testcontainers.postgres import PostgresContainer
+    from testcontainers.redis import RedisContainer
+
+    with (
+        KafkaContainer("apache/kafka:4.1.1").with_kraft() as kafka,
+        RedisContainer("redis:7-alpine") as redis,
+        PostgresContainer("postgres:15-alpine", driver=None) as postgres,
+    ):
+        yield {
+            "KAFKA_BOOTSTRAP_SERVERS": kafka.get_bootstrap_server(),
+            "REDIS_URL": f"redis://{redis.get_container_host_ip()}:"
+            f"{redis.get_exposed_port(6379)}/0",
+            "POSTGRES_DSN": postgres.get_connection_url(),
+        }
+
+
+@pytest.fixture
+def settings(service_addresses: dict[str, str]) -> Settings:
+    """Settings pointing at the real services, with names of this test's own."""
+    tag = uuid.uuid4().hex[:10]
+    base = Settings.from_env(service_addresses)
+    redis_url = base.redis_url.reveal().rsplit("/", 1)[0] + f"/{TEST_REDIS_DB}"
+    return replace(
+        base,
+        redis_url=Secret(redis_url),
+        postgres_schema=f"t_{tag}",
+        clicks_topic=f"clicks.test.{tag}",
+        dlq_topic=f"clicks.dlq.test.{tag}",
+        counter_group=f"counter-test-{tag}",
+        topic_partitions=3,
+        redirector_port=0,
+        counter_port=0,
+    )
+
+
+@pytest.fixture
+async def pool(settings: Settings) -> AsyncIterator[asyncpg.Pool]:
+    """A pool on this test's freshly migrated schema; the schema is dropped afterwards."""
+    async with db.pool(settings, max_size=4) as created:
+        async with created.acquire() as conn:
+            await db.migrate(conn, settings.postgres_schema)
+        yield created
+        await created.execute(f'DROP SCHEMA "{settings.postgres_schema}" CASCADE')
+
+
+@pytest.fixture
+async def redis(settings: Settings) -> AsyncIterator[aioredis.Redis]:
+    """A client on the test Redis database, flushed before the test."""
+    client = aioredis.Redis.from_url(settings.redis_url.reveal())
+    await client.flushdb()
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture
+async def topics(settings: Settings) -> list[str]:
+    """This test's clicks and dead-letter topics, created with their configuration."""
+    return await ensure_topics(settings)

@@ -1,0 +1,73 @@
+"""The whole path on real services: HTTP click -> redirector -> Kafka -> counter -> PG + Redis."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import aiohttp
+import asyncpg
+import pytest
+import redis.asyncio as aioredis
+from aiohttp.test_utils import TestServer
+
+from services.counter.counter import Counter
+from services.redirector.app import create_app
+from services.redirector.visitors import COOKIE_NAME
+from shared.counts import CountStore
+from shared.links import create_campaign, create_link, create_org
+from shared.settings import Settings
+from tests.helpers import pg_counts, redis_counts, wait_for
+
+pytestmark = pytest.mark.integration
+
+DESTINATION = "https://shop.example.in/sale?utm_source=sms"
+
+
+@pytest.fixture
+async def redirector(
+    settings: Settings, pool: asyncpg.Pool, topics: list[str]
+) -> AsyncIterator[str]:
+    """Base URL of a real redirector listening on 127.0.0.1."""
+    server = TestServer(create_app(settings), host="127.0.0.1")
+    await server.start_server()
+    yield str(server.make_url("")).rstrip("/")
+    await server.close()
+
+
+@pytest.fixture
+async def counter(
+    settings: Settings, pool: asyncpg.Pool, topics: list[str]
+) -> AsyncIterator[Counter]:
+    running = Counter(settings)
+    await running.start()
+    yield running
+    await running.stop()
+
+
+async def test_two_visitors_three_clicks_count_total_3_unique_2(
+    redirector: str, counter: Counter, pool: asyncpg.Pool, redis: aioredis.Redis
+) -> None:
+    org_id = await create_org(pool, "Acme", tracking=True)
+    campaign_id = await create_campaign(pool, org_id, "Diwali", "one_time")
+    link = await create_link(pool, org_id=org_id, campaign_id=campaign_id, destination=DESTINATION)
+    url = f"{redirector}/{link.codes[None]}"
+
+    # unsafe=True: aiohttp keeps no cookies for bare IP hosts such as 127.0.0.1 otherwise
+    jar = aiohttp.CookieJar(unsafe=True)
+    async with aiohttp.ClientSession(headers={"User-Agent": "PhoneA/1.0"}, cookie_jar=jar) as alice:
+        first = await alice.get(url, allow_redirects=False)
+        assert first.status == 302
+        assert first.headers["Location"] == DESTINATION
+        assert COOKIE_NAME in first.cookies
+        second = await alice.get(url, allow_redirects=False)
+        assert second.status == 302
+        assert COOKIE_NAME not in second.cookies  # the cookie came back: same visitor
+    async with aiohttp.ClientSession(headers={"User-Agent": "PhoneB/2.0"}) as bob:
+        third = await bob.get(url, allow_redirects=False)
+        assert third.status == 302
+        assert third.headers["Location"] == DESTINATION
+
+    store = CountStore(redis)
+    assert await wait_for(lambda: pg_counts(pool, link.link_id), (3, 2, 0)) == (3, 2, 0)
+    assert await wait_for(lambda: redis_counts(store, link.link_id), (3, 2, 0)) == (3, 2, 0)
+    assert counter.registry.get_sample_value("clicktrack_events_counted_total") == 3

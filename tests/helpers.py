@@ -1,0 +1,65 @@
+"""Small helpers for tests: waiting on the pipeline (bounded), reading counts, reading topics."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+import asyncpg
+from aiokafka import AIOKafkaConsumer, ConsumerRecord
+
+from shared.counts import CountStore
+from shared.settings import Settings
+
+T = TypeVar("T")
+
+
+async def wait_for(probe: Callable[[], Awaitable[T]], expected: T, *, seconds: float = 30.0) -> T:
+    """Call `probe` until it returns `expected` or `seconds` pass; returns the last value."""
+    deadline = time.monotonic() + seconds
+    while True:
+        value = await probe()
+        if value == expected or time.monotonic() > deadline:
+            return value
+        await asyncio.sleep(0.1)
+
+
+async def pg_counts(pool: asyncpg.Pool, link_id: int) -> tuple[int, int, int]:
+    """(total, unique, bots) of a link in Postgres; zeros when it has none."""
+    row = await pool.fetchrow(
+        "SELECT total_clicks, unique_clicks, bot_clicks FROM link_counters WHERE link_id = $1",
+        link_id,
+    )
+    return (row[0], row[1], row[2]) if row else (0, 0, 0)
+
+
+async def redis_counts(store: CountStore, link_id: int) -> tuple[int, int, int]:
+    """(total, unique, bots) of a link in Redis; zeros when it has none."""
+    got = await store.get(link_id)
+    return (got.total, got.unique, got.bots) if got else (0, 0, 0)
+
+
+async def read_topic(
+    settings: Settings, topic: str, count: int, seconds: float = 20.0
+) -> list[ConsumerRecord]:
+    """The first `count` records of `topic` (all partitions), waiting at most `seconds`."""
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=settings.kafka_bootstrap_servers,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        group_id=None,
+    )
+    await consumer.start()
+    records: list[ConsumerRecord] = []
+    try:
+        deadline = time.monotonic() + seconds
+        while len(records) < count and time.monotonic() < deadline:
+            batch = await consumer.getmany(timeout_ms=200)
+            for part in batch.values():
+                records.extend(part)
+    finally:
+        await consumer.stop()
+    return records

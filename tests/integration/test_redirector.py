@@ -1,0 +1,132 @@
+"""The redirector against real Postgres, Redis and Kafka."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from importlib import resources
+
+import aiohttp
+import asyncpg
+import jsonschema
+import orjson
+import pytest
+import redis.asyncio as aioredis
+from aiohttp.test_utils import TestServer
+
+from services.redirector.app import create_app
+from services.redirector.visitors import COOKIE_NAME
+from shared.links import CreatedLink, create_campaign, create_link, create_org
+from shared.settings import Settings
+from tests.helpers import read_topic
+
+pytestmark = pytest.mark.integration
+
+DESTINATION = "https://shop.example.in/p/42?ref=sms"
+
+
+@pytest.fixture
+async def base_url(
+    settings: Settings, pool: asyncpg.Pool, redis: aioredis.Redis, topics: list[str]
+) -> AsyncIterator[str]:
+    server = TestServer(create_app(settings), host="127.0.0.1")
+    await server.start_server()
+    yield str(server.make_url("")).rstrip("/")
+    await server.close()
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession(headers={"User-Agent": "TestPhone/1.0"}) as session:
+        yield session
+
+
+@pytest.fixture
+async def link(pool: asyncpg.Pool) -> CreatedLink:
+    org_id = await create_org(pool, "Acme", tracking=True)
+    campaign_id = await create_campaign(pool, org_id, "Coupon ends", "coupon_expiry_reminder")
+    return await create_link(
+        pool,
+        org_id=org_id,
+        campaign_id=campaign_id,
+        destination=DESTINATION,
+        recipients=["cust-1", "cust-2"],
+    )
+
+
+async def test_redirects_and_publishes_one_event_per_click(
+    base_url: str, http: aiohttp.ClientSession, link: CreatedLink, settings: Settings
+) -> None:
+    code = link.codes["cust-1"]
+    async with http.get(f"{base_url}/{code}", allow_redirects=False) as resp:
+        assert resp.status == 302
+        assert resp.headers["Location"] == DESTINATION
+        assert resp.headers["Cache-Control"] == "private, no-store"
+        assert COOKIE_NAME not in resp.cookies  # the recipient identifies the visitor
+
+    records = await read_topic(settings, settings.clicks_topic, 1)
+    assert len(records) == 1
+    assert records[0].key == code.encode()
+    body = orjson.loads(records[0].value)
+    schema = json.loads((resources.files("shared") / "schemas" / "click_event.v1.json").read_text())
+    jsonschema.validate(body, schema)
+    assert {k: body[k] for k in ("code", "link_id", "org_id", "campaign_id", "campaign_kind")} == {
+        "code": code,
+        "link_id": link.link_id,
+        "org_id": link.org_id,
+        "campaign_id": link.campaign_id,
+        "campaign_kind": "coupon_expiry_reminder",
+    }
+    assert body["visitor_id"] == "r:cust-1"
+    assert body["recipient_id"] == "cust-1"
+    assert body["ip"] == "127.0.0.0"
+    assert body["user_agent"] == "TestPhone/1.0"
+    assert (body["is_bot"], body["bot_reason"], body["channel"]) == (False, None, "sms")
+
+
+async def test_head_is_redirected_but_flagged_as_bot(
+    base_url: str, http: aiohttp.ClientSession, link: CreatedLink, settings: Settings
+) -> None:
+    async with http.head(f"{base_url}/{link.codes['cust-2']}", allow_redirects=False) as resp:
+        assert resp.status == 302
+    (record,) = await read_topic(settings, settings.clicks_topic, 1)
+    body = orjson.loads(record.value)
+    assert (body["is_bot"], body["bot_reason"]) == (True, "head")
+
+
+@pytest.mark.parametrize("path", ["/Zz9Zz9Zz9Z", "/ab", "/abc%24def", "/" + "a" * 40])
+async def test_unknown_or_impossible_codes_are_404(
+    base_url: str, http: aiohttp.ClientSession, path: str, link: CreatedLink
+) -> None:
+    async with http.get(base_url + path, allow_redirects=False) as resp:
+        assert resp.status == 404
+        assert "Location" not in resp.headers
+
+
+async def test_disabled_link_is_404(
+    base_url: str, http: aiohttp.ClientSession, link: CreatedLink, pool: asyncpg.Pool
+) -> None:
+    await pool.execute("UPDATE links SET disabled = true WHERE id = $1", link.link_id)
+    async with http.get(f"{base_url}/{link.codes['cust-1']}", allow_redirects=False) as resp:
+        assert resp.status == 404
+
+
+async def test_only_get_and_head(
+    base_url: str, http: aiohttp.ClientSession, link: CreatedLink
+) -> None:
+    async with http.post(f"{base_url}/{link.codes['cust-1']}", allow_redirects=False) as resp:
+        assert resp.status == 405
+
+
+async def test_health_ready_and_metrics(
+    base_url: str, http: aiohttp.ClientSession, link: CreatedLink
+) -> None:
+    async with http.get(f"{base_url}/{link.codes['cust-1']}", allow_redirects=False) as resp:
+        assert resp.status == 302
+    async with http.get(f"{base_url}/healthz") as resp:
+        assert (resp.status, await resp.json()) == (200, {"status": "ok"})
+    async with http.get(f"{base_url}/readyz") as resp:
+        assert (resp.status, await resp.json()) == (200, {"status": "ok", "sink": "ok"})
+    async with http.get(f"{base_url}/metrics") as resp:
+        text = await resp.text()
+    assert 'clicktrack_redirects_total{outcome="redirected"} 1.0' in text

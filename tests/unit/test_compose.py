@@ -1,0 +1,69 @@
+"""docker-compose.yml cannot run here (no Docker engine); check it agrees with the settings."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from shared.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def compose() -> dict[str, Any]:
+    loaded: dict[str, Any] = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    return loaded
+
+
+def settings_variables() -> set[str]:
+    source = (ROOT / "shared" / "settings.py").read_text()
+    return set(re.findall(r'env, "([A-Z_]+)"', source))
+
+
+def test_compose_has_the_whole_stack_with_health_checks() -> None:
+    services = compose()["services"]
+    assert set(services) == {"kafka", "redis", "postgres", "setup", "redirector", "counter"}
+    for name in ("kafka", "redis", "postgres", "redirector", "counter"):
+        assert "healthcheck" in services[name], name
+    assert services["kafka"]["image"].startswith("apache/kafka:4.")
+    assert services["kafka"]["environment"]["KAFKA_PROCESS_ROLES"] == "broker,controller"
+
+
+def test_service_variables_are_settings_variables() -> None:
+    known = settings_variables()
+    services = compose()["services"]
+    for name in ("setup", "redirector", "counter"):
+        env = services[name]["environment"]
+        unknown = set(env) - known
+        assert not unknown, f"{name} sets variables Settings does not read: {unknown}"
+        parsed = Settings.from_env({k: str(v) for k, v in env.items()})
+        assert parsed.kafka_bootstrap_servers == "kafka:9092"
+        assert parsed.postgres_dsn.reveal().endswith("@postgres:5432/clicktrack")
+
+
+def test_published_ports_match_the_configured_ports() -> None:
+    services = compose()["services"]
+    redirector = Settings.from_env(
+        {k: str(v) for k, v in services["redirector"]["environment"].items()}
+    )
+    counter = Settings.from_env({k: str(v) for k, v in services["counter"]["environment"].items()})
+    assert services["redirector"]["ports"] == [f"{redirector.redirector_port}:8080"]
+    assert services["counter"]["ports"] == [f"{counter.counter_port}:8081"]
+    defaults = Settings()
+    assert (redirector.redirector_port, counter.counter_port) == (
+        defaults.redirector_port,
+        defaults.counter_port,
+    )
+
+
+def test_postgres_credentials_match_the_dsn() -> None:
+    services = compose()["services"]
+    env = services["postgres"]["environment"]
+    dsn = Settings.from_env({"POSTGRES_DSN": services["counter"]["environment"]["POSTGRES_DSN"]})
+    assert dsn.postgres_dsn.reveal() == (
+        f"postgresql://{env['POSTGRES_USER']}:{env['POSTGRES_PASSWORD']}@postgres:5432/"
+        f"{env['POSTGRES_DB']}"
+    )
