@@ -618,6 +618,11 @@ pg_down() {
     else
         stop_pid postgres "$pid" 30 postgres
     fi
+    # pg_ctl returns once postmaster.pid is gone; the process itself may take a moment longer.
+    for ((i = 0; i < 50; i++)); do
+        pid_alive "$pid" || break
+        sleep 0.2
+    done
     pid_alive "$pid" && die "postgres: pid $pid still running"
     msg "postgres: stopped"
 }
