@@ -13,6 +13,7 @@ PY=${PYTHON:-$ROOT/.venv/bin/python}
 RUN=$STACK_DIR/run
 LOGS=$STACK_DIR/logs
 SERVICES=(counter redirector)
+cd "$ROOT"
 
 msg() { printf 'services: %s\n' "$*"; }
 
@@ -35,8 +36,10 @@ start_one() {
         msg "$name already running (pid $(cat "$pidfile"))"
         return
     fi
-    (cd "$ROOT" && setsid nohup "$PY" -m "services.$name" >>"$LOGS/$name.log" 2>&1 &
-        echo $! >"$pidfile")
+    # No job control in a script: the child is not a group leader, so setsid execs in place and
+    # $! is the service's own pid.
+    setsid nohup "$PY" -m "services.$name" >>"$LOGS/$name.log" 2>&1 </dev/null &
+    echo $! >"$pidfile"
     for _ in $(seq 1 60); do
         if curl -fsS "http://127.0.0.1:$port/readyz" >/dev/null 2>&1; then
             msg "$name ready on 127.0.0.1:$port (pid $(cat "$pidfile"), log $LOGS/$name.log)"
