@@ -4,7 +4,7 @@ Service addresses come from KAFKA_BOOTSTRAP_SERVERS, REDIS_URL and POSTGRES_DSN 
 them to the native stack). When they are unset and a Docker engine answers, testcontainers starts
 the three services for the session; when neither, the tests that need them fail saying how to
 start the stack. Each test gets its own Postgres schema, topics, consumer group, and a flushed
-Redis database (15), so tests cannot see each other's data.
+Redis database (TEST_REDIS_DB, default 15), so tests cannot see each other's data.
 """
 
 from __future__ import annotations
@@ -25,7 +25,9 @@ from shared.kafka import ensure_topics
 from shared.settings import Secret, Settings
 
 SERVICE_VARS = ("KAFKA_BOOTSTRAP_SERVERS", "REDIS_URL", "POSTGRES_DSN")
-TEST_REDIS_DB = 15
+# Redis has no schemas: tests use one database, flushed per test. Two suites running at once
+# against the same Redis (e.g. from two worktrees) must set different TEST_REDIS_DB values.
+TEST_REDIS_DB = int(os.environ.get("TEST_REDIS_DB", "15"))
 HOW_TO_START = (
     "the integration tests need Kafka, Redis and Postgres. Run `make test` (it starts the native"
     " stack), or start it with `make stack-up` and export KAFKA_BOOTSTRAP_SERVERS, REDIS_URL and"
