@@ -772,12 +772,14 @@ usage: $0 up|down|status
   up      install what is missing, start Kafka, Redis and Postgres (idempotent)
   down    stop what 'up' started (never touches reused external services)
   status  one line per service; exit 0 if all answer, 3 otherwise
+  kafka-libs  fetch the Kafka jars only and print their folder (used by kafka-cluster.sh)
 state: $STACK_DIR
 EOF
 }
 
 case ${1:-} in
     up) cmd_up ;;
+    kafka-libs) find_java || die "kafka: no Java 17+ found"; kafka_fetch_libs; echo "$KAFKA_LIBS" ;;
     down) cmd_down ;;
     status) cmd_status ;;
     -h|--help|help) usage ;;

@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import sys
 from collections.abc import Coroutine
+from pathlib import Path
 from typing import Any, TypeVar
 
 import click
 
 from services.cli.demo import run_demo
+from services.cli.loadgen import LoadgenError, Plan, require_loopback, run, write_record
 from shared import db
 from shared.counts import CountStore
 from shared.errors import ClicktrackError
@@ -111,6 +113,53 @@ def counts(settings: Settings, link_id: int) -> None:
         click.echo(f"redis:    total={rd[0]} unique={rd[1]} bots={rd[2]}")
 
     _run(go())
+
+
+@cli.command()
+@click.option(
+    "--url", "base_url", default=None, help="Redirector base URL (default SHORT_BASE_URL)."
+)
+@click.option("--code", "codes", multiple=True, required=True, help="Short code(s) to click.")
+@click.option("--clicks", default=1000, show_default=True, help="Clicks to send (the bound).")
+@click.option(
+    "--visitors", default=100, show_default=True, help="Distinct visitors to spread over."
+)
+@click.option("--rate", default=200.0, show_default=True, help="Clicks per second.")
+@click.option("--max-seconds", default=120.0, show_default=True, help="Stop after this long.")
+@click.option("--record", type=click.Path(dir_okay=False), help="Write every 302 as JSON lines.")
+@click.pass_obj
+def loadgen(
+    settings: Settings,
+    base_url: str | None,
+    codes: tuple[str, ...],
+    clicks: int,
+    visitors: int,
+    rate: float,
+    max_seconds: float,
+    record: str | None,
+) -> None:
+    """Send numbered clicks to a redirector on this machine and record every 302."""
+    plan = Plan(
+        base_url=(base_url or settings.short_base_url).rstrip("/"),
+        codes=list(codes),
+        clicks=clicks,
+        visitors=visitors,
+        rate=rate,
+        max_seconds=max_seconds,
+    )
+    try:
+        require_loopback(plan.base_url)
+    except LoadgenError as exc:
+        raise click.UsageError(str(exc)) from None
+    with click.progressbar(length=clicks, label="clicks") as bar:
+        outcome = asyncio.run(run(plan, bar.update))
+    if record:
+        write_record(outcome, Path(record))
+    click.echo(
+        f"{len(outcome.answered)} answered 302, {len(outcome.failed)} not, "
+        f"in {outcome.seconds:.1f} s"
+    )
+    sys.exit(0 if not outcome.failed else 1)
 
 
 @cli.command()
