@@ -5,7 +5,7 @@
 # Usage: deploy/kafka-cluster.sh up|down|status|stop-node N|kill-node N|start-node N|bootstrap
 #
 # Node N (1..3) is a combined broker+controller listening on 127.0.0.1:BASE+2(N-1) (broker) and
-# the next port (controller); BASE is KAFKA_CLUSTER_BASE_PORT (default 39092). Internal topics have
+# the next port (controller); BASE is KAFKA_CLUSTER_BASE_PORT (default 31092). Internal topics have
 # replication factor 3 and min.insync.replicas 2, so the cluster keeps accepting acks=all writes
 # with one node down. Data, logs and pids live in CLUSTER_DIR (default .stack/kafka-cluster).
 set -euo pipefail
@@ -13,7 +13,7 @@ set -euo pipefail
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)
 ROOT=$(cd "$SCRIPT_DIR/.." && pwd -P)
 CLUSTER_DIR=${CLUSTER_DIR:-$ROOT/.stack/kafka-cluster}
-BASE=${KAFKA_CLUSTER_BASE_PORT:-39092}
+BASE=${KAFKA_CLUSTER_BASE_PORT:-31092}   # below the ephemeral range (32768+): no outgoing socket takes it
 NODES=(1 2 3)
 TIMEOUT=${STACK_KAFKA_TIMEOUT:-120}
 
