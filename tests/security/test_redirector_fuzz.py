@@ -1,0 +1,187 @@
+"""The redirector fuzzed over raw HTTP: odd paths, invalid UTF-8, CRLF, huge headers.
+
+Whatever arrives, it answers 302 only to the registered destination, and never 5xx, never a
+header it did not mean to send, never a Location anywhere else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+
+import pytest
+from aiohttp import web
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
+
+from services.redirector.app import create_app
+from shared import db
+from shared.kafka import ensure_topics
+from shared.links import create_link, create_org
+from shared.settings import Settings
+
+pytestmark = pytest.mark.integration
+
+DESTINATION = "https://shop.example.in/fuzz?x=1"
+FUZZ = hsettings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+
+
+@dataclass(frozen=True)
+class Live:
+    port: int
+    code: str
+
+
+@pytest.fixture(scope="module")
+def live(service_addresses: dict[str, str]) -> Iterator[Live]:
+    """A real redirector on 127.0.0.1, served from a thread so that sync tests can fuzz it."""
+    tag = uuid.uuid4().hex[:10]
+    conf = replace(
+        Settings.from_env(service_addresses),
+        postgres_schema=f"t_{tag}",
+        clicks_topic=f"clicks.fuzz.{tag}",
+        dlq_topic=f"clicks.dlq.fuzz.{tag}",
+        topic_partitions=1,
+    )
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+
+    async def start() -> tuple[web.AppRunner, Live]:
+        async with db.pool(conf, max_size=1) as pool:
+            async with pool.acquire() as conn:
+                await db.migrate(conn, conf.postgres_schema)
+            org = await create_org(pool, "Fuzz", tracking=True)
+            link = await create_link(pool, org_id=org, destination=DESTINATION)
+        await ensure_topics(conf)
+        runner = web.AppRunner(create_app(conf), handle_signals=False)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = runner.addresses[0][1]
+        return runner, Live(port, link.codes[None])
+
+    async def stop(runner: web.AppRunner) -> None:
+        await runner.cleanup()
+        async with db.pool(conf, max_size=1) as pool:
+            await pool.execute(f'DROP SCHEMA "{conf.postgres_schema}" CASCADE')
+
+    runner, info = asyncio.run_coroutine_threadsafe(start(), loop).result(60)
+    try:
+        yield info
+    finally:
+        asyncio.run_coroutine_threadsafe(stop(runner), loop).result(60)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        loop.close()
+
+
+def exchange(port: int, request: bytes) -> tuple[int, dict[bytes, list[bytes]]]:
+    """Send raw bytes, return the status and the response headers (lower-cased names)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(request)
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    head = data.split(b"\r\n\r\n", 1)[0].split(b"\r\n")
+    assert head[0].startswith(b"HTTP/1."), head[0]  # aiohttp answers parse errors in HTTP/1.0
+    status = int(head[0].split(b" ")[1])
+    headers: dict[bytes, list[bytes]] = {}
+    for line in head[1:]:
+        name, _, value = line.partition(b":")
+        headers.setdefault(name.strip().lower(), []).append(value.strip())
+    return status, headers
+
+
+def assert_safe(status: int, headers: dict[bytes, list[bytes]]) -> None:
+    assert status < 500, status
+    if status == 302:
+        assert headers[b"location"] == [DESTINATION.encode()]
+    else:
+        assert b"location" not in headers
+    assert b"x-injected" not in headers
+    assert all(b"injected=1" not in v for v in headers.get(b"set-cookie", []))
+
+
+path_bytes = st.one_of(
+    st.binary(min_size=0, max_size=300),
+    st.text(min_size=0, max_size=200).map(lambda t: t.encode("utf-8", "surrogatepass")),
+    st.sampled_from(
+        [
+            b"//evil.example",
+            b"/\\evil.example",
+            b"/%2F%2Fevil.example",
+            b"/http://evil.example",
+            b"/javascript:alert(1)",
+            b"/%0d%0aLocation:%20https://evil.example",
+            b"/..%2f..%2fetc%2fpasswd",
+            b"/" + b"A" * 9000,
+        ]
+    ),
+)
+
+
+@FUZZ
+@given(raw=path_bytes)
+def test_any_path_is_answered_safely(live: Live, raw: bytes) -> None:
+    path = raw.replace(b"\r", b"").replace(b"\n", b"").replace(b" ", b"%20")
+    if not path.startswith(b"/"):
+        path = b"/" + path
+    status, headers = exchange(live.port, b"GET " + path + b" HTTP/1.1\r\nHost: t\r\n\r\n")
+    assert_safe(status, headers)
+
+
+header_value = st.one_of(
+    st.binary(min_size=0, max_size=2000).map(lambda b: b.replace(b"\n", b"").replace(b"\r", b"")),
+    st.sampled_from(
+        [
+            b"x\r\nX-Injected: 1",
+            b"x\r\nSet-Cookie: injected=1",
+            b"\xff\xfe\xfd",
+            b"A" * 20000,
+            b"A" * 200000,
+        ]
+    ),
+)
+
+
+@FUZZ
+@given(
+    name=st.sampled_from([b"User-Agent", b"Referer", b"Cookie", b"X-Forwarded-For", b"Accept"]),
+    value=header_value,
+)
+def test_any_header_is_answered_safely(live: Live, name: bytes, value: bytes) -> None:
+    request = (
+        f"GET /{live.code} HTTP/1.1\r\nHost: t\r\n".encode() + name + b": " + value + b"\r\n\r\n"
+    )
+    status, headers = exchange(live.port, request)
+    assert_safe(status, headers)
+
+
+@pytest.mark.parametrize(
+    "method", [b"POST", b"PUT", b"DELETE", b"PATCH", b"OPTIONS", b"TRACE", b"CONNECT"]
+)
+def test_only_get_and_head_are_served(live: Live, method: bytes) -> None:
+    status, headers = exchange(
+        live.port, method + f" /{live.code} HTTP/1.1\r\nHost: t\r\n\r\n".encode()
+    )
+    assert status in (400, 405), status
+    assert b"location" not in headers
+
+
+def test_a_request_body_is_refused_before_it_is_read(live: Live) -> None:
+    status, _ = exchange(
+        live.port,
+        f"POST /{live.code} HTTP/1.1\r\nHost: t\r\nContent-Length: 50000000\r\n\r\n".encode(),
+    )
+    assert status in (405, 413), status
