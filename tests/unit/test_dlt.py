@@ -95,7 +95,8 @@ def test_links_in_values_become_short_links_and_the_change_is_measured() -> None
     done = render(parsed, [long_url, "Sunday"], {long_url: short}, var_limit=30)
     assert done.text == f"Sale! Shop {short} before Sunday. T&C apply"
     assert done.original_text == f"Sale! Shop {long_url} before Sunday. T&C apply"
-    assert (done.sms.encoding, done.sms.length, done.sms.segments) == ("GSM-7", 54, 1)  # 11 + 18 + 8 + 6 + 11
+    # 11 + 18 + 8 + 6 + 11 characters
+    assert (done.sms.encoding, done.sms.length, done.sms.segments) == ("GSM-7", 54, 1)
     assert done.original.length == 72  # 11 + 36 + 8 + 6 + 11
     assert [(x.slot, x.url, x.replacement) for x in done.links] == [(0, long_url, short)]
 
