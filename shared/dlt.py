@@ -61,6 +61,8 @@ class SlotLink:
     """Index of the slot (0-based)."""
     url: str
     """The link as written in the value."""
+    target: str
+    """The link as a phone opens it (`http://` added when written without a scheme)."""
     replacement: str
     """The short link written in its place, or the link itself when it is left untouched."""
 
@@ -81,6 +83,11 @@ class Rendering:
     """The slot values after substitution."""
     links: tuple[SlotLink, ...]
     """Every link found in the values, in order."""
+
+
+def short_link_length(short_domain: str, code_length: int) -> int:
+    """Characters of a short link as written in a message: `<short domain>/<code>`."""
+    return len(short_domain) + 1 + code_length
 
 
 def parse_template(template: str) -> Template:
@@ -138,7 +145,7 @@ def render(
             replacement = link.text if short_links is None else short_links[link.url]
             pieces += (value[last : link.start], replacement)
             last = link.end
-            links.append(SlotLink(slot, link.text, replacement))
+            links.append(SlotLink(slot, link.text, link.url, replacement))
         pieces.append(value[last:])
         final = "".join(pieces)
         if len(final) > var_limit:
