@@ -29,7 +29,30 @@ from shared.minting import mint
 from shared.settings import Settings
 
 
+class Cpu:
+    """CPU seconds spent since creation by this process and by one local Postgres backend (None
+    when its /proc entry cannot be read): on a shared machine, what the work itself cost."""
+
+    def __init__(self, backend_pid: int) -> None:
+        self._stat = f"/proc/{backend_pid}/stat"
+        self._start = (time.process_time(), self._backend())
+
+    def _backend(self) -> float | None:
+        try:
+            with open(self._stat) as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            return None
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def seconds(self) -> tuple[float, float | None]:
+        client = time.process_time() - self._start[0]
+        now, then = self._backend(), self._start[1]
+        return client, None if now is None or then is None else round(now - then, 2)
+
+
 async def run(codes: int, baseline_codes: int) -> dict[str, object]:
+    load_before = round(os.getloadavg()[0], 2)
     settings = replace(Settings.from_env(), postgres_schema=f"bench_mint_{os.getpid()}")
     async with db.pool(settings, max_size=2) as pool:
         async with pool.acquire() as conn:
@@ -47,10 +70,12 @@ async def run(codes: int, baseline_codes: int) -> dict[str, object]:
             recipients = [f"+91{i:010d}" for i in range(codes)]
             random.Random(7).shuffle(recipients)
 
-            started = time.perf_counter()
             async with pool.acquire() as conn:
+                backend = Cpu(await conn.fetchval("SELECT pg_backend_pid()"))
+                started = time.perf_counter()
                 minted = await mint(conn, ours_link.link_id, recipients)
-            seconds = time.perf_counter() - started
+                seconds = time.perf_counter() - started
+                cpu = backend.seconds()
             assert minted.minted == codes, minted.minted
             stored = await pool.fetchval(
                 "SELECT count(*) FROM codes WHERE link_id = $1", ours_link.link_id
@@ -63,7 +88,7 @@ async def run(codes: int, baseline_codes: int) -> dict[str, object]:
                 again = await mint(conn, ours_link.link_id, recipients)
             reuse_seconds = time.perf_counter() - started
             assert (again.minted, again.reused) == (0, codes)
-            assert again.codes == minted.codes
+            assert again.codes == minted.codes and again.recipients == minted.recipients
 
             started = time.perf_counter()
             async with pool.acquire() as conn, conn.transaction():
@@ -79,6 +104,7 @@ async def run(codes: int, baseline_codes: int) -> dict[str, object]:
         finally:
             await pool.execute(f'DROP SCHEMA "{settings.postgres_schema}" CASCADE')
     ours_rate = codes / seconds
+    client_cpu, server_cpu = cpu
     base_rate = baseline_codes / base_seconds
     return {
         "bench": "mint",
@@ -86,6 +112,7 @@ async def run(codes: int, baseline_codes: int) -> dict[str, object]:
         "seconds": round(seconds, 3),
         "codes_per_s": round(ours_rate),
         "target_seconds_per_million": 5.0,
+        "cpu_seconds": {"client": round(client_cpu, 2), "postgres": server_cpu},
         "resend_reuse_seconds": round(reuse_seconds, 3),
         "baseline": {
             "method": "one INSERT per code (walking skeleton)",
@@ -96,7 +123,8 @@ async def run(codes: int, baseline_codes: int) -> dict[str, object]:
         "speedup": round(ours_rate / base_rate, 1),
         "machine": {
             "cpus": os.cpu_count(),
-            "load_1m": round(os.getloadavg()[0], 2),
+            "load_1m_before": load_before,
+            "load_1m_after": round(os.getloadavg()[0], 2),
             "python": platform.python_version(),
             "postgres": "local, shared with the other services",
         },

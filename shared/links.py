@@ -104,7 +104,7 @@ async def create_link(
         )
         wanted: list[str | None] = list(recipients) if recipients else [None]
         minted = await mint(conn, link_id, wanted, length=code_length)
-    return CreatedLink(link_id, org_id, campaign_id, destination, minted.codes)
+    return CreatedLink(link_id, org_id, campaign_id, destination, minted.by_recipient())
 
 
 async def add_link(

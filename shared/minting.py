@@ -34,12 +34,18 @@ Recipient = str | None
 class Minted:
     """Codes of a link for some recipients."""
 
-    codes: dict[Recipient, str]
-    """Recipient -> code, recipients in code-point order, the shared code (None) last."""
+    recipients: list[Recipient]
+    """Each recipient once, in code-point order, the shared code (None) last."""
+    codes: list[str]
+    """The code of each recipient, in the same order."""
     minted: int
     """Codes created by this call."""
     reused: int
     """Recipients that already had a code on this link."""
+
+    def by_recipient(self) -> dict[Recipient, str]:
+        """Recipient -> code."""
+        return dict(zip(self.recipients, self.codes, strict=True))
 
 
 def check_recipient(recipient: object, index: int = 0) -> Recipient:
@@ -108,28 +114,38 @@ async def _mint(
     # a B-tree cost Postgres about three times the CPU). The pairing reveals nothing useful:
     # codes stay uniformly random, and finding the code next to a known one takes as many
     # guesses as finding any live code (code space / live codes).
+    if not todo:
+        return Minted(recipients=[], codes=[], minted=0, reused=0)
     candidates = _candidates(generate, len(todo), length)
-    if await _copy(conn, _rows(candidates, link_id, todo)):
-        return Minted(codes=dict(zip(todo, candidates, strict=True)), minted=len(todo), reused=0)
+    # A resend asks again for recipients that have codes: one probe spares it a doomed COPY.
+    if not await _has_code(conn, link_id, todo[0]) and await _copy(
+        conn, _rows(candidates, link_id, todo)
+    ):
+        return Minted(recipients=todo, codes=candidates, minted=len(todo), reused=0)
     # Careful path: duplicates in the request, codes already there, or a code collision.
     order = todo = list(dict.fromkeys(todo))
     if len(todo) != len(candidates):  # else the refused candidates, never stored, serve again
         candidates = _candidates(generate, len(todo), length)
-    fresh: dict[Recipient, str] = {}
-    existing: dict[Recipient, str] = {}
+    found: dict[Recipient, str] = {}
+    minted = 0
     for _ in range(_TRIES):
-        fresh.update(await _insert_skipping_conflicts(conn, _rows(candidates, link_id, todo)))
-        rest = [r for r in todo if r not in fresh]
-        existing.update(await _existing(conn, link_id, rest))
-        todo = [r for r in rest if r not in existing]
-        if not todo:
+        staged = dict(zip(todo, candidates, strict=True))
+        inserted, existing, unplaced = await _insert_skipping_conflicts(
+            conn, link_id, _rows(candidates, link_id, todo), staged.get(None, "")
+        )
+        minted += inserted
+        staged.update(existing)
+        for recipient in unplaced:
+            del staged[recipient]
+        found.update(staged)
+        if not unplaced:
             break
+        todo = sorted(r for r in unplaced if r is not None) + [None] * (None in unplaced)
         candidates = _candidates(generate, len(todo), length)
     else:
         raise DependencyError(f"{_TRIES} rounds of code collisions: the code space is exhausted")
-    found = {**existing, **fresh}
-    codes = {r: found[r] for r in order}
-    return Minted(codes=codes, minted=len(fresh), reused=len(order) - len(fresh))
+    codes = list(map(found.__getitem__, order))
+    return Minted(recipients=order, codes=codes, minted=minted, reused=len(order) - minted)
 
 
 def _candidates(generate: Callable[[int, int], list[str]], count: int, length: int) -> list[str]:
@@ -147,6 +163,15 @@ def _rows(codes: list[str], link_id: int, recipients: list[Recipient]) -> Iterat
     return zip(codes, repeat(link_id), recipients)
 
 
+async def _has_code(conn: asyncpg.Connection, link_id: int, recipient: Recipient) -> bool:
+    query = "SELECT EXISTS (SELECT 1 FROM codes WHERE link_id = $1 AND recipient_id {})"
+    if recipient is None:
+        found: bool = await conn.fetchval(query.format("IS NULL"), link_id)
+    else:
+        found = await conn.fetchval(query.format("= $2"), link_id, recipient)
+    return found
+
+
 async def _copy(conn: asyncpg.Connection, rows: Iterable[Row]) -> bool:
     """COPY the rows into `codes` in a savepoint; False if a unique index refused one."""
     try:
@@ -157,39 +182,48 @@ async def _copy(conn: asyncpg.Connection, rows: Iterable[Row]) -> bool:
     return True
 
 
-async def _existing(
-    conn: asyncpg.Connection, link_id: int, recipients: list[Recipient]
-) -> dict[Recipient, str]:
-    named = [r for r in recipients if r is not None]
-    found: dict[Recipient, str] = {}
-    if named:
-        rows = await conn.fetch(
-            "SELECT recipient_id, code FROM codes WHERE link_id = $1 AND recipient_id = ANY($2)",
-            link_id,
-            named,
-        )
-        found.update((r["recipient_id"], r["code"]) for r in rows)
-    if None in recipients:
-        shared = await conn.fetchval(
-            "SELECT code FROM codes WHERE link_id = $1 AND recipient_id IS NULL", link_id
-        )
-        if shared is not None:
-            found[None] = shared
-    return found
-
-
 async def _insert_skipping_conflicts(
-    conn: asyncpg.Connection, rows: Iterable[Row]
-) -> dict[Recipient, str]:
+    conn: asyncpg.Connection, link_id: int, rows: Iterable[Row], shared_candidate: str
+) -> tuple[int, dict[Recipient, str], set[Recipient]]:
+    """Stage the rows and insert those of recipients without a code, skipping conflicts.
+
+    Returns how many rows went in; the code of each staged recipient that had one already (from
+    before, or from a concurrent request that committed meanwhile); and the staged recipients
+    left without a code (their candidate collided): those need new candidates.
+    `shared_candidate` is the staged code of the shared (None) recipient, "" if none is staged.
+    """
     await conn.execute(
         "CREATE TEMP TABLE IF NOT EXISTS mint_stage"
         " (code text, link_id bigint, recipient_id text) ON COMMIT DROP"
     )
     await conn.execute("TRUNCATE mint_stage")
     await conn.copy_records_to_table("mint_stage", records=rows, columns=_COLUMNS)
-    inserted = await conn.fetch(
+    await conn.execute("ANALYZE mint_stage")  # a million rows deserve a hash join
+    # The anti-join spares the unique indexes a conflicting probe per known recipient.
+    status = await conn.execute(
         "INSERT INTO codes (code, link_id, recipient_id)"
-        " SELECT code, link_id, recipient_id FROM mint_stage"
-        " ON CONFLICT DO NOTHING RETURNING recipient_id, code"
+        " SELECT s.code, s.link_id, s.recipient_id FROM mint_stage s WHERE NOT EXISTS"
+        " (SELECT 1 FROM codes c WHERE c.link_id = s.link_id AND c.recipient_id = s.recipient_id)"
+        " ON CONFLICT DO NOTHING"
     )
-    return {r["recipient_id"]: r["code"] for r in inserted}
+    # One pass: a recipient whose stored code is not the staged one had it before; one with no
+    # code lost its candidate to a collision. Arrays come back far faster than a million rows.
+    known, codes, lost = await conn.fetchrow(
+        "SELECT coalesce(array_agg(s.recipient_id) FILTER (WHERE c.code <> s.code), '{}'),"
+        " coalesce(array_agg(c.code) FILTER (WHERE c.code <> s.code), '{}'),"
+        " coalesce(array_agg(s.recipient_id) FILTER (WHERE c.code IS NULL), '{}')"
+        " FROM mint_stage s LEFT JOIN codes c"
+        " ON c.link_id = s.link_id AND c.recipient_id = s.recipient_id"
+        " WHERE s.recipient_id IS NOT NULL"
+    )
+    existing: dict[Recipient, str] = dict(zip(known, codes, strict=True))
+    unplaced: set[Recipient] = set(lost)
+    if shared_candidate:
+        code = await conn.fetchval(
+            "SELECT code FROM codes WHERE link_id = $1 AND recipient_id IS NULL", link_id
+        )
+        if code is None:
+            unplaced.add(None)
+        elif code != shared_candidate:
+            existing[None] = code
+    return int(status.rsplit(" ", 1)[1]), existing, unplaced

@@ -78,7 +78,7 @@ async def add_recipients(request: web.Request) -> web.Response:
             "reused": minted.reused,
             "codes": [
                 {"recipient": r, "code": code, "short_url": prefix + code}
-                for r, code in minted.codes.items()
+                for r, code in zip(minted.recipients, minted.codes, strict=True)
             ],
         },
         dumps=dumps,

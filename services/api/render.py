@@ -80,7 +80,7 @@ async def render_message(request: web.Request) -> web.Response:
                 raise InvalidLinkError(f"{url!r}: {exc}", url=url) from None
             minted = await mint(conn, link.id, [recipient], length=settings.code_length)
             request.app[METRICS].codes_minted.inc(minted.minted)
-            code = minted.codes[recipient]
+            (code,) = minted.codes
             shorts[url] = f"{settings.short_domain}/{code}"
             details.append({"url": url, "link_id": link.id, "code": code})
     done = dlt.render(template, values, shorts, var_limit=var_limit)

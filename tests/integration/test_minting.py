@@ -15,7 +15,7 @@ from aiohttp.test_utils import TestServer
 from services.redirector.app import create_app as create_redirector
 from shared.codes import mint_codes
 from shared.links import create_campaign, create_link, create_org
-from shared.minting import mint
+from shared.minting import Minted, mint
 from shared.settings import Settings
 
 pytestmark = pytest.mark.integration
@@ -42,13 +42,13 @@ async def test_a_collision_with_a_stored_code_is_minted_again(
         got = await mint(conn, link_id, ["a", "b", "c"], generate=lambda n, length: next(rounds))
     # COPY aborted on the taken code; the careful path kept one fresh code and minted again for
     # the two recipients paired with the taken one
-    assert list(got.codes) == ["a", "b", "c"]
-    assert sorted(got.codes.values()) == ["AAAAAAAAAA", "BBBBBBBBBB", "CCCCCCCCCC"]
+    assert list(got.by_recipient()) == ["a", "b", "c"]
+    assert sorted(got.by_recipient().values()) == ["AAAAAAAAAA", "BBBBBBBBBB", "CCCCCCCCCC"]
     assert (got.minted, got.reused) == (3, 0)
     rows = await pool.fetch(
         "SELECT recipient_id, code FROM codes WHERE link_id = $1 ORDER BY recipient_id", link_id
     )
-    assert {r["recipient_id"]: r["code"] for r in rows} == {"seed": taken, **got.codes}
+    assert {r["recipient_id"]: r["code"] for r in rows} == {"seed": taken, **got.by_recipient()}
 
 
 async def test_a_collision_inside_one_batch_is_minted_again(
@@ -57,7 +57,7 @@ async def test_a_collision_inside_one_batch_is_minted_again(
     rounds = iter([["CCCCCCCCCC", "CCCCCCCCCC"], ["DDDDDDDDDD"]])
     async with pool.acquire() as conn:
         got = await mint(conn, link_id, ["x", "y"], generate=lambda n, length: next(rounds))
-    assert got.codes == {"x": "CCCCCCCCCC", "y": "DDDDDDDDDD"}
+    assert got.by_recipient() == {"x": "CCCCCCCCCC", "y": "DDDDDDDDDD"}
 
 
 async def test_concurrent_mints_agree_on_one_code_per_recipient(
@@ -67,7 +67,7 @@ async def test_concurrent_mints_agree_on_one_code_per_recipient(
 
     async def one(recipients: list[str]) -> dict[str | None, str]:
         async with pool.acquire() as conn:
-            return (await mint(conn, link_id, recipients)).codes
+            return (await mint(conn, link_id, recipients)).by_recipient()
 
     results = await asyncio.gather(*(one(b) for b in batches))
     stored = {
@@ -89,7 +89,11 @@ async def test_minting_is_idempotent_and_the_shared_code_is_one(
         again = await mint(conn, link_id, ["n1", None])
     assert (first.minted, first.reused) == (2, 1)
     assert (again.minted, again.reused) == (0, 2)
-    assert again.codes == {"n1": first.codes["n1"], None: first.codes[None]}
+    before = first.by_recipient()
+    assert again.by_recipient() == {"n1": before["n1"], None: before[None]}
+    assert first.recipients == ["n1", "seed", None]  # code-point order, the shared code last
+    async with pool.acquire() as conn:
+        assert await mint(conn, link_id, []) == Minted([], [], 0, 0)
 
 
 def test_bulk_codes_are_uniform_base62() -> None:
@@ -119,6 +123,6 @@ async def test_bulk_minted_codes_resolve_in_the_redirector(
     async with pool.acquire() as conn:
         got = await mint(conn, link_id, [f"p{i}" for i in range(50)])
     async with aiohttp.ClientSession() as http:
-        for code in list(got.codes.values())[:5]:
+        for code in list(got.by_recipient().values())[:5]:
             async with http.get(f"{redirector}/{code}", allow_redirects=False) as resp:
                 assert (resp.status, resp.headers["Location"]) == (302, DESTINATION)
