@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import time
 from collections.abc import AsyncIterator
 
 from aiohttp import web
@@ -16,6 +18,8 @@ from shared import db
 from shared.dlt import short_link_length
 from shared.errors import SettingsError
 from shared.settings import Settings
+
+log = logging.getLogger(__name__)
 
 MAX_BODY = 16 * 1024 * 1024
 """Largest request body, bytes: room for 100,000 recipient ids."""
@@ -53,10 +57,12 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
 
 @web.middleware
 async def count_requests(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Count every answered request by method, route template and status."""
+    """Count and log every answered request by method, route template and status (never its
+    headers: they carry credentials)."""
     resource = request.match_info.route.resource
     route = resource.canonical if resource is not None else "unmatched"
     status = 500
+    started = time.perf_counter()
     try:
         response = await handler(request)
         status = response.status
@@ -66,6 +72,15 @@ async def count_requests(request: web.Request, handler: Handler) -> web.StreamRe
         raise
     finally:
         request.app[METRICS].requests.labels(request.method, route, str(status)).inc()
+        log.info(
+            "request",
+            extra={
+                "method": request.method,
+                "route": route,
+                "status": status,
+                "ms": round((time.perf_counter() - started) * 1000, 1),
+            },
+        )
 
 
 async def healthz(request: web.Request) -> web.Response:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import asdict
 
 from aiohttp import web
@@ -12,6 +13,8 @@ from services.api.context import POOL
 from services.api.errors import dumps
 from shared import apikeys, orgs
 from shared.errors import NotFoundError
+
+log = logging.getLogger(__name__)
 
 
 def add_routes(router: web.UrlDispatcher) -> None:
@@ -31,6 +34,7 @@ async def create_org(request: web.Request) -> web.Response:
     body = await json_object(request, frozenset({"name"}))
     pool = request.app[POOL]
     org = await orgs.get_org(pool, await orgs.create_org(pool, str(text_field(body, "name"))))
+    log.info("organisation created", extra={"org_id": org.id})
     return web.json_response(org, status=201, dumps=dumps)
 
 
@@ -57,6 +61,7 @@ async def set_link_tracking(request: web.Request) -> web.Response:
     body = await json_object(request, frozenset({"enabled"}))
     enabled = bool_field(body, "enabled")
     org = await orgs.set_link_tracking(request.app[POOL], path_id(request, "org_id"), enabled)
+    log.info("link tracking switched", extra={"org_id": org.id, "enabled": enabled})
     return web.json_response(org, dumps=dumps)
 
 
@@ -79,6 +84,7 @@ async def create_key(request: web.Request) -> web.Response:
 async def _new_key(request: web.Request, org_id: int, body: dict[str, object]) -> web.Response:
     name = text_field(body, "name", required=False) or "api key"
     record, key = await apikeys.create_api_key(request.app[POOL], org_id, name)
+    log.info("API key created", extra={"org_id": org_id, "key_id": record.id})
     return web.json_response(
         {**asdict(record), "key": key},
         status=201,
@@ -98,4 +104,5 @@ async def revoke_key(request: web.Request) -> web.Response:
     """An API key: revoke one of its organisation's keys (itself included)."""
     org_id = await require_org(request)
     record = await apikeys.revoke_api_key(request.app[POOL], org_id, path_id(request, "key_id"))
+    log.info("API key revoked", extra={"org_id": org_id, "key_id": record.id})
     return web.json_response(asdict(record), dumps=dumps)

@@ -4,6 +4,7 @@ rendering, isolation between organisations. Every answer is checked against the 
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
 from collections.abc import AsyncIterator
 from dataclasses import replace
@@ -319,7 +320,10 @@ async def test_an_organisation_cannot_see_another_organisations_data(api: ApiCli
     assert mine_view == link
 
 
-async def test_credentials(api: ApiClient, pool: asyncpg.Pool, api_settings: Settings) -> None:
+async def test_credentials(
+    api: ApiClient, pool: asyncpg.Pool, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
     org_id, key = await api.new_org("Acme")
     assert re.fullmatch(r"ctk_[0-9A-Za-z]{40}", key)
     row = await pool.fetchrow("SELECT key_hash, prefix FROM api_keys WHERE org_id = $1", org_id)
@@ -343,6 +347,12 @@ async def test_credentials(api: ApiClient, pool: asyncpg.Pool, api_settings: Set
     assert revoked["revoked_at"] is not None
     await api.call("GET", "/v1/campaigns", auth=key, expect=401)
     await api.call("GET", "/v1/campaigns", auth=second["key"])
+    # the API logged every request and operator action, and never a credential
+    logged = [str(vars(r)) for r in caplog.records if r.name.startswith("services.api")]
+    assert sum("'msg': 'request'" in line for line in logged) == 13
+    assert sum("API key created" in line for line in logged) == 2
+    for secret in (key, second["key"], OPERATOR_TOKEN):
+        assert not any(secret in line for line in logged)
 
 
 async def test_the_operator_api_is_off_without_a_token(
