@@ -117,8 +117,9 @@ async def add_link(
 ) -> tuple[Link, bool]:
     """A link to `destination` in the campaign, and whether it was created now.
 
-    A resend first looks for the destination among the links of the campaigns it resends and
-    returns that link (so recipients keep their codes); otherwise a new link is created.
+    A resend first looks for the destination among the live (enabled, unexpired) links of the
+    campaigns it resends and returns that link (so recipients keep their codes); otherwise a new
+    link is created.
     """
     destination = normalise_destination(destination)
     fallback = check_expiry(expires_at, fallback_url)
@@ -162,7 +163,7 @@ async def _find(conn: asyncpg.Connection, campaign_ids: list[int], destination: 
     row = await conn.fetchrow(
         f"SELECT {_COLUMNS} FROM links"
         " WHERE campaign_id = ANY($1::bigint[]) AND md5(destination) = md5($2)"
-        " AND destination = $2 AND NOT disabled"
+        " AND destination = $2 AND NOT disabled AND (expires_at IS NULL OR expires_at > now())"
         " ORDER BY array_position($1::bigint[], campaign_id), id LIMIT 1",
         campaign_ids,
         destination,

@@ -258,6 +258,21 @@ async def test_a_resend_reuses_each_recipients_code_and_a_recurrence_does_not(
     assert (reused["id"], reused["campaign_id"]) == (original[0], first)
 
 
+async def test_rendering_never_hands_out_a_disabled_or_expired_link(
+    api: ApiClient, pool: asyncpg.Pool
+) -> None:
+    _, key = await api.new_org("Acme", tracking=True)
+    cid = await campaign(api, key)
+    body = {"template": "Use {#var#}", "values": [LONG_URL], "campaign_id": cid, "recipient": "r1"}
+    first = (await render(api, key, **body))["links"][0]  # type: ignore[index]
+    await pool.execute("UPDATE links SET expires_at = now() - interval '1 s'")
+    second = (await render(api, key, **body))["links"][0]  # type: ignore[index]
+    await pool.execute("UPDATE links SET disabled = true WHERE id = $1", second["link_id"])
+    third = (await render(api, key, **body))["links"][0]  # type: ignore[index]
+    assert len({first["link_id"], second["link_id"], third["link_id"]}) == 3
+    assert len({first["code"], second["code"], third["code"]}) == 3
+
+
 async def test_parents_are_checked(api: ApiClient) -> None:
     _, key = await api.new_org("Acme")
     _, other_key = await api.new_org("Other")

@@ -51,6 +51,21 @@ async def test_a_collision_with_a_stored_code_is_minted_again(
     assert {r["recipient_id"]: r["code"] for r in rows} == {"seed": taken, **got.by_recipient()}
 
 
+async def test_a_failed_mint_leaves_nothing_behind(pool: asyncpg.Pool, link_id: int) -> None:
+    taken = await pool.fetchval("SELECT code FROM codes WHERE link_id = $1", link_id)
+
+    def generate(count: int, length: int) -> list[str]:
+        if count == 3:  # the first round: one fresh code goes in, two collide
+            return [taken, "EEEEEEEEEE", taken]
+        raise RuntimeError("entropy ran out")
+
+    async with pool.acquire() as conn:
+        with pytest.raises(RuntimeError, match="entropy ran out"):
+            await mint(conn, link_id, ["a", "b", "c"], generate=generate)
+    # the code inserted before the failure was rolled back with the rest
+    assert await pool.fetchval("SELECT count(*) FROM codes WHERE link_id = $1", link_id) == 1
+
+
 async def test_a_collision_inside_one_batch_is_minted_again(
     pool: asyncpg.Pool, link_id: int
 ) -> None:
