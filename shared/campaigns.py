@@ -14,9 +14,9 @@ from datetime import datetime
 
 import asyncpg
 
-from shared.errors import InvalidInputError, NotFoundError
+from shared.errors import InvalidInputError
 from shared.events import CAMPAIGN_KINDS
-from shared.orgs import clean_name
+from shared.orgs import clean_name, owned_row
 
 PARENT_KINDS = frozenset({"resend", "recurring"})
 """Kinds that may name a parent campaign."""
@@ -90,11 +90,7 @@ async def get_campaign(
     conn: asyncpg.Connection | asyncpg.Pool, org_id: int, campaign_id: int
 ) -> Campaign:
     """The organisation's campaign, or `NotFoundError` (also for another org's campaign)."""
-    row = await conn.fetchrow(
-        f"SELECT {_COLUMNS} FROM campaigns WHERE id = $1 AND org_id = $2", campaign_id, org_id
-    )
-    if row is None:
-        raise NotFoundError(f"campaign {campaign_id} does not exist")
+    row = await owned_row(conn, "campaigns", _COLUMNS, campaign_id, org_id, "campaign")
     return Campaign(**dict(row))
 
 

@@ -10,9 +10,9 @@ import asyncpg
 
 from shared.campaigns import Campaign, create_campaign, link_lineage
 from shared.codes import CODE_LENGTH
-from shared.errors import InvalidLinkError, NotFoundError
+from shared.errors import InvalidLinkError
 from shared.minting import mint
-from shared.orgs import create_org
+from shared.orgs import create_org, owned_row
 from shared.urls import normalise_destination
 
 __all__ = [
@@ -26,7 +26,6 @@ __all__ = [
     "get_link",
     "link_for_destination",
     "list_links",
-    "set_link_disabled",
     "validate_destination",
 ]
 
@@ -173,12 +172,7 @@ async def _find(conn: asyncpg.Connection, campaign_ids: list[int], destination: 
 
 async def get_link(conn: asyncpg.Connection | asyncpg.Pool, org_id: int, link_id: int) -> Link:
     """The organisation's link, or `NotFoundError` (also for another org's link)."""
-    row = await conn.fetchrow(
-        f"SELECT {_COLUMNS} FROM links WHERE id = $1 AND org_id = $2", link_id, org_id
-    )
-    if row is None:
-        raise NotFoundError(f"link {link_id} does not exist")
-    return Link(**dict(row))
+    return Link(**dict(await owned_row(conn, "links", _COLUMNS, link_id, org_id, "link")))
 
 
 async def list_links(
@@ -199,18 +193,3 @@ async def list_links(
         limit,
     )
     return [Link(**dict(r)) for r in rows]
-
-
-async def set_link_disabled(
-    conn: asyncpg.Connection | asyncpg.Pool, org_id: int, link_id: int, disabled: bool
-) -> Link:
-    """Disable (or enable again) one of the organisation's links."""
-    row = await conn.fetchrow(
-        f"UPDATE links SET disabled = $3 WHERE id = $1 AND org_id = $2 RETURNING {_COLUMNS}",
-        link_id,
-        org_id,
-        disabled,
-    )
-    if row is None:
-        raise NotFoundError(f"link {link_id} does not exist")
-    return Link(**dict(row))

@@ -40,6 +40,24 @@ def clean_name(name: object, what: str = "name") -> str:
     return name
 
 
+async def owned_row(
+    conn: asyncpg.Connection | asyncpg.Pool,
+    table: str,
+    columns: str,
+    row_id: int,
+    org_id: int,
+    noun: str,
+) -> asyncpg.Record:
+    """Row `row_id` of `table` if organisation `org_id` owns it. Another organisation's row is
+    reported exactly like a missing one (`NotFoundError`), so ids reveal nothing across orgs."""
+    row = await conn.fetchrow(
+        f"SELECT {columns} FROM {table} WHERE id = $1 AND org_id = $2", row_id, org_id
+    )
+    if row is None:
+        raise NotFoundError(f"{noun} {row_id} does not exist")
+    return row
+
+
 async def create_org(
     conn: asyncpg.Connection | asyncpg.Pool, name: str, *, tracking: bool = False
 ) -> int:
