@@ -66,10 +66,12 @@ def find_urls(text: str) -> list[FoundUrl]:
     found: list[FoundUrl] = []
     for match in _URL.finditer(text):
         chunk = match.group()
-        while chunk and (
-            chunk[-1] in _TRAILING or (chunk[-1] == ")" and chunk.count("(") < chunk.count(")"))
-        ):
-            chunk = chunk[:-1]
+        end = len(chunk)
+        opened, closed = chunk.count("("), chunk.count(")")
+        while end and (chunk[end - 1] in _TRAILING or (chunk[end - 1] == ")" and opened < closed)):
+            closed -= chunk[end - 1] == ")"
+            end -= 1
+        chunk = chunk[:end]
         if chunk.lower() in ("http://", "https://", "www."):
             continue
         found.append(FoundUrl(match.start(), match.start() + len(chunk), chunk))

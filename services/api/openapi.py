@@ -59,6 +59,20 @@ _KEY: dict[str, Schema] = {
     "revoked_at": _TIME_OR_NULL,
 }
 
+_ORIGINAL = _closed(list(_MEASURE), **_MEASURE)
+_CHANGE = _closed(
+    ["characters", "units", "segments"],
+    characters={"type": "integer"},
+    units={"type": "integer", "description": "Each text counted in its own encoding's units."},
+    segments={"type": "integer"},
+)
+_TRACKING = _closed(["enabled", "detail"], enabled={"type": "boolean"}, detail={"type": "string"})
+_MESSAGE = _closed(
+    ["values"],
+    recipient={"type": ["string", "null"], "description": "Whose codes the links carry."},
+    values={"type": "array", "items": {"type": "string"}, "maxItems": 100},
+)
+
 SCHEMAS: dict[str, Schema] = {
     "Error": _obj(
         ["error", "detail"],
@@ -161,19 +175,44 @@ SCHEMAS: dict[str, Schema] = {
         recipient={"type": ["string", "null"], "description": "Whose code the links carry."},
         var_limit={**_ID, "description": "Characters per slot value; default DLT_VAR_LIMIT."},
     ),
+    "RenderBatchRequest": _closed(
+        ["template", "messages"],
+        template={"type": "string", "description": "DLT template with {#var#} slots."},
+        messages={"type": "array", "items": _MESSAGE, "maxItems": 10_000},
+        campaign_id={**_ID, "description": "Required when values hold links to track."},
+        var_limit={**_ID, "description": "Characters per slot value; default DLT_VAR_LIMIT."},
+    ),
+    "RenderedMessage": _closed(
+        ["recipient", *_MEASURE, "original", "length_change"],
+        recipient={"type": ["string", "null"]},
+        **_MEASURE,
+        original=_ORIGINAL,
+        length_change=_CHANGE,
+    ),
+    "RenderBatch": _closed(
+        ["tracking", "var_limit", "totals", "messages"],
+        tracking=_TRACKING,
+        var_limit={"type": "integer"},
+        totals=_closed(
+            ["messages", "rendered", "refused", "segments", "original_segments"],
+            messages={"type": "integer"},
+            rendered={"type": "integer"},
+            refused={"type": "integer", "description": "Messages answered with an error."},
+            segments={"type": "integer", "description": "SMS parts of all rendered messages."},
+            original_segments={"type": "integer"},
+        ),
+        messages={
+            "type": "array",
+            "description": "One per message, in order: its rendering, or its error.",
+            "items": {"oneOf": [ref("RenderedMessage"), ref("Error")]},
+        },
+    ),
     "Rendering": _closed(
         [*_MEASURE, "original", "length_change", "tracking", "var_limit", "values", "links"],
         **_MEASURE,
-        original=_closed(list(_MEASURE), **_MEASURE),
-        length_change=_closed(
-            ["characters", "units", "segments"],
-            characters={"type": "integer"},
-            units={"type": "integer"},
-            segments={"type": "integer"},
-        ),
-        tracking=_closed(
-            ["enabled", "detail"], enabled={"type": "boolean"}, detail={"type": "string"}
-        ),
+        original=_ORIGINAL,
+        length_change=_CHANGE,
+        tracking=_TRACKING,
         var_limit={"type": "integer"},
         values={"type": "array", "items": {"type": "string"}},
         links={
@@ -396,6 +435,14 @@ def document() -> Schema:
                     auth=KEY,
                     ok=(200, "Rendering"),
                     body="RenderRequest",
+                )
+            },
+            "/v1/render/batch": {
+                "post": _op(
+                    "Render a template for up to 10,000 recipients, minting codes in bulk",
+                    auth=KEY,
+                    ok=(200, "RenderBatch"),
+                    body="RenderBatchRequest",
                 )
             },
         },

@@ -10,6 +10,7 @@ import jsonschema
 from services.api.openapi import document
 
 OPERATOR_TOKEN = "operator-test-token-" + "k" * 32
+SHORT_DOMAIN = "s.ex.in"  # 7 + 1 + 10 = 18-character short links
 
 
 class ApiClient:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
-from collections.abc import AsyncIterator
 from dataclasses import replace
 
 import aiohttp
@@ -15,28 +14,13 @@ import pytest
 from aiohttp.test_utils import TestServer
 
 from services.api.app import create_app
-from shared.settings import Secret, Settings
-from tests.integration.api_client import OPERATOR_TOKEN, ApiClient
+from shared.settings import Settings
+from tests.integration.api_client import OPERATOR_TOKEN, SHORT_DOMAIN, ApiClient
 
 pytestmark = pytest.mark.integration
 
-SHORT_DOMAIN = "s.ex.in"  # 7 + 1 + 10 = 18-character short links
 LONG_URL = "https://shop.example.in/diwali/offers?utm_source=sms"  # 52 characters
 TEMPLATE = "Dear {#var#}, your Diwali offer: {#var#} Valid till Sunday. -ACME"
-
-
-@pytest.fixture
-def api_settings(settings: Settings) -> Settings:
-    return replace(settings, operator_token=Secret(OPERATOR_TOKEN), short_domain=SHORT_DOMAIN)
-
-
-@pytest.fixture
-async def api(api_settings: Settings, pool: asyncpg.Pool) -> AsyncIterator[ApiClient]:
-    server = TestServer(create_app(api_settings), host="127.0.0.1")
-    await server.start_server()
-    async with aiohttp.ClientSession(base_url=str(server.make_url(""))) as http:
-        yield ApiClient(http)
-    await server.close()
 
 
 async def campaign(api: ApiClient, key: str, kind: str = "one_time", **extra: object) -> int:

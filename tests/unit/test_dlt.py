@@ -130,6 +130,21 @@ def test_slot_urls_lists_links_as_a_phone_opens_them() -> None:
 
 
 @pytest.mark.parametrize(
+    ("text", "links"),
+    [
+        ("(see http://w.in/a_(b)).", ["http://w.in/a_(b)"]),
+        ("http://" + ")" * 20_000, []),
+        ("http://x.in/" + ".)" * 10_000, ["http://x.in/"]),
+        ("go to WWW.Shop.in/Sale!", ["WWW.Shop.in/Sale"]),
+    ],
+)
+def test_trailing_punctuation_and_unbalanced_brackets_are_not_part_of_a_link(
+    text: str, links: list[str]
+) -> None:
+    assert [link.text for link in find_urls(text)] == links
+
+
+@pytest.mark.parametrize(
     "text",
     ["Rs.500 off", "e.g. today", "Valid till 31.12.2026", "a.m. to p.m.", "Ver 1.2.3", "care@x.in"],
 )
