@@ -150,3 +150,26 @@ def test_trailing_punctuation_and_unbalanced_brackets_are_not_part_of_a_link(
 )
 def test_ordinary_text_has_no_links(text: str) -> None:
     assert find_urls(text) == []
+
+
+LINKS = ["https://shop.example.in/a?b=1", "www.acme.in/sale", "bit.ly/x9"]
+
+
+@given(
+    st.lists(
+        st.lists(st.one_of(plain, st.sampled_from(LINKS)), max_size=3).map(" ".join),
+        min_size=1,
+        max_size=4,
+    )
+)
+def test_rendering_swaps_every_link_and_the_change_adds_up(values: list[str]) -> None:
+    parsed = parse_template("Hi " + " and ".join([VAR] * len(values)) + ".")
+    short = {f"http://{u}" if "://" not in u else u: "s.in/0123456789" for u in LINKS}
+    done = render(parsed, values, short, var_limit=10_000)
+    found = slot_urls(values)
+    assert len(done.links) == len(found)
+    assert all(u not in done.text for u in LINKS)
+    assert done.text.count("s.in/0123456789") == len(found)
+    saved = sum(len(link.text) - len("s.in/0123456789") for _, link in found)
+    assert done.sms.characters == done.original.characters - saved
+    assert done.original_text == parsed.fill(values)
