@@ -7,6 +7,8 @@ responses they receive against the schemas below.
 
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass
 from typing import Any
 
 Schema = dict[str, Any]
@@ -238,74 +240,120 @@ _ERRORS = {
 }
 
 
-def _op(
-    summary: str,
-    *,
-    auth: str,
-    ok: tuple[int, str | None],
-    body: str | None = None,
-    errors: tuple[int, ...] = (401, 403, 404),
-    params: tuple[str, ...] = (),
-    paged: bool = False,
-    also: tuple[int, str, str] | None = None,
-) -> Schema:
-    status, schema = ok
-    content = {"application/json": {"schema": ref(schema)}} if schema else None
-    responses: dict[str, Any] = {str(status): {"description": "OK", "content": content}}
-    if content is None:
-        responses[str(status)] = {"description": "OK"}
-    if also is not None:
-        other, why, other_schema = also
-        responses[str(other)] = {
-            "description": why,
-            "content": {"application/json": {"schema": ref(other_schema)}},
-        }
-    for code in (400, 422) if body else ():
-        responses[str(code)] = _error(code)
-    for code in errors:
-        responses[str(code)] = _error(code)
-    operation: Schema = {
-        "summary": summary,
-        "security": [{"bearer": []}],
-        "description": f"Credential: {auth}.",
-        "responses": responses,
-    }
-    parameters = [{"name": p, "in": "path", "required": True, "schema": _ID} for p in params]
-    if paged:
-        parameters += [
-            {"name": "after", "in": "query", "schema": {"type": "integer", "minimum": 0}},
-            {
-                "name": "limit",
-                "in": "query",
-                "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100},
-            },
+@dataclass(frozen=True, slots=True)
+class Op:
+    """One documented operation; path parameters are read from the path itself."""
+
+    method: str
+    path: str
+    summary: str
+    auth: str
+    ok: tuple[int, str]
+    """Success status and the schema of its body."""
+    body: str | None = None
+    """Schema of the JSON body, if any (which adds the 400 and 422 answers)."""
+    errors: tuple[int, ...] = (401, 403, 404)
+    paged: bool = False
+    """Takes `?after=&limit=`."""
+    also: tuple[int, str, str] | None = None
+    """Another success: (status, why, schema)."""
+
+    def operation(self) -> Schema:
+        responses: dict[str, Any] = {str(self.ok[0]): _answer("OK", self.ok[1])}
+        if self.also is not None:
+            responses[str(self.also[0])] = _answer(self.also[1], self.also[2])
+        for code in ((400, 422) if self.body else ()) + self.errors:
+            responses[str(code)] = _answer(_ERRORS[code], "Error")
+        parameters = [
+            {"name": name, "in": "path", "required": True, "schema": _ID}
+            for name in re.findall(r"{(\w+)}", self.path)
         ]
-    if parameters:
-        operation["parameters"] = parameters
-    if body:
-        operation["requestBody"] = {
-            "required": True,
-            "content": {"application/json": {"schema": ref(body)}},
+        if self.paged:
+            parameters += _PAGE
+        operation: Schema = {
+            "summary": self.summary,
+            "description": f"Credential: {self.auth}.",
+            "security": [{"bearer": []}],
+            "responses": responses,
         }
-    return operation
+        if parameters:
+            operation["parameters"] = parameters
+        if self.body:
+            operation["requestBody"] = {
+                "required": True,
+                "content": {"application/json": {"schema": ref(self.body)}},
+            }
+        return operation
 
 
-def _error(code: int) -> Schema:
-    return {
-        "description": _ERRORS[code],
-        "content": {"application/json": {"schema": ref("Error")}},
-    }
+def _answer(description: str, schema: str) -> Schema:
+    return {"description": description, "content": {"application/json": {"schema": ref(schema)}}}
 
 
-def _plain(summary: str) -> Schema:
-    return {"summary": summary, "security": [], "responses": {"200": {"description": "OK"}}}
-
-
+_PAGE: list[Schema] = [
+    {"name": "after", "in": "query", "schema": {"type": "integer", "minimum": 0}},
+    {
+        "name": "limit",
+        "in": "query",
+        "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100},
+    },
+]
 OPERATOR, KEY, EITHER = "operator", "API key", "operator, or an API key of that organisation"
+_NO_404 = (401, 403)
+_CAMPAIGN_LINKS = "/v1/campaigns/{campaign_id}/links"
+
+OPERATIONS = (
+    Op("post", "/v1/orgs", "Create an organisation (tracking off)", OPERATOR, (201, "Org"),
+       body="OrgCreate", errors=_NO_404),
+    Op("get", "/v1/orgs", "List organisations", OPERATOR, (200, "OrgPage"),
+       errors=(*_NO_404, 422), paged=True),
+    Op("get", "/v1/orgs/{org_id}", "Read an organisation", EITHER, (200, "Org")),
+    Op("put", "/v1/orgs/{org_id}/link-tracking", "Switch link tracking on or off", OPERATOR,
+       (200, "Org"), body="LinkTracking"),
+    Op("post", "/v1/orgs/{org_id}/api-keys", "Issue an API key (shown once)", OPERATOR,
+       (201, "NewApiKey"), body="ApiKeyCreate"),
+    Op("get", "/v1/api-keys", "List the organisation's keys", KEY, (200, "ApiKeyList"),
+       errors=_NO_404),
+    Op("post", "/v1/api-keys", "Create another key (shown once)", KEY, (201, "NewApiKey"),
+       body="ApiKeyCreate", errors=_NO_404),
+    Op("delete", "/v1/api-keys/{key_id}", "Revoke a key", KEY, (200, "ApiKey")),
+    Op("post", "/v1/campaigns", "Create a campaign", KEY, (201, "Campaign"),
+       body="CampaignCreate", errors=_NO_404),
+    Op("get", "/v1/campaigns", "List campaigns", KEY, (200, "CampaignPage"),
+       errors=(*_NO_404, 422), paged=True),
+    Op("get", "/v1/campaigns/{campaign_id}", "Read a campaign", KEY, (200, "Campaign")),
+    Op("post", _CAMPAIGN_LINKS, "Add a link", KEY, (201, "Link"), body="LinkCreate",
+       also=(200, "A resend reuses the link of the campaign it resends", "Link")),
+    Op("get", _CAMPAIGN_LINKS, "List a campaign's links", KEY, (200, "LinkPage"),
+       errors=(401, 403, 404, 422), paged=True),
+    Op("get", "/v1/links/{link_id}", "Read a link", KEY, (200, "Link")),
+    Op("post", "/v1/links/{link_id}/recipients", "Mint one code per recipient (bulk)", KEY,
+       (200, "Minted"), body="Recipients"),
+    Op("post", "/v1/render", "Render a DLT template for a recipient", KEY, (200, "Rendering"),
+       body="RenderRequest"),
+    Op("post", "/v1/render/batch", "Render a template for up to 10,000 recipients", KEY,
+       (200, "RenderBatch"), body="RenderBatchRequest"),
+)  # fmt: skip
+"""Every operation under /v1/ but the document itself."""
+
+_PLAIN = {
+    "/healthz": "Alive",
+    "/readyz": "Postgres reachable (503 when not)",
+    "/metrics": "Prometheus metrics",
+    "/v1/openapi.json": "This document",
+}
 
 
 def document() -> Schema:
     """The whole OpenAPI document."""
+    paths: dict[str, dict[str, Schema]] = {
+        path: {
+            "get": {"summary": summary, "security": [], "responses": {"200": {"description": "OK"}}}
+        }
+        for path, summary in _PLAIN.items()
+    }
+    for op in OPERATIONS:
+        paths.setdefault(op.path, {})[op.method] = op.operation()
     return {
         "openapi": "3.1.0",
         "info": {
@@ -318,132 +366,5 @@ def document() -> Schema:
             "schemas": SCHEMAS,
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
         },
-        "paths": {
-            "/healthz": {"get": _plain("Alive")},
-            "/readyz": {"get": _plain("Postgres reachable (503 when not)")},
-            "/metrics": {"get": _plain("Prometheus metrics")},
-            "/v1/openapi.json": {"get": _plain("This document")},
-            "/v1/orgs": {
-                "post": _op(
-                    "Create an organisation (tracking off)",
-                    auth=OPERATOR,
-                    ok=(201, "Org"),
-                    body="OrgCreate",
-                    errors=(401, 403),
-                ),
-                "get": _op(
-                    "List organisations",
-                    auth=OPERATOR,
-                    ok=(200, "OrgPage"),
-                    errors=(401, 403, 422),
-                    paged=True,
-                ),
-            },
-            "/v1/orgs/{org_id}": {
-                "get": _op("Read an organisation", auth=EITHER, ok=(200, "Org"), params=("org_id",))
-            },
-            "/v1/orgs/{org_id}/link-tracking": {
-                "put": _op(
-                    "Switch link tracking on or off",
-                    auth=OPERATOR,
-                    ok=(200, "Org"),
-                    body="LinkTracking",
-                    params=("org_id",),
-                )
-            },
-            "/v1/orgs/{org_id}/api-keys": {
-                "post": _op(
-                    "Issue an API key for an organisation (shown once)",
-                    auth=OPERATOR,
-                    ok=(201, "NewApiKey"),
-                    body="ApiKeyCreate",
-                    params=("org_id",),
-                )
-            },
-            "/v1/api-keys": {
-                "get": _op(
-                    "List the organisation's keys",
-                    auth=KEY,
-                    ok=(200, "ApiKeyList"),
-                    errors=(401, 403),
-                ),
-                "post": _op(
-                    "Create another key (shown once)",
-                    auth=KEY,
-                    ok=(201, "NewApiKey"),
-                    body="ApiKeyCreate",
-                    errors=(401, 403),
-                ),
-            },
-            "/v1/api-keys/{key_id}": {
-                "delete": _op("Revoke a key", auth=KEY, ok=(200, "ApiKey"), params=("key_id",))
-            },
-            "/v1/campaigns": {
-                "post": _op(
-                    "Create a campaign",
-                    auth=KEY,
-                    ok=(201, "Campaign"),
-                    body="CampaignCreate",
-                    errors=(401, 403),
-                ),
-                "get": _op(
-                    "List campaigns",
-                    auth=KEY,
-                    ok=(200, "CampaignPage"),
-                    errors=(401, 403, 422),
-                    paged=True,
-                ),
-            },
-            "/v1/campaigns/{campaign_id}": {
-                "get": _op(
-                    "Read a campaign", auth=KEY, ok=(200, "Campaign"), params=("campaign_id",)
-                )
-            },
-            "/v1/campaigns/{campaign_id}/links": {
-                "post": _op(
-                    "Add a link (200 when a resend reuses its parent's link)",
-                    auth=KEY,
-                    ok=(201, "Link"),
-                    also=(200, "A resend reuses the link of the campaign it resends", "Link"),
-                    body="LinkCreate",
-                    params=("campaign_id",),
-                ),
-                "get": _op(
-                    "List a campaign's links",
-                    auth=KEY,
-                    ok=(200, "LinkPage"),
-                    params=("campaign_id",),
-                    errors=(401, 403, 404, 422),
-                    paged=True,
-                ),
-            },
-            "/v1/links/{link_id}": {
-                "get": _op("Read a link", auth=KEY, ok=(200, "Link"), params=("link_id",))
-            },
-            "/v1/links/{link_id}/recipients": {
-                "post": _op(
-                    "Mint one short code per recipient (bulk; existing codes are kept)",
-                    auth=KEY,
-                    ok=(200, "Minted"),
-                    body="Recipients",
-                    params=("link_id",),
-                )
-            },
-            "/v1/render": {
-                "post": _op(
-                    "Render a DLT template for a recipient, with tracked short links",
-                    auth=KEY,
-                    ok=(200, "Rendering"),
-                    body="RenderRequest",
-                )
-            },
-            "/v1/render/batch": {
-                "post": _op(
-                    "Render a template for up to 10,000 recipients, minting codes in bulk",
-                    auth=KEY,
-                    ok=(200, "RenderBatch"),
-                    body="RenderBatchRequest",
-                )
-            },
-        },
+        "paths": paths,
     }
