@@ -149,7 +149,7 @@ async def link_for_destination(conn: asyncpg.Connection, campaign: Campaign, url
     async with conn.transaction():
         # Serialise creators of this (campaign, destination) only; then look again.
         await conn.execute(
-            "SELECT pg_advisory_xact_lock($1, hashtext($2))", campaign.id, destination
+            "SELECT pg_advisory_xact_lock(hashtextextended($2, $1))", campaign.id, destination
         )
         found = await _find(conn, lineage, destination)
         if found is not None:

@@ -458,6 +458,32 @@ async def test_malformed_requests_get_json_errors(api: ApiClient) -> None:
         assert await resp.json() == {"error": "not_found", "detail": "Not Found"}
 
 
+async def test_the_operator_lists_organisations_and_an_owner_lists_its_links(
+    api: ApiClient,
+) -> None:
+    first, key = await api.new_org("Acme")
+    second, _ = await api.new_org("Beta")
+    listed = await api.call("GET", "/v1/orgs?limit=1", auth=OPERATOR_TOKEN)
+    assert [o["id"] for o in listed["items"]] == [first] and listed["next_after"] == first
+    rest = await api.call("GET", f"/v1/orgs?after={first}", auth=OPERATOR_TOKEN)
+    assert [(o["id"], o["name"]) for o in rest["items"]] == [(second, "Beta")]
+    cid = await campaign(api, key)
+    route = "/v1/campaigns/{campaign_id}/links"
+    made = [
+        await api.call(
+            "POST",
+            route,
+            auth=key,
+            json={"destination": f"https://a.in/{i}"},
+            expect=201,
+            campaign_id=cid,
+        )
+        for i in range(3)
+    ]
+    links = await api.call("GET", route, auth=key, campaign_id=cid)
+    assert links == {"items": made, "next_after": None}
+
+
 async def test_pagination_and_operational_endpoints(api: ApiClient) -> None:
     _, key = await api.new_org("Acme")
     ids = [await campaign(api, key) for _ in range(5)]

@@ -3,6 +3,8 @@ message answered in its place without minting anything."""
 
 from __future__ import annotations
 
+import asyncio
+
 import asyncpg
 import pytest
 
@@ -122,3 +124,32 @@ async def test_a_batch_is_bounded_and_its_messages_checked(api: ApiClient) -> No
         "error": "missing_field",
         "detail": "campaign_id is required to track the links in the values",
     }
+
+
+async def test_concurrent_renders_of_a_new_destination_agree_on_one_link(
+    api: ApiClient, pool: asyncpg.Pool
+) -> None:
+    key, cid = await setup(api, tracking=True)
+
+    async def one(i: int) -> tuple[int, str]:
+        got = await api.call(
+            "POST",
+            "/v1/render",
+            auth=key,
+            json={
+                "template": TEMPLATE,
+                "values": [f"N{i}", SHOP],
+                "campaign_id": cid,
+                "recipient": f"r{i % 4}",
+            },
+        )
+        link = got["links"][0]
+        return link["link_id"], link["code"]
+
+    results = await asyncio.gather(*(one(i) for i in range(12)))
+    assert len({link_id for link_id, _ in results}) == 1
+    assert await pool.fetchval("SELECT count(*) FROM links") == 1
+    # four recipients, four codes, each recipient always the same one
+    by_recipient = {f"r{i % 4}": code for i, (_, code) in enumerate(results)}
+    assert all(by_recipient[f"r{i % 4}"] == code for i, (_, code) in enumerate(results))
+    assert await pool.fetchval("SELECT count(*) FROM codes") == 4
