@@ -11,6 +11,8 @@ from services.api.openapi import document
 
 OPERATOR_TOKEN = "operator-test-token-" + "k" * 32
 SHORT_DOMAIN = "s.ex.in"  # 7 + 1 + 10 = 18-character short links
+LONG_URL = "https://shop.example.in/diwali/offers?utm_source=sms"  # 52 characters
+TEMPLATE = "Dear {#var#}, your Diwali offer: {#var#} Valid till Sunday. -ACME"
 
 
 class ApiClient:
@@ -68,3 +70,13 @@ class ApiClient:
             org_id=org["id"],
         )
         return org["id"], key["key"]
+
+    async def new_campaign(self, key: str, kind: str = "one_time", **extra: object) -> int:
+        """Id of a new campaign of the key's organisation."""
+        body = {"name": f"{kind} campaign", "kind": kind, **extra}
+        created = await self.call("POST", "/v1/campaigns", auth=key, json=body, expect=201)
+        return int(created["id"])
+
+    async def render(self, key: str, expect: int = 200, **body: object) -> Any:
+        """The answer of `POST /v1/render` with `body`."""
+        return await self.call("POST", "/v1/render", auth=key, json=body, expect=expect)
