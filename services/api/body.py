@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal, overload
 
 import orjson
 from aiohttp import web
@@ -46,6 +46,10 @@ def _wrong(name: str, what: str) -> InvalidInputError:
     return InvalidInputError(f"{name} must be {what}", code="invalid_field", field=name)
 
 
+@overload
+def text_field(body: dict[str, Any], name: str) -> str: ...
+@overload
+def text_field(body: dict[str, Any], name: str, *, required: Literal[False]) -> str | None: ...
 def text_field(body: dict[str, Any], name: str, *, required: bool = True) -> str | None:
     """A string field (None when absent and not required)."""
     value = _get(body, name, required)
@@ -54,8 +58,12 @@ def text_field(body: dict[str, Any], name: str, *, required: bool = True) -> str
     return value
 
 
+@overload
+def int_field(body: dict[str, Any], name: str) -> int: ...
+@overload
+def int_field(body: dict[str, Any], name: str, *, required: Literal[False]) -> int | None: ...
 def int_field(body: dict[str, Any], name: str, *, required: bool = True) -> int | None:
-    """A positive 64-bit integer field."""
+    """A positive 64-bit integer field (None when absent and not required)."""
     value = _get(body, name, required)
     if value is not None and (
         isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= MAX_ID

@@ -25,8 +25,8 @@ async def create_campaign(request: web.Request) -> web.Response:
     campaign_id = await campaigns.create_campaign(
         pool,
         org_id,
-        str(text_field(body, "name")),
-        str(text_field(body, "kind")),
+        text_field(body, "name"),
+        text_field(body, "kind"),
         text_field(body, "channel", required=False) or "sms",
         parent_id=int_field(body, "parent_id", required=False),
     )

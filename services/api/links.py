@@ -34,7 +34,7 @@ async def create_link(request: web.Request) -> web.Response:
         link, created = await links.add_link(
             conn,
             campaign,
-            str(text_field(body, "destination")),
+            text_field(body, "destination"),
             expires_at=time_field(body, "expires_at"),
             fallback_url=text_field(body, "fallback_url", required=False),
         )

@@ -33,7 +33,7 @@ async def create_org(request: web.Request) -> web.Response:
     await require_operator(request)
     body = await json_object(request, frozenset({"name"}))
     pool = request.app[POOL]
-    org = await orgs.get_org(pool, await orgs.create_org(pool, str(text_field(body, "name"))))
+    org = await orgs.get_org(pool, await orgs.create_org(pool, text_field(body, "name")))
     log.info("organisation created", extra={"org_id": org.id})
     return web.json_response(org, status=201, dumps=dumps)
 

@@ -153,7 +153,7 @@ async def render_batch(request: web.Request) -> web.Response:
 
 async def _job(request: web.Request, org_id: int, body: dict[str, Any]) -> Job:
     settings = request.app[SETTINGS]
-    text = str(text_field(body, "template"))
+    text = text_field(body, "template")
     if len(text) > MAX_TEMPLATE:
         raise InvalidInputError(
             f"the template is longer than {MAX_TEMPLATE} characters", code="template_too_long"
