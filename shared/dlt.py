@@ -149,9 +149,16 @@ def render(
         pieces.append(value[last:])
         final = "".join(pieces)
         if len(final) > var_limit:
+            why = ""
+            if last:  # the value has links
+                why = (
+                    " even with its links shortened"
+                    if short_links is not None
+                    else " (its links are not shortened: link tracking is off)"
+                )
             raise TemplateError(
                 f"slot {slot} would hold {len(final)} characters, more than the limit of"
-                f" {var_limit}" + (" even with its links shortened" if short_links else ""),
+                f" {var_limit}{why}",
                 code="var_too_long",
                 slot=slot,
                 length=len(final),

@@ -108,10 +108,15 @@ def test_a_value_over_the_limit_is_refused_naming_the_slot() -> None:
         render(parsed, ["Asha", long_url], None, var_limit=30)
     assert caught.value.code == "var_too_long"
     assert caught.value.context == {"slot": 1, "length": 36, "limit": 30}
+    assert str(caught.value) == (
+        "slot 1 would hold 36 characters, more than the limit of 30"
+        " (its links are not shortened: link tracking is off)"
+    )
     # with a short link that itself is too long for a tight limit
     with pytest.raises(TemplateError) as caught:
         render(parsed, ["Asha", long_url], {long_url: "s.ex.in/AbCdEfGhIj"}, var_limit=12)
     assert caught.value.context == {"slot": 1, "length": 18, "limit": 12}
+    assert str(caught.value).endswith("limit of 12 even with its links shortened")
 
 
 def test_tracking_off_leaves_links_untouched() -> None:
