@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from shared.errors import InvalidLinkError
-from shared.urls import normalise_destination
+from shared.urls import find_urls, normalise_destination
 
 
 @pytest.mark.parametrize(
@@ -55,3 +55,25 @@ def test_a_normalised_url_is_safe_for_a_location_header_and_stable(tail: str) ->
     assert normal.startswith("https://shop.example.in/")
     assert normal.isascii() and all(0x21 <= ord(c) < 0x7F for c in normal)
     assert normalise_destination(normal) == normal
+
+
+label = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789", min_size=1, max_size=12)
+path = st.text(alphabet="abcXYZ0123456789-_~/=&%", max_size=20)
+
+
+@given(
+    st.sampled_from(["http://", "https://", "HTTPS://", "www.", ""]),
+    st.lists(label, min_size=1, max_size=3),
+    st.sampled_from(["com", "in", "co", "org", "ly"]),
+    path,
+    st.sampled_from(["", ".", ",", "!", ")"]),
+    st.text(alphabet="abc XYZ,'", max_size=10),
+)
+def test_a_link_in_text_is_found_whole_and_alone(
+    scheme: str, labels: list[str], tld: str, tail: str, punctuation: str, words: str
+) -> None:
+    link = f"{scheme}{'.'.join(labels)}.{tld}/{tail}".rstrip(".,!")
+    text = f"{words} {link}{punctuation} {words}"
+    found = find_urls(text)
+    assert [(f.text, f.start) for f in found] == [(link, len(words) + 1)]
+    assert found[0].url == (link if scheme.lower().startswith("http") else "http://" + link)
