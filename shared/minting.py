@@ -1,12 +1,13 @@
 """Bulk minting of short codes: one per (link, recipient), by COPY, safe under concurrency.
 
 The fast path COPYs every (code, link, recipient) row straight into `codes` inside a savepoint.
-COPY has no ON CONFLICT, so if a random code collides with a stored one, or a recipient has a code
-on this link already (a resend, a repeated request, a concurrent one), the unique indexes abort
-the COPY; the careful path then stages the rows in a temporary table, inserts them with
-`ON CONFLICT DO NOTHING`, reads back the codes minted before, and mints again for the rest.
-Either way each recipient ends up with exactly one code, and asking again returns the same code
-(a resend reuses it).
+COPY has no ON CONFLICT, so if a random code collides with a stored one, a recipient is given
+twice, or a recipient has a code on this link already (a resend, a repeated request, a concurrent
+one), the unique indexes abort the COPY (a resend is recognised up front by one probe). The
+careful path then stages the rows in a temporary table, inserts those of recipients without a
+code with `ON CONFLICT DO NOTHING`, reads back the codes that were there before, and mints again
+for the rest. Either way each recipient ends up with exactly one code, and asking again returns
+the same code (a resend reuses it).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import cast
 import asyncpg
 
 from shared.codes import CODE_LENGTH, mint_codes
-from shared.errors import DependencyError, InvalidInputError
+from shared.errors import ClicktrackError, InvalidInputError
 
 MAX_RECIPIENT = 128
 """Longest recipient id, characters."""
@@ -143,7 +144,10 @@ async def _mint(
         todo = sorted(r for r in unplaced if r is not None) + [None] * (None in unplaced)
         candidates = _candidates(generate, len(todo), length)
     else:
-        raise DependencyError(f"{_TRIES} rounds of code collisions: the code space is exhausted")
+        raise ClicktrackError(
+            f"{_TRIES} rounds of code collisions: the code space is nearly full; raise CODE_LENGTH",
+            code="code_space_exhausted",
+        )
     codes = list(map(found.__getitem__, order))
     return Minted(recipients=order, codes=codes, minted=minted, reused=len(order) - minted)
 
