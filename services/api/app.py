@@ -88,12 +88,18 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
+    """Ready when Postgres answers within 2 s and every shipped migration is applied."""
     try:
         async with asyncio.timeout(READY_TIMEOUT_S):
-            await request.app[POOL].fetchval("SELECT 1")
+            rows = await request.app[POOL].fetch("SELECT version FROM schema_migrations")
     except Exception:  # any failure (refused, timed out, pool closed) means not ready
         return web.json_response({"status": "degraded", "postgres": "failing"}, status=503)
-    return web.json_response({"status": "ok", "postgres": "ok"})
+    missing = sorted({v for v, _ in db.migration_files()} - {r["version"] for r in rows})
+    if missing:
+        schema = f"missing {', '.join(missing)}: run clicktrack migrate"
+        body = {"status": "degraded", "postgres": "ok", "schema": schema}
+        return web.json_response(body, status=503)
+    return web.json_response({"status": "ok", "postgres": "ok", "schema": "ok"})
 
 
 async def metrics(request: web.Request) -> web.Response:

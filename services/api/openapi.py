@@ -339,7 +339,7 @@ OPERATIONS = (
 
 _PLAIN = {
     "/healthz": "Alive",
-    "/readyz": "Postgres reachable (503 when not)",
+    "/readyz": "Postgres reachable and the schema migrated (503 when not)",
     "/metrics": "Prometheus metrics",
     "/v1/openapi.json": "This document",
 }

@@ -260,7 +260,7 @@ async def test_the_operator_lists_organisations_and_an_owner_lists_its_links(
     assert links == {"items": made, "next_after": None}
 
 
-async def test_pagination_and_operational_endpoints(api: ApiClient) -> None:
+async def test_pagination_and_operational_endpoints(api: ApiClient, pool: asyncpg.Pool) -> None:
     _, key = await api.new_org("Acme")
     ids = [await api.new_campaign(key) for _ in range(5)]
     page1 = await api.call("GET", "/v1/campaigns?limit=2", auth=key)
@@ -268,7 +268,18 @@ async def test_pagination_and_operational_endpoints(api: ApiClient) -> None:
     page3 = await api.call("GET", f"/v1/campaigns?limit=2&after={ids[3]}", auth=key)
     assert [c["id"] for c in page3["items"]] == ids[4:] and page3["next_after"] is None
     async with api.http.get("/readyz") as resp:
-        assert (resp.status, await resp.json()) == (200, {"status": "ok", "postgres": "ok"})
+        ready = {"status": "ok", "postgres": "ok", "schema": "ok"}
+        assert (resp.status, await resp.json()) == (200, ready)
+    await pool.execute("DELETE FROM schema_migrations WHERE version = '0003_api_keys'")
+    async with api.http.get("/readyz") as resp:
+        assert (resp.status, await resp.json()) == (
+            503,
+            {
+                "status": "degraded",
+                "postgres": "ok",
+                "schema": "missing 0003_api_keys: run clicktrack migrate",
+            },
+        )
     async with api.http.get("/metrics") as resp:
         text = await resp.text()
     assert (
