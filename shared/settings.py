@@ -84,6 +84,10 @@ class Settings:
     counter_session_timeout_ms: int = 10_000
     """Kafka group session timeout of the counter, milliseconds: how long a dead member holds its
     partitions (`COUNTER_SESSION_TIMEOUT_MS`; the broker accepts 6000 and more by default)."""
+    counter_instance_id: str | None = None
+    """Static group membership id of this counter process (`COUNTER_INSTANCE_ID`, unset by
+    default): a restarted process with the same id takes its partitions back at once instead of
+    waiting for the session timeout, and no rebalance moves them meanwhile."""
     event_max_bytes: int = 65_536
     """Largest click record the counter accepts; bigger ones are dead-lettered, bytes
     (`EVENT_MAX_BYTES`)."""
@@ -146,6 +150,7 @@ class Settings:
                 1_000,
                 3_600_000,
             ),
+            counter_instance_id=env.get("COUNTER_INSTANCE_ID", "").strip() or None,
             event_max_bytes=_int(
                 env, "EVENT_MAX_BYTES", defaults.event_max_bytes, 1_024, 1_000_000
             ),

@@ -41,6 +41,8 @@ log = logging.getLogger(__name__)
 STOP_TIMEOUT_S = 30.0
 RETRY_S = 1.0
 """Pause after a failed batch before reading it again, seconds."""
+REDIS_CHECK_S = 5.0
+"""How often an idle counter checks that Redis still holds its counters, seconds."""
 MAINTENANCE_S = 3600.0
 """Interval of the partition maintenance (create ahead, drop expired), seconds."""
 RETRIABLE = (
@@ -79,6 +81,7 @@ class Counter:
         self._replay_until: dict[int, int] = {}
         self._positions: dict[int, int] = {}
         self._known_days: set[date] = set()
+        self._redis_checked = 0.0
         self.running = False
 
     async def start(self) -> None:
@@ -101,6 +104,7 @@ class Counter:
                 isolation_level="read_committed",
                 session_timeout_ms=s.counter_session_timeout_ms,
                 heartbeat_interval_ms=max(100, s.counter_session_timeout_ms // 4),
+                group_instance_id=s.counter_instance_id,
             )
             self._consumer.subscribe([s.clicks_topic], listener=_SeekToStored(self))
             await start_with_retries(self._consumer.start, "consumer", s.kafka_bootstrap_servers)
@@ -157,6 +161,8 @@ class Counter:
                 )
                 if batches:
                     await self._process(batches)
+                else:
+                    await self._check_redis()
                 self._update_lag()
             except RETRIABLE as exc:
                 # What Postgres committed stays; the rest is read again from the stored offsets.
@@ -227,6 +233,19 @@ class Counter:
             self.metrics.redis_rebuilds.inc()
             await rebuild.rebuild(self._pool, self._counts)
             await self._counts.raise_to(counts)
+        self._redis_checked = time.monotonic()
+
+    async def _check_redis(self) -> None:
+        """While idle, rebuild Redis if it lost its counters (checked every `REDIS_CHECK_S`)."""
+        assert self._pool and self._counts
+        now = time.monotonic()
+        if now - self._redis_checked < REDIS_CHECK_S:
+            return
+        self._redis_checked = now
+        if not await self._counts.is_complete():
+            log.warning("redis has lost its counters: rebuilding them from postgres")
+            self.metrics.redis_rebuilds.inc()
+            await rebuild.rebuild(self._pool, self._counts)
 
     async def _commit_to_kafka(self, offsets: dict[int, tuple[int, int]]) -> None:
         assert self._consumer is not None
