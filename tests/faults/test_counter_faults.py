@@ -128,7 +128,7 @@ async def test_kill_9_at_random_moments_leaves_exact_counts(
             f" {KILLS} kills ({mid_run} while counting), problems: {len(problems)}"
         )
         assert problems == []
-        assert mid_run >= min(KILLS, 10) - 2  # nearly every kill landed mid-run
+        assert mid_run >= KILLS - 3  # nearly every kill landed while it was counting
         assert counter.terminate() == 0
     finally:
         counter.kill()
