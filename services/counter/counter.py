@@ -16,6 +16,7 @@ import asyncio
 import logging
 import time
 from contextlib import AsyncExitStack, suppress
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 
 import asyncpg
@@ -152,28 +153,71 @@ class Counter:
 
     async def _run(self) -> None:
         assert self._consumer is not None
-        s = self.settings
-        while not self._stopping.is_set():
-            try:
-                await self._seek_pending()
-                batches = await self._consumer.getmany(
-                    timeout_ms=s.counter_batch_wait_ms, max_records=s.counter_batch_max_records
-                )
-                if batches:
-                    await self._process(batches)
-                else:
-                    await self._check_redis()
-                self._update_lag()
-            except RETRIABLE as exc:
-                # What Postgres committed stays; the rest is read again from the stored offsets.
-                self.metrics.batch_failures.inc()
-                log.error("batch failed, reading it again", extra={"error": repr(exc)})
-                self._needs_seek |= self._consumer.assignment()
-                self._known_days.clear()
-                with suppress(TimeoutError):
-                    await asyncio.wait_for(self._stopping.wait(), RETRY_S)
+        ahead: asyncio.Task[_Read] | None = None
+        try:
+            while not self._stopping.is_set():
+                try:
+                    await self._seek_pending()
+                    read = await (ahead or self._read())
+                    ahead = None
+                    if read.records:
+                        # read and admit the next batch while Postgres stores this one
+                        ahead = asyncio.create_task(self._read(), name="counter-read-ahead")
+                        await self._process(read)
+                    else:
+                        await self._check_redis()
+                    self._update_lag()
+                except RETRIABLE as exc:
+                    # What Postgres committed stays; the rest is read again from stored offsets.
+                    await _drop(ahead)
+                    ahead = None
+                    self.metrics.batch_failures.inc()
+                    log.error("batch failed, reading it again", extra={"error": repr(exc)})
+                    self._needs_seek |= self._consumer.assignment()
+                    self._known_days.clear()
+                    with suppress(TimeoutError):
+                        await asyncio.wait_for(self._stopping.wait(), RETRY_S)
+        finally:
+            await _drop(ahead)  # read ahead but not counted: read again after a restart
 
-    async def _process(self, batches: dict[TopicPartition, list[ConsumerRecord]]) -> None:
+    async def _read(self) -> _Read:
+        """The next batch, each record admitted (a `Click`) or refused with its reason."""
+        batches = await self._fetch_batch()
+        read = _Read(batches, {}, {})
+        limit = self.settings.event_max_bytes
+        for tp, records in batches.items():
+            clicks: list[Click] = []
+            refused: list[tuple[ConsumerRecord, str]] = []
+            for record in records:
+                try:
+                    clicks.append(admit(record.value, max_bytes=limit))
+                except EventError as exc:
+                    refused.append((record, str(exc)))
+            read.clicks[tp], read.refused[tp] = clicks, refused
+        return read
+
+    async def _fetch_batch(self) -> dict[TopicPartition, list[ConsumerRecord]]:
+        """Up to `counter_batch_max_records` records, waiting at most `counter_batch_wait_ms` to
+        fill the batch: `getmany` alone returns whatever one fetch brought, often a few hundred
+        records, and each batch costs one transaction."""
+        assert self._consumer is not None
+        s = self.settings
+        deadline = time.monotonic() + s.counter_batch_wait_ms / 1000
+        merged: dict[TopicPartition, list[ConsumerRecord]] = {}
+        count = 0
+        while count < s.counter_batch_max_records and not self._stopping.is_set():
+            left_ms = int((deadline - time.monotonic()) * 1000)
+            got = await self._consumer.getmany(
+                timeout_ms=max(0, left_ms), max_records=s.counter_batch_max_records - count
+            )
+            for tp, records in got.items():
+                merged.setdefault(tp, []).extend(records)
+                count += len(records)
+            if left_ms <= 0:
+                break
+        return merged
+
+    async def _process(self, read: _Read) -> None:
         assert self._pool and self._counts and self._consumer and self._dead_letters
         started = time.perf_counter()
         async with self._batch_lock:
@@ -181,17 +225,18 @@ class Counter:
             clicks: list[Click] = []
             offsets: dict[int, tuple[int, int]] = {}
             rejected: list[tuple[ConsumerRecord, str]] = []
-            for tp, records in batches.items():
+            for tp, records in read.records.items():
                 if tp not in assigned or tp in self._needs_seek or not records:
                     continue  # revoked, or read from a position we are about to correct
+                clicks += read.clicks[tp]
                 already_dead = self._replay_until.get(tp.partition, -1)
-                for record in records:
-                    try:
-                        clicks.append(admit(record.value, max_bytes=self.settings.event_max_bytes))
-                    except EventError as exc:
-                        if record.offset >= already_dead:  # not dead-lettered before a crash
-                            rejected.append((record, str(exc)))
-                offsets[tp.partition] = (records[0].offset, records[-1].offset + 1)
+                # a record below it was dead-lettered before a crash: do not send it twice
+                rejected += [(r, why) for r, why in read.refused[tp] if r.offset >= already_dead]
+                # min and max: a rebalance while the batch filled may have re-sought it
+                offsets[tp.partition] = (
+                    min(r.offset for r in records),
+                    max(r.offset for r in records) + 1,
+                )
                 self.metrics.consumed.inc(len(records))
             if not offsets:
                 return
@@ -210,7 +255,7 @@ class Counter:
             self.metrics.duplicates.inc(result.duplicates)
             await self._write_redis(result.counts)
             await self._commit_to_kafka(offsets)
-        self.metrics.batch_size.observe(sum(len(r) for r in batches.values()))
+        self.metrics.batch_size.observe(sum(len(r) for r in read.records.values()))
         self.metrics.batch_seconds.observe(time.perf_counter() - started)
         if result.counted:
             age = (datetime.now(UTC) - max(c.occurred for c in clicks)).total_seconds()
@@ -306,6 +351,23 @@ class Counter:
             except RETRIABLE as exc:
                 log.warning("partition maintenance failed", extra={"error": repr(exc)})
             await asyncio.sleep(MAINTENANCE_S)
+
+
+@dataclass(frozen=True, slots=True)
+class _Read:
+    """A batch read from Kafka, per partition: the records, and each one admitted or refused."""
+
+    records: dict[TopicPartition, list[ConsumerRecord]]
+    clicks: dict[TopicPartition, list[Click]]
+    refused: dict[TopicPartition, list[tuple[ConsumerRecord, str]]]
+
+
+async def _drop(task: asyncio.Task[_Read] | None) -> None:
+    """Cancel a read-ahead whose records will not be counted."""
+    if task is not None:
+        task.cancel()
+        with suppress(asyncio.CancelledError, *RETRIABLE):
+            await task
 
 
 class _SeekToStored(ConsumerRebalanceListener):  # type: ignore[misc]

@@ -8,6 +8,7 @@ that fails any check is refused with a reason and goes to the dead-letter topic.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from uuid import UUID
@@ -17,6 +18,7 @@ from shared.errors import EventError
 
 MAX_TEXT = 256
 """Longest `visitor_id`, `channel` and `code` the counter accepts, characters."""
+_CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 MAX_CLOCK_SKEW = timedelta(hours=1)
 """How far in the future `occurred_at` may be (the redirector's clock may run ahead)."""
 
@@ -26,15 +28,14 @@ class Click:
     """A decoded click event with the values counting needs, computed once."""
 
     event: events.ClickEvent
-    event_id: UUID
+    event_id: str
+    """The event id in canonical form (lower case, hyphens): the deduplication key."""
     occurred: datetime
     """`occurred_at`, UTC."""
     hour: datetime
     """`occurred_at` truncated to the hour, UTC."""
-
-    @property
-    def day(self) -> date:
-        return self.hour.date()
+    day: date
+    """`occurred_at`'s UTC day."""
 
 
 def admit(raw: bytes | None, *, max_bytes: int, now: datetime | None = None) -> Click:
@@ -65,9 +66,13 @@ def admit(raw: bytes | None, *, max_bytes: int, now: datetime | None = None) -> 
             raise EventError(f"field {name!r} is longer than {MAX_TEXT} characters")
     if not event.channel:
         raise EventError("channel must not be empty")
+    event_id = event.event_id
+    if not _CANONICAL_UUID.fullmatch(event_id):
+        event_id = str(UUID(event_id))  # decode checked it parses; make it one spelling
     return Click(
         event=event,
-        event_id=UUID(event.event_id),
+        event_id=event_id,
         occurred=occurred,
         hour=occurred.replace(minute=0, second=0, microsecond=0),
+        day=occurred.date(),
     )

@@ -65,7 +65,7 @@ def make_workload(
     visitors: int = 5_000,
     bot_share: float = 0.05,
     duplicate_share: float = 0.05,
-    days: int = 3,
+    days: float = 3.0,
     seed: int = 5,
 ) -> Workload:
     """`n` distinct clicks over `links` links (in `campaigns` campaigns, one link in ten without a
@@ -79,7 +79,7 @@ def make_workload(
         link = rng.randrange(1, links + 1)
         campaign = None if link % 10 == 0 else 1000 + link % campaigns
         bot = rng.random() < bot_share
-        at = now - timedelta(seconds=rng.randrange(0, days * 86400))
+        at = now - timedelta(seconds=rng.randrange(0, max(1, int(days * 86400))))
         clicks.append(
             events.ClickEvent(
                 event_id=click_id(run, i),

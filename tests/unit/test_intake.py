@@ -25,7 +25,12 @@ def test_a_click_gets_its_utc_hour_and_day() -> None:
     click = admit(raw, max_bytes=65_536, now=NOW)
     assert click.hour == datetime(2026, 11, 26, 0, tzinfo=UTC)
     assert click.day.isoformat() == "2026-11-26"
-    assert click.event_id == UUID(click.event.event_id)
+    assert click.event_id == click.event.event_id
+
+
+def test_an_event_id_gets_one_spelling() -> None:
+    upper = str(UUID(int=0xABC)).upper()
+    assert admit(encoded(event_id=upper), max_bytes=65_536, now=NOW).event_id == upper.lower()
 
 
 @pytest.mark.parametrize(
