@@ -42,6 +42,8 @@ log = logging.getLogger(__name__)
 STOP_TIMEOUT_S = 30.0
 RETRY_S = 1.0
 """Pause after a failed batch before reading it again, seconds."""
+COMMIT_TIMEOUT_S = 10.0
+"""Longest wait for the advisory Kafka offset commit, seconds."""
 REDIS_CHECK_S = 5.0
 """How often an idle counter checks that Redis still holds its counters, seconds."""
 MAINTENANCE_S = 3600.0
@@ -296,10 +298,11 @@ class Counter:
         assert self._consumer is not None
         topic = self.settings.clicks_topic
         try:
-            await self._consumer.commit(
-                {TopicPartition(topic, p): o[1] for p, o in offsets.items()}
+            await asyncio.wait_for(
+                self._consumer.commit({TopicPartition(topic, p): o[1] for p, o in offsets.items()}),
+                COMMIT_TIMEOUT_S,
             )
-        except KafkaError as exc:
+        except (KafkaError, TimeoutError) as exc:
             # Advisory only (lag tools read it): the counts and offsets are safe in Postgres.
             log.warning("kafka offset commit failed", extra={"error": repr(exc)})
 

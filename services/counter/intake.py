@@ -36,6 +36,9 @@ class Click:
     """`occurred_at` truncated to the hour, UTC."""
     day: date
     """`occurred_at`'s UTC day."""
+    visitor: str
+    """Who clicked, for the uniques: `r:<recipient_id>` when the code was minted for a recipient
+    (the strongest identity, whatever the publisher put in `visitor_id`), else `visitor_id`."""
 
 
 def admit(raw: bytes | None, *, max_bytes: int, now: datetime | None = None) -> Click:
@@ -61,8 +64,8 @@ def admit(raw: bytes | None, *, max_bytes: int, now: datetime | None = None) -> 
         value = getattr(event, name)
         if value is not None and not 0 < value < 2**63:
             raise EventError(f"field {name!r} is out of range")
-    for name in ("visitor_id", "channel", "code"):
-        if len(getattr(event, name)) > MAX_TEXT:
+    for name in ("visitor_id", "recipient_id", "channel", "code"):
+        if len(getattr(event, name) or "") > MAX_TEXT:
             raise EventError(f"field {name!r} is longer than {MAX_TEXT} characters")
     if not event.channel:
         raise EventError("channel must not be empty")
@@ -75,4 +78,5 @@ def admit(raw: bytes | None, *, max_bytes: int, now: datetime | None = None) -> 
         occurred=occurred,
         hour=occurred.replace(minute=0, second=0, microsecond=0),
         day=occurred.date(),
+        visitor=f"r:{event.recipient_id}" if event.recipient_id else event.visitor_id,
     )

@@ -161,18 +161,18 @@ async def _add_counts(
 ) -> list[Counts]:
     humans = [c for c in fresh if not c.event.is_bot]
     new_link = await _insert_new(
-        conn, _LINK_VISITORS, {(c.event.link_id, c.event.visitor_id) for c in humans}
+        conn, _LINK_VISITORS, {(c.event.link_id, c.visitor) for c in humans}
     )
     new_campaign = await _insert_new(
         conn,
         _CAMPAIGN_VISITORS,
-        {(c.event.campaign_id, c.event.visitor_id) for c in humans if c.event.campaign_id},
+        {(c.event.campaign_id, c.visitor) for c in humans if c.event.campaign_id},
     )
     daily: set[tuple[object, ...]] = set()
     for c in humans:
-        daily.add((c.day, "l", c.event.link_id, c.event.visitor_id))
+        daily.add((c.day, "l", c.event.link_id, c.visitor))
         if c.event.campaign_id:
-            daily.add((c.day, "c", c.event.campaign_id, c.event.visitor_id))
+            daily.add((c.day, "c", c.event.campaign_id, c.visitor))
     new_daily = await _insert_new(conn, _DAILY_VISITORS, daily)
 
     hourly: dict[tuple[int, datetime, str], _Delta] = defaultdict(_Delta)
@@ -200,16 +200,16 @@ async def _add_counts(
                 delta.total += 1
         if e.is_bot:
             continue
-        if (e.link_id, e.visitor_id) in new_link:
-            new_link.discard((e.link_id, e.visitor_id))  # the first click of the visitor counts
+        if (e.link_id, c.visitor) in new_link:
+            new_link.discard((e.link_id, c.visitor))  # the first click of the visitor counts
             hour.unique += 1
             links[e.link_id].unique += 1
-        if e.campaign_id and (e.campaign_id, e.visitor_id) in new_campaign:
-            new_campaign.discard((e.campaign_id, e.visitor_id))
+        if e.campaign_id and (e.campaign_id, c.visitor) in new_campaign:
+            new_campaign.discard((e.campaign_id, c.visitor))
             campaigns[e.campaign_id].unique += 1
         for scope, key_id in (("l", e.link_id), ("c", e.campaign_id)):
-            if key_id and (c.day, scope, key_id, e.visitor_id) in new_daily:
-                new_daily.discard((c.day, scope, key_id, e.visitor_id))
+            if key_id and (c.day, scope, key_id, c.visitor) in new_daily:
+                new_daily.discard((c.day, scope, key_id, c.visitor))
                 days["link" if scope == "l" else "campaign", key_id, c.day].unique += 1
 
     await _upsert_hourly(conn, hourly)

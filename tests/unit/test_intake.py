@@ -58,6 +58,12 @@ def test_what_counting_cannot_use_is_refused(overrides: dict[str, object], reaso
     assert str(caught.value) == reason
 
 
+def test_the_recipient_is_the_visitor_when_there_is_one() -> None:
+    with_recipient = encoded(recipient_id="cust-42", visitor_id="v:cookie")
+    assert admit(with_recipient, max_bytes=65_536, now=NOW).visitor == "r:cust-42"
+    assert admit(encoded(visitor_id="v:cookie"), max_bytes=65_536, now=NOW).visitor == "v:cookie"
+
+
 def test_a_click_within_the_clock_skew_is_admitted() -> None:
     click = admit(encoded(occurred_at="2026-11-26T20:29:00Z"), max_bytes=65_536, now=NOW)
     assert click.hour == datetime(2026, 11, 26, 20, tzinfo=UTC)
