@@ -4,14 +4,17 @@ and the log folder of the counter subprocesses (printed when a test fails)."""
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 
+import asyncpg
 import pytest
+import redis.asyncio as aioredis
 
 from shared.kafka import ensure_topics
 from shared.settings import Settings
+from tests.faults.harness import Rig
 
 PORTS = itertools.count(18100)
 """Health ports of counter subprocesses: 18100-18199 are reserved for these tests."""
@@ -26,13 +29,29 @@ async def fault_settings(settings: Settings) -> Settings:
 
 
 @pytest.fixture
-def next_port() -> Iterator[object]:
+def next_port() -> Iterator[Callable[[], int]]:
     def take() -> int:
         port = next(PORTS)
         assert port < 18200, "ran out of reserved health ports"
         return port
 
     yield take
+
+
+@pytest.fixture
+async def rig(
+    fault_settings: Settings,
+    pool: asyncpg.Pool,
+    redis: aioredis.Redis,
+    next_port: Callable[[], int],
+    logs: Path,
+) -> AsyncIterator[Rig]:
+    """This test's `Rig`; every counter process it started is killed at the end."""
+    made = Rig(fault_settings, pool, redis, logs, next_port)
+    try:
+        yield made
+    finally:
+        made.kill_all()
 
 
 @pytest.fixture

@@ -17,11 +17,13 @@ import sys
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
+import aiohttp
 import asyncpg
 import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -200,7 +202,34 @@ class CounterProcess:
     def __init__(self, env: dict[str, str], log: Path) -> None:
         self._env = env
         self._log = log
+        self.port = int(env["COUNTER_PORT"])
         self.proc: subprocess.Popen[bytes] | None = None
+
+    async def metric(self, name: str) -> float:
+        """One sample of the process's /metrics (0 when absent)."""
+        async with (
+            aiohttp.ClientSession() as http,
+            http.get(f"http://127.0.0.1:{self.port}/metrics") as resp,
+        ):
+            text = await resp.text()
+        for line in text.splitlines():
+            if line.startswith(name + " "):
+                return float(line.split()[1])
+        return 0.0
+
+    async def wait_ready(self, seconds: float = 30.0) -> None:
+        """Wait until /readyz answers 200."""
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            with suppress(aiohttp.ClientError):
+                async with (
+                    aiohttp.ClientSession() as http,
+                    http.get(f"http://127.0.0.1:{self.port}/readyz") as resp,
+                ):
+                    if resp.status == 200:
+                        return
+            await asyncio.sleep(0.1)
+        raise AssertionError(f"counter on port {self.port} not ready after {seconds} s")
 
     def start(self) -> None:
         with self._log.open("ab") as out:
@@ -349,3 +378,60 @@ async def stored_counts(pool: asyncpg.Pool) -> dict[str, dict[object, Key]]:
     )
     out["hours"] = {(r[0], r[1], r[2]): (r[3], r[4], r[5]) for r in rows}
     return out
+
+
+@dataclass
+class Rig:
+    """One fault test's world: its settings, Postgres pool, Redis client, logs and ports, and the
+    counter processes it started (killed at the end by the `rig` fixture)."""
+
+    settings: Settings
+    pool: asyncpg.Pool
+    redis: aioredis.Redis
+    logs: Path
+    take_port: Callable[[], int]
+    processes: list[CounterProcess] = field(default_factory=list)
+
+    async def publish(self, clicks: int, *, seed: int) -> Workload:
+        """A numbered workload of `clicks` clicks (and its duplicates), published."""
+        workload = make_workload(clicks, seed=seed)
+        await produce(self.settings, workload.records)
+        return workload
+
+    def counter(self, name: str, **env: str) -> CounterProcess:
+        """A counter process (not started) logging to `<name>.log`, on a port of its own."""
+        process = CounterProcess(
+            counter_env(self.settings, self.take_port(), **env), self.logs / f"{name}.log"
+        )
+        self.processes.append(process)
+        return process
+
+    async def progress(self) -> int:
+        return await progress(self.pool, self.settings)
+
+    async def wait_for_progress(self, beyond: int, seconds: float = 60.0) -> int:
+        """Wait until the stored offsets pass `beyond` (it is counting); returns them."""
+        deadline = time.monotonic() + seconds
+        while True:
+            done = await self.progress()
+            if done > beyond or time.monotonic() > deadline:
+                return done
+            await asyncio.sleep(0.05)
+
+    async def counted_exactly(self, workload: Workload, seconds: float = 240.0) -> list[str]:
+        """Wait until every record is counted, then validate until it passes (Redis is written
+        just after each commit) or 15 s pass; returns the problems left."""
+        total = len(workload.records)
+        done = await wait_until_counted(self.pool, self.settings, total, seconds)
+        if done != total:
+            return [f"only {done} of {total} records counted after {seconds} s"]
+        deadline = time.monotonic() + 15
+        while True:
+            problems = await validate(self.pool, self.redis, workload)
+            if not problems or time.monotonic() > deadline:
+                return problems
+            await asyncio.sleep(0.5)
+
+    def kill_all(self) -> None:
+        for process in self.processes:
+            process.kill()

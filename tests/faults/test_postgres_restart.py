@@ -19,15 +19,7 @@ import redis.asyncio as aioredis
 
 from shared import db
 from shared.settings import Secret, Settings
-from tests.faults.harness import (
-    ROOT,
-    CounterProcess,
-    counter_env,
-    make_workload,
-    produce,
-    wait_until_counted,
-)
-from tests.faults.test_counter_faults import exact_after_convergence, metric, wait_for_progress
+from tests.faults.harness import ROOT, Rig
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults]
 
@@ -61,40 +53,39 @@ def dedicated_postgres(tmp_path: Path) -> Iterator[Path]:
 
 
 @pytest.fixture
-async def dedicated(
-    fault_settings: Settings, dedicated_postgres: Path
-) -> AsyncIterator[tuple[Settings, Path]]:
+async def dedicated_rig(
+    fault_settings: Settings,
+    dedicated_postgres: Path,
+    redis: aioredis.Redis,
+    next_port: Callable[[], int],
+    logs: Path,
+) -> AsyncIterator[Rig]:
+    """A `Rig` whose Postgres is the dedicated one (migrated); its counters killed at the end."""
     settings = replace(fault_settings, postgres_dsn=Secret(DEDICATED_DSN))
-    async with db.pool(settings, max_size=1) as created, created.acquire() as conn:
-        await db.migrate(conn, settings.postgres_schema)
-    yield settings, dedicated_postgres
+    async with db.pool(settings, max_size=2) as pool:
+        async with pool.acquire() as conn:
+            await db.migrate(conn, settings.postgres_schema)
+        made = Rig(settings, pool, redis, logs, next_port)
+        try:
+            yield made
+        finally:
+            made.kill_all()
 
 
 @pytest.mark.timeout(300)
 async def test_postgres_restarted_mid_run_the_counter_waits_and_ends_exact(
-    dedicated: tuple[Settings, Path],
-    redis: aioredis.Redis,
-    next_port: Callable[[], int],
-    logs: Path,
+    dedicated_rig: Rig, dedicated_postgres: Path
 ) -> None:
-    s, folder = dedicated
-    workload = make_workload(30_000, seed=11)
-    await produce(s, workload.records)
-    port = next_port()
-    counter = CounterProcess(counter_env(s, port), logs / "counter.log")
-    try:
-        counter.start()
-        async with db.pool(s, max_size=1) as pool:
-            await wait_for_progress(pool, s, len(workload.records) // 4)
-        stack("down", folder)
-        await asyncio.sleep(3)  # the counter fails batches and retries meanwhile
-        assert counter.running
-        stack("up", folder)
-        async with db.pool(s, max_size=2) as pool:
-            done = await wait_until_counted(pool, s, len(workload.records), seconds=180)
-            assert done == len(workload.records)
-            assert await exact_after_convergence(pool, redis, workload) == []
-        assert await metric(port, "clicktrack_batch_failures_total") > 0
-        assert counter.terminate() == 0
-    finally:
-        counter.kill()
+    rig = dedicated_rig
+    workload = await rig.publish(30_000, seed=11)
+    counter = rig.counter("counter")
+    counter.start()
+    await rig.wait_for_progress(len(workload.records) // 4)
+    stack("down", dedicated_postgres)
+    await asyncio.sleep(3)  # the counter fails batches and retries meanwhile
+    assert counter.running
+    stack("up", dedicated_postgres)
+    await rig.pool.expire_connections()  # the test's own connections died with the server
+    assert await rig.counted_exactly(workload) == []
+    assert await counter.metric("clicktrack_batch_failures_total") > 0
+    assert counter.terminate() == 0
