@@ -6,7 +6,8 @@
 3. The counter (`python -m services.counter`, its own process) counts the same topic end to end
    into Postgres and Redis; records per second from its first stored batch to its last, and
    the result is checked exact.
-4. Click-to-visible latency: with that counter running, clicks are published at a steady
+   `--processes N` runs N counters in one group (the partitions split between them).
+4. Click-to-visible latency: with the counter running, clicks are published at a steady
    `--rate` per second for `--seconds`; one click in 50 is a probe on a link of its own, and the
    time from its publication to its count appearing in Redis is its latency (p50, p99).
 
@@ -213,7 +214,13 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
     await client.flushdb()
     result: dict[str, object] = {"bench": "counter", "events": len(workload.clicks)}
     result["records"] = total
-    counter = CounterProcess(counter_env(settings, args.port, LOG_LEVEL="WARNING"), Path(args.log))
+    counters = [
+        CounterProcess(
+            counter_env(settings, args.port + i, LOG_LEVEL="WARNING"), Path(f"{args.log}.{i}")
+        )
+        for i in range(args.processes)
+    ]
+    result["counter_processes"] = args.processes
     async with db.pool(settings, max_size=2) as pool:
         async with pool.acquire() as conn:
             await db.migrate(conn, settings.postgres_schema)
@@ -222,7 +229,8 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
             await produce(settings, workload.records)
             result["produce_per_s"] = round(total / (time.perf_counter() - started), 1)
             bare = await bare_consume(settings, total)
-            counter.start()
+            for counter in counters:
+                counter.start()
             rate, took = await counter_rate(pool, settings, total)
             await asyncio.sleep(0.5)
             problems = await validate(pool, client, workload)
@@ -235,9 +243,10 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
             )
             result.update(await steady_latency(settings, client, args.rate, args.seconds))
             result["target_rate_per_s"] = args.rate
-            result["counter_exit_code"] = counter.terminate()
+            result["counter_exit_codes"] = [c.terminate() for c in counters]
         finally:
-            counter.kill()
+            for counter in counters:
+                counter.kill()
             await pool.execute(f'DROP SCHEMA IF EXISTS "{settings.postgres_schema}" CASCADE')
     await client.flushdb()
     await client.aclose()
@@ -260,6 +269,9 @@ def main() -> None:
     parser.add_argument("--redis-db", type=int, default=int(os.environ.get("BENCH_REDIS_DB", 12)))
     parser.add_argument("--port", type=int, default=18190, help="the counter's health port")
     parser.add_argument("--log", default="/tmp/clicktrack-bench-counter.log")
+    parser.add_argument(
+        "--processes", type=int, default=1, help="counter processes in the group (scale-out)"
+    )
     args = parser.parse_args()
     result = asyncio.run(run(args))
     print(orjson.dumps(result).decode())

@@ -35,7 +35,7 @@ async def producer(settings: Settings, topics: list[str]) -> AsyncIterator[AIOKa
     await created.stop()
 
 
-async def send(producer: AIOKafkaProducer, topic: str, *values: bytes) -> None:
+async def send(producer: AIOKafkaProducer, topic: str, *values: bytes | None) -> None:
     for value in values:
         await producer.send_and_wait(topic, value=value, key=b"k")
 
@@ -153,7 +153,7 @@ async def test_every_kind_of_poison_is_dead_lettered_and_counting_goes_on(
     huge = orjson.dumps({**as_dict, "padding": "x" * 100_000})  # valid, but over 64 KiB
     giant = b"[" + b"1," * 470_000 + b"1]"  # 940 kB: re-produced cut to 900,000 bytes
     array = b"[1, 2, 3]"
-    poison = [missing, future, not_a_date, huge, giant, array, b""]
+    poison: list[bytes | None] = [missing, future, not_a_date, huge, giant, array, b"", None]
     await send(producer, settings.clicks_topic, good, *poison, events.encode(click(4, "v:b")))
     counter = Counter(settings)
     await counter.start()
@@ -171,6 +171,7 @@ async def test_every_kind_of_poison_is_dead_lettered_and_counting_goes_on(
         assert reasons[5] == f"record is {len(giant)} bytes, over the 65536-byte limit"
         assert reasons[6] == "value is JSON list, expected an object"
         assert reasons[7].startswith("value is not JSON")
+        assert reasons[8] == "record has no value"  # a tombstone
         for offset, original in enumerate(poison, start=1):
             record = by_offset[offset]
             if original is giant:
@@ -181,7 +182,7 @@ async def test_every_kind_of_poison_is_dead_lettered_and_counting_goes_on(
                 assert record.value == original
             assert record.key == b"k"
             assert dict(record.headers)["source_partition"] == str(record.partition).encode()
-        assert counter.registry.get_sample_value("clicktrack_events_dead_lettered_total") == 7
+        assert counter.registry.get_sample_value("clicktrack_events_dead_lettered_total") == 8
         assert await wait_for(lambda: redis_counts(CountStore(redis), 4), (2, 2, 0)) == (2, 2, 0)
     finally:
         await counter.stop()

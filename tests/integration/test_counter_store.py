@@ -3,15 +3,19 @@ harmless, and the partitions of the dedup tables created and dropped whole."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, date, datetime, timedelta
 
 import asyncpg
 import pytest
+from click.testing import CliRunner
 
+from services.cli.main import cli
 from services.counter import retention, store
 from services.counter.intake import Click, admit
 from shared import events
 from shared.counts import Counts
+from shared.settings import Settings
 from tests.faults.harness import stored_counts
 from tests.unit.test_events import make_event
 
@@ -140,3 +144,23 @@ async def test_partitions_are_made_ahead_and_dropped_whole_after_the_window(
     async with pool.acquire() as conn:
         await apply(conn, [clk(7, "v:late", datetime.combine(old[0], TODAY.timetz()))], 3, 4)
     assert old[0] in (await _partition_names(pool))["processed_events"]
+
+
+async def test_partitions_command_makes_the_days_ahead(
+    settings: Settings, pool: asyncpg.Pool
+) -> None:
+    env = {
+        "POSTGRES_DSN": settings.postgres_dsn.reveal(),
+        "POSTGRES_SCHEMA": settings.postgres_schema,
+        "REDIS_URL": settings.redis_url.reveal(),
+    }
+    # the command runs its own event loop: give it a thread of its own
+    first = await asyncio.to_thread(CliRunner().invoke, cli, ["partitions"], env=env)
+    assert first.exit_code == 0, first.output
+    today = datetime.now(UTC).date()
+    days = [today + timedelta(days=n) for n in range(-1, 3)]
+    assert first.output.split() == [
+        retention.partition_name(t, d) for t in retention.TABLES for d in days
+    ]
+    again = await asyncio.to_thread(CliRunner().invoke, cli, ["partitions"], env=env)
+    assert again.output == "partitions are up to date\n"
