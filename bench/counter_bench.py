@@ -37,14 +37,9 @@ from shared import db, events
 from shared.counts import counter_key
 from shared.kafka import ensure_topics
 from shared.settings import Secret, Settings
-from tests.faults.harness import (
-    CounterProcess,
-    counter_env,
-    make_workload,
-    produce,
-    progress,
-    validate,
-)
+from tests.faults.harness import CounterProcess, counter_env, progress
+from tests.faults.validator import validate
+from tests.faults.workload import make_workload, produce
 
 PROBE_EVERY = 50
 PROBE_LINK_BASE = 10_000_000

@@ -87,7 +87,8 @@ class Settings:
     counter_instance_id: str | None = None
     """Static group membership id of this counter process (`COUNTER_INSTANCE_ID`, unset by
     default): a restarted process with the same id takes its partitions back at once instead of
-    waiting for the session timeout, and no rebalance moves them meanwhile."""
+    waiting for the session timeout, and no rebalance moves them meanwhile; the other side of it:
+    the partitions of a process that stops for good wait out the session timeout."""
     event_max_bytes: int = 65_536
     """Largest click record the counter accepts; bigger ones are dead-lettered, bytes
     (`EVENT_MAX_BYTES`)."""

@@ -16,7 +16,7 @@ from services.counter.intake import Click, admit
 from shared import events
 from shared.counts import Counts
 from shared.settings import Settings
-from tests.faults.harness import stored_counts
+from tests.faults.validator import stored_counts
 from tests.unit.test_events import make_event
 
 pytestmark = pytest.mark.integration
