@@ -134,6 +134,27 @@ async def kafka_committed(settings: Settings) -> int:
     return sum(c or 0 for c in committed)
 
 
+async def read_all(settings: Settings, topic: str) -> list[bytes | None]:
+    """Every record value of `topic`, from the beginning to its end now."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap_servers, group_id=None, enable_auto_commit=False
+    )
+    await consumer.start()
+    try:
+        await consumer._client.force_metadata_update()
+        parts = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+        consumer.assign(parts)
+        await consumer.seek_to_beginning(*parts)
+        ends = await consumer.end_offsets(parts)
+        values: list[bytes | None] = []
+        while any([await consumer.position(tp) < end for tp, end in ends.items()]):
+            for records in (await consumer.getmany(timeout_ms=500)).values():
+                values += [r.value for r in records]
+        return values
+    finally:
+        await consumer.stop()
+
+
 async def progress(pool: asyncpg.Pool, settings: Settings) -> int:
     """Records the counter has stored offsets past (all partitions)."""
     return sum(
@@ -165,9 +186,10 @@ class Rig:
     take_port: Callable[[], int]
     processes: list[CounterProcess] = field(default_factory=list)
 
-    async def publish(self, clicks: int, *, seed: int) -> Workload:
-        """A numbered workload of `clicks` clicks (and its duplicates), published."""
-        workload = make_workload(clicks, seed=seed)
+    async def publish(self, clicks: int, *, seed: int, poison: int = 0) -> Workload:
+        """A numbered workload of `clicks` clicks (and its duplicates and `poison` records),
+        published."""
+        workload = make_workload(clicks, seed=seed, poison=poison)
         await produce(self.settings, workload.records)
         return workload
 

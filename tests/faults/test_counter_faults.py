@@ -15,17 +15,18 @@ import random
 
 import pytest
 
-from tests.faults.harness import Rig, kafka_committed
+from tests.faults.harness import Rig, kafka_committed, read_all
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults]
 
 EVENTS = int(os.environ.get("FAULT_EVENTS", "100000"))
 KILLS = int(os.environ.get("FAULT_KILLS", "10"))
+POISON = 40
 
 
 @pytest.mark.timeout(600)
 async def test_kill_9_at_random_moments_leaves_exact_counts(rig: Rig) -> None:
-    workload = await rig.publish(EVENTS, seed=5)
+    workload = await rig.publish(EVENTS, seed=5, poison=POISON)
     total = len(workload.records)
     # A static member id, as a deployment with stable process names has: the restarted process
     # takes its partitions back at once instead of after the session timeout.
@@ -49,6 +50,13 @@ async def test_kill_9_at_random_moments_leaves_exact_counts(rig: Rig) -> None:
     assert problems == []
     assert mid_run >= KILLS - 3  # nearly every kill landed while it was counting
     assert counter.terminate() == 0
+    # every poison record reached the DLQ (at least once: a kill between the send and the
+    # commit sends it again) and nothing else did
+    dead = await read_all(rig.settings, rig.settings.dlq_topic)
+    poison = {v for k, v in workload.records if k == b"poison"}
+    assert len(poison) == POISON
+    assert set(dead) == poison
+    print(f"kill -9 test: {POISON} poison records, {len(dead)} dead letters")
 
 
 @pytest.mark.timeout(300)

@@ -12,6 +12,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+import orjson
 from aiokafka import AIOKafkaProducer
 
 from shared import events
@@ -49,11 +50,13 @@ def make_workload(
     bot_share: float = 0.05,
     duplicate_share: float = 0.05,
     days: float = 3.0,
+    poison: int = 0,
     seed: int = 5,
 ) -> Workload:
     """`n` distinct clicks over `links` links (in `campaigns` campaigns, one link in ten without a
     campaign), spread over the last `days` UTC days and two channels, with `duplicate_share` of
-    them published a second time later on."""
+    them published a second time later on, and `poison` unreadable records (`poison_value`)
+    among them."""
     rng = random.Random(seed)
     run = rng.randrange(1, 2**32)
     now = datetime.now(UTC).replace(microsecond=0)
@@ -86,7 +89,22 @@ def make_workload(
     for i in rng.sample(range(n), int(n * duplicate_share)):
         # a redelivery: the same bytes again, later on (producer retry, spool replay)
         records.insert(rng.randrange(i + 1, len(records) + 1), records[i])
-    return Workload(clicks, records)
+    for k in range(poison):
+        records.insert(rng.randrange(len(records) + 1), (b"poison", poison_value(k, clicks[0])))
+    return Workload(clicks, records, poison)
+
+
+def poison_value(k: int, sample: events.ClickEvent) -> bytes:
+    """The `k`th poison record, unique bytes: not JSON, a wrong type, a missing field, or huge."""
+    good = orjson.loads(events.encode(sample))
+    kind = k % 4
+    if kind == 0:
+        return f"not json #{k}".encode()
+    if kind == 1:
+        return orjson.dumps({**good, "link_id": str(k)})
+    if kind == 2:
+        return orjson.dumps({name: v for name, v in good.items() if name != "event_id"} | {"n": k})
+    return orjson.dumps({**good, "n": k, "padding": "x" * 70_000})
 
 
 async def produce(settings: Settings, records: list[tuple[bytes, bytes]]) -> None:
