@@ -4,6 +4,7 @@ harmless, and the partitions of the dedup tables created and dropped whole."""
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 
 import asyncpg
@@ -13,7 +14,7 @@ from click.testing import CliRunner
 from services.cli.main import cli
 from services.counter import retention, store
 from services.counter.intake import Click, admit
-from shared import events
+from shared import db, events
 from shared.counts import Counts
 from shared.settings import Settings
 from tests.faults.validator import stored_counts
@@ -164,3 +165,39 @@ async def test_partitions_command_makes_the_days_ahead(
     ]
     again = await asyncio.to_thread(CliRunner().invoke, cli, ["partitions"], env=env)
     assert again.output == "partitions are up to date\n"
+
+
+async def test_migration_0005_keeps_the_ids_counted_before_it(settings: Settings) -> None:
+    """A database counted with the old unpartitioned table keeps deduplicating those ids."""
+    schema = f"{settings.postgres_schema}_m"
+    before = [(v, sql) for v, sql in db.migration_files() if v < "0005"]
+    async with db.pool(replace(settings, postgres_schema=schema), max_size=1) as pool:
+        try:
+            async with pool.acquire() as conn, conn.transaction():
+                await conn.execute(f'CREATE SCHEMA "{schema}"')
+                await conn.execute(f'SET LOCAL search_path TO "{schema}"')
+                await conn.execute(
+                    "CREATE TABLE schema_migrations (version text PRIMARY KEY,"
+                    " applied_at timestamptz NOT NULL DEFAULT now())"
+                )
+                for version, sql in before:
+                    await conn.execute(sql)
+                    await conn.execute("INSERT INTO schema_migrations VALUES ($1)", version)
+                await conn.execute(
+                    "INSERT INTO processed_events (event_id, processed_at) VALUES"
+                    " ('00000000-0000-7000-8000-000000000001', '2026-11-20 23:59:59+00'),"
+                    " ('00000000-0000-7000-8000-000000000002', '2026-11-21 00:00:00+00')"
+                )
+            async with pool.acquire() as conn:
+                applied = await db.migrate(conn, schema)
+            assert "0005_counter_dimensions" in applied
+            rows = await pool.fetch(
+                "SELECT tableoid::regclass::text AS part, event_id::text FROM processed_events"
+                " ORDER BY event_id"
+            )
+            assert [tuple(r) for r in rows] == [
+                ("processed_events_p20261120", "00000000-0000-7000-8000-000000000001"),
+                ("processed_events_p20261121", "00000000-0000-7000-8000-000000000002"),
+            ]
+        finally:
+            await pool.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
