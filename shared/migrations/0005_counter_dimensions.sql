@@ -6,7 +6,8 @@
 --   daily_counters    one row per (link or campaign, UTC day): clicks, that day's uniques, bots
 --   link_counters     all-time per link (from 0001), campaign_counters all-time per campaign
 -- "unique" is always "distinct human visitors" of the scope (all time, or that day); an hourly
--- row's unique_clicks counts the link's visitors first seen in that hour, so the hours of a link
+-- row's unique_clicks counts the link's visitors whose first counted click fell in that hour
+-- (the earliest hour of the batch that first met them), so the hours of a link
 -- sum to its all-time unique count.
 
 -- Event ids, partitioned by the UTC day the click happened (occurred_at). A redelivered event
