@@ -76,6 +76,40 @@ class Settings:
     """Key of the HMAC that turns IP and user agent into a visitor id (`VISITOR_HASH_KEY`)."""
     log_level: str = "INFO"
     """Root log level (`LOG_LEVEL`)."""
+    api_host: str = "127.0.0.1"
+    """Address the links API listens on (`API_HOST`)."""
+    api_port: int = 8082
+    """Port of the links API (`API_PORT`)."""
+    short_domain: str = "127.0.0.1:8080"
+    """What an SMS carries before `/<code>`: the redirector's host, optionally with a scheme or
+    port (`SHORT_DOMAIN`; default: SHORT_BASE_URL without its scheme)."""
+    code_length: int = 10
+    """Characters in a new short code, base62 (`CODE_LENGTH`, 8 to 20)."""
+    dlt_var_limit: int = 30
+    """Characters a DLT `{#var#}` value may hold (`DLT_VAR_LIMIT`); the short link must fit."""
+    operator_token: Secret = Secret("")
+    """Bearer credential of the operator API (`OPERATOR_TOKEN`, at least 32 characters);
+    unset: the operator routes are refused and only the CLI can create organisations."""
+    counter_batch_max_records: int = 2000
+    """Most records the counter takes into one batch, and so one transaction
+    (`COUNTER_BATCH_MAX_RECORDS`)."""
+    counter_batch_wait_ms: int = 100
+    """Longest the counter waits to fill a batch, milliseconds (`COUNTER_BATCH_WAIT_MS`)."""
+    counter_session_timeout_ms: int = 10_000
+    """Kafka group session timeout of the counter, milliseconds: how long a dead member holds its
+    partitions (`COUNTER_SESSION_TIMEOUT_MS`; the broker accepts 6000 and more by default)."""
+    counter_instance_id: str | None = None
+    """Static group membership id of this counter process (`COUNTER_INSTANCE_ID`, unset by
+    default): a restarted process with the same id takes its partitions back at once instead of
+    waiting for the session timeout, and no rebalance moves them meanwhile; the other side of it:
+    the partitions of a process that stops for good wait out the session timeout."""
+    event_max_bytes: int = 65_536
+    """Largest click record the counter accepts; bigger ones are dead-lettered, bytes
+    (`EVENT_MAX_BYTES`)."""
+    dedup_retention_days: int = 9
+    """Days of event ids kept for deduplication (`DEDUP_RETENTION_DAYS`); must exceed the topic's
+    retention so that any record still in the topic finds its id. Pruned by dropping daily
+    partitions."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -118,7 +152,42 @@ class Settings:
             log_level=_choice(
                 env, "LOG_LEVEL", defaults.log_level, ("DEBUG", "INFO", "WARNING", "ERROR")
             ),
-        )
+            api_host=_text(env, "API_HOST", defaults.api_host),
+            api_port=_int(env, "API_PORT", defaults.api_port, 0, 65535),
+            short_domain=_short_domain(env, "SHORT_DOMAIN", env.get("SHORT_BASE_URL")),
+            code_length=_int(env, "CODE_LENGTH", defaults.code_length, 8, 20),
+            dlt_var_limit=_int(env, "DLT_VAR_LIMIT", defaults.dlt_var_limit, 1, 2000),
+            operator_token=_operator_token(env, "OPERATOR_TOKEN"),
+            counter_batch_max_records=_int(
+                env, "COUNTER_BATCH_MAX_RECORDS", defaults.counter_batch_max_records, 1, 100_000
+            ),
+            counter_batch_wait_ms=_int(
+                env, "COUNTER_BATCH_WAIT_MS", defaults.counter_batch_wait_ms, 1, 60_000
+            ),
+            counter_session_timeout_ms=_int(
+                env,
+                "COUNTER_SESSION_TIMEOUT_MS",
+                defaults.counter_session_timeout_ms,
+                1_000,
+                3_600_000,
+            ),
+            counter_instance_id=env.get("COUNTER_INSTANCE_ID", "").strip() or None,
+            event_max_bytes=_int(
+                env, "EVENT_MAX_BYTES", defaults.event_max_bytes, 1_024, 1_000_000
+            ),
+            dedup_retention_days=_int(
+                env, "DEDUP_RETENTION_DAYS", defaults.dedup_retention_days, 2, 3_650
+            ),
+        )._checked()
+
+    def _checked(self) -> Settings:
+        if self.dedup_retention_days * 24 <= self.topic_retention_hours:
+            raise SettingsError(
+                f"DEDUP_RETENTION_DAYS ({self.dedup_retention_days}) must cover more than the topic"
+                f" retention (TOPIC_RETENTION_HOURS={self.topic_retention_hours}): a redelivered"
+                " event must still find its id"
+            )
+        return self
 
 
 def _text(env: Mapping[str, str], name: str, default: str) -> str:
@@ -157,6 +226,23 @@ def _identifier(env: Mapping[str, str], name: str, default: str) -> str:
     if not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", value):
         raise SettingsError(f"{name} must be a lower-case SQL identifier, got {value!r}")
     return value
+
+
+def _short_domain(env: Mapping[str, str], name: str, base_url: str | None) -> str:
+    default = (base_url or Settings.short_base_url).strip().rstrip("/")
+    value = _text(env, name, default.split("://", 1)[-1])
+    if any(ch.isspace() or not ch.isprintable() for ch in value) or value.endswith("/"):
+        raise SettingsError(
+            f"{name} must be a host without spaces or a trailing '/', got {value!r}"
+        )
+    return value
+
+
+def _operator_token(env: Mapping[str, str], name: str) -> Secret:
+    value = env.get(name, "").strip()
+    if value and len(value) < 32:
+        raise SettingsError(f"{name} must be at least 32 characters (it guards the operator API)")
+    return Secret(value)
 
 
 def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:

@@ -1,34 +1,27 @@
-"""`clicktrack`: operate the pipeline (migrations, topics, links, counts, demo)."""
+"""`clicktrack`: operate the pipeline (migrations, topics, organisations, keys, links, minting,
+counts, demo)."""
 
 from __future__ import annotations
 
-import asyncio
 import sys
-from collections.abc import Coroutine
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, TypeVar
 
 import click
 
 from services.cli.demo import run_demo
-from services.cli.loadgen import LoadgenError, Plan, require_loopback, run, write_record
+from services.cli.loadgen import LoadgenError, Plan, require_loopback, write_record
+from services.cli.loadgen import run as run_load
+from services.cli.operator import key, mint_command, org
+from services.cli.running import run
+from services.counter import rebuild, retention
 from shared import db
 from shared.counts import CountStore
 from shared.errors import ClicktrackError
 from shared.kafka import ensure_topics
-from shared.links import InvalidLinkError, create_link, create_org
+from shared.links import create_link, create_org
 from shared.redis_client import redis_client
 from shared.settings import Settings
-
-T = TypeVar("T")
-
-
-def _run(coro: Coroutine[Any, Any, T]) -> T:
-    try:
-        return asyncio.run(coro)
-    except (ClicktrackError, InvalidLinkError) as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(2)
 
 
 @click.group()
@@ -45,6 +38,11 @@ def cli(ctx: click.Context) -> None:
         raise click.UsageError(str(exc)) from None
 
 
+cli.add_command(org)
+cli.add_command(key)
+cli.add_command(mint_command)
+
+
 @cli.command()
 @click.pass_obj
 def migrate(settings: Settings) -> None:
@@ -54,7 +52,7 @@ def migrate(settings: Settings) -> None:
         async with db.pool(settings, max_size=1) as pool, pool.acquire() as conn:
             return await db.migrate(conn, settings.postgres_schema)
 
-    applied = _run(go())
+    applied = run(go())
     click.echo(f"migrations applied: {', '.join(applied)}" if applied else "schema is up to date")
 
 
@@ -62,7 +60,7 @@ def migrate(settings: Settings) -> None:
 @click.pass_obj
 def topics(settings: Settings) -> None:
     """Create the clicks and dead-letter topics if missing (partitions, retention)."""
-    created = _run(ensure_topics(settings))
+    created = run(ensure_topics(settings))
     for name in (settings.clicks_topic, settings.dlq_topic):
         state = "created" if name in created else "exists"
         click.echo(
@@ -90,7 +88,7 @@ def link(settings: Settings, destination: str, org_name: str, recipients: tuple[
             who = f" (recipient {recipient})" if recipient else ""
             click.echo(f"  {settings.short_base_url}/{code}{who}")
 
-    _run(go())
+    run(go())
 
 
 @cli.command()
@@ -112,7 +110,54 @@ def counts(settings: Settings, link_id: int) -> None:
         click.echo(f"postgres: total={pg[0]} unique={pg[1]} bots={pg[2]}")
         click.echo(f"redis:    total={rd[0]} unique={rd[1]} bots={rd[2]}")
 
-    _run(go())
+    run(go())
+
+
+@cli.group()
+def counters() -> None:
+    """Operate the Redis copies of the counters."""
+
+
+@counters.command("rebuild")
+@click.option(
+    "--reset",
+    is_flag=True,
+    help="Delete every counter key first (when Redis may hold values Postgres does not).",
+)
+@click.pass_obj
+def counters_rebuild(settings: Settings, reset: bool) -> None:
+    """Rebuild every Redis counter from Postgres (safe while counters run)."""
+
+    async def go() -> tuple[int, int]:
+        async with db.pool(settings, max_size=1) as pool, redis_client(settings) as redis:
+            deleted = await rebuild.clear(redis) if reset else 0
+            return deleted, await rebuild.rebuild(pool, CountStore(redis))
+
+    deleted, written = run(go())
+    if reset:
+        click.echo(f"deleted {deleted} keys")
+    click.echo(f"rebuilt {written} counters from postgres")
+
+
+@cli.command()
+@click.option("--prune/--no-prune", default=True, show_default=True, help="Drop expired days.")
+@click.pass_obj
+def partitions(settings: Settings, prune: bool) -> None:
+    """Create the dedup tables' daily partitions ahead and drop those past DEDUP_RETENTION_DAYS
+    (the counter does this every hour)."""
+
+    async def go() -> list[str]:
+        async with db.pool(settings, max_size=1) as pool, pool.acquire() as conn:
+            today = datetime.now(UTC).date()
+            if prune:
+                return await retention.maintain(
+                    conn, keep_days=settings.dedup_retention_days, today=today
+                )
+            days = [today + timedelta(days=n) for n in range(-1, retention.DAYS_AHEAD + 1)]
+            return await retention.ensure_partitions(conn, days)
+
+    changed = run(go())
+    click.echo("\n".join(changed) if changed else "partitions are up to date")
 
 
 @cli.command()
@@ -152,7 +197,7 @@ def loadgen(
     except LoadgenError as exc:
         raise click.UsageError(str(exc)) from None
     with click.progressbar(length=clicks, label="clicks") as bar:
-        outcome = asyncio.run(run(plan, bar.update))
+        outcome = run(run_load(plan, bar.update))
     if record:
         write_record(outcome, Path(record))
     click.echo(
@@ -168,5 +213,5 @@ def loadgen(
 def demo(settings: Settings, timeout: float) -> None:
     """Create a link, click it through the running redirector (2 visitors, 3 clicks), and print
     the counts once the counter has them."""
-    ok = _run(run_demo(settings, timeout, click.echo))
+    ok = run(run_demo(settings, timeout, click.echo))
     sys.exit(0 if ok else 1)
