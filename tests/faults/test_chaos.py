@@ -15,6 +15,14 @@ import pytest
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
+CHECKED = (
+    "lost_pg",
+    "double_pg",
+    "lost_redis",
+    "double_redis",
+    "unique_mismatch_pg",
+    "unique_mismatch_redis",
+)
 
 
 @pytest.mark.timeout(900)
@@ -29,12 +37,7 @@ def test_short_chaos_profile_loses_and_doubles_nothing() -> None:
     lines = done.stdout.strip().splitlines()
     assert lines, f"no result line; stderr:\n{done.stderr[-5000:]}"
     result = orjson.loads(lines[-1])
-    problems = {
-        k: result[k]
-        for k in ("lost_pg", "double_pg", "lost_redis", "double_redis")
-        + ("unique_mismatch_pg", "unique_mismatch_redis")
-        if result[k] != 0
-    }
+    problems = {k: result[k] for k in CHECKED if result[k] != 0}
     assert problems == {}, f"{problems}; lost clicks {result['lost_click_numbers']}"
     assert result["caught_up"] is True
     assert result["faults"] == 8, result["fault_list"]
