@@ -80,6 +80,11 @@ class Settings:
     """Address the links API listens on (`API_HOST`)."""
     api_port: int = 8082
     """Port of the links API (`API_PORT`)."""
+    api_rate_per_s: int = 50
+    """Requests per second one caller (API key, or address without one) may make to one API
+    process (`API_RATE_PER_S`); over it: 429 with Retry-After."""
+    api_rate_burst: int = 100
+    """Requests a caller may make at once before the rate applies (`API_RATE_BURST`)."""
     short_domain: str = "127.0.0.1:8080"
     """What an SMS carries before `/<code>`: the redirector's host, optionally with a scheme or
     port (`SHORT_DOMAIN`; default: SHORT_BASE_URL without its scheme)."""
@@ -154,6 +159,8 @@ class Settings:
             ),
             api_host=_text(env, "API_HOST", defaults.api_host),
             api_port=_int(env, "API_PORT", defaults.api_port, 0, 65535),
+            api_rate_per_s=_int(env, "API_RATE_PER_S", defaults.api_rate_per_s, 1, 1_000_000),
+            api_rate_burst=_int(env, "API_RATE_BURST", defaults.api_rate_burst, 1, 1_000_000),
             short_domain=_short_domain(env, "SHORT_DOMAIN", env.get("SHORT_BASE_URL")),
             code_length=_int(env, "CODE_LENGTH", defaults.code_length, 8, 20),
             dlt_var_limit=_int(env, "DLT_VAR_LIMIT", defaults.dlt_var_limit, 1, 2000),

@@ -10,10 +10,11 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from services.api import campaigns, links, orgs, render
+from services.api import campaigns, links, orgs, ratelimit, render
 from services.api.context import METRICS, POOL, SETTINGS, Metrics
 from services.api.errors import Handler, dumps, json_errors
 from services.api.openapi import document
+from services.api.ratelimit import RateLimiter
 from shared import db
 from shared.dlt import short_link_length
 from shared.errors import SettingsError
@@ -36,7 +37,11 @@ def create_app(settings: Settings) -> web.Application:
             f" + '/' + CODE_LENGTH {settings.code_length}), more than DLT_VAR_LIMIT"
             f" {settings.dlt_var_limit}: use a shorter domain or shorter codes"
         )
-    app = web.Application(client_max_size=MAX_BODY, middlewares=[count_requests, json_errors])
+    limiter = RateLimiter(settings.api_rate_per_s, settings.api_rate_burst)
+    app = web.Application(
+        client_max_size=MAX_BODY,
+        middlewares=[count_requests, ratelimit.middleware(limiter), json_errors],
+    )
     app[SETTINGS] = settings
     app[METRICS] = Metrics.create()
     app.cleanup_ctx.append(_resources)

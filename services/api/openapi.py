@@ -237,6 +237,7 @@ _ERRORS = {
     403: "The credential may not do this.",
     404: "Not found (or another organisation's).",
     422: "A field breaks a rule; `error` names it.",
+    429: "Too many requests from this caller (`rate_limited`); wait `Retry-After` seconds.",
     503: "Postgres is unreachable (`dependency_unavailable`); try again.",
 }
 
@@ -263,7 +264,7 @@ class Op:
         responses: dict[str, Any] = {str(self.ok[0]): _answer("OK", self.ok[1])}
         if self.also is not None:
             responses[str(self.also[0])] = _answer(self.also[1], self.also[2])
-        for code in ((400, 422) if self.body else ()) + self.errors + (503,):
+        for code in ((400, 422) if self.body else ()) + self.errors + (429, 503):
             responses[str(code)] = _answer(_ERRORS[code], "Error")
         parameters = [
             {"name": name, "in": "path", "required": True, "schema": _ID}
