@@ -85,6 +85,9 @@ class Settings:
     process (`API_RATE_PER_S`); over it: 429 with Retry-After."""
     api_rate_burst: int = 100
     """Requests a caller may make at once before the rate applies (`API_RATE_BURST`)."""
+    api_auth_failures_burst: int = 20
+    """Refused credentials one client address may send before it is slowed to one per 5 s
+    (`API_AUTH_FAILURES_BURST`): guessing keys stays hopeless."""
     short_domain: str = "127.0.0.1:8080"
     """What an SMS carries before `/<code>`: the redirector's host, optionally with a scheme or
     port (`SHORT_DOMAIN`; default: SHORT_BASE_URL without its scheme)."""
@@ -161,6 +164,9 @@ class Settings:
             api_port=_int(env, "API_PORT", defaults.api_port, 0, 65535),
             api_rate_per_s=_int(env, "API_RATE_PER_S", defaults.api_rate_per_s, 1, 1_000_000),
             api_rate_burst=_int(env, "API_RATE_BURST", defaults.api_rate_burst, 1, 1_000_000),
+            api_auth_failures_burst=_int(
+                env, "API_AUTH_FAILURES_BURST", defaults.api_auth_failures_burst, 1, 1_000_000
+            ),
             short_domain=_short_domain(env, "SHORT_DOMAIN", env.get("SHORT_BASE_URL")),
             code_length=_int(env, "CODE_LENGTH", defaults.code_length, 8, 20),
             dlt_var_limit=_int(env, "DLT_VAR_LIMIT", defaults.dlt_var_limit, 1, 2000),

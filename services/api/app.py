@@ -38,9 +38,10 @@ def create_app(settings: Settings) -> web.Application:
             f" {settings.dlt_var_limit}: use a shorter domain or shorter codes"
         )
     limiter = RateLimiter(settings.api_rate_per_s, settings.api_rate_burst)
+    failures = RateLimiter(ratelimit.AUTH_FAILURES_PER_S, settings.api_auth_failures_burst)
     app = web.Application(
         client_max_size=MAX_BODY,
-        middlewares=[count_requests, ratelimit.middleware(limiter), json_errors],
+        middlewares=[count_requests, ratelimit.middleware(limiter, failures), json_errors],
     )
     app[SETTINGS] = settings
     app[METRICS] = Metrics.create()
@@ -97,7 +98,8 @@ async def readyz(request: web.Request) -> web.Response:
     try:
         async with asyncio.timeout(READY_TIMEOUT_S):
             rows = await request.app[POOL].fetch("SELECT version FROM schema_migrations")
-    except Exception:  # any failure (refused, timed out, pool closed) means not ready
+    except Exception as exc:  # any failure (refused, timed out, pool closed) means not ready
+        log.warning("not ready: postgres check failed", extra={"error": repr(exc)})
         return web.json_response({"status": "degraded", "postgres": "failing"}, status=503)
     missing = sorted({v for v, _ in db.migration_files()} - {r["version"] for r in rows})
     if missing:

@@ -36,9 +36,13 @@ async def json_object(request: web.Request, allowed: frozenset[str]) -> dict[str
 
 
 def _get(body: dict[str, Any], name: str, required: bool) -> Any:
+    """The field's value; an optional field may be absent or null (both mean "not given"),
+    a required one must be present and not null."""
     value = body.get(name, _MISSING)
-    if value is _MISSING and required:
+    if required and value is _MISSING:
         raise InvalidInputError(f"{name} is required", code="missing_field", field=name)
+    if required and value is None:
+        raise _wrong(name, "given (it is required), not null")
     return None if value is _MISSING else value
 
 

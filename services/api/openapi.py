@@ -346,6 +346,20 @@ _PLAIN = {
 }
 
 
+_REQUEST_BODIES = frozenset(op.body for op in OPERATIONS if op.body)
+
+
+def _nullable_optionals(schema: Schema) -> Schema:
+    """A request body whose optional fields also take null: the API reads null as "not given"
+    (services/api/body.py), and the document must say what the API accepts."""
+    required = set(schema.get("required", ()))
+    properties = {
+        name: prop if name in required else {"anyOf": [prop, {"type": "null"}]}
+        for name, prop in schema.get("properties", {}).items()
+    }
+    return {**schema, "properties": properties}
+
+
 def document() -> Schema:
     """The whole OpenAPI document."""
     paths: dict[str, dict[str, Schema]] = {
@@ -365,7 +379,10 @@ def document() -> Schema:
             ' DLT-safe SMS rendering. Errors are `{"error": code, "detail": message}`.',
         },
         "components": {
-            "schemas": SCHEMAS,
+            "schemas": {
+                name: _nullable_optionals(schema) if name in _REQUEST_BODIES else schema
+                for name, schema in SCHEMAS.items()
+            },
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
         },
         "paths": paths,

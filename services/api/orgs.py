@@ -12,7 +12,7 @@ from services.api.body import bool_field, json_object, page, paged, path_id, tex
 from services.api.context import POOL
 from services.api.errors import dumps
 from shared import apikeys, orgs
-from shared.errors import NotFoundError
+from shared.errors import InvalidInputError, NotFoundError
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +82,10 @@ async def create_key(request: web.Request) -> web.Response:
 
 
 async def _new_key(request: web.Request, org_id: int, body: dict[str, object]) -> web.Response:
-    name = text_field(body, "name", required=False) or "api key"
+    name = text_field(body, "name", required=False)
+    if name is not None and not name.strip():
+        raise InvalidInputError("name must not be empty", code="invalid_field", field="name")
+    name = name or "api key"
     record, key = await apikeys.create_api_key(request.app[POOL], org_id, name)
     log.info("API key created", extra={"org_id": org_id, "key_id": record.id})
     return web.json_response(

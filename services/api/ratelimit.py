@@ -27,8 +27,6 @@ MAX_CALLERS = 100_000
 EXEMPT = frozenset({"/healthz", "/readyz", "/metrics"})
 AUTH_FAILURES_PER_S = 0.2
 """Sustained rate of refused credentials one address may send (one per 5 s)."""
-AUTH_FAILURES_BURST = 20
-"""Refused credentials one address may send before that rate applies."""
 
 
 @dataclass
@@ -80,10 +78,9 @@ def caller_id(request: web.Request) -> str:
     return f"addr:{request.remote}"
 
 
-def middleware(limiter: RateLimiter, failures: RateLimiter | None = None) -> Middleware:
-    """An aiohttp middleware answering 429 with Retry-After once a caller is over its rate, or
-    its address over its refused credentials (`failures`, default 20 then one per 5 s)."""
-    failures = failures or RateLimiter(AUTH_FAILURES_PER_S, AUTH_FAILURES_BURST)
+def middleware(limiter: RateLimiter, failures: RateLimiter) -> Middleware:
+    """An aiohttp middleware answering 429 with Retry-After once a caller is over its rate
+    (`limiter`), or its address over its refused credentials (`failures`)."""
 
     @web.middleware
     async def rate_limit(request: web.Request, handler: Handler) -> web.StreamResponse:

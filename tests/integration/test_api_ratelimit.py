@@ -11,7 +11,6 @@ import pytest
 from aiohttp.test_utils import TestServer
 
 from services.api.app import create_app
-from services.api.ratelimit import AUTH_FAILURES_BURST
 from shared.settings import Settings
 from tests.integration.api_client import ApiClient
 
@@ -47,7 +46,7 @@ async def test_guessing_keys_is_slowed_per_address(slow_api: ApiClient) -> None:
     _, key = await slow_api.new_org("A")
     # Each guess is a different credential, so per-key buckets never fill: the address's
     # failure bucket does (20 refused credentials, then one per 5 s).
-    for n in range(AUTH_FAILURES_BURST):
+    for n in range(Settings().api_auth_failures_burst):
         await slow_api.call("GET", "/v1/campaigns", auth=f"ck_guess{n}", expect=401)
     body = await slow_api.call("GET", "/v1/campaigns", auth="ck_guess-next", expect=429)
     assert body["detail"].startswith("too many refused credentials from this address")
