@@ -1,4 +1,4 @@
-"""`clicktrack`: operate the pipeline (migrations, topics, links, counts, demo)."""
+"""`clicktrack`: operate the pipeline (migrations, topics, links, counts, demo, lag)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ from typing import Any, TypeVar
 import click
 
 from services.cli.demo import run_demo
+from services.cli.ops import describe_topic, lag, serve_lag
+from services.ops.topics import check_topics
 from shared import db
 from shared.counts import CountStore
 from shared.errors import ClicktrackError
@@ -57,16 +59,17 @@ def migrate(settings: Settings) -> None:
 
 
 @cli.command()
+@click.option("--check", is_flag=True, help="Only check; create nothing.")
 @click.pass_obj
-def topics(settings: Settings) -> None:
-    """Create the clicks and dead-letter topics if missing (partitions, retention)."""
-    created = _run(ensure_topics(settings))
-    for name in (settings.clicks_topic, settings.dlq_topic):
-        state = "created" if name in created else "exists"
-        click.echo(
-            f"{name}: {state} ({settings.topic_partitions} partitions,"
-            f" retention {settings.topic_retention_hours} h)"
-        )
+def topics(settings: Settings, check: bool) -> None:
+    """Create the clicks and dead-letter topics if missing, then check their configuration
+    (partitions, replicas, retention, min.insync.replicas); exit status 1 if one differs."""
+    names = [settings.clicks_topic, settings.dlq_topic, settings.webhook_dlq_topic]
+    created = [] if check else _run(ensure_topics(settings, names))
+    reports = _run(check_topics(settings, names))
+    for report in reports:
+        click.echo(describe_topic(report, report.name in created))
+    sys.exit(0 if all(r.ok for r in reports) else 1)
 
 
 @cli.command("link")
@@ -121,3 +124,7 @@ def demo(settings: Settings, timeout: float) -> None:
     the counts once the counter has them."""
     ok = _run(run_demo(settings, timeout, click.echo))
     sys.exit(0 if ok else 1)
+
+
+cli.add_command(lag)
+cli.add_command(serve_lag)
