@@ -95,6 +95,9 @@ class Settings:
     """Value of the `cluster_name` label of the lag metrics (`LAG_CLUSTER_NAME`)."""
     relay_group: str = "clicktrack-webhooks"
     """Consumer group of the webhook relay (`RELAY_GROUP`)."""
+    relay_start_from: str = "latest"
+    """Where a relay group with no committed offsets starts (`RELAY_START_FROM`): `latest` (only
+    clicks from now on) or `earliest` (everything the topic still holds)."""
     relay_host: str = "127.0.0.1"
     """Address of the relay's health and metrics server (`RELAY_HOST`)."""
     relay_port: int = 8086
@@ -167,6 +170,9 @@ class Settings:
             ),
             lag_cluster_name=_text(env, "LAG_CLUSTER_NAME", defaults.lag_cluster_name),
             relay_group=_text(env, "RELAY_GROUP", defaults.relay_group),
+            relay_start_from=_choice(
+                env, "RELAY_START_FROM", defaults.relay_start_from.upper(), ("LATEST", "EARLIEST")
+            ).lower(),
             relay_host=_text(env, "RELAY_HOST", defaults.relay_host),
             relay_port=_int(env, "RELAY_PORT", defaults.relay_port, 0, 65535),
             webhook_dlq_topic=_text(env, "WEBHOOK_DLQ_TOPIC", defaults.webhook_dlq_topic),

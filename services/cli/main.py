@@ -2,33 +2,22 @@
 
 from __future__ import annotations
 
-import asyncio
 import sys
-from collections.abc import Coroutine
-from typing import Any, TypeVar
 
 import click
 
 from services.cli.demo import run_demo
 from services.cli.ops import describe_topic, lag, serve_lag
+from services.cli.runner import run as _run
+from services.cli.webhooks import webhook
 from services.ops.topics import check_topics
 from shared import db
 from shared.counts import CountStore
 from shared.errors import ClicktrackError
 from shared.kafka import ensure_topics
-from shared.links import InvalidLinkError, create_link, create_org
+from shared.links import create_link, create_org
 from shared.redis_client import redis_client
 from shared.settings import Settings
-
-T = TypeVar("T")
-
-
-def _run(coro: Coroutine[Any, Any, T]) -> T:
-    try:
-        return asyncio.run(coro)
-    except (ClicktrackError, InvalidLinkError) as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(2)
 
 
 @click.group()
@@ -128,3 +117,4 @@ def demo(settings: Settings, timeout: float) -> None:
 
 cli.add_command(lag)
 cli.add_command(serve_lag)
+cli.add_command(webhook)
