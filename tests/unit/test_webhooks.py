@@ -9,9 +9,9 @@ import hmac
 import pytest
 
 from services.relay import signing
-from services.relay.delivery import message_id
+from services.relay.delivery import Deliverer, PublicOnlyResolver, message_id
 from services.relay.endpoints import Endpoint, check_url
-from shared.errors import SignatureError, WebhookError
+from shared.errors import DeliveryError, SignatureError, WebhookError
 from shared.settings import Secret
 from tests.unit.test_events import make_event
 
@@ -127,3 +127,32 @@ def test_insecure_mode_allows_local_http_for_development() -> None:
     assert check_url(url, allow_insecure=True) == url
     with pytest.raises(WebhookError):
         check_url("ftp://127.0.0.1/", allow_insecure=True)
+
+
+async def test_names_resolving_only_to_private_addresses_are_refused() -> None:
+    resolver = PublicOnlyResolver()
+    try:
+        with pytest.raises(OSError, match="localhost resolves only to private addresses"):
+            await resolver.resolve("localhost", 443)
+    finally:
+        await resolver.close()
+
+
+async def test_a_private_endpoint_is_never_contacted_nor_retried() -> None:
+    endpoint = Endpoint(1, 2, "https://127.0.0.1:18399/hook", Secret(SECRET))
+    async with Deliverer(
+        max_attempts=5, backoff_s=10.0, timeout_s=1.0, allow_insecure=False
+    ) as deliverer:
+        outcome = await deliverer.deliver(endpoint, [make_event()])
+    assert (outcome.delivered, outcome.attempts) == (False, 1)
+    assert outcome.error == "the endpoint's host is not a public address"
+
+
+def test_backoff_doubles_with_jitter_and_honours_retry_after() -> None:
+    deliverer = Deliverer(max_attempts=6, backoff_s=1.0, timeout_s=1.0, allow_insecure=False)
+    failed = DeliveryError("endpoint answered 500")
+    for attempt, cap in [(1, 1.0), (2, 2.0), (3, 4.0), (12, 300.0)]:
+        delays = [deliverer._delay(attempt, failed) for _ in range(50)]
+        assert all(cap / 2 <= d <= cap for d in delays)
+    assert deliverer._delay(1, DeliveryError("429", retry_after_s=7.0)) == 7.0
+    assert deliverer._delay(1, DeliveryError("503", retry_after_s=9999.0)) == 300.0
