@@ -6,15 +6,13 @@ import sys
 
 import click
 import orjson
-import uvloop
-from aiohttp import web
 
 from services.ops.exporter import create_app
 from services.ops.lag import GroupLag, read_lag
 from services.ops.lag_status import Status
 from services.ops.topics import TopicReport
 from shared.errors import ClicktrackError
-from shared.logs import setup_logging
+from shared.service import run_app
 from shared.settings import Settings
 
 EXIT_NOT_OK = 1
@@ -103,16 +101,7 @@ def format_table(groups: list[GroupLag]) -> str:
 @click.pass_obj
 def serve_lag(settings: Settings) -> None:
     """Run the lag exporter: Prometheus metrics on LAG_HOST:LAG_PORT/metrics (default 8083)."""
-    setup_logging(settings.log_level)
-    loop = uvloop.new_event_loop()
-    web.run_app(
-        create_app(settings),
-        host=settings.lag_host,
-        port=settings.lag_port,
-        access_log=None,
-        print=None,
-        loop=loop,
-    )
+    run_app(create_app(settings), settings.lag_host, settings.lag_port, settings.log_level)
 
 
 def describe_topic(report: TopicReport, created: bool) -> str:

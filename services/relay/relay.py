@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from contextlib import AsyncExitStack, suppress
+from contextlib import AsyncExitStack
 
 import asyncpg
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import KafkaError
 from prometheus_client import CollectorRegistry, Counter
 
@@ -27,12 +27,12 @@ from services.relay.endpoints import Endpoint
 from shared import db, events
 from shared.errors import DependencyError, EventError
 from shared.kafka import start_with_retries
+from shared.service import Batches, ConsumerLoop
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)
 
 BATCH_MAX_RECORDS = 500
-BATCH_WAIT_MS = 200
 STOP_TIMEOUT_S = 30.0
 RETRIABLE = (asyncpg.PostgresError, OSError, KafkaError, DependencyError)
 
@@ -76,8 +76,7 @@ class Relay:
         self.registry = registry or CollectorRegistry()
         self.metrics = RelayMetrics(self.registry)
         self._stack = AsyncExitStack()
-        self._task: asyncio.Task[None] | None = None
-        self._stopping = asyncio.Event()
+        self._loop: ConsumerLoop | None = None
         self._pool: asyncpg.Pool | None = None
         self._consumer: AIOKafkaConsumer | None = None
         self._dlq: AIOKafkaProducer | None = None
@@ -117,47 +116,38 @@ class Relay:
         except BaseException:
             await self._stack.aclose()
             raise
-        self._task = asyncio.create_task(self._run(), name="relay-loop")
+        self._loop = ConsumerLoop(
+            self._consumer,
+            self._process,
+            self._rewind,
+            retriable=RETRIABLE,
+            name="relay-loop",
+            max_records=BATCH_MAX_RECORDS,
+            stop_timeout_s=STOP_TIMEOUT_S,
+        )
+        self._loop.start()
 
     @property
     def alive(self) -> bool:
         """True while the consume loop runs."""
-        return self._task is not None and not self._task.done()
+        return self._loop is not None and self._loop.alive
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._stopping.set()
-            try:
-                await asyncio.wait_for(asyncio.shield(self._task), STOP_TIMEOUT_S)
-            except TimeoutError:
-                self._task.cancel()
-                with suppress(asyncio.CancelledError):
-                    await self._task
-            self._task = None
+        if self._loop is not None:
+            await self._loop.stop()
         await self._stack.aclose()
 
-    async def _run(self) -> None:
+    async def _rewind(self) -> None:
+        # Nothing of a failed batch was committed: read it again from the committed offsets.
         assert self._consumer is not None
-        while not self._stopping.is_set():
-            batches = await self._consumer.getmany(
-                timeout_ms=BATCH_WAIT_MS, max_records=BATCH_MAX_RECORDS
-            )
-            if not batches:
-                continue
-            try:
-                await self._process(batches)
-            except RETRIABLE as exc:
-                # Nothing committed: read the batch again from the last committed offsets.
-                log.error("relay batch failed, retrying", extra={"error": repr(exc)})
-                await asyncio.sleep(1)
-                for tp in self._consumer.assignment():
-                    committed = await self._consumer.committed(tp)
-                    if committed is None:
-                        await self._consumer.seek_to_beginning(tp)
-                    else:
-                        self._consumer.seek(tp, committed)
+        for tp in self._consumer.assignment():
+            committed = await self._consumer.committed(tp)
+            if committed is None:
+                await self._consumer.seek_to_beginning(tp)
+            else:
+                self._consumer.seek(tp, committed)
 
-    async def _process(self, batches: dict[TopicPartition, list[ConsumerRecord]]) -> None:
+    async def _process(self, batches: Batches) -> None:
         assert self._pool and self._consumer
         clicks: list[events.ClickEvent] = []
         for records in batches.values():

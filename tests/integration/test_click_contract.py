@@ -8,7 +8,6 @@ read and counted by our own consumer.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from importlib import resources
 
 import aiohttp
@@ -17,11 +16,9 @@ import jsonschema
 import orjson
 import pytest
 import redis.asyncio as aioredis
-from aiohttp.test_utils import TestServer
 from aiokafka import AIOKafkaProducer
 
 from services.counter.counter import Counter
-from services.redirector.app import create_app
 from shared import events
 from shared.links import create_campaign, create_link, create_org
 from shared.settings import Settings
@@ -40,18 +37,8 @@ def validator() -> jsonschema.Draft202012Validator:
     )
 
 
-@pytest.fixture
-async def base_url(
-    settings: Settings, pool: asyncpg.Pool, redis: aioredis.Redis, topics: list[str]
-) -> AsyncIterator[str]:
-    server = TestServer(create_app(settings), host="127.0.0.1")
-    await server.start_server()
-    yield str(server.make_url("")).rstrip("/")
-    await server.close()
-
-
 async def test_every_kind_of_event_the_redirector_produces_validates(
-    base_url: str, pool: asyncpg.Pool, settings: Settings
+    redirector_url: str, pool: asyncpg.Pool, settings: Settings
 ) -> None:
     org = await create_org(pool, "Contract Co", tracking=True)
     campaign = await create_campaign(pool, org, "Weekly", "recurring")
@@ -69,7 +56,7 @@ async def test_every_kind_of_event_the_redirector_produces_validates(
     async with aiohttp.ClientSession(skip_auto_headers=["User-Agent"]) as http:
         for method, code, headers in asks:
             async with http.request(
-                method, f"{base_url}/{code}", headers=headers, allow_redirects=False
+                method, f"{redirector_url}/{code}", headers=headers, allow_redirects=False
             ) as resp:
                 assert resp.status == 302
     records = await read_topic(settings, settings.clicks_topic, len(asks))
@@ -116,7 +103,7 @@ def test_the_schema_refuses_what_the_contract_forbids() -> None:
 
 
 async def test_an_event_with_unknown_fields_is_counted_by_the_real_counter(
-    settings: Settings, pool: asyncpg.Pool, redis: aioredis.Redis, topics: list[str]
+    settings: Settings, pool: asyncpg.Pool, redis: aioredis.Redis, producer: AIOKafkaProducer
 ) -> None:
     known = make_event(link_id=77, visitor_id="v:future")
     newer = {
@@ -128,18 +115,13 @@ async def test_an_event_with_unknown_fields_is_counted_by_the_real_counter(
     raw = orjson.dumps(newer)
     assert events.decode(raw) == known  # the reader ignores what it does not know
     validator().validate(newer)
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers)
-    await producer.start()
-    try:
-        await producer.send_and_wait(settings.clicks_topic, raw, key=known.code.encode())
-        second = make_event(link_id=77, visitor_id="v:other")
-        await producer.send_and_wait(
-            settings.clicks_topic,
-            orjson.dumps({**orjson.loads(events.encode(second)), "later": None}),
-            key=b"k",
-        )
-    finally:
-        await producer.stop()
+    await producer.send_and_wait(settings.clicks_topic, raw, key=known.code.encode())
+    second = make_event(link_id=77, visitor_id="v:other")
+    await producer.send_and_wait(
+        settings.clicks_topic,
+        orjson.dumps({**orjson.loads(events.encode(second)), "later": None}),
+        key=b"k",
+    )
     counter = Counter(settings)
     await counter.start()
     try:

@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator
 from dataclasses import replace
 
 import aiohttp
@@ -33,14 +32,6 @@ from tests.unit.test_events import make_event
 pytestmark = pytest.mark.integration
 
 AGE_S = 90  # the oldest unconsumed record is stamped this many seconds in the past
-
-
-@pytest.fixture
-async def producer(settings: Settings, topics: list[str]) -> AsyncIterator[AIOKafkaProducer]:
-    created = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers, acks="all")
-    await created.start()
-    yield created
-    await created.stop()
 
 
 async def consume_part(settings: Settings, producer: AIOKafkaProducer, group: str) -> None:

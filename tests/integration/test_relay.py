@@ -65,8 +65,9 @@ async def receiver() -> AsyncIterator[tuple[Receiver, str]]:
 
 
 @pytest.fixture
-def relay_settings(settings: Settings) -> Settings:
-    return replace(
+async def relay_settings(settings: Settings, topics: list[str]) -> Settings:
+    """This test's settings for a relay: its own group and dead-letter topic, fast retries."""
+    relay = replace(
         settings,
         relay_group=f"relay-{settings.counter_group}",
         relay_start_from="earliest",
@@ -75,15 +76,8 @@ def relay_settings(settings: Settings) -> Settings:
         webhook_backoff_ms=20,
         webhook_max_attempts=3,
     )
-
-
-@pytest.fixture
-async def producer(relay_settings: Settings, topics: list[str]) -> AsyncIterator[AIOKafkaProducer]:
-    await ensure_topics(relay_settings, [relay_settings.webhook_dlq_topic])
-    created = AIOKafkaProducer(bootstrap_servers=relay_settings.kafka_bootstrap_servers)
-    await created.start()
-    yield created
-    await created.stop()
+    await ensure_topics(relay, [relay.webhook_dlq_topic])
+    return relay
 
 
 async def publish(producer: AIOKafkaProducer, topic: str, *values: bytes) -> None:
