@@ -41,6 +41,8 @@ class GroupState:
     """Stable, Empty, PreparingRebalance, CompletingRebalance or Dead."""
     members: int
     """Members currently joined."""
+    coordinator: int
+    """Node id of the broker coordinating the group."""
 
 
 async def describe_groups(admin: AIOKafkaAdminClient, names: list[str]) -> dict[str, GroupState]:
@@ -54,5 +56,5 @@ async def describe_groups(admin: AIOKafkaAdminClient, names: list[str]) -> dict[
         for error_code, group, state, _protocol_type, _protocol, members in response.groups:
             if error_code:
                 raise for_code(error_code)(f"cannot describe consumer group {group!r}")
-            found[group] = GroupState(group, state, len(members))
+            found[group] = GroupState(group, state, len(members), node)
     return found
