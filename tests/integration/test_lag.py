@@ -74,6 +74,37 @@ async def test_a_group_that_consumed_part_of_a_topic_shows_its_exact_lag(
     assert (result.max_lag, result.sum_lag) == (4, 4)
 
 
+async def test_rewind_then_falling_behind_on_the_real_broker(
+    settings: Settings, producer: AIOKafkaProducer
+) -> None:
+    group = settings.counter_group
+    await consume_part(settings, producer, group)  # partition 0: committed 6, end 10
+    p0 = TopicPartition(settings.clicks_topic, 0)
+    committer = AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap_servers, group_id=group, enable_auto_commit=False
+    )
+    await committer.start()
+    try:
+        committer.assign([p0])
+        async with LagReader(settings.kafka_bootstrap_servers) as reader:
+            monitor = LagMonitor(reader, window=2, groups=[group])
+            await monitor.poll()
+            await committer.commit({p0: 3})  # someone resets the group's offset backwards
+            (rewound,) = await monitor.poll()
+            assert [(p.committed, p.lag, p.status) for p in rewound.partitions] == [
+                (3, 7, Status.REWIND),
+                (4, 0, Status.OK),
+            ]
+            for _ in range(5):
+                await producer.send_and_wait(settings.clicks_topic, b"z", partition=0)
+            await committer.commit({p0: 5})  # it moves on, but slower than the writes
+            (behind,) = await monitor.poll()
+            assert (behind.partitions[0].committed, behind.partitions[0].lag) == (5, 10)
+            assert behind.status is Status.WARN
+    finally:
+        await committer.stop()
+
+
 async def test_the_exporter_serves_kafka_lag_exporter_metrics(
     settings: Settings, producer: AIOKafkaProducer
 ) -> None:
