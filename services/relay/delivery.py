@@ -4,8 +4,9 @@ attempts run out.
 The body is `{"type": "clicks.v1", "timestamp": ..., "data": {"events": [...]}}`: each event is
 exactly the `clicks.v1` record (same schema, same `event_id`). A 2xx answer is success; anything
 else (other status, redirect, timeout, refused connection) is retried after
-backoff * 2^(attempt-1) with full jitter, honouring a `Retry-After` of a 429/503 up to the same
-cap. Redirects are not followed: a redirect could lead anywhere. Names are resolved through a
+backoff * 2^(attempt-1) (jittered between half and all of it), honouring a `Retry-After` of a 429/503 up to the same
+cap; an endpoint that just failed every retry gets one attempt per delivery for a minute.
+Redirects are not followed: a redirect could lead anywhere. Names are resolved through a
 resolver that refuses private addresses, so an endpoint's DNS cannot be turned against us later.
 """
 
@@ -16,6 +17,7 @@ import hashlib
 import ipaddress
 import random
 import socket
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -32,6 +34,7 @@ from shared.events import ClickEvent, utc_now_iso
 
 USER_AGENT = "Clicktrack-Webhooks/1"
 BACKOFF_CAP_S = 300.0
+COOLDOWN_S = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +98,8 @@ class Deliverer:
         self.timeout_s = timeout_s
         self.allow_insecure = allow_insecure
         self._session: aiohttp.ClientSession | None = None
+        self._cooling_until: dict[int, float] = {}
+        """Endpoint id -> monotonic time until which it gets a single attempt."""
 
     async def __aenter__(self) -> Deliverer:
         resolver = None if self.allow_insecure else PublicOnlyResolver()
@@ -110,21 +115,31 @@ class Deliverer:
             await self._session.close()
 
     async def deliver(self, endpoint: Endpoint, events: Sequence[ClickEvent]) -> Outcome:
-        """POST `events` to `endpoint`, retrying; never raises for the endpoint's failures."""
+        """POST `events` to `endpoint`, retrying; never raises for the endpoint's failures.
+
+        An endpoint whose last delivery failed every retry gets a single attempt per delivery
+        for `COOLDOWN_S`: a dead endpoint must not hold the relay (and every other
+        organisation's webhooks) through a full backoff on each batch.
+        """
         msg_id = message_id(endpoint, events)
         body = payload(events)
+        cooling = self._cooling_until.get(endpoint.id, 0.0) > time.monotonic()
+        attempts = 1 if cooling else self.max_attempts
         error: str | None = None
-        for attempt in range(1, self.max_attempts + 1):
+        for attempt in range(1, attempts + 1):
             try:
                 await self._post(endpoint, msg_id, body)
+                self._cooling_until.pop(endpoint.id, None)
                 return Outcome(True, attempt, None, msg_id, body)
             except DeliveryError as exc:
                 error = str(exc)
                 if not exc.retriable:
-                    return Outcome(False, attempt, error, msg_id, body)
-                if attempt < self.max_attempts:
+                    attempts = attempt
+                    break
+                if attempt < attempts:
                     await asyncio.sleep(self._delay(attempt, exc))
-        return Outcome(False, self.max_attempts, error, msg_id, body)
+        self._cooling_until[endpoint.id] = time.monotonic() + COOLDOWN_S
+        return Outcome(False, attempts, error, msg_id, body)
 
     async def _post(self, endpoint: Endpoint, msg_id: str, body: bytes) -> None:
         assert self._session is not None

@@ -154,10 +154,16 @@ async def test_a_delivery_that_keeps_failing_is_dead_lettered_and_the_relay_move
     try:
         (dead,) = await read_topic(relay_settings, relay_settings.webhook_dlq_topic, 1)
         committed = await wait_for(lambda: _committed(relay), 2)
+        # The endpoint just failed every retry: the next delivery gets one attempt, not three.
+        late = make_event(org_id=org, visitor_id="v:late")
+        await publish(producer, relay_settings.clicks_topic, events.encode(late))
+        _, again = await read_topic(relay_settings, relay_settings.webhook_dlq_topic, 2)
     finally:
         await relay.stop()
     attempts = state.requests["/down"]
-    assert [answer for _, _, answer in attempts] == [503, 503, 503]
+    assert [answer for _, _, answer in attempts] == [503, 503, 503, 503]
+    assert dict(again.headers)["attempts"] == b"1"
+    assert [e["event_id"] for e in orjson.loads(again.value)["data"]["events"]] == [late.event_id]
     assert dead.value == attempts[0][1]  # the exact body the endpoint refused
     assert [e["event_id"] for e in orjson.loads(dead.value)["data"]["events"]] == [
         e.event_id for e in clicks
@@ -170,7 +176,7 @@ async def test_a_delivery_that_keeps_failing_is_dead_lettered_and_the_relay_move
         "reason": b"endpoint answered 503",
     }
     assert committed == 2  # dead-lettered, so the relay went past those records
-    assert relay.registry.get_sample_value("clicktrack_webhook_dead_lettered_total") == 2
+    assert relay.registry.get_sample_value("clicktrack_webhook_dead_lettered_total") == 3
     assert secret not in caplog.text
     assert secret.removeprefix("whsec_") not in caplog.text
 
