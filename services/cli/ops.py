@@ -75,7 +75,8 @@ def format_table(groups: list[GroupLag]) -> str:
     head = ("TOPIC", "PARTITION", "COMMITTED", "END", "LAG", "LAG_S", "STATUS")
     for g in groups:
         lines.append(
-            f"group {g.group}: {g.status.value} (state {g.state}, {g.members} members,"
+            f"group {g.group}: {g.status.value} (state {g.state},"
+            f" {'?' if g.members is None else g.members} members,"
             f" lag {g.sum_lag} records, max {g.max_lag_seconds:.1f} s)"
         )
         rows = [head] + [

@@ -173,7 +173,8 @@ class LagCollector(Collector):
             max_lag.add_metric([c, g.group], g.max_lag)
             max_lag_s.add_metric([c, g.group], g.max_lag_seconds)
             sum_lag.add_metric([c, g.group], g.sum_lag)
-            members.add_metric([c, g.group], g.members)
+            if g.members is not None:
+                members.add_metric([c, g.group], g.members)
             for topic, total in sorted(topics.items()):
                 topic_sum.add_metric([c, g.group, topic], total)
             for s in Status:

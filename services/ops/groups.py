@@ -39,8 +39,8 @@ class GroupState:
     group: str
     state: str
     """Stable, Empty, PreparingRebalance, CompletingRebalance or Dead."""
-    members: int
-    """Members currently joined."""
+    members: int | None
+    """Members currently joined; None if the coordinator could not describe the group."""
     coordinator: int
     """Node id of the broker coordinating the group."""
 
@@ -55,6 +55,10 @@ async def describe_groups(admin: AIOKafkaAdminClient, names: list[str]) -> dict[
         response = await admin._client.send(node, _DescribeGroupsUpToV2(groups))
         for error_code, group, state, _protocol_type, _protocol, members in response.groups:
             if error_code:
-                raise for_code(error_code)(f"cannot describe consumer group {group!r}")
-            found[group] = GroupState(group, state, len(members), node)
+                # One group the classic API cannot describe (e.g. a KIP-848 "consumer" protocol
+                # group) must not hide the others: its members are unknown.
+                name = for_code(error_code).__name__
+                found[group] = GroupState(group, f"Unknown ({name})", None, node)
+            else:
+                found[group] = GroupState(group, state, len(members), node)
     return found

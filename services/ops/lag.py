@@ -60,7 +60,9 @@ class GroupLag:
     group: str
     state: str
     """Kafka's group state: Stable, Empty, PreparingRebalance, Dead, ..."""
-    members: int
+    members: int | None
+    """Live members; None when the coordinator could not describe the group (then the group is
+    never called STOP, for want of evidence that nobody consumes)."""
     partitions: tuple[PartitionLag, ...]
     status: Status
 
@@ -105,7 +107,7 @@ class GroupLag:
 class _Polled:
     group: str
     state: str
-    members: int
+    members: int | None
     committed: dict[TopicPartition, int]
 
 
@@ -162,7 +164,9 @@ class LagReader:
                     name, group_coordinator_id=group.coordinator
                 )
                 committed = {tp: meta.offset for tp, meta in offsets.items() if meta.offset >= 0}
-                members = group.members if group.state in _LIVE_STATES else 0
+                members = group.members
+                if members is not None and group.state not in _LIVE_STATES:
+                    members = 0
                 polled.append(_Polled(name, group.state, members, committed))
             return polled
         except KafkaError as exc:
@@ -272,7 +276,7 @@ class LagMonitor:
                 if sample.lag > 0:
                     ts = oldest.get((tp, sample.committed))
                     age = max(0.0, now - ts / 1000) if ts is not None else None
-                status = self.history.status(key, has_members=g.members > 0)
+                status = self.history.status(key, has_members=g.members != 0)
                 parts.append(
                     PartitionLag(tp.topic, tp.partition, sample.committed, sample.end, age, status)
                 )

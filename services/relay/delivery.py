@@ -4,8 +4,9 @@ attempts run out.
 The body is `{"type": "clicks.v1", "timestamp": ..., "data": {"events": [...]}}`: each event is
 exactly the `clicks.v1` record (same schema, same `event_id`). A 2xx answer is success; anything
 else (other status, redirect, timeout, refused connection) is retried after
-backoff * 2^(attempt-1) (jittered between half and all of it), honouring a `Retry-After` of a 429/503 up to the same
-cap; an endpoint that just failed every retry gets one attempt per delivery for a minute.
+backoff * 2^(attempt-1), jittered between half and all of it, honouring a `Retry-After` of a
+429/503 up to the same cap; an endpoint that just failed every retry gets one attempt per
+delivery for a minute.
 Redirects are not followed: a redirect could lead anywhere. Names are resolved through a
 resolver that refuses private addresses, so an endpoint's DNS cannot be turned against us later.
 """
