@@ -120,6 +120,7 @@ class LagReader:
         self._admin: AIOKafkaAdminClient | None = None
         self._consumer: AIOKafkaConsumer | None = None
         self._timestamps: dict[tuple[str, int, int], int] = {}
+        self._no_record: set[tuple[str, int, int, int]] = set()
 
     async def __aenter__(self) -> LagReader:
         try:
@@ -192,21 +193,25 @@ class LagReader:
         return ends
 
     async def record_timestamps(
-        self, positions: dict[TopicPartition, int], timeout_s: float = TIMESTAMP_FETCH_S
+        self,
+        positions: dict[TopicPartition, int],
+        ends: dict[TopicPartition, int],
+        timeout_s: float = TIMESTAMP_FETCH_S,
     ) -> dict[TopicPartition, int]:
         """Timestamp (ms since the epoch) of the first record at or after each position.
 
-        Partitions whose record did not arrive within `timeout_s` are left out.
+        Partitions whose record did not arrive within `timeout_s` are left out, and that position
+        is not asked about again until the partition's end offset (`ends`) moves.
         """
         assert self._consumer is not None
         found: dict[TopicPartition, int] = {}
         missing: dict[TopicPartition, int] = {}
         for tp, offset in positions.items():
             cached = self._timestamps.get((tp.topic, tp.partition, offset))
-            if cached is None:
-                missing[tp] = offset
-            else:
+            if cached is not None:
                 found[tp] = cached
+            elif (tp.topic, tp.partition, offset, ends.get(tp, -1)) not in self._no_record:
+                missing[tp] = offset
         if not missing:
             return found
         consumer = self._consumer
@@ -227,11 +232,18 @@ class LagReader:
             raise DependencyError(f"Kafka at {self._servers}: cannot read records: {exc}") from exc
         finally:
             consumer.assign([])
+        # Nothing there (only transaction markers, or deleted): do not wait on it every poll.
+        self._no_record.update(
+            (tp.topic, tp.partition, o, ends.get(tp, -1))
+            for tp, o in missing.items()
+            if tp not in found
+        )
         return found
 
     def _remember(self, tp: TopicPartition, offset: int, timestamp: int) -> None:
         if len(self._timestamps) >= _TIMESTAMP_CACHE_MAX:
             self._timestamps.clear()  # rare; a cold cache only costs one fetch per partition
+            self._no_record.clear()
         self._timestamps[(tp.topic, tp.partition, offset)] = timestamp
 
 
@@ -298,7 +310,7 @@ class LagMonitor:
             for tp, off in sorted(positions, key=lambda p: (p[0], p[1])):
                 batch.setdefault(tp, off)
             positions -= set(batch.items())
-            got = await self.reader.record_timestamps(batch)
+            got = await self.reader.record_timestamps(batch, ends)
             found.update({(tp, batch[tp]): ts for tp, ts in got.items()})
         return found
 

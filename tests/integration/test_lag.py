@@ -105,6 +105,40 @@ async def test_rewind_then_falling_behind_on_the_real_broker(
         await committer.stop()
 
 
+async def test_lag_made_only_of_a_transaction_marker_has_no_age(
+    settings: Settings, topics: list[str]
+) -> None:
+    producer = AIOKafkaProducer(
+        bootstrap_servers=settings.kafka_bootstrap_servers, transactional_id=settings.counter_group
+    )
+    await producer.start()
+    try:
+        async with producer.transaction():
+            for _ in range(2):
+                await producer.send_and_wait(settings.clicks_topic, b"t", partition=0)
+    finally:
+        await producer.stop()
+    p0 = TopicPartition(settings.clicks_topic, 0)
+    committer = AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap_servers,
+        group_id=settings.counter_group,
+        enable_auto_commit=False,
+    )
+    await committer.start()
+    try:
+        committer.assign([p0])
+        await committer.commit({p0: 2})  # both records read; only the commit marker is left
+    finally:
+        await committer.stop()
+    async with LagReader(settings.kafka_bootstrap_servers) as reader:
+        monitor = LagMonitor(reader, window=2, groups=[settings.counter_group])
+        for _ in range(2):  # the second poll does not look for the missing record again
+            (group,) = await monitor.poll()
+            (part,) = group.partitions
+            assert (part.committed, part.end, part.lag, part.lag_seconds) == (2, 3, 1, None)
+        assert reader._no_record == {(settings.clicks_topic, 0, 2, 3)}
+
+
 async def test_the_exporter_serves_kafka_lag_exporter_metrics(
     settings: Settings, producer: AIOKafkaProducer
 ) -> None:
