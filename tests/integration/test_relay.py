@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import signal
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field, replace
 
@@ -230,3 +234,85 @@ async def _committed(relay: Relay) -> int:
     assert consumer is not None
     offsets = [await consumer.committed(tp) for tp in consumer.assignment()]
     return sum(o or 0 for o in offsets)
+
+
+@pytest.mark.timeout(180)
+async def test_a_relay_killed_mid_delivery_delivers_again_after_restart(
+    relay_settings: Settings, pool: asyncpg.Pool, producer: AIOKafkaProducer
+) -> None:
+    """At least once: kill -9 while a POST is in flight, restart, and the same delivery comes
+    again (same events, same webhook-id), so the receiver can deduplicate."""
+    arrived: list[tuple[dict[str, str], bytes]] = []
+    first_arrived, release = asyncio.Event(), asyncio.Event()
+
+    async def handle(request: web.Request) -> web.Response:
+        arrived.append(({k.lower(): v for k, v in request.headers.items()}, await request.read()))
+        first_arrived.set()
+        if len(arrived) == 1:
+            await release.wait()  # the relay dies while it waits for this answer
+        return web.Response(status=204)
+
+    app = web.Application()
+    app.router.add_post("/hook", handle)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    relay_process = None
+    try:
+        org = await create_org(pool, "Crashy", tracking=True)
+        url = str(server.make_url("/hook"))
+        _, secret = await endpoints.register(pool, org, url, allow_insecure=True)
+        clicks = [make_event(org_id=org, visitor_id=f"v:{i}") for i in range(3)]
+        await publish(producer, relay_settings.clicks_topic, *(events.encode(e) for e in clicks))
+
+        relay_process = start_relay(relay_settings)
+        await asyncio.wait_for(first_arrived.wait(), 60)
+        relay_process.kill()  # SIGKILL: no drain, no commit
+        assert await asyncio.to_thread(relay_process.wait, 20) == -signal.SIGKILL
+        release.set()
+
+        relay = Relay(relay_settings)
+        await relay.start()
+        try:
+            for _ in range(300):
+                if len(arrived) >= 2:
+                    break
+                await asyncio.sleep(0.1)
+        finally:
+            await relay.stop()
+    finally:
+        if relay_process is not None and relay_process.poll() is None:
+            relay_process.kill()
+            await asyncio.to_thread(relay_process.wait, 10)
+        await server.close()
+    assert len(arrived) == 2
+    (first_headers, _), (again_headers, _) = arrived
+    ids = [e.event_id for e in clicks]
+    for headers, body in arrived:
+        signing.verify(secret, headers, body)
+        assert [e["event_id"] for e in orjson.loads(body)["data"]["events"]] == ids
+    assert first_headers["webhook-id"] == again_headers["webhook-id"]
+
+
+def start_relay(settings: Settings) -> subprocess.Popen[bytes]:
+    """`python -m services.relay` as its own process (so it can be killed), on `settings`."""
+    env = {
+        **os.environ,
+        "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
+        "POSTGRES_DSN": settings.postgres_dsn.reveal(),
+        "POSTGRES_SCHEMA": settings.postgres_schema,
+        "CLICKS_TOPIC": settings.clicks_topic,
+        "RELAY_GROUP": settings.relay_group,
+        "RELAY_START_FROM": settings.relay_start_from,
+        "RELAY_PORT": "0",
+        "WEBHOOK_DLQ_TOPIC": settings.webhook_dlq_topic,
+        "WEBHOOK_ALLOW_INSECURE": "true",
+        "WEBHOOK_BACKOFF_MS": str(settings.webhook_backoff_ms),
+        "WEBHOOK_MAX_ATTEMPTS": str(settings.webhook_max_attempts),
+        "LOG_LEVEL": "WARNING",
+    }
+    return subprocess.Popen(
+        [sys.executable, "-m", "services.relay"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
