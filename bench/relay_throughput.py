@@ -31,7 +31,7 @@ from services.relay.delivery import message_id, payload
 from services.relay.relay import Relay
 from shared import db, events
 from shared.kafka import ensure_topics
-from shared.links import create_org
+from shared.orgs import create_org
 from shared.settings import Settings
 
 PORT = 18310

@@ -1,4 +1,5 @@
-"""`clicktrack`: operate the pipeline (migrations, topics, links, counts, demo, lag)."""
+"""`clicktrack`: operate the pipeline (migrations, topics, organisations, keys, links, minting,
+counts, demo, consumer lag, webhooks)."""
 
 from __future__ import annotations
 
@@ -7,8 +8,9 @@ import sys
 import click
 
 from services.cli.demo import run_demo
+from services.cli.operator import key, mint_command, org
 from services.cli.ops import describe_topic, lag, serve_lag
-from services.cli.runner import run as _run
+from services.cli.running import run
 from services.cli.webhooks import webhook
 from services.ops.topics import check_topics
 from shared import db
@@ -34,6 +36,11 @@ def cli(ctx: click.Context) -> None:
         raise click.UsageError(str(exc)) from None
 
 
+cli.add_command(org)
+cli.add_command(key)
+cli.add_command(mint_command)
+
+
 @cli.command()
 @click.pass_obj
 def migrate(settings: Settings) -> None:
@@ -43,7 +50,7 @@ def migrate(settings: Settings) -> None:
         async with db.pool(settings, max_size=1) as pool, pool.acquire() as conn:
             return await db.migrate(conn, settings.postgres_schema)
 
-    applied = _run(go())
+    applied = run(go())
     click.echo(f"migrations applied: {', '.join(applied)}" if applied else "schema is up to date")
 
 
@@ -54,8 +61,8 @@ def topics(settings: Settings, check: bool) -> None:
     """Create the clicks and dead-letter topics if missing, then check their configuration
     (partitions, replicas, retention, min.insync.replicas); exit status 1 if one differs."""
     names = [settings.clicks_topic, settings.dlq_topic, settings.webhook_dlq_topic]
-    created = [] if check else _run(ensure_topics(settings, names))
-    reports = _run(check_topics(settings, names))
+    created = [] if check else run(ensure_topics(settings, names))
+    reports = run(check_topics(settings, names))
     for report in reports:
         click.echo(describe_topic(report, report.name in created))
     sys.exit(0 if all(r.ok for r in reports) else 1)
@@ -80,7 +87,7 @@ def link(settings: Settings, destination: str, org_name: str, recipients: tuple[
             who = f" (recipient {recipient})" if recipient else ""
             click.echo(f"  {settings.short_base_url}/{code}{who}")
 
-    _run(go())
+    run(go())
 
 
 @cli.command()
@@ -102,7 +109,7 @@ def counts(settings: Settings, link_id: int) -> None:
         click.echo(f"postgres: total={pg[0]} unique={pg[1]} bots={pg[2]}")
         click.echo(f"redis:    total={rd[0]} unique={rd[1]} bots={rd[2]}")
 
-    _run(go())
+    run(go())
 
 
 @cli.command()
@@ -111,7 +118,7 @@ def counts(settings: Settings, link_id: int) -> None:
 def demo(settings: Settings, timeout: float) -> None:
     """Create a link, click it through the running redirector (2 visitors, 3 clicks), and print
     the counts once the counter has them."""
-    ok = _run(run_demo(settings, timeout, click.echo))
+    ok = run(run_demo(settings, timeout, click.echo))
     sys.exit(0 if ok else 1)
 
 

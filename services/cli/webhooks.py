@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from services.cli.runner import run as _run
+from services.cli.running import run as _run
 from services.relay import endpoints
 from shared import db
 from shared.settings import Settings

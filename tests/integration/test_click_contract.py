@@ -20,7 +20,8 @@ from aiokafka import AIOKafkaProducer
 
 from services.counter.counter import Counter
 from shared import events
-from shared.links import create_campaign, create_link, create_org
+from shared.links import create_campaign, create_link
+from shared.orgs import create_org
 from shared.settings import Settings
 from tests.helpers import pg_counts, read_topic, wait_for
 from tests.unit.test_events import make_event

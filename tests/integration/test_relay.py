@@ -24,7 +24,7 @@ from services.relay import endpoints, signing
 from services.relay.relay import Relay
 from shared import events
 from shared.kafka import ensure_topics
-from shared.links import create_org
+from shared.orgs import create_org
 from shared.settings import Settings
 from tests.helpers import read_topic, wait_for
 from tests.unit.test_events import make_event

@@ -1,4 +1,4 @@
-"""Run a command's coroutine, turning our errors into a message and exit status 2."""
+"""Running a command's coroutine: errors become one line on stderr and exit status 2."""
 
 from __future__ import annotations
 
@@ -10,15 +10,14 @@ from typing import Any, TypeVar
 import click
 
 from shared.errors import ClicktrackError
-from shared.links import InvalidLinkError
 
 T = TypeVar("T")
 
 
 def run(coro: Coroutine[Any, Any, T]) -> T:
-    """`asyncio.run(coro)`; a `ClicktrackError` prints `error: ...` and exits with status 2."""
+    """Run `coro`; a Clicktrack error is printed as `error: ...` and exits with status 2."""
     try:
         return asyncio.run(coro)
-    except (ClicktrackError, InvalidLinkError) as exc:
+    except ClicktrackError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(2)
