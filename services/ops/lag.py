@@ -200,8 +200,9 @@ class LagReader:
     ) -> dict[TopicPartition, int]:
         """Timestamp (ms since the epoch) of the first record at or after each position.
 
-        Partitions whose record did not arrive within `timeout_s` are left out, and that position
-        is not asked about again until the partition's end offset (`ends`) moves.
+        Partitions with no record up to their end offset (`ends`: only transaction markers), or
+        whose record did not arrive within `timeout_s`, are left out, and that position is not
+        asked about again until the partition's end offset moves.
         """
         assert self._consumer is not None
         found: dict[TopicPartition, int] = {}
@@ -219,8 +220,9 @@ class LagReader:
         for tp, offset in missing.items():
             consumer.seek(tp, offset)
         deadline = time.monotonic() + timeout_s
+        empty: set[TopicPartition] = set()
         try:
-            while len(found) < len(positions) and time.monotonic() < deadline:
+            while len(found) + len(empty) < len(positions) and time.monotonic() < deadline:
                 batches = await consumer.getmany(timeout_ms=100, max_records=len(missing) * 50)
                 for tp, records in batches.items():
                     if tp in found or not records:
@@ -228,10 +230,17 @@ class LagReader:
                     found[tp] = records[0].timestamp
                     self._remember(tp, missing[tp], records[0].timestamp)
                     consumer.pause(tp)
+                for tp in missing.keys() - found.keys() - empty:
+                    # Read up to the end without a record: only transaction markers were there.
+                    if tp in ends and await consumer.position(tp) >= ends[tp]:
+                        empty.add(tp)
+                        consumer.pause(tp)
         except KafkaError as exc:
             raise DependencyError(f"Kafka at {self._servers}: cannot read records: {exc}") from exc
         finally:
-            consumer.assign([])
+            # Pause rather than `assign([])`: aiokafka 0.14's fetcher swallows the cancellation
+            # of `stop()` if it comes while it is dropping an assignment, and `stop()` then hangs.
+            consumer.pause(*consumer.assignment())
         # Nothing there (only transaction markers, or deleted): do not wait on it every poll.
         self._no_record.update(
             (tp.topic, tp.partition, o, ends.get(tp, -1))
