@@ -2,30 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
-
-import uvloop
-from aiohttp import web
-
 from services.counter.app import create_app
-from shared.logs import setup_logging
+from shared.service import run_app
 from shared.settings import Settings
 
 
 def main() -> None:
     settings = Settings.from_env()
-    setup_logging(settings.log_level)
-    loop = uvloop.new_event_loop()
-    asyncio.set_event_loop(loop)
-    web.run_app(
-        create_app(settings),
-        host=settings.counter_host,
-        port=settings.counter_port,
-        access_log=None,
-        print=None,
-        shutdown_timeout=30,
-        loop=loop,
-    )
+    run_app(create_app(settings), settings.counter_host, settings.counter_port, settings.log_level)
 
 
 if __name__ == "__main__":
