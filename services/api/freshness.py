@@ -21,6 +21,7 @@ from typing import Any
 
 import asyncpg
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
 from shared.settings import Settings
@@ -31,6 +32,8 @@ KAFKA_BUDGET_S = 1.0
 """Longest a report waits for Kafka's end offsets, seconds."""
 RETRY_AFTER_S = 10.0
 """After Kafka failed to answer, seconds before a report asks it again."""
+PARTITIONS_TTL_S = 60.0
+"""How long the clicks topic's partition list is reused, seconds."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,12 +57,16 @@ class Lag:
 
 
 class EndOffsets:
-    """Kafka end offsets of the clicks topic, through one group-less consumer started on first
-    use (so the API starts and serves without Kafka) and stopped by `close()`."""
+    """Kafka end offsets of the clicks topic, through a group-less consumer (and an admin client
+    for the topic's partitions, refreshed every `PARTITIONS_TTL_S`) started on first use, so the
+    API starts and serves without Kafka; `close()` stops them."""
 
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
         self._consumer: AIOKafkaConsumer | None = None
+        self._admin: AIOKafkaAdminClient | None = None
+        self._partitions: list[TopicPartition] = []
+        self._partitions_at = -PARTITIONS_TTL_S
         self._failed_at = -RETRY_AFTER_S
         self._lock = asyncio.Lock()
 
@@ -70,18 +77,34 @@ class EndOffsets:
         try:
             async with asyncio.timeout(KAFKA_BUDGET_S), self._lock:
                 consumer = await self._started()
-                topic = self._settings.clicks_topic
-                parts = consumer.partitions_for_topic(topic)
-                if not parts:
-                    await consumer.topics()  # refreshes the metadata
-                    parts = consumer.partitions_for_topic(topic) or set()
-                ends = await consumer.end_offsets([TopicPartition(topic, p) for p in parts])
+                ends = await consumer.end_offsets(await self._topic_partitions())
                 return {tp.partition: offset for tp, offset in ends.items()}
         except (KafkaError, OSError, TimeoutError) as exc:
             log.warning("kafka end offsets unavailable", extra={"error": repr(exc)})
             self._failed_at = time.monotonic()
             await self.close()
             return None
+
+    async def _topic_partitions(self) -> list[TopicPartition]:
+        if time.monotonic() - self._partitions_at < PARTITIONS_TTL_S:
+            return self._partitions
+        if self._admin is None:
+            admin = AIOKafkaAdminClient(
+                bootstrap_servers=self._settings.kafka_bootstrap_servers,
+                request_timeout_ms=int(KAFKA_BUDGET_S * 1000),
+            )
+            self._admin = admin
+            await admin.start()
+        topic = self._settings.clicks_topic
+        described = await self._admin.describe_topics([topic])
+        self._partitions = [
+            TopicPartition(topic, p["partition"])
+            for t in described
+            if t.get("topic") == topic and t.get("error_code", 0) == 0
+            for p in t.get("partitions", [])
+        ]
+        self._partitions_at = time.monotonic()
+        return self._partitions
 
     async def _started(self) -> AIOKafkaConsumer:
         if self._consumer is None:
@@ -96,13 +119,17 @@ class EndOffsets:
         return self._consumer
 
     async def close(self) -> None:
-        """Stop the consumer, if started; safe to call twice."""
+        """Stop the clients, if started; safe to call twice."""
         consumer, self._consumer = self._consumer, None
-        if consumer is not None:
-            try:
+        admin, self._admin = self._admin, None
+        self._partitions_at = -PARTITIONS_TTL_S
+        try:
+            if consumer is not None:
                 await consumer.stop()
-            except (KafkaError, OSError) as exc:
-                log.warning("kafka consumer stop failed", extra={"error": repr(exc)})
+            if admin is not None:
+                await admin.close()
+        except (KafkaError, OSError) as exc:
+            log.warning("kafka client stop failed", extra={"error": repr(exc)})
 
 
 async def counter_lag(pool: asyncpg.Pool, ends: EndOffsets, settings: Settings) -> Lag:

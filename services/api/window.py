@@ -1,10 +1,11 @@
 """The time window of a report: `?from=&to=&bucket=&tz=`, read into a `Window`.
 
-The counters are kept per UTC hour, so a window's edges are whole UTC hours: `from` is floored
-and `to` ceiled to the hour, and the answer states the edges it used. Day buckets are the days of
-the named time zone; in zones whose offset is not whole hours (Asia/Kolkata, +05:30) a UTC hour
-belongs to the local day its start falls in, so such a day's edges are off by the offset's
-fraction of an hour (30 minutes for India).
+The counters are kept per UTC hour, so a window holds whole UTC hours: those that start at or
+after `from` and before `to` (both edges are moved up to a whole hour), and the answer states the
+edges it used. Day buckets are the days of the named time zone, and a UTC hour belongs to the
+local day its start falls in: in zones whose offset is not whole hours (Asia/Kolkata, +05:30) a
+day's edges are therefore off by the offset's fraction of an hour (30 minutes for India: a local
+day runs from 00:30 to 00:30).
 """
 
 from __future__ import annotations
@@ -94,9 +95,10 @@ def ceil_hour(instant: datetime) -> datetime:
 def read_window(query: Mapping[str, str], *, now: datetime) -> Window:
     """The window of `?from=&to=&bucket=&tz=` (all optional).
 
-    `from`/`to`: RFC 3339 timestamps with a zone, or `YYYY-MM-DD` (midnight in `tz`); default:
-    the 7 days up to now. `bucket`: `hour` or `day`; default `hour` for spans up to 7 days,
-    else `day`. `tz`: an IANA time zone name, default `UTC`. Raises `InvalidInputError`.
+    `from`/`to`: RFC 3339 timestamps with a zone, or `YYYY-MM-DD` (midnight in `tz`), each moved
+    up to a whole UTC hour; default: the 7 days up to the end of the current hour. `bucket`:
+    `hour` or `day`; default `hour` for spans up to 7 days, else `day`. `tz`: an IANA time zone
+    name, default `UTC`. Raises `InvalidInputError`.
     """
     tz = query.get("tz", "UTC").strip() or "UTC"
     if tz not in _zone_names():
@@ -107,7 +109,7 @@ def read_window(query: Mapping[str, str], *, now: datetime) -> Window:
     zone = zoneinfo.ZoneInfo(tz)
     end = ceil_hour(_instant(query, "to", zone) or now)
     start_at = _instant(query, "from", zone)
-    start = floor_hour(start_at) if start_at is not None else floor_hour(end - DEFAULT_SPAN)
+    start = ceil_hour(start_at) if start_at is not None else end - DEFAULT_SPAN
     if start >= end:
         raise InvalidInputError("from must be before to", code="invalid_range")
     bucket = query.get("bucket") or ("hour" if end - start <= DEFAULT_SPAN else "day")
