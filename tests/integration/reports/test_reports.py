@@ -4,7 +4,6 @@ Postgres series, freshness (lag behind, then current), isolation and bad input."
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
 
@@ -17,7 +16,14 @@ from services.counter.counter import Counter
 from shared.settings import Settings
 from tests.helpers import wait_for
 from tests.integration.api_client import ApiClient
-from tests.integration.reports_world import World, build_world, publish
+from tests.integration.reports.world import (
+    World,
+    build_world,
+    counted_total,
+    publish,
+    report,
+    window,
+)
 from tests.unit.test_events import make_event
 
 pytestmark = pytest.mark.integration
@@ -27,53 +33,6 @@ ZERO = {"total": 0, "unique": 0, "bots": 0}
 
 def counts(total: int, unique: int, bots: int = 0) -> dict[str, int]:
     return {"total": total, "unique": unique, "bots": bots}
-
-
-@pytest.fixture
-async def producer(settings: Settings, topics: list[str]) -> AsyncIterator[AIOKafkaProducer]:
-    created = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers, acks="all")
-    await created.start()
-    yield created
-    await created.stop()
-
-
-async def counted_total(pool: asyncpg.Pool, org_id: int) -> int:
-    value: int = await pool.fetchval(
-        "SELECT coalesce(sum(total_clicks + bot_clicks), 0) FROM link_counters WHERE org_id = $1",
-        org_id,
-    )
-    return value
-
-
-@pytest.fixture
-async def world(
-    api: ApiClient,
-    settings: Settings,
-    pool: asyncpg.Pool,
-    redis: aioredis.Redis,
-    producer: AIOKafkaProducer,
-) -> AsyncIterator[World]:
-    """The world of `reports_world`, every click counted by a running counter."""
-    built, clicks = await build_world(api)
-    await publish(producer, settings.clicks_topic, clicks)
-    counter = Counter(settings)
-    await counter.start()
-    try:
-        assert await wait_for(lambda: counted_total(pool, built.org_id), built.clicks) == 10
-        yield built
-    finally:
-        await counter.stop()
-
-
-def window(world: World, hours: int = 3, **extra: str) -> str:
-    start = world.hour.isoformat().replace("+00:00", "Z")
-    end = (world.hour + timedelta(hours=hours)).isoformat().replace("+00:00", "Z")
-    query = f"?from={start}&to={end}"
-    return query + "".join(f"&{k}={v}" for k, v in extra.items())
-
-
-async def report(api: ApiClient, world: World, route: str, query: str = "", **ids: int) -> Any:
-    return await api.call("GET", route + query, auth=world.key, **ids)
 
 
 async def test_a_campaign_report_has_exact_totals_series_links_channels_and_family(

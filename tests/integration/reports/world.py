@@ -10,9 +10,11 @@ Clicks (H = a whole UTC hour about a day ago; v* are visitors):
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
+import asyncpg
 from aiokafka import AIOKafkaProducer
 
 from services.api.window import floor_hour
@@ -101,6 +103,20 @@ async def publish(producer: AIOKafkaProducer, topic: str, clicks: list[events.Cl
         await producer.send_and_wait(topic, value=events.encode(event), key=event.code.encode())
 
 
-def shifted(event: events.ClickEvent, **changes: object) -> events.ClickEvent:
-    """A copy of `event` with a new event id and `changes`."""
-    return replace(event, event_id=events.new_event_id(), **changes)  # type: ignore[arg-type]
+async def counted_total(pool: asyncpg.Pool, org_id: int) -> int:
+    value: int = await pool.fetchval(
+        "SELECT coalesce(sum(total_clicks + bot_clicks), 0) FROM link_counters WHERE org_id = $1",
+        org_id,
+    )
+    return value
+
+
+def window(world: World, hours: int = 3, **extra: str) -> str:
+    start = world.hour.isoformat().replace("+00:00", "Z")
+    end = (world.hour + timedelta(hours=hours)).isoformat().replace("+00:00", "Z")
+    query = f"?from={start}&to={end}"
+    return query + "".join(f"&{k}={v}" for k, v in extra.items())
+
+
+async def report(api: ApiClient, world: World, route: str, query: str = "", **ids: int) -> Any:
+    return await api.call("GET", route + query, auth=world.key, **ids)
