@@ -92,19 +92,20 @@ def render(rows: list[tuple[datetime, Tally]], window: Window, title: str) -> st
         f'<rect x="0" y="0" width="{WIDTH}" height="{HEIGHT}" fill="#ffffff"/>',
     ]
     for frac in (0, 0.5, 1):
-        value = round(top * frac)
-        gy = y(value)
+        value = top * frac
+        gy = TOP + plot_h - plot_h * frac
         parts.append(
             f'<line x1="{LEFT}" y1="{gy:.1f}" x2="{WIDTH - RIGHT}" y2="{gy:.1f}"'
             ' stroke="#d0d7de" stroke-width="1"/>'
             f'<text x="{LEFT - 6}" y="{gy + 4:.1f}" text-anchor="end" font-size="11"'
-            f' font-family="sans-serif" fill="#57606a">{value}</text>'
+            f' font-family="sans-serif" fill="#57606a">{value:g}</text>'
         )
     fmt = "%d %b %H:%M" if window.bucket == "hour" else "%d %b %Y"
     for i in sorted({0, count // 2, count - 1}) if count else ():
         label = window.local(rows[i][0]).strftime(fmt)
+        anchor = "start" if i == 0 and count > 1 else "end" if i == count - 1 > 0 else "middle"
         parts.append(
-            f'<text x="{x(i):.1f}" y="{HEIGHT - BOTTOM + 16}" text-anchor="middle" font-size="11"'
+            f'<text x="{x(i):.1f}" y="{HEIGHT - BOTTOM + 16}" text-anchor="{anchor}" font-size="11"'
             f' font-family="sans-serif" fill="#57606a">{escape(label)}</text>'
         )
     for field, colour, _label, dash in (*LINES, BOTS):

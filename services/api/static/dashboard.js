@@ -96,6 +96,8 @@ function countCells(t) {
   return [[fmt(t.unique), "num"], [fmt(t.total), "num"], [fmt(t.bots), "num muted"]];
 }
 const COUNT_HEADERS = [["Unique clicks", "num"], ["Total clicks", "num"], ["Bot clicks", "num"]];
+const WINDOW_HEADERS = COUNT_HEADERS.map(([text, cls]) => [text + " (window)", cls]);
+const ALL_TIME_HEADERS = COUNT_HEADERS.map(([text, cls]) => [text + " (all time)", cls]);
 
 async function chart(path, range) {
   const holder = el("div", { class: "chart", id: "chart", "aria-busy": "true" });
@@ -171,10 +173,10 @@ async function campaignPage(id, range) {
     el("h3", { text: "By channel (window)" }),
     byChannel.length ? table("by-channel", [["Channel"], ...COUNT_HEADERS], byChannel)
       : el("p", { id: "by-channel", text: "No clicks in the window." }),
-    el("h3", { text: "By link (window, then all time)" }),
-    table("by-link", [["Link"], ["Destination"], ...COUNT_HEADERS, ...COUNT_HEADERS], byLink),
+    el("h3", { text: "By link" }),
+    table("by-link", [["Link"], ["Destination"], ...WINDOW_HEADERS, ...ALL_TIME_HEADERS], byLink),
     el("h3", { text: "Original, resends and recurrences" }),
-    table("family", [["Campaign"], ["Kind"], ["Created"], ...COUNT_HEADERS, ...COUNT_HEADERS], family),
+    table("family", [["Campaign"], ["Kind"], ["Created"], ...WINDOW_HEADERS, ...ALL_TIME_HEADERS], family),
     el("p", { class: "sub", text: "Unique clicks in a window or breakdown count visitors a link met for the first time; a resend that reuses its original's links counts on the original." }),
   );
   showFreshness(report);
