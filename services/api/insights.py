@@ -167,6 +167,24 @@ async def campaigns_in_window(
     return {i: found.get(i, Tally()) for i in campaign_ids}
 
 
+async def campaigns_after_creation(
+    pool: asyncpg.Pool, campaign_ids: list[int], hours: int
+) -> dict[int, Tally]:
+    """Each campaign's counts in its first `hours` UTC hours, from the hour it was created: the
+    same stretch after each send, so an original and its resends compare fairly."""
+    rows = await pool.fetch(
+        "SELECT h.campaign_id, sum(h.total_clicks)::bigint, sum(h.unique_clicks)::bigint,"
+        " sum(h.bot_clicks)::bigint FROM hourly_counters h JOIN campaigns c ON c.id = h.campaign_id"
+        " WHERE h.campaign_id = ANY($1::bigint[]) AND h.hour >= date_trunc('hour', c.created_at)"
+        " AND h.hour < date_trunc('hour', c.created_at) + make_interval(hours => $2)"
+        " GROUP BY h.campaign_id",
+        campaign_ids,
+        hours,
+    )
+    found = {r[0]: Tally(r[1], r[2], r[3]) for r in rows}
+    return {i: found.get(i, Tally()) for i in campaign_ids}
+
+
 def summed(rows: list[tuple[Any, Tally]]) -> Tally:
     """The sum of the counts of `rows`."""
     total = Tally()

@@ -75,70 +75,6 @@ _MESSAGE = _closed(
     values={"type": "array", "items": {"type": "string"}, "maxItems": 100},
 )
 
-_COUNT: Schema = {"type": "integer", "minimum": 0}
-_TEXT: Schema = {"type": "string"}
-_COUNTS = _closed(
-    ["total", "unique", "bots"],
-    total={**_COUNT, "description": "Human clicks."},
-    unique={
-        **_COUNT,
-        "description": "Live totals: distinct human visitors. Windows, series and breakdowns:"
-        " visitors a link met for the first time there (summed over links).",
-    },
-    bots={**_COUNT, "description": "Link previews and scanners, never in total or unique."},
-)
-_SOURCE: Schema = {
-    "type": "string",
-    "enum": ["redis", "postgres"],
-    "description": "Where the live totals were read (Postgres when Redis cannot answer).",
-}
-_REPORT: dict[str, Schema] = {
-    "as_of": {**_TIME, "description": "When the report's reads began (UTC)."},
-    "lag": _closed(
-        ["status", "records", "last_counted_at"],
-        status={
-            "type": "string",
-            "enum": ["current", "behind", "unknown"],
-            "description": "current: every published click is counted; unknown: Kafka did not"
-            " answer within 1 s.",
-        },
-        records={"type": ["integer", "null"], "description": "Clicks published, not yet counted."},
-        last_counted_at=_TIME_OR_NULL,
-    ),
-    "window": _closed(
-        ["from", "to", "bucket", "tz"],
-        **{
-            "from": {**_TIME, "description": "First hour in the window (in tz)."},
-            "to": {**_TIME, "description": "End of the window, exclusive (in tz)."},
-        },
-        bucket={"type": "string", "enum": ["hour", "day"]},
-        tz={"type": "string"},
-    ),
-    "totals": {**_COUNTS, "description": "All time, live."},
-    "in_window": _COUNTS,
-    "series": {
-        "type": "array",
-        "description": "Every bucket of the window in order, empty ones as zeros.",
-        "items": _closed(
-            ["start", "total", "unique", "bots"],
-            start={**_TIME, "description": "Bucket start, in tz."},
-            total=_COUNT,
-            unique=_COUNT,
-            bots=_COUNT,
-        ),
-    },
-}
-
-
-def _grouped(name: str, schema: Schema) -> Schema:
-    return {
-        "type": "array",
-        "items": _closed(
-            [name, "total", "unique", "bots"], **{name: schema}, **_COUNTS["properties"]
-        ),
-    }
-
-
 SCHEMAS: dict[str, Schema] = {
     "Error": _obj(
         ["error", "detail"],
@@ -233,63 +169,6 @@ SCHEMAS: dict[str, Schema] = {
             ),
         },
     ),
-    "LinkReport": _closed(
-        [*_REPORT, "link", "totals_source", "by_channel"],
-        **_REPORT,
-        link=ref("Link"),
-        totals_source=_SOURCE,
-        by_channel=_grouped("channel", {"type": "string"}),
-    ),
-    "CampaignReport": _closed(
-        [*_REPORT, "campaign", "totals_source", "by_channel", "by_link", "family"],
-        **_REPORT,
-        campaign=ref("Campaign"),
-        totals_source=_SOURCE,
-        by_channel=_grouped("channel", {"type": "string"}),
-        by_link={
-            "type": "array",
-            "description": "The campaign's links (up to 1,000): window counts, then all-time.",
-            "items": _closed(
-                ["link_id", "destination", "total", "unique", "bots", "totals"],
-                link_id=_ID,
-                destination={"type": "string"},
-                **_COUNTS["properties"],
-                totals=_COUNTS,
-            ),
-        },
-        family={
-            "type": "array",
-            "description": "The original campaign, its resends and recurrences, oldest first.",
-            "items": _closed(
-                ["campaign", "totals", "in_window"],
-                campaign=ref("Campaign"),
-                totals=_COUNTS,
-                in_window=_COUNTS,
-            ),
-        },
-    ),
-    "OrgReport": _closed(
-        [
-            *_REPORT,
-            "org_id",
-            "by_channel",
-            "by_kind",
-            "campaigns",
-            "campaigns_source",
-            "campaigns_truncated",
-        ],
-        **_REPORT,
-        org_id=_ID,
-        by_channel=_grouped("channel", {"type": "string"}),
-        by_kind=_grouped("kind", {"type": "string", "enum": [*_KINDS, "none"]}),
-        campaigns={
-            "type": "array",
-            "description": "The newest 500 campaigns with their live all-time totals.",
-            "items": _closed(["campaign", "totals"], campaign=ref("Campaign"), totals=_COUNTS),
-        },
-        campaigns_source=_SOURCE,
-        campaigns_truncated={"type": "boolean"},
-    ),
     "RenderRequest": _closed(
         ["template"],
         template={"type": "string", "description": "DLT template with {#var#} slots."},
@@ -381,8 +260,8 @@ class Op:
     """Another success: (status, why, schema)."""
     media: str = "application/json"
     """Media type of the success body (`text/csv`, `image/svg+xml`: no JSON schema)."""
-    windowed: bool = False
-    """Takes the report window `?from=&to=&bucket=&tz=`."""
+    query: tuple[Schema, ...] = ()
+    """Query parameters other than paging (the reports' window)."""
 
     def operation(self) -> Schema:
         responses: dict[str, Any] = {
@@ -403,8 +282,7 @@ class Op:
         ]
         if self.paged:
             parameters += _PAGE
-        if self.windowed:
-            parameters += _WINDOW
+        parameters += self.query
         operation: Schema = {
             "summary": self.summary,
             "description": f"Credential: {self.auth}.",
@@ -433,44 +311,9 @@ _PAGE: list[Schema] = [
         "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100},
     },
 ]
-_WINDOW: list[Schema] = [
-    {
-        "name": "from",
-        "in": "query",
-        "description": "Date (midnight in tz) or RFC 3339 time; floored to the hour."
-        " Default: 7 days before `to`.",
-        "schema": {"type": "string"},
-    },
-    {
-        "name": "to",
-        "in": "query",
-        "description": "Exclusive end, date or RFC 3339 time; ceiled to the hour. Default: now.",
-        "schema": {"type": "string"},
-    },
-    {
-        "name": "bucket",
-        "in": "query",
-        "description": "Default: hour for windows up to 7 days, else day (at most 92 days of"
-        " hours).",
-        "schema": {"type": "string", "enum": ["hour", "day"]},
-    },
-    {
-        "name": "tz",
-        "in": "query",
-        "description": "IANA time zone of the day buckets and the times shown.",
-        "schema": {"type": "string", "default": "UTC"},
-    },
-]
 OPERATOR, KEY, EITHER = "operator", "API key", "operator, or an API key of that organisation"
 _NO_404 = (401, 403)
 _CAMPAIGN_LINKS = "/v1/campaigns/{campaign_id}/links"
-_REPORT_ERRORS = (401, 403, 404, 422)
-_CSV = (
-    "One row per bucket, link and channel with clicks: bucket_start, campaign_id, campaign_kind,"
-    " link_id, channel, total_clicks, unique_clicks, bot_clicks. Freshness in the headers"
-    " X-Clicktrack-As-Of, X-Clicktrack-Lag, X-Clicktrack-Lag-Records."
-)
-
 OPERATIONS = (
     Op("post", "/v1/orgs", "Create an organisation (tracking off)", OPERATOR, (201, "Org"),
        body="OrgCreate", errors=_NO_404),
@@ -500,24 +343,6 @@ OPERATIONS = (
        (200, "Minted"), body="Recipients"),
     Op("post", "/v1/render", "Render a DLT template for a recipient", KEY, (200, "Rendering"),
        body="RenderRequest"),
-    Op("get", "/v1/links/{link_id}/report", "Report of a link", KEY, (200, "LinkReport"),
-       errors=_REPORT_ERRORS, windowed=True),
-    Op("get", "/v1/campaigns/{campaign_id}/report", "Report of a campaign and its family", KEY,
-       (200, "CampaignReport"), errors=_REPORT_ERRORS, windowed=True),
-    Op("get", "/v1/report", "Report of the organisation", KEY, (200, "OrgReport"),
-       errors=(*_NO_404, 422), windowed=True),
-    Op("get", "/v1/links/{link_id}/report.csv", "A link's report as CSV (streamed)", KEY,
-       (200, _CSV), errors=_REPORT_ERRORS, windowed=True, media="text/csv"),
-    Op("get", "/v1/campaigns/{campaign_id}/report.csv", "A campaign's report as CSV (streamed)",
-       KEY, (200, _CSV), errors=_REPORT_ERRORS, windowed=True, media="text/csv"),
-    Op("get", "/v1/report.csv", "The organisation's report as CSV (streamed)", KEY, (200, _CSV),
-       errors=(*_NO_404, 422), windowed=True, media="text/csv"),
-    Op("get", "/v1/campaigns/{campaign_id}/chart.svg", "A campaign's clicks over time (SVG)", KEY,
-       (200, "Line chart of total, unique and bot clicks"), errors=_REPORT_ERRORS, windowed=True,
-       media="image/svg+xml"),
-    Op("get", "/v1/chart.svg", "The organisation's clicks over time (SVG)", KEY,
-       (200, "Line chart of total, unique and bot clicks"), errors=(*_NO_404, 422),
-       windowed=True, media="image/svg+xml"),
     Op("post", "/v1/render/batch", "Render a template for up to 10,000 recipients", KEY,
        (200, "RenderBatch"), body="RenderBatchRequest"),
 )  # fmt: skip
@@ -560,10 +385,13 @@ def _plain(summary: str, path: str) -> Schema:
 
 def document() -> Schema:
     """The whole OpenAPI document."""
+    # The reports' operations live next to them and build on this module's helpers.
+    from services.api.openapi_reports import REPORT_OPERATIONS, REPORT_SCHEMAS
+
     paths: dict[str, dict[str, Schema]] = {
         path: {"get": _plain(summary, path)} for path, summary in {**_PLAIN, **_PAGES}.items()
     }
-    for op in OPERATIONS:
+    for op in (*OPERATIONS, *REPORT_OPERATIONS):
         paths.setdefault(op.path, {})[op.method] = op.operation()
     return {
         "openapi": "3.1.0",
@@ -575,7 +403,7 @@ def document() -> Schema:
             ' Errors are `{"error": code, "detail": message}`.',
         },
         "components": {
-            "schemas": SCHEMAS,
+            "schemas": {**SCHEMAS, **REPORT_SCHEMAS},
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
         },
         "paths": paths,

@@ -23,6 +23,7 @@ from services.api.freshness import counter_lag
 from services.api.insights import (
     Tally,
     breakdown,
+    campaigns_after_creation,
     campaigns_in_window,
     live_totals,
     org_totals,
@@ -39,6 +40,8 @@ MAX_LINKS = 1000
 """Links listed in a campaign report's `by_link`."""
 MAX_FAMILY = 200
 """Campaigns listed in a campaign report's `family`."""
+FIRST_HOURS = 24
+"""The family's comparison: each campaign's counts in its first 24 hours."""
 MAX_CAMPAIGNS = 500
 """Campaigns listed (newest first) in the organisation report."""
 
@@ -100,7 +103,8 @@ async def link_report(request: web.Request) -> web.Response:
 
 async def campaign_report(request: web.Request) -> web.Response:
     """One campaign: live totals, the window's series, its split by channel and by link, and
-    every campaign of its family (the original, its resends and recurrences) side by side."""
+    every campaign of its family (the original, its resends and recurrences) side by side: all
+    time, in the window, and in the first 24 hours after each was created."""
     org_id = await require_org(request)
     now = datetime.now(UTC)
     window = window_of(request, now)
@@ -109,6 +113,7 @@ async def campaign_report(request: web.Request) -> web.Response:
     family = await _family(pool, campaign)
     totals, source = await live_totals(request.app[REDIS], pool, "campaign", [c.id for c in family])
     in_window = await campaigns_in_window(pool, [c.id for c in family], window)
+    first_day = await campaigns_after_creation(pool, [c.id for c in family], FIRST_HOURS)
     rows = await series(pool, "campaign", campaign.id, window)
     body = {
         **await envelope(request, window, now),
@@ -124,7 +129,8 @@ async def campaign_report(request: web.Request) -> web.Response:
             {
                 "campaign": c,
                 "totals": totals[c.id].as_dict(),
-                "in_window": in_window.get(c.id, Tally()).as_dict(),
+                "in_window": in_window[c.id].as_dict(),
+                "first_24h": first_day[c.id].as_dict(),
             }
             for c in family
         ],

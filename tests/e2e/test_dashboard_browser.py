@@ -141,6 +141,10 @@ async def test_the_dashboard_shows_the_counted_clicks_and_draws_the_chart(
     assert seen["by_channel"] == [["sms", "4", "5", "1"]]
     assert seen["freshness"].startswith("As of ")
     assert "counter up to date (0 clicks waiting)" in seen["freshness"]
+    assert seen["wrong_key_error"] == (
+        "That API key was not accepted: the credential is not a valid API key (unknown or revoked)"
+    )
+    assert seen["wrong_key_kept"] is None
     assert seen["stored_key"] == key
     assert key not in seen["urls"]
     assert seen["signed_out_key"] is None
@@ -153,7 +157,15 @@ def _drive(base: str, key: str, campaign_id: int) -> dict[str, Any]:
     with chromium() as browser:
         wait = WebDriverWait(browser, WAIT_S)
         browser.get(f"{base}/dashboard")
-        wait.until(ready.visibility_of_element_located((By.ID, "api-key"))).send_keys(key)
+        field = wait.until(ready.visibility_of_element_located((By.ID, "api-key")))
+        field.send_keys("ctk_" + "x" * 40)  # a wrong key first
+        browser.find_element(By.ID, "sign-in").click()
+        wait.until(ready.text_to_be_present_in_element((By.ID, "login-error"), "not accepted"))
+        seen["wrong_key_error"] = browser.find_element(By.ID, "login-error").text
+        seen["wrong_key_kept"] = browser.execute_script(
+            "return sessionStorage.getItem('clicktrack.apiKey')"
+        )
+        browser.find_element(By.ID, "api-key").send_keys(key)
         browser.find_element(By.ID, "sign-in").click()
         wait.until(ready.presence_of_element_located((By.CSS_SELECTOR, "#campaigns tbody tr")))
         seen["urls"] += browser.current_url

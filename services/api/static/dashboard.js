@@ -97,6 +97,7 @@ function countCells(t) {
 }
 const COUNT_HEADERS = [["Unique clicks", "num"], ["Total clicks", "num"], ["Bot clicks", "num"]];
 const WINDOW_HEADERS = COUNT_HEADERS.map(([text, cls]) => [text + " (window)", cls]);
+const FIRST_DAY_HEADERS = COUNT_HEADERS.map(([text, cls]) => [text + " (first 24 h)", cls]);
 const ALL_TIME_HEADERS = COUNT_HEADERS.map(([text, cls]) => [text + " (all time)", cls]);
 
 async function chart(path, range) {
@@ -158,7 +159,7 @@ async function campaignPage(id, range) {
     [f.campaign.id === c.id ? el("strong", { text: f.campaign.name })
       : el("a", { href: "/dashboard/campaigns/" + f.campaign.id, text: f.campaign.name })],
     [f.campaign.kind.replaceAll("_", " ")], [when(f.campaign.created_at)],
-    ...countCells(f.in_window), ...countCells(f.totals),
+    ...countCells(f.first_24h), ...countCells(f.totals),
   ]);
   const inWindow = report.in_window;
   $("content").replaceChildren(
@@ -175,8 +176,8 @@ async function campaignPage(id, range) {
       : el("p", { id: "by-channel", text: "No clicks in the window." }),
     el("h3", { text: "By link" }),
     table("by-link", [["Link"], ["Destination"], ...WINDOW_HEADERS, ...ALL_TIME_HEADERS], byLink),
-    el("h3", { text: "Original, resends and recurrences" }),
-    table("family", [["Campaign"], ["Kind"], ["Created"], ...WINDOW_HEADERS, ...ALL_TIME_HEADERS], family),
+    el("h3", { text: "Original, resends and recurrences: the first 24 hours after each" }),
+    table("family", [["Campaign"], ["Kind"], ["Created"], ...FIRST_DAY_HEADERS, ...ALL_TIME_HEADERS], family),
     el("p", { class: "sub", text: "Unique clicks in a window or breakdown count visitors a link met for the first time; a resend that reuses its original's links counts on the original." }),
   );
   showFreshness(report);

@@ -36,9 +36,16 @@ def counts(total: int, unique: int, bots: int = 0) -> dict[str, int]:
 
 
 async def test_a_campaign_report_has_exact_totals_series_links_channels_and_family(
-    api: ApiClient, world: World
+    api: ApiClient, world: World, pool: asyncpg.Pool
 ) -> None:
     a = world.campaigns["A"]
+    # sent at H-0:30 and H+1:30: their first 24 hours are [H-1, H+23) and [H+1, H+25)
+    for campaign, minutes in ((a, -30), (world.campaigns["R"], 90)):
+        await pool.execute(
+            "UPDATE campaigns SET created_at = $2 WHERE id = $1",
+            campaign,
+            world.hour + timedelta(minutes=minutes),
+        )
     got = await report(
         api, world, "/v1/campaigns/{campaign_id}/report", window(world), campaign_id=a
     )
@@ -65,11 +72,18 @@ async def test_a_campaign_report_has_exact_totals_series_links_channels_and_fami
     assert {k: v for k, v in got["by_link"][0].items() if k in ZERO} == counts(4, 3, 1)
     assert got["by_link"][0]["totals"] == counts(4, 3, 1)
     assert got["by_link"][1]["totals"] == counts(1, 1, 0)
-    family = [(f["campaign"]["id"], f["totals"], f["in_window"]) for f in got["family"]]
-    assert family == [
-        (a, counts(5, 3, 1), counts(5, 4, 1)),
-        (world.campaigns["R"], counts(2, 2), counts(2, 2)),
+    family = [
+        (f["campaign"]["id"], f["totals"], f["in_window"], f["first_24h"]) for f in got["family"]
     ]
+    assert family == [
+        (a, counts(5, 3, 1), counts(5, 4, 1), counts(5, 4, 1)),
+        (world.campaigns["R"], counts(2, 2), counts(2, 2), counts(2, 2)),
+    ]
+    narrow = await report(
+        api, world, "/v1/campaigns/{campaign_id}/report", window(world, hours=1), campaign_id=a
+    )
+    assert [f["in_window"] for f in narrow["family"]] == [counts(3, 2), ZERO]
+    assert [f["first_24h"] for f in narrow["family"]] == [counts(5, 4, 1), counts(2, 2)]
     assert got["lag"]["status"] == "current" and got["lag"]["records"] == 0
     assert got["lag"]["last_counted_at"] is not None
 
