@@ -132,7 +132,7 @@ async function campaignList(range) {
   content.replaceChildren(
     el("h2", { text: "Campaigns" }),
     el("div", { class: "cards" },
-      card("org-unique", "Unique clicks", report.totals.unique, "all time, all links"),
+      card("org-unique", "Unique clicks", report.totals.unique, "all time, summed over links"),
       card("org-total", "Total clicks", report.totals.total, "all time"),
       card("org-bots", "Bot clicks", report.totals.bots, "previews and scanners, kept apart", "bots")),
     rangeButtons(range, (r) => campaignList(r)),
