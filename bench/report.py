@@ -39,13 +39,12 @@ import orjson
 import redis.asyncio as aioredis
 from aiohttp import web
 from aiokafka import AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient
 
 from services.api.app import create_app
 from services.counter.counter import Counter
 from shared import db, events
 from shared.apikeys import create_api_key
-from shared.kafka import ensure_topics
+from shared.kafka import delete_topics, ensure_topics
 from shared.links import create_campaign, create_link, create_org
 from shared.minting import mint
 from shared.settings import Secret, Settings
@@ -175,12 +174,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     finally:
         await redis.flushdb()
         await redis.aclose()
-        admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
-        await admin.start()
-        try:
-            await admin.delete_topics([settings.clicks_topic, settings.dlq_topic])
-        finally:
-            await admin.close()
+        await delete_topics(settings)
     result["machine"] = {
         "cpus": os.cpu_count(),
         "load_1m_before": load_before,

@@ -7,18 +7,15 @@ parameters of the reports. The dashboard fetches the SVG with its API key and sh
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from xml.sax.saxutils import escape, quoteattr
 
 from aiohttp import web
 
-from services.api.auth import require_org
-from services.api.body import path_id
 from services.api.context import POOL
 from services.api.insights import Tally, series
-from services.api.reports import window_of
+from services.api.reports import Subject, subject_of
 from services.api.window import Window
-from shared.campaigns import get_campaign
 
 WIDTH, HEIGHT = 760, 280
 """Size of the chart, SVG user units (pixels when shown at 1:1)."""
@@ -35,19 +32,18 @@ def add_routes(router: web.UrlDispatcher) -> None:
 
 async def campaign_chart(request: web.Request) -> web.Response:
     """The campaign's clicks over the window, as SVG."""
-    org_id = await require_org(request)
-    window = window_of(request, datetime.now(UTC))
-    campaign = await get_campaign(request.app[POOL], org_id, path_id(request, "campaign_id"))
-    rows = await series(request.app[POOL], "campaign", campaign.id, window)
-    return _svg_response(render(rows, window, f"Clicks of campaign {campaign.name}"))
+    return await _chart(request, await subject_of(request, "campaign"))
 
 
 async def org_chart(request: web.Request) -> web.Response:
     """The organisation's clicks over the window, as SVG."""
-    org_id = await require_org(request)
-    window = window_of(request, datetime.now(UTC))
-    rows = await series(request.app[POOL], "org", org_id, window)
-    return _svg_response(render(rows, window, "Clicks of all campaigns"))
+    return await _chart(request, await subject_of(request, "org"))
+
+
+async def _chart(request: web.Request, subject: Subject) -> web.Response:
+    rows = await series(request.app[POOL], subject.scope, subject.id, subject.window)
+    title = f"Clicks of {'campaign ' if subject.scope == 'campaign' else ''}{subject.label}"
+    return _svg_response(render(rows, subject.window, title))
 
 
 def _svg_response(svg: str) -> web.Response:

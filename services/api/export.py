@@ -11,19 +11,13 @@ from __future__ import annotations
 import csv
 import io
 import logging
-from datetime import UTC, datetime
 
 from aiohttp import web
 
-from services.api.auth import require_org
-from services.api.body import path_id
 from services.api.context import END_OFFSETS, POOL, SETTINGS
 from services.api.freshness import counter_lag
 from services.api.insights import SCOPE_COLUMNS
-from services.api.reports import window_of
-from services.api.window import Window
-from shared.campaigns import get_campaign
-from shared.links import get_link
+from services.api.reports import Subject, subject_of
 
 log = logging.getLogger(__name__)
 
@@ -49,28 +43,17 @@ def add_routes(router: web.UrlDispatcher) -> None:
 
 async def link_csv(request: web.Request) -> web.StreamResponse:
     """The link's report as CSV."""
-    org_id = await require_org(request)
-    now = datetime.now(UTC)
-    window = window_of(request, now)
-    link = await get_link(request.app[POOL], org_id, path_id(request, "link_id"))
-    return await _stream(request, "link", link.id, window, now, f"link-{link.id}")
+    return await _stream(request, await subject_of(request, "link"))
 
 
 async def campaign_csv(request: web.Request) -> web.StreamResponse:
     """The campaign's report as CSV."""
-    org_id = await require_org(request)
-    now = datetime.now(UTC)
-    window = window_of(request, now)
-    campaign = await get_campaign(request.app[POOL], org_id, path_id(request, "campaign_id"))
-    return await _stream(request, "campaign", campaign.id, window, now, f"campaign-{campaign.id}")
+    return await _stream(request, await subject_of(request, "campaign"))
 
 
 async def org_csv(request: web.Request) -> web.StreamResponse:
     """The organisation's report as CSV."""
-    org_id = await require_org(request)
-    now = datetime.now(UTC)
-    window = window_of(request, now)
-    return await _stream(request, "org", org_id, window, now, f"org-{org_id}")
+    return await _stream(request, await subject_of(request, "org"))
 
 
 _ROWS = """
@@ -85,10 +68,9 @@ ORDER BY b, link_id, channel
 """
 
 
-async def _stream(
-    request: web.Request, scope: str, scope_id: int, window: Window, now: datetime, name: str
-) -> web.StreamResponse:
-    app = request.app
+async def _stream(request: web.Request, subject: Subject) -> web.StreamResponse:
+    app, window = request.app, subject.window
+    name = f"{subject.scope}-{subject.id}"
     lag = await counter_lag(app[POOL], app[END_OFFSETS], app[SETTINGS])
     window_text = ";".join(f"{k}={v}" for k, v in window.as_dict().items())
     response = web.StreamResponse(
@@ -96,16 +78,16 @@ async def _stream(
             "Content-Type": "text/csv; charset=utf-8",
             "Content-Disposition": f'attachment; filename="clicktrack-{name}.csv"',
             "Cache-Control": "no-store",
-            "X-Clicktrack-As-Of": now.isoformat(),
+            "X-Clicktrack-As-Of": subject.now.isoformat(),
             "X-Clicktrack-Lag": lag.status,
             "X-Clicktrack-Lag-Records": "" if lag.records is None else str(lag.records),
             "X-Clicktrack-Window": window_text,
         }
     )
-    sql = _ROWS.format(column=SCOPE_COLUMNS[scope])
+    sql = _ROWS.format(column=SCOPE_COLUMNS[subject.scope])
     async with app[POOL].acquire() as conn, conn.transaction(readonly=True):
         cursor = conn.cursor(
-            sql, scope_id, window.start, window.end, window.bucket, window.tz, prefetch=CHUNK_ROWS
+            sql, subject.id, window.start, window.end, window.bucket, window.tz, prefetch=CHUNK_ROWS
         )
         await response.prepare(request)
         out = io.StringIO()

@@ -9,6 +9,7 @@ not yet counted, see `services.api.freshness`), the `window` it covers, the live
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -50,6 +51,37 @@ def add_routes(router: web.UrlDispatcher) -> None:
     router.add_get(r"/v1/links/{link_id:\d+}/report", link_report)
     router.add_get(r"/v1/campaigns/{campaign_id:\d+}/report", campaign_report)
     router.add_get("/v1/report", org_report)
+
+
+@dataclass(frozen=True, slots=True)
+class Subject:
+    """What a request reports on: a link, a campaign or the organisation, checked to be the
+    caller's own, and the window asked for."""
+
+    scope: str
+    """`link`, `campaign` or `org`."""
+    id: int
+    label: str
+    """For people: `link 7`, the campaign's name, `all campaigns`."""
+    window: Window
+    now: datetime
+    """When the request was read: the report's `as_of`."""
+
+
+async def subject_of(request: web.Request, scope: str) -> Subject:
+    """The caller's link or campaign named in the path (another organisation's is 404), or the
+    caller's organisation, with the query's window."""
+    org_id = await require_org(request)
+    now = datetime.now(UTC)
+    window = window_of(request, now)
+    pool = request.app[POOL]
+    if scope == "link":
+        link = await get_link(pool, org_id, path_id(request, "link_id"))
+        return Subject("link", link.id, f"link {link.id}", window, now)
+    if scope == "campaign":
+        campaign = await get_campaign(pool, org_id, path_id(request, "campaign_id"))
+        return Subject("campaign", campaign.id, campaign.name, window, now)
+    return Subject("org", org_id, "all campaigns", window, now)
 
 
 def window_of(request: web.Request, now: datetime) -> Window:

@@ -78,21 +78,13 @@ async def test_the_dashboard_shows_the_counted_clicks_and_draws_the_chart(
     codes: list[dict[str, str]] = []
     link_ids = []
     for page, recipients in zip(PAGES, (["+91981", "+91982", "+91983"], ["+91981"]), strict=True):
-        link = await api.call(
-            "POST",
-            "/v1/campaigns/{campaign_id}/links",
-            auth=key,
-            json={"destination": page},
-            expect=201,
-            campaign_id=campaign_id,
-        )
-        link_ids.append(link["id"])
+        link_ids.append(await api.new_link(key, campaign_id, page))
         minted = await api.call(
             "POST",
             "/v1/links/{link_id}/recipients",
             auth=key,
             json={"recipients": recipients},
-            link_id=link["id"],
+            link_id=link_ids[-1],
         )
         codes.append({c["recipient"]: c["code"] for c in minted["codes"]})
 

@@ -17,6 +17,8 @@ NOW = datetime(2026, 11, 26, 19, 30, tzinfo=UTC)
 
 
 def encoded(**overrides: object) -> bytes:
+    # occurred_at before the fixed NOW: the real clock would pass NOW + MAX_CLOCK_SKEW one day
+    overrides.setdefault("occurred_at", "2026-11-26T19:00:00.000Z")
     return events.encode(make_event(**overrides))
 
 

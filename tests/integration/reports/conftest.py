@@ -17,14 +17,6 @@ from tests.integration.reports.world import World, build_world, counted_total, p
 
 
 @pytest.fixture
-async def producer(settings: Settings, topics: list[str]) -> AsyncIterator[AIOKafkaProducer]:
-    created = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers, acks="all")
-    await created.start()
-    yield created
-    await created.stop()
-
-
-@pytest.fixture
 async def world(
     api: ApiClient,
     settings: Settings,

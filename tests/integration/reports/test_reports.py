@@ -157,14 +157,7 @@ async def test_day_buckets_follow_the_named_time_zone(
     producer: AIOKafkaProducer,
 ) -> None:
     # 18:10 and 19:10 UTC are one UTC day but two days in India: 23:40 and 00:40 (+05:30)
-    made = await api.call(
-        "POST",
-        "/v1/campaigns/{campaign_id}/links",
-        auth=world.key,
-        json={"destination": "https://shop.example.in/late"},
-        expect=201,
-        campaign_id=world.campaigns["C"],
-    )
+    link_id = await api.new_link(world.key, world.campaigns["C"], "https://shop.example.in/late")
     day = world.hour.replace(hour=0) - timedelta(days=2)
     at = [day + timedelta(hours=18, minutes=10), day + timedelta(hours=19, minutes=10)]
     await publish(
@@ -173,7 +166,7 @@ async def test_day_buckets_follow_the_named_time_zone(
         [
             make_event(
                 occurred_at=t.isoformat().replace("+00:00", "Z"),
-                link_id=made["id"],
+                link_id=link_id,
                 org_id=world.org_id,
                 campaign_id=world.campaigns["C"],
                 campaign_kind="coupon_expiry_reminder",
@@ -186,12 +179,12 @@ async def test_day_buckets_follow_the_named_time_zone(
     assert await wait_for(lambda: counted_total(pool, world.org_id), 12) == 12
     route = "/v1/links/{link_id}/report"
     days = f"?from={day.date()}&to={(day + timedelta(days=2)).date()}&bucket=day"
-    utc = await report(api, world, route, days, link_id=made["id"])
+    utc = await report(api, world, route, days, link_id=link_id)
     assert [(p["start"], p["total"]) for p in utc["series"]] == [
         (day.isoformat(), 2),
         ((day + timedelta(days=1)).isoformat(), 0),
     ]
-    india = await report(api, world, route, days + "&tz=Asia/Kolkata", link_id=made["id"])
+    india = await report(api, world, route, days + "&tz=Asia/Kolkata", link_id=link_id)
     local = [(day + timedelta(days=n)).date().isoformat() + "T00:00:00+05:30" for n in range(3)]
     assert india["window"] == {  # local days run from 00:30 to 00:30 (UTC hours)
         "from": local[0].replace("T00:00", "T00:30"),
@@ -206,7 +199,7 @@ async def test_day_buckets_follow_the_named_time_zone(
     # hour buckets are UTC hours, shown in local time
     edges = (day + timedelta(hours=18), day + timedelta(hours=20))
     hours = f"?from={edges[0].isoformat()}&to={edges[1].isoformat()}".replace("+", "%2B")
-    by_hour = await report(api, world, route, hours + "&tz=Asia/Kolkata", link_id=made["id"])
+    by_hour = await report(api, world, route, hours + "&tz=Asia/Kolkata", link_id=link_id)
     starts = [(p["start"], p["total"]) for p in by_hour["series"]]
     assert starts == [
         (f"{local[0][:10]}T23:30:00+05:30", 1),

@@ -49,15 +49,7 @@ async def build_world(api: ApiClient, name: str = "Acme") -> tuple[World, list[e
         ("R1", r, "https://shop.example.in/last-chance"),
         ("C1", c, "https://shop.example.in/coupon"),
     ):
-        made = await api.call(
-            "POST",
-            "/v1/campaigns/{campaign_id}/links",
-            auth=key,
-            json={"destination": dest},
-            expect=201,
-            campaign_id=campaign,
-        )
-        links[label] = made["id"]
+        links[label] = await api.new_link(key, campaign, dest)
     hour = floor_hour(datetime.now(UTC)) - timedelta(hours=26)
     where = {
         "A1": (a, "one_time", "sms"),
