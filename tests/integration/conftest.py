@@ -9,7 +9,6 @@ import aiohttp
 import asyncpg
 import pytest
 from aiohttp.test_utils import TestServer
-from aiokafka import AIOKafkaProducer
 
 from services.api.app import create_app
 from shared.settings import Secret, Settings
@@ -30,12 +29,3 @@ async def api(api_settings: Settings, pool: asyncpg.Pool) -> AsyncIterator[ApiCl
     async with aiohttp.ClientSession(base_url=str(server.make_url(""))) as http:
         yield ApiClient(http)
     await server.close()
-
-
-@pytest.fixture
-async def producer(settings: Settings, topics: list[str]) -> AsyncIterator[AIOKafkaProducer]:
-    """A producer (acks=all) on the real Kafka, for tests that publish to their topics."""
-    created = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers, acks="all")
-    await created.start()
-    yield created
-    await created.stop()

@@ -17,8 +17,9 @@ NOW = datetime(2026, 11, 26, 19, 30, tzinfo=UTC)
 
 
 def encoded(**overrides: object) -> bytes:
-    # occurred_at before the fixed NOW: the real clock would pass NOW + MAX_CLOCK_SKEW one day
-    overrides.setdefault("occurred_at", "2026-11-26T19:00:00.000Z")
+    # A minute before NOW, not the wall clock: NOW is fixed, and an hour after it every event
+    # stamped with the real time would be "in the future".
+    overrides.setdefault("occurred_at", "2026-11-26T19:29:00.000Z")
     return events.encode(make_event(**overrides))
 
 
