@@ -12,6 +12,8 @@ from importlib import resources
 
 from aiohttp import web
 
+from services.api.body import path_id
+
 _FILES = {
     "dashboard.js": "text/javascript",
     "dashboard.css": "text/css",
@@ -41,6 +43,8 @@ def _read(name: str) -> bytes:
 
 async def page(request: web.Request) -> web.Response:
     """The dashboard page (the campaign list, or one campaign: its script reads the path)."""
+    if "campaign_id" in request.match_info:
+        path_id(request, "campaign_id")  # 0 or out of range: 404, as the document says
     return web.Response(
         body=_read("dashboard.html"), content_type="text/html", charset="utf-8", headers=_HEADERS
     )

@@ -386,6 +386,7 @@ def _plain(summary: str, path: str) -> Schema:
     }
     names = re.findall(r"{(\w+)}", path)
     if names:
+        operation["responses"]["404"] = {"description": "No such page or file."}
         operation["parameters"] = [
             {
                 "name": name,

@@ -64,7 +64,6 @@ def run(service_addresses: dict[str, str], tmp_path: Path) -> Iterator[tuple[dic
         "CLICKS_TOPIC": f"clicks.logs.{tag}",
         "DLQ_TOPIC": f"clicks.dlq.logs.{tag}",
         "COUNTER_GROUP": f"counter-logs-{tag}",
-        "TOPIC_PARTITIONS": "1",
         "API_PORT": str(PORTS["api"]),
         "REDIRECTOR_PORT": str(PORTS["redirector"]),
         "COUNTER_PORT": str(PORTS["counter"]),
