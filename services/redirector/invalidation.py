@@ -11,11 +11,13 @@ from redis.exceptions import RedisError
 
 from services.redirector.metrics import RedirectorMetrics
 from services.redirector.resolve import Resolver
+from services.redirector.tasks import cancel_and_wait
 from shared.link_cache import LINK_CHANGES
 
 log = logging.getLogger(__name__)
 
 RETRY_S = 1.0
+POLL_S = 0.5
 
 
 class LinkChanges:
@@ -33,20 +35,24 @@ class LinkChanges:
         self._m = metrics
         self._task: asyncio.Task[None] | None = None
         self.subscribed = asyncio.Event()
+        self._stopping = False
 
     def start(self) -> None:
         if self._task is None:
             self._task = asyncio.create_task(self._run(), name="link-changes")
 
     async def stop(self) -> None:
+        # The loop polls a flag instead of being cancelled mid-read: cancelling a redis-py read
+        # inside its own timeout can be swallowed on Python 3.11 and leave the task hanging.
+        self._stopping = True
         if self._task is not None:
-            self._task.cancel()
-            with suppress(asyncio.CancelledError):
-                await self._task
+            done, _ = await asyncio.wait({self._task}, timeout=POLL_S * 3)
+            if not done:
+                await cancel_and_wait(self._task)
             self._task = None
 
     async def _run(self) -> None:
-        while True:
+        while not self._stopping:
             try:
                 await self._listen()
             except (RedisError, OSError) as exc:
@@ -60,8 +66,8 @@ class LinkChanges:
             await pubsub.subscribe(LINK_CHANGES)
             self._resolver.links.clear()
             self.subscribed.set()
-            while True:
-                message = await pubsub.get_message(timeout=30.0)
+            while not self._stopping:
+                message = await pubsub.get_message(timeout=POLL_S)
                 if message is None:
                     continue
                 try:

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from contextlib import suppress
 from pathlib import Path
 
 from prometheus_client import Gauge
@@ -27,6 +26,7 @@ from prometheus_client import Gauge
 from services.redirector.kafka_sink import KafkaSink, Record
 from services.redirector.metrics import RedirectorMetrics
 from services.redirector.spool import Spool
+from services.redirector.tasks import cancel_and_wait
 from shared.errors import DependencyError
 from shared.settings import Settings
 
@@ -113,13 +113,9 @@ class Publisher:
         self._started = False
         if self._tasks:
             send_task, recover_task = self._tasks
-            recover_task.cancel()
-            with suppress(asyncio.CancelledError):
-                await recover_task
+            await cancel_and_wait(recover_task)
             await self._queue.join()  # the sender sends or spools each queued record
-            send_task.cancel()
-            with suppress(asyncio.CancelledError):
-                await send_task
+            await cancel_and_wait(send_task)
             self._tasks = []
         await self.kafka.close()
         await self.spool.__aexit__(None, None, None)
@@ -169,6 +165,7 @@ class Publisher:
             await self._recover.wait()
             try:
                 await self._queue.join()  # older events still in memory go first
+                await self.kafka.send([])  # is Kafka back? (connects; the spool may be empty)
                 await self._replay_all()
                 # Caught up: new events may go to Kafka again; then replay what came meanwhile.
                 self.spooling = False

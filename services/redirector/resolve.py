@@ -54,6 +54,7 @@ LEFT JOIN campaigns cp ON cp.id = l.campaign_id
 WHERE l.id = $1
 """
 
+
 def code_shape(min_length: int, max_length: int) -> re.Pattern[str]:
     """The pattern a possible code matches: base62, `min_length` to `max_length` characters."""
     return re.compile(rf"[0-9A-Za-z]{{{min_length},{max_length}}}")

@@ -24,6 +24,8 @@ import zlib
 from contextlib import suppress
 from pathlib import Path
 
+from services.redirector.tasks import cancel_and_wait
+
 log = logging.getLogger(__name__)
 
 _HEADER = struct.Struct("!III")
@@ -107,9 +109,7 @@ class Spool:
 
     async def __aexit__(self, *exc: object) -> None:
         if self._writer is not None:
-            self._writer.cancel()
-            with suppress(asyncio.CancelledError):
-                await self._writer
+            await cancel_and_wait(self._writer)
             self._writer = None
         try:
             await self.flush()
