@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# deploy/services.sh — run Clicktrack's own processes (redirector, counter) in the background.
+# deploy/services.sh — run Clicktrack's own processes (redirector, counter, api) in the background.
 #
 # Usage: deploy/services.sh up|down|status
 # Logs: .stack/logs/<name>.log (JSON lines). Pids: .stack/run/<name>.pid.
@@ -12,7 +12,7 @@ STACK_DIR=${STACK_DIR:-$ROOT/.stack}
 PY=${PYTHON:-$ROOT/.venv/bin/python}
 RUN=$STACK_DIR/run
 LOGS=$STACK_DIR/logs
-SERVICES=(counter redirector)
+SERVICES=(counter redirector api)
 cd "$ROOT"
 
 msg() { printf 'services: %s\n' "$*"; }
@@ -21,6 +21,7 @@ port_of() {
     case $1 in
         redirector) echo "${REDIRECTOR_PORT:-8080}" ;;
         counter) echo "${COUNTER_PORT:-8081}" ;;
+        api) echo "${API_PORT:-8082}" ;;
     esac
 }
 
@@ -80,7 +81,7 @@ case ${1:-} in
         for s in "${SERVICES[@]}"; do start_one "$s"; done
         ;;
     down)
-        for s in redirector counter; do stop_one "$s"; done
+        for s in api redirector counter; do stop_one "$s"; done
         ;;
     status)
         rc=0

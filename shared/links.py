@@ -1,20 +1,54 @@
-"""Creating organisations, campaigns and tracked links with their short codes."""
+"""Tracked links: a destination inside a campaign (optionally expiring, with a fallback URL),
+and the short codes that lead to it."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from urllib.parse import urlsplit
+from datetime import UTC, datetime
 
 import asyncpg
 
-from shared.codes import mint_code
-from shared.events import CAMPAIGN_KINDS
+from shared.campaigns import Campaign, create_campaign, link_lineage
+from shared.codes import CODE_LENGTH
+from shared.errors import InvalidLinkError
+from shared.minting import mint
+from shared.orgs import create_org, owned_row
+from shared.urls import normalise_destination
 
-_MINT_TRIES = 5
+__all__ = [
+    "CreatedLink",
+    "InvalidLinkError",
+    "Link",
+    "add_link",
+    "create_campaign",
+    "create_link",
+    "create_org",
+    "get_link",
+    "link_for_destination",
+    "list_links",
+    "validate_destination",
+]
+
+validate_destination = normalise_destination
+"""Accept only absolute http(s) URLs with a host; returns the normalised URL."""
+
+_COLUMNS = "id, org_id, campaign_id, destination, disabled, expires_at, fallback_url, created_at"
 
 
-class InvalidLinkError(ValueError):
-    """A destination or campaign attribute is not acceptable; the message says why."""
+@dataclass(frozen=True, slots=True)
+class Link:
+    """A tracked link."""
+
+    id: int
+    org_id: int
+    campaign_id: int | None
+    destination: str
+    """Normalised http(s) URL the redirector sends visitors to."""
+    disabled: bool
+    expires_at: datetime | None
+    """After this instant the redirector sends visitors to `fallback_url`, or answers 410."""
+    fallback_url: str | None
+    created_at: datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,40 +62,19 @@ class CreatedLink:
     codes: dict[str | None, str]
 
 
-def validate_destination(url: str) -> str:
-    """Accept only absolute http(s) URLs with a host and no control characters or spaces."""
-    if any(ord(ch) < 0x21 or ch == "\x7f" for ch in url):
-        raise InvalidLinkError("destination contains spaces or control characters")
-    parts = urlsplit(url)
-    if parts.scheme.lower() not in ("http", "https"):
-        raise InvalidLinkError("destination must be an http:// or https:// URL")
-    if not parts.hostname:
-        raise InvalidLinkError("destination has no host")
-    return url
-
-
-async def create_org(conn: asyncpg.Connection | asyncpg.Pool, name: str, *, tracking: bool) -> int:
-    org_id: int = await conn.fetchval(
-        "INSERT INTO orgs (name, link_tracking_enabled) VALUES ($1, $2) RETURNING id",
-        name,
-        tracking,
-    )
-    return org_id
-
-
-async def create_campaign(
-    conn: asyncpg.Connection | asyncpg.Pool, org_id: int, name: str, kind: str, channel: str = "sms"
-) -> int:
-    if kind not in CAMPAIGN_KINDS:
-        raise InvalidLinkError(f"campaign kind must be one of {sorted(CAMPAIGN_KINDS)}")
-    campaign_id: int = await conn.fetchval(
-        "INSERT INTO campaigns (org_id, name, kind, channel) VALUES ($1, $2, $3, $4) RETURNING id",
-        org_id,
-        name,
-        kind,
-        channel,
-    )
-    return campaign_id
+def check_expiry(expires_at: datetime | None, fallback_url: str | None) -> str | None:
+    """Validate an expiry (aware, in the future) and return the normalised fallback URL."""
+    if expires_at is not None:
+        if expires_at.tzinfo is None:
+            raise InvalidLinkError("expires_at must carry a time zone", code="invalid_expiry")
+        if expires_at <= datetime.now(UTC):
+            raise InvalidLinkError("expires_at must be in the future", code="invalid_expiry")
+    if fallback_url is None:
+        return None
+    try:
+        return normalise_destination(fallback_url)
+    except InvalidLinkError as exc:
+        raise InvalidLinkError(f"fallback_url: {exc}", code="invalid_fallback") from None
 
 
 async def create_link(
@@ -71,33 +84,112 @@ async def create_link(
     destination: str,
     campaign_id: int | None = None,
     recipients: list[str] | None = None,
+    expires_at: datetime | None = None,
+    fallback_url: str | None = None,
+    code_length: int = CODE_LENGTH,
 ) -> CreatedLink:
-    """Create a link and its codes in one transaction; a code collision is retried."""
-    validate_destination(destination)
+    """Create a link and its codes (one per recipient, else one shared) in one transaction."""
+    destination = normalise_destination(destination)
+    fallback = check_expiry(expires_at, fallback_url)
     async with pool.acquire() as conn, conn.transaction():
         link_id: int = await conn.fetchval(
-            "INSERT INTO links (org_id, campaign_id, destination) VALUES ($1, $2, $3) RETURNING id",
+            "INSERT INTO links (org_id, campaign_id, destination, expires_at, fallback_url)"
+            " VALUES ($1, $2, $3, $4, $5) RETURNING id",
             org_id,
             campaign_id,
             destination,
+            expires_at,
+            fallback,
         )
-        codes: dict[str | None, str] = {}
         wanted: list[str | None] = list(recipients) if recipients else [None]
-        for recipient in wanted:
-            codes[recipient] = await _insert_code(conn, link_id, recipient)
-    return CreatedLink(link_id, org_id, campaign_id, destination, codes)
+        minted = await mint(conn, link_id, wanted, length=code_length)
+    return CreatedLink(link_id, org_id, campaign_id, destination, minted.by_recipient())
 
 
-async def _insert_code(conn: asyncpg.Connection, link_id: int, recipient: str | None) -> str:
-    for _ in range(_MINT_TRIES):
-        code = mint_code()
-        inserted = await conn.fetchval(
-            "INSERT INTO codes (code, link_id, recipient_id) VALUES ($1, $2, $3)"
-            " ON CONFLICT (code) DO NOTHING RETURNING code",
-            code,
-            link_id,
-            recipient,
+async def add_link(
+    conn: asyncpg.Connection,
+    campaign: Campaign,
+    destination: str,
+    *,
+    expires_at: datetime | None = None,
+    fallback_url: str | None = None,
+) -> tuple[Link, bool]:
+    """A link to `destination` in the campaign, and whether it was created now.
+
+    A resend first looks for the destination among the live (enabled, unexpired) links of the
+    campaigns it resends and returns that link (so recipients keep their codes); otherwise a new
+    link is created.
+    """
+    destination = normalise_destination(destination)
+    fallback = check_expiry(expires_at, fallback_url)
+    if campaign.kind == "resend":
+        found = await _find(conn, await link_lineage(conn, campaign), destination)
+        if found is not None:
+            return found, False
+    row = await conn.fetchrow(
+        "INSERT INTO links (org_id, campaign_id, destination, expires_at, fallback_url)"
+        f" VALUES ($1, $2, $3, $4, $5) RETURNING {_COLUMNS}",
+        campaign.org_id,
+        campaign.id,
+        destination,
+        expires_at,
+        fallback,
+    )
+    return Link(**dict(row)), True
+
+
+async def link_for_destination(conn: asyncpg.Connection, campaign: Campaign, url: str) -> Link:
+    """The campaign's link to `url` (looking through what a resend reuses), created if none:
+    what rendering uses. Concurrent calls for one destination agree on one link."""
+    destination = normalise_destination(url)
+    lineage = await link_lineage(conn, campaign)
+    found = await _find(conn, lineage, destination)
+    if found is not None:
+        return found
+    async with conn.transaction():
+        # Serialise creators of this (campaign, destination) only; then look again.
+        await conn.execute(
+            "SELECT pg_advisory_xact_lock(hashtextextended($2, $1))", campaign.id, destination
         )
-        if inserted:
-            return code
-    raise RuntimeError(f"{_MINT_TRIES} code collisions in a row: the code space is exhausted")
+        found = await _find(conn, lineage, destination)
+        if found is not None:
+            return found
+        link, _ = await add_link(conn, campaign, destination)
+        return link
+
+
+async def _find(conn: asyncpg.Connection, campaign_ids: list[int], destination: str) -> Link | None:
+    row = await conn.fetchrow(
+        f"SELECT {_COLUMNS} FROM links"
+        " WHERE campaign_id = ANY($1::bigint[]) AND md5(destination) = md5($2)"
+        " AND destination = $2 AND NOT disabled AND (expires_at IS NULL OR expires_at > now())"
+        " ORDER BY array_position($1::bigint[], campaign_id), id LIMIT 1",
+        campaign_ids,
+        destination,
+    )
+    return None if row is None else Link(**dict(row))
+
+
+async def get_link(conn: asyncpg.Connection | asyncpg.Pool, org_id: int, link_id: int) -> Link:
+    """The organisation's link, or `NotFoundError` (also for another org's link)."""
+    return Link(**dict(await owned_row(conn, "links", _COLUMNS, link_id, org_id, "link")))
+
+
+async def list_links(
+    conn: asyncpg.Connection | asyncpg.Pool,
+    org_id: int,
+    campaign_id: int,
+    *,
+    after_id: int = 0,
+    limit: int = 100,
+) -> list[Link]:
+    """The links of one of the organisation's campaigns, by id."""
+    rows = await conn.fetch(
+        f"SELECT {_COLUMNS} FROM links WHERE org_id = $1 AND campaign_id = $2 AND id > $3"
+        " ORDER BY id LIMIT $4",
+        org_id,
+        campaign_id,
+        after_id,
+        limit,
+    )
+    return [Link(**dict(r)) for r in rows]

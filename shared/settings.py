@@ -77,6 +77,20 @@ class Settings:
     """Key of the HMAC that turns IP and user agent into a visitor id (`VISITOR_HASH_KEY`)."""
     log_level: str = "INFO"
     """Root log level (`LOG_LEVEL`)."""
+    api_host: str = "127.0.0.1"
+    """Address the links API listens on (`API_HOST`)."""
+    api_port: int = 8082
+    """Port of the links API (`API_PORT`)."""
+    short_domain: str = "127.0.0.1:8080"
+    """What an SMS carries before `/<code>`: the redirector's host, optionally with a scheme or
+    port (`SHORT_DOMAIN`; default: SHORT_BASE_URL without its scheme)."""
+    code_length: int = 10
+    """Characters in a new short code, base62 (`CODE_LENGTH`, 8 to 20)."""
+    dlt_var_limit: int = 30
+    """Characters a DLT `{#var#}` value may hold (`DLT_VAR_LIMIT`); the short link must fit."""
+    operator_token: Secret = Secret("")
+    """Bearer credential of the operator API (`OPERATOR_TOKEN`, at least 32 characters);
+    unset: the operator routes are refused and only the CLI can create organisations."""
     # --- redirector: resolution, bots, publishing and spool ---
     redirector_workers: int = 1
     """Redirector processes sharing the port through SO_REUSEPORT (`REDIRECTOR_WORKERS`)."""
@@ -159,6 +173,12 @@ class Settings:
             log_level=_choice(
                 env, "LOG_LEVEL", defaults.log_level, ("DEBUG", "INFO", "WARNING", "ERROR")
             ),
+            api_host=_text(env, "API_HOST", defaults.api_host),
+            api_port=_int(env, "API_PORT", defaults.api_port, 0, 65535),
+            short_domain=_short_domain(env, "SHORT_DOMAIN", env.get("SHORT_BASE_URL")),
+            code_length=_int(env, "CODE_LENGTH", defaults.code_length, 8, 20),
+            dlt_var_limit=_int(env, "DLT_VAR_LIMIT", defaults.dlt_var_limit, 1, 2000),
+            operator_token=_operator_token(env, "OPERATOR_TOKEN"),
             redirector_workers=_int(env, "REDIRECTOR_WORKERS", defaults.redirector_workers, 1, 256),
             code_min_length=_int(env, "CODE_MIN_LENGTH", defaults.code_min_length, 1, 64),
             code_max_length=_int(env, "CODE_MAX_LENGTH", defaults.code_max_length, 1, 64),
@@ -231,6 +251,23 @@ def _identifier(env: Mapping[str, str], name: str, default: str) -> str:
     if not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", value):
         raise SettingsError(f"{name} must be a lower-case SQL identifier, got {value!r}")
     return value
+
+
+def _short_domain(env: Mapping[str, str], name: str, base_url: str | None) -> str:
+    default = (base_url or Settings.short_base_url).strip().rstrip("/")
+    value = _text(env, name, default.split("://", 1)[-1])
+    if any(ch.isspace() or not ch.isprintable() for ch in value) or value.endswith("/"):
+        raise SettingsError(
+            f"{name} must be a host without spaces or a trailing '/', got {value!r}"
+        )
+    return value
+
+
+def _operator_token(env: Mapping[str, str], name: str) -> Secret:
+    value = env.get(name, "").strip()
+    if value and len(value) < 32:
+        raise SettingsError(f"{name} must be at least 32 characters (it guards the operator API)")
+    return Secret(value)
 
 
 def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:

@@ -1,32 +1,22 @@
-"""`clicktrack`: operate the pipeline (migrations, topics, links, counts, demo)."""
+"""`clicktrack`: operate the pipeline (migrations, topics, organisations, keys, links, minting,
+counts, demo)."""
 
 from __future__ import annotations
 
-import asyncio
 import sys
-from collections.abc import Coroutine
-from typing import Any, TypeVar
 
 import click
 
 from services.cli.demo import run_demo
+from services.cli.operator import key, mint_command, org
+from services.cli.running import run
 from shared import db
 from shared.counts import CountStore
 from shared.errors import ClicktrackError
 from shared.kafka import ensure_topics
-from shared.links import InvalidLinkError, create_link, create_org
+from shared.links import create_link, create_org
 from shared.redis_client import redis_client
 from shared.settings import Settings
-
-T = TypeVar("T")
-
-
-def _run(coro: Coroutine[Any, Any, T]) -> T:
-    try:
-        return asyncio.run(coro)
-    except (ClicktrackError, InvalidLinkError) as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(2)
 
 
 @click.group()
@@ -43,6 +33,11 @@ def cli(ctx: click.Context) -> None:
         raise click.UsageError(str(exc)) from None
 
 
+cli.add_command(org)
+cli.add_command(key)
+cli.add_command(mint_command)
+
+
 @cli.command()
 @click.pass_obj
 def migrate(settings: Settings) -> None:
@@ -52,7 +47,7 @@ def migrate(settings: Settings) -> None:
         async with db.pool(settings, max_size=1) as pool, pool.acquire() as conn:
             return await db.migrate(conn, settings.postgres_schema)
 
-    applied = _run(go())
+    applied = run(go())
     click.echo(f"migrations applied: {', '.join(applied)}" if applied else "schema is up to date")
 
 
@@ -60,7 +55,7 @@ def migrate(settings: Settings) -> None:
 @click.pass_obj
 def topics(settings: Settings) -> None:
     """Create the clicks and dead-letter topics if missing (partitions, retention)."""
-    created = _run(ensure_topics(settings))
+    created = run(ensure_topics(settings))
     for name in (settings.clicks_topic, settings.dlq_topic):
         state = "created" if name in created else "exists"
         click.echo(
@@ -88,7 +83,7 @@ def link(settings: Settings, destination: str, org_name: str, recipients: tuple[
             who = f" (recipient {recipient})" if recipient else ""
             click.echo(f"  {settings.short_base_url}/{code}{who}")
 
-    _run(go())
+    run(go())
 
 
 @cli.command()
@@ -110,7 +105,7 @@ def counts(settings: Settings, link_id: int) -> None:
         click.echo(f"postgres: total={pg[0]} unique={pg[1]} bots={pg[2]}")
         click.echo(f"redis:    total={rd[0]} unique={rd[1]} bots={rd[2]}")
 
-    _run(go())
+    run(go())
 
 
 @cli.command()
@@ -119,5 +114,5 @@ def counts(settings: Settings, link_id: int) -> None:
 def demo(settings: Settings, timeout: float) -> None:
     """Create a link, click it through the running redirector (2 visitors, 3 clicks), and print
     the counts once the counter has them."""
-    ok = _run(run_demo(settings, timeout, click.echo))
+    ok = run(run_demo(settings, timeout, click.echo))
     sys.exit(0 if ok else 1)

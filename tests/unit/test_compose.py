@@ -25,8 +25,16 @@ def settings_variables() -> set[str]:
 
 def test_compose_has_the_whole_stack_with_health_checks() -> None:
     services = compose()["services"]
-    assert set(services) == {"kafka", "redis", "postgres", "setup", "redirector", "counter"}
-    for name in ("kafka", "redis", "postgres", "redirector", "counter"):
+    assert set(services) == {
+        "kafka",
+        "redis",
+        "postgres",
+        "setup",
+        "redirector",
+        "counter",
+        "api",
+    }
+    for name in ("kafka", "redis", "postgres", "redirector", "counter", "api"):
         assert "healthcheck" in services[name], name
     assert services["kafka"]["image"].startswith("apache/kafka:4.")
     assert services["kafka"]["environment"]["KAFKA_PROCESS_ROLES"] == "broker,controller"
@@ -35,7 +43,7 @@ def test_compose_has_the_whole_stack_with_health_checks() -> None:
 def test_service_variables_are_settings_variables() -> None:
     known = settings_variables()
     services = compose()["services"]
-    for name in ("setup", "redirector", "counter"):
+    for name in ("setup", "redirector", "counter", "api"):
         env = services[name]["environment"]
         unknown = set(env) - known
         assert not unknown, f"{name} sets variables Settings does not read: {unknown}"
@@ -50,13 +58,22 @@ def test_published_ports_match_the_configured_ports() -> None:
         {k: str(v) for k, v in services["redirector"]["environment"].items()}
     )
     counter = Settings.from_env({k: str(v) for k, v in services["counter"]["environment"].items()})
+    api = Settings.from_env({k: str(v) for k, v in services["api"]["environment"].items()})
     assert services["redirector"]["ports"] == [f"{redirector.redirector_port}:8080"]
     assert services["counter"]["ports"] == [f"{counter.counter_port}:8081"]
+    assert services["api"]["ports"] == [f"{api.api_port}:8082"]
     defaults = Settings()
-    assert (redirector.redirector_port, counter.counter_port) == (
+    assert (redirector.redirector_port, counter.counter_port, api.api_port) == (
         defaults.redirector_port,
         defaults.counter_port,
+        defaults.api_port,
     )
+
+
+def test_the_api_short_links_point_at_the_published_redirector() -> None:
+    services = compose()["services"]
+    api = Settings.from_env({k: str(v) for k, v in services["api"]["environment"].items()})
+    assert api.short_domain == f"127.0.0.1:{services['redirector']['ports'][0].split(':')[0]}"
 
 
 def test_postgres_credentials_match_the_dsn() -> None:

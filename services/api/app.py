@@ -1,0 +1,111 @@
+"""The links API's aiohttp application, built by `create_app(settings)`."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from services.api import campaigns, links, orgs, render
+from services.api.context import METRICS, POOL, SETTINGS, Metrics
+from services.api.errors import Handler, dumps, json_errors
+from services.api.openapi import document
+from shared import db
+from shared.dlt import short_link_length
+from shared.errors import SettingsError
+from shared.settings import Settings
+
+log = logging.getLogger(__name__)
+
+MAX_BODY = 16 * 1024 * 1024
+"""Largest request body, bytes: room for 100,000 recipient ids."""
+READY_TIMEOUT_S = 2.0
+
+
+def create_app(settings: Settings) -> web.Application:
+    """The API: everything under `/v1/` (documented at `/v1/openapi.json`), plus `/healthz`,
+    `/readyz` and `/metrics`. Refuses settings whose short links cannot fit a DLT slot."""
+    length = short_link_length(settings.short_domain, settings.code_length)
+    if length > settings.dlt_var_limit:
+        raise SettingsError(
+            f"short links would take {length} characters (SHORT_DOMAIN {settings.short_domain!r}"
+            f" + '/' + CODE_LENGTH {settings.code_length}), more than DLT_VAR_LIMIT"
+            f" {settings.dlt_var_limit}: use a shorter domain or shorter codes"
+        )
+    app = web.Application(client_max_size=MAX_BODY, middlewares=[count_requests, json_errors])
+    app[SETTINGS] = settings
+    app[METRICS] = Metrics.create()
+    app.cleanup_ctx.append(_resources)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/v1/openapi.json", openapi)
+    for module in (orgs, campaigns, links, render):
+        module.add_routes(app.router)
+    return app
+
+
+async def _resources(app: web.Application) -> AsyncIterator[None]:
+    async with db.pool(app[SETTINGS]) as pool:
+        app[POOL] = pool
+        yield
+
+
+@web.middleware
+async def count_requests(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Count and log every answered request by method, route template and status (never its
+    headers: they carry credentials)."""
+    resource = request.match_info.route.resource
+    route = resource.canonical if resource is not None else "unmatched"
+    status = 500
+    started = time.perf_counter()
+    try:
+        response = await handler(request)
+        status = response.status
+        return response
+    except web.HTTPException as exc:
+        status = exc.status
+        raise
+    finally:
+        request.app[METRICS].requests.labels(request.method, route, str(status)).inc()
+        log.info(
+            "request",
+            extra={
+                "method": request.method,
+                "route": route,
+                "status": status,
+                "ms": round((time.perf_counter() - started) * 1000, 1),
+            },
+        )
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    """Ready when Postgres answers within 2 s and every shipped migration is applied."""
+    try:
+        async with asyncio.timeout(READY_TIMEOUT_S):
+            rows = await request.app[POOL].fetch("SELECT version FROM schema_migrations")
+    except Exception:  # any failure (refused, timed out, pool closed) means not ready
+        return web.json_response({"status": "degraded", "postgres": "failing"}, status=503)
+    missing = sorted({v for v, _ in db.migration_files()} - {r["version"] for r in rows})
+    if missing:
+        schema = f"missing {', '.join(missing)}: run clicktrack migrate"
+        body = {"status": "degraded", "postgres": "ok", "schema": schema}
+        return web.json_response(body, status=503)
+    return web.json_response({"status": "ok", "postgres": "ok", "schema": "ok"})
+
+
+async def metrics(request: web.Request) -> web.Response:
+    body = generate_latest(request.app[METRICS].registry)
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+async def openapi(request: web.Request) -> web.Response:
+    return web.json_response(document(), dumps=dumps)

@@ -1,0 +1,49 @@
+"""Campaigns of the calling organisation."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from services.api.auth import require_org
+from services.api.body import int_field, json_object, page, paged, path_id, text_field
+from services.api.context import POOL
+from services.api.errors import dumps
+from shared import campaigns
+
+
+def add_routes(router: web.UrlDispatcher) -> None:
+    router.add_post("/v1/campaigns", create_campaign)
+    router.add_get("/v1/campaigns", list_campaigns)
+    router.add_get(r"/v1/campaigns/{campaign_id:\d+}", get_campaign)
+
+
+async def create_campaign(request: web.Request) -> web.Response:
+    """A new campaign; a resend or recurrence may name its parent campaign."""
+    org_id = await require_org(request)
+    body = await json_object(request, frozenset({"name", "kind", "channel", "parent_id"}))
+    pool = request.app[POOL]
+    campaign_id = await campaigns.create_campaign(
+        pool,
+        org_id,
+        text_field(body, "name"),
+        text_field(body, "kind"),
+        text_field(body, "channel", required=False) or "sms",
+        parent_id=int_field(body, "parent_id", required=False),
+    )
+    created = await campaigns.get_campaign(pool, org_id, campaign_id)
+    return web.json_response(created, status=201, dumps=dumps)
+
+
+async def list_campaigns(request: web.Request) -> web.Response:
+    """The organisation's campaigns, by id (`?after=&limit=`)."""
+    org_id = await require_org(request)
+    after, limit = page(request)
+    found = await campaigns.list_campaigns(request.app[POOL], org_id, after_id=after, limit=limit)
+    return web.json_response(paged(found, limit), dumps=dumps)
+
+
+async def get_campaign(request: web.Request) -> web.Response:
+    """One of the organisation's campaigns (another organisation's is 404)."""
+    org_id = await require_org(request)
+    found = await campaigns.get_campaign(request.app[POOL], org_id, path_id(request, "campaign_id"))
+    return web.json_response(found, dumps=dumps)

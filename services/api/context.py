@@ -1,0 +1,43 @@
+"""What the API's handlers share, as typed application keys."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import asyncpg
+from aiohttp import web
+from prometheus_client import CollectorRegistry, Counter
+
+from shared.settings import Settings
+
+
+@dataclass(frozen=True, slots=True)
+class Metrics:
+    """The API's Prometheus metrics."""
+
+    registry: CollectorRegistry
+    requests: Counter
+    """Requests by method, route template and status."""
+    codes_minted: Counter
+    """Short codes created (bulk recipients and rendering)."""
+
+    @classmethod
+    def create(cls) -> Metrics:
+        registry = CollectorRegistry()
+        return cls(
+            registry=registry,
+            requests=Counter(
+                "clicktrack_api_requests",
+                "API requests by method, route and status",
+                ["method", "route", "status"],
+                registry=registry,
+            ),
+            codes_minted=Counter(
+                "clicktrack_api_codes_minted", "Short codes minted by the API", registry=registry
+            ),
+        )
+
+
+SETTINGS = web.AppKey("settings", Settings)
+POOL = web.AppKey("pool", asyncpg.Pool)
+METRICS = web.AppKey("metrics", Metrics)

@@ -1,0 +1,86 @@
+"""Every error leaves the API as `{"error": code, "detail": message}` (plus context such as a
+template `position`), with a 4xx status for the caller's mistakes and 5xx for ours."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import asyncpg
+import orjson
+from aiohttp import web
+
+from shared.errors import (
+    AuthError,
+    ClicktrackError,
+    DependencyError,
+    ForbiddenError,
+    InvalidInputError,
+    NotFoundError,
+)
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+_STATUS: tuple[tuple[type[ClicktrackError], int], ...] = (
+    (InvalidInputError, 422),
+    (NotFoundError, 404),
+    (AuthError, 401),
+    (ForbiddenError, 403),
+    (DependencyError, 503),
+)
+_HTTP_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "body_too_large",
+    415: "unsupported_media_type",
+}
+
+
+class BadRequestError(InvalidInputError):
+    """The request itself cannot be read (not JSON, not an object): HTTP 400."""
+
+    code = "bad_request"
+
+
+def dumps(value: Any) -> str:
+    """JSON text of a response body (dataclasses and datetimes included)."""
+    return orjson.dumps(value).decode()
+
+
+def error_response(status: int, code: str, detail: str, **context: Any) -> web.Response:
+    """The JSON error body every failure uses."""
+    body = {"error": code, "detail": detail, **context}
+    headers = {"WWW-Authenticate": 'Bearer realm="clicktrack"'} if status == 401 else None
+    return web.json_response(body, status=status, dumps=dumps, headers=headers)
+
+
+@web.middleware
+async def json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Turn every exception into a JSON error response; unexpected ones are logged, not shown."""
+    try:
+        return await handler(request)
+    except ClicktrackError as exc:
+        status = (
+            400
+            if isinstance(exc, BadRequestError)
+            else next((code for kind, code in _STATUS if isinstance(exc, kind)), 500)
+        )
+        if status >= 500:
+            log.warning("request failed", extra={"path": request.path, "error": exc.code})
+        return error_response(status, exc.code, exc.detail, **exc.context)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        code = _HTTP_CODES.get(exc.status, "http_error")
+        return error_response(exc.status, code, exc.reason)
+    except (OSError, asyncpg.InterfaceError, asyncpg.CannotConnectNowError) as exc:
+        log.warning("postgres unavailable", extra={"path": request.path, "exc": repr(exc)})
+        return error_response(503, "dependency_unavailable", "the database is unavailable")
+    except Exception:
+        log.exception("unexpected error", extra={"path": request.path})
+        return error_response(500, "internal_error", "unexpected error; see the API log")

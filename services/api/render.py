@@ -1,0 +1,266 @@
+"""Rendering DLT templates into the SMS that will be sent: one message, or a batch.
+
+`POST /v1/render` renders one message; `POST /v1/render/batch` renders up to 10,000 messages of
+one template (one per recipient, each with its own values) and mints their codes in bulk.
+
+With link tracking on, every link in a value becomes the recipient's short link on the
+campaign's link to that destination (created on first use; a resend reuses its parent's). With
+tracking off, links stay as they are and the response says so. Every message is checked against
+the DLT rules before anything is written, so a refused message mints nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+
+from services.api.auth import require_org
+from services.api.body import int_field, json_object, list_field, text_field
+from services.api.context import METRICS, POOL, SETTINGS
+from services.api.errors import dumps
+from shared import dlt
+from shared.campaigns import get_campaign
+from shared.errors import InvalidInputError, TemplateError
+from shared.links import link_for_destination
+from shared.minting import Recipient, check_recipient, mint
+from shared.orgs import get_org
+from shared.sms import SmsLength
+from shared.urls import normalise_destination
+
+MAX_SLOTS = 100
+"""Slot values one message may carry."""
+MAX_BATCH = 10_000
+"""Messages one batch may carry."""
+MAX_TEMPLATE = 10_000
+"""Longest template, characters (a DLT template is far shorter)."""
+_ON = "links replaced by tracked short links"
+_OFF = "link tracking is off for this organisation: links left untouched"
+
+Tracked = dict[tuple[str, Recipient], tuple[int, str]]
+"""(link as a phone opens it, recipient) -> (link id, code)."""
+
+
+def add_routes(router: web.UrlDispatcher) -> None:
+    router.add_post("/v1/render", render_message)
+    router.add_post("/v1/render/batch", render_batch)
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One message to render: whose it is and the values of its slots."""
+
+    recipient: Recipient
+    values: list[str]
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """What every message of a request shares."""
+
+    org_id: int
+    template: dlt.Template
+    var_limit: int
+    tracking: bool
+    campaign_id: int | None
+    short_domain: str
+    short_length: int
+    """Characters of a short link: `short_domain/code`."""
+
+
+async def render_message(request: web.Request) -> web.Response:
+    """Render one message for one recipient (or for everyone, with the link's shared code)."""
+    org_id = await require_org(request)
+    body = await json_object(
+        request, frozenset({"template", "values", "campaign_id", "recipient", "var_limit"})
+    )
+    job = await _job(request, org_id, body)
+    message = _message(body)
+    _check(job, message)
+    tracked = await _track(request, job, [message])
+    done = _render(job, message, tracked)
+    links = []
+    for link in done.links:
+        link_id, code = tracked.get((link.target, message.recipient), (None, None))
+        short = link.replacement if job.tracking else None
+        links.append(
+            {
+                "slot": link.slot,
+                "url": link.url,
+                "short_url": short,
+                "link_id": link_id,
+                "code": code,
+            }
+        )
+    return web.json_response(
+        {
+            **_measured(done),
+            "tracking": {"enabled": job.tracking, "detail": _ON if job.tracking else _OFF},
+            "var_limit": job.var_limit,
+            "values": done.values,
+            "links": links,
+        },
+        dumps=dumps,
+    )
+
+
+async def render_batch(request: web.Request) -> web.Response:
+    """Render one template for many recipients; a message that breaks a rule gets its error in
+    its place and mints nothing, the others are rendered."""
+    org_id = await require_org(request)
+    body = await json_object(
+        request, frozenset({"template", "messages", "campaign_id", "var_limit"})
+    )
+    job = await _job(request, org_id, body)
+    items = list_field(body, "messages", max_items=MAX_BATCH)
+    results: list[dict[str, Any]] = [{} for _ in items]
+    good: list[tuple[int, Message]] = []
+    for i, item in enumerate(items):
+        try:
+            if not isinstance(item, dict) or set(item) - {"recipient", "values"}:
+                raise InvalidInputError(
+                    "a message is an object with recipient and values", code="invalid_field"
+                )
+            message = _message(item)
+            _check(job, message)
+        except InvalidInputError as exc:
+            results[i] = {"error": exc.code, "detail": exc.detail, **exc.context}
+        else:
+            good.append((i, message))
+    tracked = await _track(request, job, [m for _, m in good])
+    segments = original = 0
+    for i, message in good:
+        done = _render(job, message, tracked)
+        results[i] = {"recipient": message.recipient, **_measured(done)}
+        segments, original = segments + done.sms.segments, original + done.original.segments
+    return web.json_response(
+        {
+            "tracking": {"enabled": job.tracking, "detail": _ON if job.tracking else _OFF},
+            "var_limit": job.var_limit,
+            "totals": {
+                "messages": len(items),
+                "rendered": len(good),
+                "refused": len(items) - len(good),
+                "segments": segments,
+                "original_segments": original,
+            },
+            "messages": results,
+        },
+        dumps=dumps,
+    )
+
+
+async def _job(request: web.Request, org_id: int, body: dict[str, Any]) -> Job:
+    settings = request.app[SETTINGS]
+    text = text_field(body, "template")
+    if len(text) > MAX_TEMPLATE:
+        raise InvalidInputError(
+            f"the template is longer than {MAX_TEMPLATE} characters", code="template_too_long"
+        )
+    org = await get_org(request.app[POOL], org_id)
+    return Job(
+        org_id=org_id,
+        template=dlt.parse_template(text),
+        var_limit=int_field(body, "var_limit", required=False) or settings.dlt_var_limit,
+        tracking=org.link_tracking_enabled,
+        campaign_id=int_field(body, "campaign_id", required=False),
+        short_domain=settings.short_domain,
+        short_length=dlt.short_link_length(settings.short_domain, settings.code_length),
+    )
+
+
+def _message(raw: dict[str, Any]) -> Message:
+    values = raw.get("values", [])
+    if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+        raise InvalidInputError("values must be an array of strings", code="invalid_field")
+    if len(values) > MAX_SLOTS:
+        raise InvalidInputError(f"at most {MAX_SLOTS} values", code="too_many_items")
+    return Message(recipient=check_recipient(raw.get("recipient")), values=values)
+
+
+def _check(job: Job, message: Message) -> None:
+    """Refuse a message that cannot be sent, before anything is written: wrong value count,
+    a value over the limit once its links are short links of the real length, a bad link."""
+    found = dlt.slot_urls(message.values)
+    if not (job.tracking and found):
+        dlt.render(job.template, message.values, None, var_limit=job.var_limit)
+        return
+    if job.short_length > job.var_limit:
+        raise TemplateError(
+            f"a short link takes {job.short_length} characters ({job.short_domain}/ and a code),"
+            f" more than the slot limit of {job.var_limit}",
+            code="short_link_too_long",
+            length=job.short_length,
+            limit=job.var_limit,
+        )
+    for slot, link in found:
+        try:
+            normalise_destination(link.url)
+        except InvalidInputError as exc:
+            raise type(exc)(f"slot {slot}, {link.text!r}: {exc}", slot=slot) from None
+    placeholder = "x" * job.short_length
+    dlt.render(
+        job.template,
+        message.values,
+        {link.url: placeholder for _, link in found},
+        var_limit=job.var_limit,
+    )
+
+
+async def _track(request: web.Request, job: Job, messages: list[Message]) -> Tracked:
+    """The short code of every (link, recipient) in the messages, minted in bulk per link."""
+    wanted: dict[str, list[Recipient]] = {}
+    if job.tracking:
+        for message in messages:
+            for _, found in dlt.slot_urls(message.values):
+                wanted.setdefault(found.url, []).append(message.recipient)
+    if not wanted:
+        return {}
+    if job.campaign_id is None:
+        raise InvalidInputError(
+            "campaign_id is required to track the links in the values", code="missing_field"
+        )
+    settings, pool = request.app[SETTINGS], request.app[POOL]
+    campaign = await get_campaign(pool, job.org_id, job.campaign_id)
+    tracked: Tracked = {}
+    async with pool.acquire() as conn, conn.transaction():
+        for url, recipients in wanted.items():
+            link = await link_for_destination(conn, campaign, url)
+            minted = await mint(conn, link.id, recipients, length=settings.code_length)
+            request.app[METRICS].codes_minted.inc(minted.minted)
+            for recipient, code in zip(minted.recipients, minted.codes, strict=True):
+                tracked[(url, recipient)] = (link.id, code)
+    return tracked
+
+
+def _render(job: Job, message: Message, tracked: Tracked) -> dlt.Rendering:
+    shorts = None
+    if job.tracking:
+        shorts = {
+            link.url: f"{job.short_domain}/{tracked[(link.url, message.recipient)][1]}"
+            for _, link in dlt.slot_urls(message.values)
+        }
+    return dlt.render(job.template, message.values, shorts, var_limit=job.var_limit)
+
+
+def _measured(done: dlt.Rendering) -> dict[str, Any]:
+    return {
+        **_measure(done.text, done.sms),
+        "original": _measure(done.original_text, done.original),
+        "length_change": {
+            "characters": done.sms.characters - done.original.characters,
+            "units": done.sms.length - done.original.length,
+            "segments": done.sms.segments - done.original.segments,
+        },
+    }
+
+
+def _measure(text: str, sms: SmsLength) -> dict[str, Any]:
+    return {
+        "text": text,
+        "encoding": sms.encoding,
+        "characters": sms.characters,
+        "length": sms.length,
+        "segments": sms.segments,
+    }

@@ -1,0 +1,126 @@
+"""Campaigns: one send (or a series of sends) of a message; links live inside campaigns.
+
+Kinds: `one_time`, `recurring`, `coupon_expiry_reminder` and `resend`. A resend or a recurrence
+may name a parent campaign of the same organisation. A resend goes to people who already got the
+parent's message, so it reuses the parent's links and each recipient's code there: a recipient
+who taps both messages is still one unique visitor. A recurrence is a new send with its own links.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime
+
+import asyncpg
+
+from shared.errors import InvalidInputError
+from shared.events import CAMPAIGN_KINDS
+from shared.orgs import clean_name, owned_row
+
+PARENT_KINDS = frozenset({"resend", "recurring"})
+"""Kinds that may name a parent campaign."""
+_CHANNEL = re.compile(r"[a-z][a-z0-9_]{0,31}")
+_COLUMNS = "id, org_id, name, kind, channel, parent_id, created_at"
+
+
+@dataclass(frozen=True, slots=True)
+class Campaign:
+    """A campaign of an organisation."""
+
+    id: int
+    org_id: int
+    name: str
+    kind: str
+    """`one_time`, `recurring`, `coupon_expiry_reminder` or `resend`."""
+    channel: str
+    """Delivery channel (`sms`, ...): a reporting dimension."""
+    parent_id: int | None
+    """The campaign this one resends or recurs, if any."""
+    created_at: datetime
+
+
+async def create_campaign(
+    conn: asyncpg.Connection | asyncpg.Pool,
+    org_id: int,
+    name: str,
+    kind: str,
+    channel: str = "sms",
+    *,
+    parent_id: int | None = None,
+) -> int:
+    """Create a campaign; returns its id. The parent must be a campaign of the same org."""
+    if kind not in CAMPAIGN_KINDS:
+        raise InvalidInputError(
+            f"campaign kind must be one of {', '.join(sorted(CAMPAIGN_KINDS))}", code="invalid_kind"
+        )
+    if not isinstance(channel, str) or not _CHANNEL.fullmatch(channel):
+        raise InvalidInputError(
+            "channel must be 1 to 32 lower-case letters, digits or '_', starting with a letter",
+            code="invalid_channel",
+        )
+    if parent_id is not None:
+        if kind not in PARENT_KINDS:
+            raise InvalidInputError(
+                f"only {' and '.join(sorted(PARENT_KINDS))} campaigns have a parent",
+                code="invalid_parent",
+            )
+        exists = await conn.fetchval(
+            "SELECT EXISTS (SELECT 1 FROM campaigns WHERE id = $1 AND org_id = $2)",
+            parent_id,
+            org_id,
+        )
+        if not exists:
+            raise InvalidInputError(
+                f"parent campaign {parent_id} does not exist", code="invalid_parent"
+            )
+    campaign_id: int = await conn.fetchval(
+        "INSERT INTO campaigns (org_id, name, kind, channel, parent_id)"
+        " VALUES ($1, $2, $3, $4, $5) RETURNING id",
+        org_id,
+        clean_name(name, "campaign name"),
+        kind,
+        channel,
+        parent_id,
+    )
+    return campaign_id
+
+
+async def get_campaign(
+    conn: asyncpg.Connection | asyncpg.Pool, org_id: int, campaign_id: int
+) -> Campaign:
+    """The organisation's campaign, or `NotFoundError` (also for another org's campaign)."""
+    row = await owned_row(conn, "campaigns", _COLUMNS, campaign_id, org_id, "campaign")
+    return Campaign(**dict(row))
+
+
+async def list_campaigns(
+    conn: asyncpg.Connection | asyncpg.Pool, org_id: int, *, after_id: int = 0, limit: int = 100
+) -> list[Campaign]:
+    """The organisation's campaigns by id, `limit` of them after `after_id`."""
+    rows = await conn.fetch(
+        f"SELECT {_COLUMNS} FROM campaigns WHERE org_id = $1 AND id > $2 ORDER BY id LIMIT $3",
+        org_id,
+        after_id,
+        limit,
+    )
+    return [Campaign(**dict(r)) for r in rows]
+
+
+async def link_lineage(conn: asyncpg.Connection | asyncpg.Pool, campaign: Campaign) -> list[int]:
+    """Campaign ids whose links this campaign reuses, nearest first: itself, then for a resend
+    its parent, and up while the parent is itself a resend."""
+    rows = await conn.fetch(
+        """
+        WITH RECURSIVE up (id, kind, parent_id, depth) AS (
+            SELECT id, kind, parent_id, 0 FROM campaigns WHERE id = $1
+            UNION ALL
+            SELECT c.id, c.kind, c.parent_id, up.depth + 1
+            FROM campaigns c JOIN up ON c.id = up.parent_id
+            WHERE up.kind = 'resend' AND up.depth < 100
+        )
+        SELECT id FROM up ORDER BY depth
+        """,
+        campaign.id,
+    )
+    return [r["id"] for r in rows]

@@ -1,0 +1,106 @@
+"""Organisations: who owns campaigns and API keys, and whether their links are tracked."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+import asyncpg
+
+from shared.errors import InvalidInputError, NotFoundError
+
+MAX_NAME = 200
+"""Longest organisation or campaign name, characters."""
+
+_COLUMNS = "id, name, link_tracking_enabled, created_at, tracking_changed_at"
+
+
+@dataclass(frozen=True, slots=True)
+class Org:
+    """An organisation (a customer of Clicktrack)."""
+
+    id: int
+    name: str
+    link_tracking_enabled: bool
+    """False until an operator switches tracking on; while false, links pass through untouched."""
+    created_at: datetime
+    tracking_changed_at: datetime | None
+    """When an operator last switched tracking on or off; null if never."""
+
+
+def clean_name(name: object, what: str = "name") -> str:
+    """A trimmed, printable name of 1 to 200 characters, or `InvalidInputError`."""
+    if not isinstance(name, str) or not name.strip():
+        raise InvalidInputError(f"{what} must be a non-empty string", code="invalid_name")
+    name = name.strip()
+    if len(name) > MAX_NAME or not name.isprintable():
+        raise InvalidInputError(
+            f"{what} must be at most {MAX_NAME} printable characters", code="invalid_name"
+        )
+    return name
+
+
+async def owned_row(
+    conn: asyncpg.Connection | asyncpg.Pool,
+    table: str,
+    columns: str,
+    row_id: int,
+    org_id: int,
+    noun: str,
+) -> asyncpg.Record:
+    """Row `row_id` of `table` if organisation `org_id` owns it. Another organisation's row is
+    reported exactly like a missing one (`NotFoundError`), so ids reveal nothing across orgs."""
+    row = await conn.fetchrow(
+        f"SELECT {columns} FROM {table} WHERE id = $1 AND org_id = $2", row_id, org_id
+    )
+    if row is None:
+        raise NotFoundError(f"{noun} {row_id} does not exist")
+    return row
+
+
+async def create_org(
+    conn: asyncpg.Connection | asyncpg.Pool, name: str, *, tracking: bool = False
+) -> int:
+    """Create an organisation (tracking off unless `tracking`); returns its id."""
+    org_id: int = await conn.fetchval(
+        "INSERT INTO orgs (name, link_tracking_enabled, tracking_changed_at)"
+        " VALUES ($1, $2, CASE WHEN $2 THEN now() END) RETURNING id",
+        clean_name(name),
+        tracking,
+    )
+    return org_id
+
+
+async def get_org(conn: asyncpg.Connection | asyncpg.Pool, org_id: int) -> Org:
+    """The organisation, or `NotFoundError`."""
+    row = await conn.fetchrow(f"SELECT {_COLUMNS} FROM orgs WHERE id = $1", org_id)
+    if row is None:
+        raise NotFoundError(f"organisation {org_id} does not exist")
+    return Org(**dict(row))
+
+
+async def list_orgs(
+    conn: asyncpg.Connection | asyncpg.Pool, *, after_id: int = 0, limit: int = 100
+) -> list[Org]:
+    """Organisations by id, `limit` of them after `after_id` (keyset pagination)."""
+    rows = await conn.fetch(
+        f"SELECT {_COLUMNS} FROM orgs WHERE id > $1 ORDER BY id LIMIT $2", after_id, limit
+    )
+    return [Org(**dict(r)) for r in rows]
+
+
+async def set_link_tracking(
+    conn: asyncpg.Connection | asyncpg.Pool, org_id: int, enabled: bool
+) -> Org:
+    """Switch link tracking on or off (an operator's decision); returns the organisation."""
+    row = await conn.fetchrow(
+        "UPDATE orgs SET link_tracking_enabled = $2,"
+        " tracking_changed_at = CASE WHEN link_tracking_enabled = $2 THEN tracking_changed_at"
+        " ELSE now() END"
+        f" WHERE id = $1 RETURNING {_COLUMNS}",
+        org_id,
+        enabled,
+    )
+    if row is None:
+        raise NotFoundError(f"organisation {org_id} does not exist")
+    return Org(**dict(row))

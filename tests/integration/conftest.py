@@ -1,0 +1,31 @@
+"""Fixtures of the links API tests: the API on a test server, and a client checking its answers."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import replace
+
+import aiohttp
+import asyncpg
+import pytest
+from aiohttp.test_utils import TestServer
+
+from services.api.app import create_app
+from shared.settings import Secret, Settings
+from tests.integration.api_client import OPERATOR_TOKEN, SHORT_DOMAIN, ApiClient
+
+
+@pytest.fixture
+def api_settings(settings: Settings) -> Settings:
+    """Settings with an operator token and a short domain of 7 characters."""
+    return replace(settings, operator_token=Secret(OPERATOR_TOKEN), short_domain=SHORT_DOMAIN)
+
+
+@pytest.fixture
+async def api(api_settings: Settings, pool: asyncpg.Pool) -> AsyncIterator[ApiClient]:
+    """A client of the API running on this test's schema."""
+    server = TestServer(create_app(api_settings), host="127.0.0.1")
+    await server.start_server()
+    async with aiohttp.ClientSession(base_url=str(server.make_url(""))) as http:
+        yield ApiClient(http)
+    await server.close()

@@ -1,0 +1,108 @@
+"""The operator CLI as a support engineer runs it: a real `clicktrack` process, test schema."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import hashlib
+import io
+import os
+import re
+import sys
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from shared.links import create_campaign, create_link, create_org
+from shared.settings import Settings
+
+pytestmark = pytest.mark.integration
+
+CLICKTRACK = str(Path(sys.executable).parent / "clicktrack")
+
+
+async def clicktrack(settings: Settings, *args: str, stdin: bytes = b"") -> tuple[int, str, str]:
+    """(exit status, stdout, stderr) of `clicktrack ARGS` on this test's schema."""
+    env = {
+        **os.environ,
+        "POSTGRES_DSN": settings.postgres_dsn.reveal(),
+        "POSTGRES_SCHEMA": settings.postgres_schema,
+        "SHORT_DOMAIN": "s.ex.in",
+    }
+    proc = await asyncio.create_subprocess_exec(
+        CLICKTRACK,
+        *args,
+        env=env,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await proc.communicate(stdin)
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
+
+
+async def test_a_support_ticket_create_an_org_and_enable_tracking(
+    settings: Settings, pool: asyncpg.Pool
+) -> None:
+    status, out, _ = await clicktrack(settings, "org", "create", "Acme Retail")
+    assert status == 0
+    first, second = out.splitlines()
+    created = re.fullmatch(r"organisation (\d+) created: Acme Retail \(link tracking off\)", first)
+    assert created is not None
+    org_id = int(created[1])
+    key = second.removeprefix("API key (shown once, store it now): ")
+    assert re.fullmatch(r"ctk_[0-9A-Za-z]{40}", key)
+    stored = await pool.fetchrow("SELECT key_hash FROM api_keys WHERE org_id = $1", org_id)
+    assert bytes(stored["key_hash"]) == hashlib.sha256(key.encode()).digest()
+    tracking = "SELECT link_tracking_enabled FROM orgs WHERE id = $1"
+    assert await pool.fetchval(tracking, org_id) is False
+
+    status, out, _ = await clicktrack(settings, "org", "enable-tracking", "Acme Retail")
+    assert (status, out) == (0, f"organisation {org_id} (Acme Retail): link tracking on\n")
+    assert await pool.fetchval(tracking, org_id) is True
+    status, out, _ = await clicktrack(settings, "org", "disable-tracking", str(org_id))
+    assert (status, out) == (0, f"organisation {org_id} (Acme Retail): link tracking off\n")
+
+    status, out, _ = await clicktrack(settings, "org", "show", str(org_id))
+    assert out.splitlines()[0] == f"organisation {org_id}: Acme Retail, link tracking off"
+    assert key not in out and key[:10] in out
+
+
+async def test_cli_errors_are_one_line_and_exit_2(settings: Settings, pool: asyncpg.Pool) -> None:
+    status, _, err = await clicktrack(settings, "org", "enable-tracking", "Nobody")
+    assert (status, err) == (2, "error: no organisation is named 'Nobody'\n")
+    await create_org(pool, "Twin")
+    await create_org(pool, "Twin")
+    status, _, err = await clicktrack(settings, "org", "enable-tracking", "Twin")
+    assert status == 2 and err.startswith("error: 2 organisations are named 'Twin' (ids ")
+    status, _, err = await clicktrack(settings, "org", "enable-tracking", "99999")
+    assert (status, err) == (2, "error: organisation 99999 does not exist\n")
+
+
+async def test_mint_from_a_file_with_a_progress_bar(settings: Settings, pool: asyncpg.Pool) -> None:
+    org_id = await create_org(pool, "Acme", tracking=True)
+    campaign_id = await create_campaign(pool, org_id, "Sale", "one_time")
+    link = await create_link(
+        pool, org_id=org_id, campaign_id=campaign_id, destination="https://a.example/x"
+    )
+    people = [f"+9199{i:08d}" for i in range(2500)]
+    stdin = ("\n".join([*people, "", people[0]]) + "\n").encode()
+    status, out, err = await clicktrack(
+        settings, "mint", str(link.link_id), "--recipients", "-", stdin=stdin
+    )
+    assert status == 0, err
+    rows = list(csv.reader(io.StringIO(out)))
+    assert rows[0] == ["recipient", "code", "short_url"]
+    assert [r[0] for r in rows[1:]] == people
+    assert all(r[2] == f"s.ex.in/{r[1]}" for r in rows[1:])
+    assert "minting" in err and err.endswith(f"link {link.link_id}: 2500 codes minted, 0 reused\n")
+    stored = await pool.fetchval("SELECT count(*) FROM codes WHERE link_id = $1", link.link_id)
+    assert stored == 2500 + 1  # and the link's shared code
+    # again, as a resend would: same codes, nothing minted
+    status, again, err = await clicktrack(
+        settings, "mint", str(link.link_id), "--recipients", "-", stdin=stdin
+    )
+    assert (status, again) == (0, out)
+    assert err.endswith(f"link {link.link_id}: 0 codes minted, 2500 reused\n")

@@ -1,0 +1,143 @@
+"""Bulk minting against the real Postgres: COPY, collisions, concurrent minting, reuse."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import AsyncIterator, Iterator
+
+import aiohttp
+import asyncpg
+import pytest
+import redis.asyncio as aioredis
+from aiohttp.test_utils import TestServer
+
+from services.redirector.app import create_app as create_redirector
+from shared.codes import mint_codes
+from shared.links import create_campaign, create_link, create_org
+from shared.minting import Minted, mint
+from shared.settings import Settings
+
+pytestmark = pytest.mark.integration
+
+DESTINATION = "https://shop.example.in/p/42?ref=sms"
+
+
+@pytest.fixture
+async def link_id(pool: asyncpg.Pool) -> int:
+    org_id = await create_org(pool, "Acme", tracking=True)
+    campaign_id = await create_campaign(pool, org_id, "Sale", "one_time")
+    created = await create_link(
+        pool, org_id=org_id, campaign_id=campaign_id, destination=DESTINATION, recipients=["seed"]
+    )
+    return created.link_id
+
+
+async def test_a_collision_with_a_stored_code_is_minted_again(
+    pool: asyncpg.Pool, link_id: int
+) -> None:
+    taken = await pool.fetchval("SELECT code FROM codes WHERE link_id = $1", link_id)
+    rounds: Iterator[list[str]] = iter([[taken, "AAAAAAAAAA", taken], ["BBBBBBBBBB", "CCCCCCCCCC"]])
+    async with pool.acquire() as conn:
+        got = await mint(conn, link_id, ["a", "b", "c"], generate=lambda n, length: next(rounds))
+    # COPY aborted on the taken code; the careful path kept one fresh code and minted again for
+    # the two recipients paired with the taken one
+    assert list(got.by_recipient()) == ["a", "b", "c"]
+    assert sorted(got.by_recipient().values()) == ["AAAAAAAAAA", "BBBBBBBBBB", "CCCCCCCCCC"]
+    assert (got.minted, got.reused) == (3, 0)
+    rows = await pool.fetch(
+        "SELECT recipient_id, code FROM codes WHERE link_id = $1 ORDER BY recipient_id", link_id
+    )
+    assert {r["recipient_id"]: r["code"] for r in rows} == {"seed": taken, **got.by_recipient()}
+
+
+async def test_a_failed_mint_leaves_nothing_behind(pool: asyncpg.Pool, link_id: int) -> None:
+    taken = await pool.fetchval("SELECT code FROM codes WHERE link_id = $1", link_id)
+
+    def generate(count: int, length: int) -> list[str]:
+        if count == 3:  # the first round: one fresh code goes in, two collide
+            return [taken, "EEEEEEEEEE", taken]
+        raise RuntimeError("entropy ran out")
+
+    async with pool.acquire() as conn:
+        with pytest.raises(RuntimeError, match="entropy ran out"):
+            await mint(conn, link_id, ["a", "b", "c"], generate=generate)
+    # the code inserted before the failure was rolled back with the rest
+    assert await pool.fetchval("SELECT count(*) FROM codes WHERE link_id = $1", link_id) == 1
+
+
+async def test_a_collision_inside_one_batch_is_minted_again(
+    pool: asyncpg.Pool, link_id: int
+) -> None:
+    rounds = iter([["CCCCCCCCCC", "CCCCCCCCCC"], ["DDDDDDDDDD"]])
+    async with pool.acquire() as conn:
+        got = await mint(conn, link_id, ["x", "y"], generate=lambda n, length: next(rounds))
+    assert got.by_recipient() == {"x": "CCCCCCCCCC", "y": "DDDDDDDDDD"}
+
+
+async def test_concurrent_mints_agree_on_one_code_per_recipient(
+    pool: asyncpg.Pool, link_id: int
+) -> None:
+    batches = [[f"r{i}" for i in range(start, start + 3000)] for start in (0, 1000, 2000, 500)]
+
+    async def one(recipients: list[str]) -> dict[str | None, str]:
+        async with pool.acquire() as conn:
+            return (await mint(conn, link_id, recipients)).by_recipient()
+
+    results = await asyncio.gather(*(one(b) for b in batches))
+    stored = {
+        r["recipient_id"]: r["code"]
+        for r in await pool.fetch(
+            "SELECT recipient_id, code FROM codes WHERE link_id = $1", link_id
+        )
+    }
+    assert len(stored) == 1 + 5000  # "seed" + r0..r4999
+    for got in results:
+        assert all(stored[r] == code for r, code in got.items())
+
+
+async def test_minting_is_idempotent_and_the_shared_code_is_one(
+    pool: asyncpg.Pool, link_id: int
+) -> None:
+    async with pool.acquire() as conn:
+        first = await mint(conn, link_id, [None, "seed", "n1", "n1"])
+        again = await mint(conn, link_id, ["n1", None])
+    assert (first.minted, first.reused) == (2, 1)
+    assert (again.minted, again.reused) == (0, 2)
+    before = first.by_recipient()
+    assert again.by_recipient() == {"n1": before["n1"], None: before[None]}
+    assert first.recipients == ["n1", "seed", None]  # code-point order, the shared code last
+    async with pool.acquire() as conn:
+        assert await mint(conn, link_id, []) == Minted([], [], 0, 0)
+
+
+def test_bulk_codes_are_uniform_base62() -> None:
+    codes = mint_codes(20_000, 12)
+    assert len(codes) == 20_000 and all(re.fullmatch(r"[0-9A-Za-z]{12}", c) for c in codes)
+    counts: dict[str, int] = {}
+    for ch in "".join(codes):
+        counts[ch] = counts.get(ch, 0) + 1
+    expected = 20_000 * 12 / 62  # ~3871 per character
+    assert len(counts) == 62
+    assert all(abs(n - expected) < 6 * expected**0.5 for n in counts.values())
+
+
+@pytest.fixture
+async def redirector(
+    settings: Settings, pool: asyncpg.Pool, redis: aioredis.Redis, topics: list[str]
+) -> AsyncIterator[str]:
+    server = TestServer(create_redirector(settings), host="127.0.0.1")
+    await server.start_server()
+    yield str(server.make_url("")).rstrip("/")
+    await server.close()
+
+
+async def test_bulk_minted_codes_resolve_in_the_redirector(
+    pool: asyncpg.Pool, link_id: int, redirector: str
+) -> None:
+    async with pool.acquire() as conn:
+        got = await mint(conn, link_id, [f"p{i}" for i in range(50)])
+    async with aiohttp.ClientSession() as http:
+        for code in list(got.by_recipient().values())[:5]:
+            async with http.get(f"{redirector}/{code}", allow_redirects=False) as resp:
+                assert (resp.status, resp.headers["Location"]) == (302, DESTINATION)
