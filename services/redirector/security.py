@@ -12,7 +12,7 @@ HEADER_MAX = 512
 _FORBIDDEN = frozenset(chr(c) for c in range(0x21)) | {"\x7f", "\\"}
 
 
-@lru_cache(maxsize=65_536)
+@lru_cache(maxsize=4096)  # a few hot destinations; at most 4096 x 8 KiB of keys
 def safe_location(url: str) -> bool:
     """True if `url` may be sent as a `Location` header.
 

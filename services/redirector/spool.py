@@ -10,7 +10,8 @@ and fsyncs the buffer every `fsync_ms` in a worker thread (group commit), so a c
 most that window. `rotate()` closes the file being written so that it can be replayed;
 `remove()` deletes a replayed file. A torn or corrupt tail (a crash mid-write) ends a file's
 reading at the last whole record. The total size, buffer included, is bounded by `max_bytes`:
-past it `append()` refuses and the caller counts the event as dropped.
+past it `append()` refuses and the caller counts the event as dropped. So it does when writes
+fail (disk full) and `PENDING_MAX_BYTES` wait in memory.
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ from services.redirector.tasks import cancel_and_wait
 log = logging.getLogger(__name__)
 
 _HEADER = struct.Struct("!III")
+PENDING_MAX_BYTES = 64 * 1024 * 1024
+"""Bytes `append()` may buffer in memory while writes fail (a full or read-only disk)."""
 _PREFIX = "spool-"
 _SUFFIX = ".log"
 
@@ -138,7 +141,11 @@ class Spool:
     def append(self, key: bytes, value: bytes) -> bool:
         """Buffer one record for the next group write; False if the spool is full."""
         record = encode_record(key, value)
-        if self.size_bytes + len(record) > self._max_bytes:
+        size = len(record)
+        if (
+            self.size_bytes + size > self._max_bytes
+            or self._pending_bytes + size > PENDING_MAX_BYTES
+        ):
             return False
         self._pending.append(record)
         self._pending_bytes += len(record)

@@ -96,3 +96,43 @@ def test_a_torn_or_corrupt_tail_ends_the_file_at_the_last_whole_record() -> None
 
 async def _tick() -> None:
     await asyncio.sleep(0.01)
+
+
+async def test_a_failed_write_keeps_the_records_for_the_next_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import services.redirector.spool as spool_module
+
+    real_write = spool_module._write_all
+
+    def disk_full(fd: int, data: bytes) -> None:
+        raise OSError(28, "No space left on device")
+
+    async with spool(tmp_path) as s:
+        for key, value in records(3):
+            s.append(key, value)
+        monkeypatch.setattr(spool_module, "_write_all", disk_full)
+        with pytest.raises(OSError, match="No space left"):
+            await s.flush()
+        assert (s.records_written, s.empty) == (0, False)
+        s.append(*records(1, 3)[0])
+        monkeypatch.setattr(spool_module, "_write_all", real_write)
+        await s.rotate()
+        (path,) = s.closed_files()
+        assert await s.read(path) == records(4)
+
+
+async def test_records_still_unwritable_at_close_are_counted_as_lost(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import services.redirector.spool as spool_module
+
+    def disk_full(fd: int, data: bytes) -> None:
+        raise OSError(28, "No space left on device")
+
+    s = spool(tmp_path)
+    async with s:
+        monkeypatch.setattr(spool_module, "_write_all", disk_full)
+        for key, value in records(5):
+            s.append(key, value)
+    assert s.records_lost == 5
