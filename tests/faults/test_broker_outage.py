@@ -24,7 +24,7 @@ from shared.links import create_link, create_org
 from shared.settings import Settings
 from tests.faults.broker import OwnBroker
 from tests.helpers import read_topic
-from tests.integration.redirector_support import Running, redirector
+from tests.integration.redirector_support import Running, redirector, wait_readiness
 
 pytestmark = pytest.mark.integration
 
@@ -77,11 +77,6 @@ class Traffic:
             await asyncio.gather(*(one(i) for i in range(start, min(start + concurrency, count))))
 
 
-async def readiness(app: Running, http: aiohttp.ClientSession) -> int:
-    async with http.get(f"{app.url}/readyz") as resp:
-        return resp.status
-
-
 @pytest.mark.timeout(420)
 async def test_a_broker_outage_loses_no_click(
     outage_settings: Settings, broker: OwnBroker, pool: asyncpg.Pool
@@ -92,17 +87,13 @@ async def test_a_broker_outage_loses_no_click(
     async with redirector(settings) as app, aiohttp.ClientSession() as http:
         traffic = Traffic(app, code)
         await traffic.burst(http, "before", 100)
-        assert await readiness(app, http) == 200
+        assert await wait_readiness(app, 200, seconds=0) == 200
 
         await asyncio.to_thread(broker.kill)
         await traffic.burst(http, "outage", 300)
         # A dead broker shows as the first batch that is not acknowledged within the send
         # timeout (2 s here); the clicks may all be answered before that: poll, bounded (30 s).
-        for _ in range(300):
-            if await readiness(app, http) == 503:
-                break
-            await asyncio.sleep(0.1)
-        assert await readiness(app, http) == 503
+        assert await wait_readiness(app, 503, seconds=30) == 503
         publisher = app.app[PUBLISHER]
         assert publisher.spooling
 
@@ -111,11 +102,7 @@ async def test_a_broker_outage_loses_no_click(
             await traffic.burst(http, f"restart{len(traffic.sent)}", 20)
             await asyncio.sleep(0.2)
         await restart
-        for _ in range(600):  # replay is asynchronous: poll readiness, bounded (60 s)
-            if await readiness(app, http) == 200:
-                break
-            await asyncio.sleep(0.1)
-        assert await readiness(app, http) == 200
+        assert await wait_readiness(app, 200, seconds=60) == 200  # the replay is done
         await traffic.burst(http, "after", 100)
         spooled = app.metric("clicktrack_events_spooled_total")
         assert spooled >= 300  # at least every click made while the broker was dead
@@ -149,10 +136,6 @@ async def test_a_stop_while_the_broker_is_down_keeps_the_clicks_for_the_next_sta
     assert app.metric("clicktrack_events_dropped_total") == 0
     await asyncio.to_thread(broker.up)
     async with redirector(settings) as again, aiohttp.ClientSession() as http:
-        for _ in range(600):
-            if await readiness(again, http) == 200:
-                break
-            await asyncio.sleep(0.1)
-        assert await readiness(again, http) == 200
+        assert await wait_readiness(again, 200, seconds=60) == 200
     records = await read_topic(settings, settings.clicks_topic, 200, seconds=10)
     assert {orjson.loads(r.value)["user_agent"] for r in records} == set(traffic.sent)

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
+import aiohttp
 import orjson
 from aiohttp import web
 from aiohttp.test_utils import TestServer
@@ -37,6 +40,26 @@ async def redirector(settings: Settings) -> AsyncIterator[Running]:
         yield Running(str(server.make_url("")).rstrip("/"), server.app)
     finally:
         await server.close()
+
+
+async def readiness(app: Running) -> tuple[int, object]:
+    """Status and body of the app's `/readyz`."""
+    async with aiohttp.ClientSession() as http, http.get(f"{app.url}/readyz") as resp:
+        return resp.status, await resp.json()
+
+
+async def wait_readiness(app: Running, want: int, seconds: float = 60.0) -> int:
+    """Poll `/readyz` until it answers `want` or `seconds` pass (0.1 s apart); the last status.
+
+    The sink changes state asynchronously (a send times out, a replay ends): tests wait for the
+    state, bounded, and then assert it.
+    """
+    deadline = time.monotonic() + seconds
+    while True:
+        status = (await readiness(app))[0]
+        if status == want or time.monotonic() > deadline:
+            return status
+        await asyncio.sleep(0.1)
 
 
 async def events(settings: Settings, count: int, seconds: float = 20.0) -> list[dict[str, object]]:

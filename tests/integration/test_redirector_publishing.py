@@ -21,7 +21,12 @@ from services.redirector.visitors import COOKIE_NAME
 from shared.links import CreatedLink, create_campaign, create_link, create_org
 from shared.settings import Settings
 from tests.helpers import read_topic
-from tests.integration.redirector_support import Running, events, redirector
+from tests.integration.redirector_support import (
+    events,
+    readiness,
+    redirector,
+    wait_readiness,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -50,11 +55,6 @@ async def click(
 
 def spool_files(settings: Settings) -> list[str]:
     return sorted(p for p in os.listdir(settings.spool_dir) if p.startswith("spool-"))
-
-
-async def ready(app: Running) -> tuple[int, object]:
-    async with aiohttp.ClientSession() as http, http.get(f"{app.url}/readyz") as resp:
-        return resp.status, await resp.json()
 
 
 async def test_every_click_is_one_schema_valid_event_on_the_keyed_partition(
@@ -129,7 +129,7 @@ async def test_kafka_down_at_start_spools_then_a_restart_replays_everything(
             *(click(f"{app.url}/{code}", f"{PHONE} d/{i}") for i in range(50))
         )
         assert [a.status for a in answers] == [302] * 50
-        assert await ready(app) == (
+        assert await readiness(app) == (
             503,
             {
                 "status": "degraded",
@@ -140,11 +140,8 @@ async def test_kafka_down_at_start_spools_then_a_restart_replays_everything(
         assert app.metric("clicktrack_events_spooled_total") == 50
     assert len(spool_files(settings)) == 1  # closed and fsynced at shutdown
     async with redirector(settings) as back:  # the same spool folder, Kafka reachable again
-        for _ in range(100):  # replay is asynchronous: poll readiness, bounded (10 s)
-            if (await ready(back))[0] == 200:
-                break
-            await asyncio.sleep(0.1)
-        assert await ready(back) == (200, {"status": "ok", "sink": "ok"})
+        await wait_readiness(back, 200, seconds=10)  # the replay is asynchronous
+        assert await readiness(back) == (200, {"status": "ok", "sink": "ok"})
         assert back.metric("clicktrack_events_replayed_total") == 50
     assert spool_files(settings) == []
     bodies = await events(settings, 51, seconds=3)
