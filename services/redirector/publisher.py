@@ -32,8 +32,10 @@ from shared.settings import Settings
 
 log = logging.getLogger(__name__)
 
-BATCH_MAX = 2000
-REPLAY_BATCH = 5000
+BATCH_MAX = 1000
+"""Records the sender takes from the queue per send (one Kafka round trip)."""
+REPLAY_BATCH = 2000
+"""Records per send when replaying the spool (it runs beside live traffic)."""
 BACKOFF_S = (0.5, 1.0, 2.0, 5.0)
 
 
