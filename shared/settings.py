@@ -91,6 +91,27 @@ class Settings:
     operator_token: Secret = Secret("")
     """Bearer credential of the operator API (`OPERATOR_TOKEN`, at least 32 characters);
     unset: the operator routes are refused and only the CLI can create organisations."""
+    counter_batch_max_records: int = 2000
+    """Most records the counter takes into one batch, and so one transaction
+    (`COUNTER_BATCH_MAX_RECORDS`)."""
+    counter_batch_wait_ms: int = 100
+    """Longest the counter waits to fill a batch, milliseconds (`COUNTER_BATCH_WAIT_MS`)."""
+    counter_session_timeout_ms: int = 10_000
+    """Kafka group session timeout of the counter, milliseconds: how long a dead member holds its
+    partitions (`COUNTER_SESSION_TIMEOUT_MS`; the broker accepts 6000 and more by default)."""
+    counter_instance_id: str | None = None
+    """Static group membership id of this counter process (`COUNTER_INSTANCE_ID`, unset by
+    default): a restarted process with the same id takes its partitions back at once instead of
+    waiting for the session timeout, and no rebalance moves them meanwhile; the other side of it:
+    the partitions of a process that stops for good wait out the session timeout."""
+    event_max_bytes: int = 65_536
+    """Largest click record the counter accepts; bigger ones are dead-lettered, bytes
+    (`EVENT_MAX_BYTES`)."""
+    dedup_retention_days: int = 9
+    """Days of event ids kept for deduplication (`DEDUP_RETENTION_DAYS`); must exceed the topic's
+    retention so that any record still in the topic finds its id. Pruned by dropping daily
+    partitions."""
+
     # --- redirector: resolution, bots, publishing and spool ---
     redirector_workers: int = 1
     """Redirector processes sharing the port through SO_REUSEPORT (`REDIRECTOR_WORKERS`)."""
@@ -179,6 +200,26 @@ class Settings:
             code_length=_int(env, "CODE_LENGTH", defaults.code_length, 8, 20),
             dlt_var_limit=_int(env, "DLT_VAR_LIMIT", defaults.dlt_var_limit, 1, 2000),
             operator_token=_operator_token(env, "OPERATOR_TOKEN"),
+            counter_batch_max_records=_int(
+                env, "COUNTER_BATCH_MAX_RECORDS", defaults.counter_batch_max_records, 1, 100_000
+            ),
+            counter_batch_wait_ms=_int(
+                env, "COUNTER_BATCH_WAIT_MS", defaults.counter_batch_wait_ms, 1, 60_000
+            ),
+            counter_session_timeout_ms=_int(
+                env,
+                "COUNTER_SESSION_TIMEOUT_MS",
+                defaults.counter_session_timeout_ms,
+                1_000,
+                3_600_000,
+            ),
+            counter_instance_id=env.get("COUNTER_INSTANCE_ID", "").strip() or None,
+            event_max_bytes=_int(
+                env, "EVENT_MAX_BYTES", defaults.event_max_bytes, 1_024, 1_000_000
+            ),
+            dedup_retention_days=_int(
+                env, "DEDUP_RETENTION_DAYS", defaults.dedup_retention_days, 2, 3_650
+            ),
             redirector_workers=_int(env, "REDIRECTOR_WORKERS", defaults.redirector_workers, 1, 256),
             code_min_length=_int(env, "CODE_MIN_LENGTH", defaults.code_min_length, 1, 64),
             code_max_length=_int(env, "CODE_MAX_LENGTH", defaults.code_max_length, 1, 64),
@@ -208,6 +249,12 @@ class Settings:
         )._checked()
 
     def _checked(self) -> Settings:
+        if self.dedup_retention_days * 24 <= self.topic_retention_hours:
+            raise SettingsError(
+                f"DEDUP_RETENTION_DAYS ({self.dedup_retention_days}) must cover more than the topic"
+                f" retention (TOPIC_RETENTION_HOURS={self.topic_retention_hours}): a redelivered"
+                " event must still find its id"
+            )
         if self.code_min_length > self.code_max_length:
             raise SettingsError("CODE_MIN_LENGTH must not exceed CODE_MAX_LENGTH")
         if self.publish_high_water > self.publish_queue_size:

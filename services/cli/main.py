@@ -4,12 +4,14 @@ counts, demo)."""
 from __future__ import annotations
 
 import sys
+from datetime import UTC, datetime, timedelta
 
 import click
 
 from services.cli.demo import run_demo
 from services.cli.operator import key, mint_command, org
 from services.cli.running import run
+from services.counter import rebuild, retention
 from shared import db
 from shared.counts import CountStore
 from shared.errors import ClicktrackError
@@ -106,6 +108,53 @@ def counts(settings: Settings, link_id: int) -> None:
         click.echo(f"redis:    total={rd[0]} unique={rd[1]} bots={rd[2]}")
 
     run(go())
+
+
+@cli.group()
+def counters() -> None:
+    """Operate the Redis copies of the counters."""
+
+
+@counters.command("rebuild")
+@click.option(
+    "--reset",
+    is_flag=True,
+    help="Delete every counter key first (when Redis may hold values Postgres does not).",
+)
+@click.pass_obj
+def counters_rebuild(settings: Settings, reset: bool) -> None:
+    """Rebuild every Redis counter from Postgres (safe while counters run)."""
+
+    async def go() -> tuple[int, int]:
+        async with db.pool(settings, max_size=1) as pool, redis_client(settings) as redis:
+            deleted = await rebuild.clear(redis) if reset else 0
+            return deleted, await rebuild.rebuild(pool, CountStore(redis))
+
+    deleted, written = run(go())
+    if reset:
+        click.echo(f"deleted {deleted} keys")
+    click.echo(f"rebuilt {written} counters from postgres")
+
+
+@cli.command()
+@click.option("--prune/--no-prune", default=True, show_default=True, help="Drop expired days.")
+@click.pass_obj
+def partitions(settings: Settings, prune: bool) -> None:
+    """Create the dedup tables' daily partitions ahead and drop those past DEDUP_RETENTION_DAYS
+    (the counter does this every hour)."""
+
+    async def go() -> list[str]:
+        async with db.pool(settings, max_size=1) as pool, pool.acquire() as conn:
+            today = datetime.now(UTC).date()
+            if prune:
+                return await retention.maintain(
+                    conn, keep_days=settings.dedup_retention_days, today=today
+                )
+            days = [today + timedelta(days=n) for n in range(-1, retention.DAYS_AHEAD + 1)]
+            return await retention.ensure_partitions(conn, days)
+
+    changed = run(go())
+    click.echo("\n".join(changed) if changed else "partitions are up to date")
 
 
 @cli.command()

@@ -37,9 +37,14 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    running = request.app[COUNTER].alive
+    """200 while the loop runs and Postgres and Redis answer; 503 naming what is wrong."""
+    counter = request.app[COUNTER]
+    if not counter.alive:
+        return web.json_response({"status": "stopped"}, status=503)
+    deps = await counter.dependencies_ok()
+    ok = all(deps.values())
     return web.json_response(
-        {"status": "ok" if running else "stopped"}, status=200 if running else 503
+        {"status": "ok" if ok else "degraded", **deps}, status=200 if ok else 503
     )
 
 

@@ -1,9 +1,13 @@
 """The counter: reads click events in batches and counts each exactly once.
 
-Per batch: decode (unreadable records go to the dead-letter topic), one Postgres transaction that
-counts and stores the offsets (`store.apply_batch`), then Redis takes the absolute values Postgres
-returned, then the offsets are committed to Kafka for lag tools. On partition assignment the
-consumer seeks to the offsets stored in Postgres, never to Kafka's.
+Per batch: admit each record (unreadable ones go to the dead-letter topic), one Postgres
+transaction that counts and stores the offsets (`store.apply_batch`), then Redis takes the
+absolute values Postgres returned, then the offsets are committed to Kafka for lag tools only.
+
+Where to read from is decided by Postgres, never by Kafka: on partition assignment, and after any
+failure, a partition is positioned at the first offset of the last batch stored for it. That
+batch is read again as duplicates (nothing is counted twice), and its Redis write happens again,
+which heals Redis after a crash between the Postgres commit and the Redis write.
 """
 
 from __future__ import annotations
@@ -13,18 +17,21 @@ import logging
 import time
 from contextlib import AsyncExitStack, suppress
 from dataclasses import dataclass
+from datetime import UTC, date, datetime
 
 import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.errors import KafkaError
-from prometheus_client import CollectorRegistry, Histogram
-from prometheus_client import Counter as Metric
+from prometheus_client import CollectorRegistry
 from redis.exceptions import RedisError
 
-from services.counter import store
-from shared import db, events
-from shared.counts import CountStore
+from services.counter import rebuild, retention, store
+from services.counter.dead_letters import DeadLetters
+from services.counter.intake import Click, admit
+from services.counter.metrics import CounterMetrics
+from shared import db
+from shared.counts import Counts, CountStore, RedisEmptyError
 from shared.errors import DependencyError, EventError
 from shared.kafka import start_with_retries
 from shared.redis_client import redis_client
@@ -32,39 +39,29 @@ from shared.settings import Settings
 
 log = logging.getLogger(__name__)
 
-BATCH_MAX_RECORDS = 2000
-BATCH_WAIT_MS = 200
 STOP_TIMEOUT_S = 30.0
-RETRIABLE = (asyncpg.PostgresError, OSError, RedisError, KafkaError, DependencyError)
-
-
-@dataclass
-class CounterMetrics:
-    consumed: Metric
-    counted: Metric
-    duplicates: Metric
-    dead_lettered: Metric
-    batch_seconds: Histogram
-
-    @classmethod
-    def create(cls, registry: CollectorRegistry) -> CounterMetrics:
-        return cls(
-            consumed=Metric("clicktrack_events_consumed", "Records read", registry=registry),
-            counted=Metric("clicktrack_events_counted", "New events counted", registry=registry),
-            duplicates=Metric(
-                "clicktrack_events_duplicate", "Redelivered events dropped", registry=registry
-            ),
-            dead_lettered=Metric(
-                "clicktrack_events_dead_lettered", "Records sent to the DLQ", registry=registry
-            ),
-            batch_seconds=Histogram(
-                "clicktrack_batch_seconds", "Time to count one batch", registry=registry
-            ),
-        )
+RETRY_S = 1.0
+"""Pause after a failed batch before reading it again, seconds."""
+COMMIT_TIMEOUT_S = 10.0
+"""Longest wait for the advisory Kafka offset commit, seconds."""
+REDIS_CHECK_S = 5.0
+"""How often an idle counter checks that Redis still holds its counters, seconds."""
+MAINTENANCE_S = 3600.0
+"""Interval of the partition maintenance (create ahead, drop expired), seconds."""
+RETRIABLE = (
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    OSError,
+    RedisError,
+    RedisEmptyError,
+    KafkaError,
+    DependencyError,
+    TimeoutError,
+)
 
 
 class Counter:
-    """Consumer-group member that keeps link counters in Postgres and Redis.
+    """Consumer-group member that keeps click counters in Postgres and Redis.
 
     `start()` connects everything and starts the loop; `stop()` finishes the batch in hand,
     commits it and closes everything (idempotent).
@@ -76,13 +73,19 @@ class Counter:
         self.metrics = CounterMetrics.create(self.registry)
         self._stack = AsyncExitStack()
         self._task: asyncio.Task[None] | None = None
+        self._maintenance: asyncio.Task[None] | None = None
         self._batch_lock = asyncio.Lock()
         self._pool: asyncpg.Pool | None = None
         self._counts: CountStore | None = None
         self._consumer: AIOKafkaConsumer | None = None
-        self._dlq: AIOKafkaProducer | None = None
-        self.running = False
+        self._dead_letters: DeadLetters | None = None
         self._stopping = asyncio.Event()
+        self._needs_seek: set[TopicPartition] = set()
+        self._replay_until: dict[int, int] = {}
+        self._positions: dict[int, int] = {}
+        self._known_days: set[date] = set()
+        self._redis_checked = 0.0
+        self.running = False
 
     async def start(self) -> None:
         s = self.settings
@@ -90,17 +93,21 @@ class Counter:
             self._pool = await self._stack.enter_async_context(db.pool(s, max_size=4))
             redis = await self._stack.enter_async_context(redis_client(s))
             self._counts = CountStore(redis)
-            self._dlq = AIOKafkaProducer(
+            dlq = AIOKafkaProducer(
                 bootstrap_servers=s.kafka_bootstrap_servers, acks="all", enable_idempotence=True
             )
-            await start_with_retries(self._dlq.start, "DLQ producer", s.kafka_bootstrap_servers)
-            self._stack.push_async_callback(self._dlq.stop)
+            await start_with_retries(dlq.start, "DLQ producer", s.kafka_bootstrap_servers)
+            self._stack.push_async_callback(dlq.stop)
+            self._dead_letters = DeadLetters(dlq, s.dlq_topic, self.metrics.dead_lettered)
             self._consumer = AIOKafkaConsumer(
                 bootstrap_servers=s.kafka_bootstrap_servers,
                 group_id=s.counter_group,
                 enable_auto_commit=False,
                 auto_offset_reset="earliest",
                 isolation_level="read_committed",
+                session_timeout_ms=s.counter_session_timeout_ms,
+                heartbeat_interval_ms=max(100, s.counter_session_timeout_ms // 4),
+                group_instance_id=s.counter_instance_id,
             )
             self._consumer.subscribe([s.clicks_topic], listener=_SeekToStored(self))
             await start_with_retries(self._consumer.start, "consumer", s.kafka_bootstrap_servers)
@@ -110,15 +117,32 @@ class Counter:
             raise
         self.running = True
         self._task = asyncio.create_task(self._run(), name="counter-loop")
+        self._maintenance = asyncio.create_task(self._maintain(), name="counter-maintenance")
 
     @property
     def alive(self) -> bool:
         """True while the consume loop runs."""
         return self.running and self._task is not None and not self._task.done()
 
+    async def dependencies_ok(self) -> dict[str, bool]:
+        """Whether Postgres and Redis answer right now (one second each)."""
+        assert self._pool and self._counts
+        found = {"postgres": False, "redis": False}
+        with suppress(*RETRIABLE):
+            found["postgres"] = await asyncio.wait_for(self._pool.fetchval("SELECT 1"), 1) == 1
+        with suppress(*RETRIABLE):
+            found["redis"] = await asyncio.wait_for(self._counts.ping(), 1)
+        return found
+
     async def stop(self) -> None:
+        """Finish and commit the batch in hand, then close everything; safe to call twice."""
+        self._stopping.set()
+        if self._maintenance is not None:
+            self._maintenance.cancel()
+            with suppress(asyncio.CancelledError):
+                await self._maintenance
+            self._maintenance = None
         if self._task is not None:
-            self._stopping.set()
             try:
                 await asyncio.wait_for(asyncio.shield(self._task), STOP_TIMEOUT_S)
             except TimeoutError:
@@ -131,95 +155,241 @@ class Counter:
 
     async def _run(self) -> None:
         assert self._consumer is not None
-        while not self._stopping.is_set():
-            batches = await self._consumer.getmany(
-                timeout_ms=BATCH_WAIT_MS, max_records=BATCH_MAX_RECORDS
-            )
-            if not batches:
-                continue
-            try:
-                await self._process(batches)
-            except RETRIABLE as exc:
-                # Nothing of the batch was stored: read it again from the stored offsets.
-                log.error("batch failed, retrying", extra={"error": repr(exc)})
-                await asyncio.sleep(1)
-                await self.seek_to_stored(self._consumer.assignment())
+        ahead: asyncio.Task[_Read] | None = None
+        try:
+            while not self._stopping.is_set():
+                try:
+                    await self._seek_pending()
+                    read = await (ahead or self._read())
+                    ahead = None
+                    if read.records:
+                        # read and admit the next batch while Postgres stores this one
+                        ahead = asyncio.create_task(self._read(), name="counter-read-ahead")
+                        await self._process(read)
+                    else:
+                        await self._check_redis()
+                    self._update_lag()
+                except RETRIABLE as exc:
+                    # What Postgres committed stays; the rest is read again from stored offsets.
+                    await _drop(ahead)
+                    ahead = None
+                    self.metrics.batch_failures.inc()
+                    log.error("batch failed, reading it again", extra={"error": repr(exc)})
+                    self._needs_seek |= self._consumer.assignment()
+                    self._known_days.clear()
+                    with suppress(TimeoutError):
+                        await asyncio.wait_for(self._stopping.wait(), RETRY_S)
+        finally:
+            await _drop(ahead)  # read ahead but not counted: read again after a restart
 
-    async def _process(self, batches: dict[TopicPartition, list[ConsumerRecord]]) -> None:
-        assert self._pool and self._counts and self._consumer
+    async def _read(self) -> _Read:
+        """The next batch, each record admitted (a `Click`) or refused with its reason."""
+        batches = await self._fetch_batch()
+        read = _Read(batches, {}, {})
+        limit = self.settings.event_max_bytes
+        for tp, records in batches.items():
+            clicks: list[Click] = []
+            refused: list[tuple[ConsumerRecord, str]] = []
+            for record in records:
+                try:
+                    clicks.append(admit(record.value, max_bytes=limit))
+                except EventError as exc:
+                    refused.append((record, str(exc)))
+            read.clicks[tp], read.refused[tp] = clicks, refused
+        return read
+
+    async def _fetch_batch(self) -> dict[TopicPartition, list[ConsumerRecord]]:
+        """Up to `counter_batch_max_records` records, waiting at most `counter_batch_wait_ms` to
+        fill the batch: `getmany` alone returns whatever one fetch brought, often a few hundred
+        records, and each batch costs one transaction."""
+        assert self._consumer is not None
+        s = self.settings
+        deadline = time.monotonic() + s.counter_batch_wait_ms / 1000
+        merged: dict[TopicPartition, list[ConsumerRecord]] = {}
+        count = 0
+        while count < s.counter_batch_max_records and not self._stopping.is_set():
+            left_ms = int((deadline - time.monotonic()) * 1000)
+            got = await self._consumer.getmany(
+                timeout_ms=max(0, left_ms), max_records=s.counter_batch_max_records - count
+            )
+            for tp, records in got.items():
+                merged.setdefault(tp, []).extend(records)
+                count += len(records)
+            if left_ms <= 0:
+                break
+        return merged
+
+    async def _process(self, read: _Read) -> None:
+        assert self._pool and self._counts and self._consumer and self._dead_letters
         started = time.perf_counter()
         async with self._batch_lock:
             assigned = self._consumer.assignment()
-            good: list[events.ClickEvent] = []
-            next_offsets: dict[int, int] = {}
-            for tp, records in batches.items():
-                if tp not in assigned:
-                    continue  # revoked while we waited for the lock: the new owner reads it
-                for record in records:
-                    try:
-                        good.append(events.decode(record.value))
-                    except EventError as exc:
-                        await self._dead_letter(record, str(exc))
-                next_offsets[tp.partition] = records[-1].offset + 1
+            clicks: list[Click] = []
+            offsets: dict[int, tuple[int, int]] = {}
+            rejected: list[tuple[ConsumerRecord, str]] = []
+            for tp, records in read.records.items():
+                if tp not in assigned or tp in self._needs_seek or not records:
+                    continue  # revoked, or read from a position we are about to correct
+                clicks += read.clicks[tp]
+                already_dead = self._replay_until.get(tp.partition, -1)
+                # a record below it was dead-lettered before a crash: do not send it twice
+                rejected += [(r, why) for r, why in read.refused[tp] if r.offset >= already_dead]
+                # min and max: a rebalance while the batch filled may have re-sought it
+                offsets[tp.partition] = (
+                    min(r.offset for r in records),
+                    max(r.offset for r in records) + 1,
+                )
                 self.metrics.consumed.inc(len(records))
-            if not next_offsets:
+            if not offsets:
                 return
+            await self._dead_letters.send(rejected)
+            await self._ensure_partitions({c.day for c in clicks})
             async with self._pool.acquire() as conn:
                 result = await store.apply_batch(
                     conn,
                     group=self.settings.counter_group,
                     topic=self.settings.clicks_topic,
-                    events=good,
-                    next_offsets=next_offsets,
+                    clicks=clicks,
+                    offsets=offsets,
                 )
+            self._positions.update({p: o[1] for p, o in offsets.items()})
             self.metrics.counted.inc(result.counted)
             self.metrics.duplicates.inc(result.duplicates)
-            await self._counts.raise_to(result.counts)
-            topic = self.settings.clicks_topic
-            await self._consumer.commit(
-                {TopicPartition(topic, p): o for p, o in next_offsets.items()}
-            )
+            await self._write_redis(result.counts)
+            await self._commit_to_kafka(offsets)
+        self.metrics.batch_size.observe(sum(len(r) for r in read.records.values()))
         self.metrics.batch_seconds.observe(time.perf_counter() - started)
+        if result.counted:
+            age = (datetime.now(UTC) - max(c.occurred for c in clicks)).total_seconds()
+            self.metrics.click_to_count_seconds.observe(max(0.0, age))
 
-    async def _dead_letter(self, record: ConsumerRecord, reason: str) -> None:
-        assert self._dlq is not None
-        headers = [
-            ("reason", reason.encode()),
-            ("source_topic", record.topic.encode()),
-            ("source_partition", str(record.partition).encode()),
-            ("source_offset", str(record.offset).encode()),
-        ]
-        await self._dlq.send_and_wait(
-            self.settings.dlq_topic, value=record.value, key=record.key, headers=headers
-        )
-        self.metrics.dead_lettered.inc()
-        log.warning(
-            "record dead-lettered",
-            extra={"partition": record.partition, "offset": record.offset, "reason": reason},
-        )
+    async def _ensure_partitions(self, days: set[date]) -> None:
+        assert self._pool is not None
+        missing = days - self._known_days
+        if missing:
+            async with self._pool.acquire() as conn:
+                await retention.ensure_partitions(conn, missing)
+            self._known_days |= missing
+
+    async def _write_redis(self, counts: list[Counts]) -> None:
+        assert self._pool and self._counts
+        try:
+            await self._counts.raise_to(counts)
+        except RedisEmptyError:
+            log.warning("redis has lost its counters: rebuilding them from postgres")
+            self.metrics.redis_rebuilds.inc()
+            await rebuild.rebuild(self._pool, self._counts)
+            await self._counts.raise_to(counts)
+        self._redis_checked = time.monotonic()
+
+    async def _check_redis(self) -> None:
+        """While idle, rebuild Redis if it lost its counters (checked every `REDIS_CHECK_S`)."""
+        assert self._pool and self._counts
+        now = time.monotonic()
+        if now - self._redis_checked < REDIS_CHECK_S:
+            return
+        self._redis_checked = now
+        if not await self._counts.is_complete():
+            log.warning("redis has lost its counters: rebuilding them from postgres")
+            self.metrics.redis_rebuilds.inc()
+            await rebuild.rebuild(self._pool, self._counts)
+
+    async def _commit_to_kafka(self, offsets: dict[int, tuple[int, int]]) -> None:
+        assert self._consumer is not None
+        topic = self.settings.clicks_topic
+        try:
+            await asyncio.wait_for(
+                self._consumer.commit({TopicPartition(topic, p): o[1] for p, o in offsets.items()}),
+                COMMIT_TIMEOUT_S,
+            )
+        except (KafkaError, TimeoutError) as exc:
+            # Advisory only (lag tools read it): the counts and offsets are safe in Postgres.
+            log.warning("kafka offset commit failed", extra={"error": repr(exc)})
+
+    def _update_lag(self) -> None:
+        assert self._consumer is not None
+        for tp in self._consumer.assignment():
+            end = self._consumer.highwater(tp)
+            at = self._positions.get(tp.partition)
+            if end is not None and at is not None:
+                self.metrics.lag.labels(tp.topic, str(tp.partition)).set(max(0, end - at))
+
+    async def _seek_pending(self) -> None:
+        if self._needs_seek:
+            await self.seek_to_stored(set(self._needs_seek))
 
     async def seek_to_stored(self, partitions: set[TopicPartition]) -> None:
-        """Position each assigned partition at the offset stored with the counts."""
+        """Position each partition at the first offset of the last batch stored for it."""
         assert self._pool and self._consumer
-        stored = await store.stored_offsets(
+        assigned = self._consumer.assignment()
+        stored = await store.resume_points(
             self._pool, self.settings.counter_group, self.settings.clicks_topic
         )
         for tp in partitions:
-            if tp.partition in stored:
-                self._consumer.seek(tp, stored[tp.partition])
-            else:
+            self._needs_seek.discard(tp)
+            if tp not in assigned:
+                continue
+            point = stored.get(tp.partition)
+            if point is None:
                 # Nothing counted from it yet: start from the beginning (dedup makes it safe).
                 await self._consumer.seek_to_beginning(tp)
+                self._replay_until[tp.partition] = -1
+                continue
+            self._consumer.seek(tp, point.replay_from)
+            self._replay_until[tp.partition] = point.next_offset
+            self._positions[tp.partition] = point.next_offset
+
+    async def _maintain(self) -> None:
+        assert self._pool is not None
+        while True:
+            try:
+                async with self._pool.acquire() as conn:
+                    changed = await retention.maintain(
+                        conn,
+                        keep_days=self.settings.dedup_retention_days,
+                        today=datetime.now(UTC).date(),
+                    )
+                if changed:
+                    log.info("partitions maintained", extra={"created_or_dropped": changed})
+            except RETRIABLE as exc:
+                log.warning("partition maintenance failed", extra={"error": repr(exc)})
+            await asyncio.sleep(MAINTENANCE_S)
+
+
+@dataclass(frozen=True, slots=True)
+class _Read:
+    """A batch read from Kafka, per partition: the records, and each one admitted or refused."""
+
+    records: dict[TopicPartition, list[ConsumerRecord]]
+    clicks: dict[TopicPartition, list[Click]]
+    refused: dict[TopicPartition, list[tuple[ConsumerRecord, str]]]
+
+
+async def _drop(task: asyncio.Task[_Read] | None) -> None:
+    """Cancel a read-ahead whose records will not be counted."""
+    if task is not None:
+        task.cancel()
+        with suppress(asyncio.CancelledError, *RETRIABLE):
+            await task
 
 
 class _SeekToStored(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Finishes the batch in hand before partitions move; positions new ones from Postgres."""
+
     def __init__(self, counter: Counter) -> None:
         self._counter = counter
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
-        # Wait for the batch in hand to commit before the partitions move on.
         async with self._counter._batch_lock:
-            pass
+            for tp in revoked:
+                self._counter._positions.pop(tp.partition, None)
+                with suppress(KeyError):
+                    self._counter.metrics.lag.remove(tp.topic, str(tp.partition))
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
-        await self._counter.seek_to_stored(assigned)
+        self._counter._needs_seek |= assigned
+        try:
+            await self._counter.seek_to_stored(set(assigned))
+        except RETRIABLE as exc:
+            # The loop seeks them before it counts anything from them.
+            log.warning("cannot read stored offsets yet", extra={"error": repr(exc)})

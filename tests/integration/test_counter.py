@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import asyncpg
+import orjson
 import pytest
 import redis.asyncio as aioredis
+from aiohttp.test_utils import TestClient, TestServer
 from aiokafka import AIOKafkaProducer
+from click.testing import CliRunner
 
-from services.counter import store
+from services.cli.main import cli
+from services.counter import retention, store
+from services.counter.app import create_app
 from services.counter.counter import Counter
+from services.counter.intake import admit
 from shared import events
-from shared.counts import CountStore, LinkCounts
+from shared.counts import Counts, CountStore
 from shared.settings import Settings
 from tests.helpers import pg_counts, read_topic, redis_counts, wait_for
 from tests.unit.test_events import make_event
@@ -28,7 +35,7 @@ async def producer(settings: Settings, topics: list[str]) -> AsyncIterator[AIOKa
     await created.stop()
 
 
-async def send(producer: AIOKafkaProducer, topic: str, *values: bytes) -> None:
+async def send(producer: AIOKafkaProducer, topic: str, *values: bytes | None) -> None:
     for value in values:
         await producer.send_and_wait(topic, value=value, key=b"k")
 
@@ -106,15 +113,19 @@ async def test_a_restarted_counter_resumes_from_the_stored_offsets(
             40,
             0,
         )
-        assert again.registry.get_sample_value("clicktrack_events_consumed_total") == 21
+        # it re-read the last stored batch (30 records, to write Redis again) and the 21 new ones
+        assert again.registry.get_sample_value("clicktrack_events_consumed_total") == 51
+        assert again.registry.get_sample_value("clicktrack_events_counted_total") == 20
+        assert again.registry.get_sample_value("clicktrack_events_duplicate_total") == 31
     finally:
         await again.stop()
 
 
 async def test_redis_counters_never_move_backwards(redis: aioredis.Redis) -> None:
     counts = CountStore(redis)
-    await counts.raise_to([LinkCounts(9, 10, 4, 1)])
-    await counts.raise_to([LinkCounts(9, 7, 5, 0)])  # a late writer with an older total
+    await counts.mark_complete("test")
+    await counts.raise_to([Counts("link", 9, 10, 4, 1)])
+    await counts.raise_to([Counts("link", 9, 7, 5, 0)])  # a late writer with an older total
     assert await redis_counts(counts, 9) == (10, 5, 1)
 
 
@@ -129,3 +140,152 @@ async def test_migrations_are_idempotent(settings: Settings, pool: asyncpg.Pool)
 async def _offsets_total(pool: asyncpg.Pool, settings: Settings) -> int:
     offsets = await store.stored_offsets(pool, settings.counter_group, settings.clicks_topic)
     return sum(offsets.values())
+
+
+async def test_every_kind_of_poison_is_dead_lettered_and_counting_goes_on(
+    settings: Settings, pool: asyncpg.Pool, redis: aioredis.Redis, producer: AIOKafkaProducer
+) -> None:
+    good = events.encode(click(4, "v:a"))
+    as_dict = orjson.loads(good)
+    missing = orjson.dumps({k: v for k, v in as_dict.items() if k != "visitor_id"})
+    future = orjson.dumps({**as_dict, "occurred_at": "2999-01-01T00:00:00.000Z"})
+    not_a_date = orjson.dumps({**as_dict, "occurred_at": "yesterday"})
+    huge = orjson.dumps({**as_dict, "padding": "x" * 100_000})  # valid, but over 64 KiB
+    giant = b"[" + b"1," * 470_000 + b"1]"  # 940 kB: re-produced cut to 900,000 bytes
+    array = b"[1, 2, 3]"
+    poison: list[bytes | None] = [missing, future, not_a_date, huge, giant, array, b"", None]
+    await send(producer, settings.clicks_topic, good, *poison, events.encode(click(4, "v:b")))
+    counter = Counter(settings)
+    await counter.start()
+    try:
+        assert await wait_for(lambda: pg_counts(pool, 4), (2, 2, 0)) == (2, 2, 0)
+        dead = await read_topic(settings, settings.dlq_topic, len(poison))
+        assert len(dead) == len(poison)
+        by_offset = {int(dict(r.headers)["source_offset"]): r for r in dead}
+        assert sorted(by_offset) == list(range(1, 1 + len(poison)))
+        reasons = {o: dict(r.headers)["reason"].decode() for o, r in by_offset.items()}
+        assert reasons[1] == "field 'visitor_id' is missing"
+        assert reasons[2] == "occurred_at 2999-01-01T00:00:00.000Z is in the future"
+        assert reasons[3] == "occurred_at 'yesterday' is not ISO 8601"
+        assert reasons[4] == f"record is {len(huge)} bytes, over the 65536-byte limit"
+        assert reasons[5] == f"record is {len(giant)} bytes, over the 65536-byte limit"
+        assert reasons[6] == "value is JSON list, expected an object"
+        assert reasons[7].startswith("value is not JSON")
+        assert reasons[8] == "record has no value"  # a tombstone
+        for offset, original in enumerate(poison, start=1):
+            record = by_offset[offset]
+            if original is giant:
+                assert record.value == giant[:900_000]
+                assert dict(record.headers)["truncated"] == b"true"
+                assert dict(record.headers)["original_bytes"] == str(len(giant)).encode()
+            else:
+                assert record.value == original
+            assert record.key == b"k"
+            assert dict(record.headers)["source_partition"] == str(record.partition).encode()
+        assert counter.registry.get_sample_value("clicktrack_events_dead_lettered_total") == 8
+        assert await wait_for(lambda: redis_counts(CountStore(redis), 4), (2, 2, 0)) == (2, 2, 0)
+    finally:
+        await counter.stop()
+
+
+async def test_a_batch_committed_without_its_redis_write_is_written_on_restart(
+    settings: Settings, pool: asyncpg.Pool, redis: aioredis.Redis, producer: AIOKafkaProducer
+) -> None:
+    """A crash between the Postgres commit and the Redis write: the restarted counter re-reads
+    the last stored batch and writes Redis, though no new click arrives."""
+    clicks = [click(8, f"v:{i % 3}") for i in range(6)]
+    await send(producer, settings.clicks_topic, *(events.encode(c) for c in clicks))
+    store_only = [
+        admit(r.value, max_bytes=65_536)
+        for r in await read_topic(settings, settings.clicks_topic, 6)
+    ]
+    async with pool.acquire() as conn:
+        await retention.ensure_partitions(conn, {c.day for c in store_only})
+        await store.apply_batch(
+            conn,
+            group=settings.counter_group,
+            topic=settings.clicks_topic,
+            clicks=store_only,
+            offsets={0: (0, 6)},
+        )
+    counts = CountStore(redis)
+    await counts.mark_complete("test")  # Redis is whole: no rebuild will paper over the gap
+    assert await redis_counts(counts, 8) == (0, 0, 0)
+    counter = Counter(settings)
+    await counter.start()
+    try:
+        assert await wait_for(lambda: redis_counts(counts, 8), (6, 3, 0)) == (6, 3, 0)
+        assert await pg_counts(pool, 8) == (6, 3, 0)
+        assert counter.registry.get_sample_value("clicktrack_events_duplicate_total") == 6
+        assert counter.registry.get_sample_value("clicktrack_redis_rebuilds_total") == 0
+    finally:
+        await counter.stop()
+
+
+async def test_counters_rebuild_command_restores_redis_from_postgres(
+    settings: Settings, pool: asyncpg.Pool, redis: aioredis.Redis, producer: AIOKafkaProducer
+) -> None:
+    await send(
+        producer,
+        settings.clicks_topic,
+        *(events.encode(click(9, v)) for v in ("v:a", "v:a", "v:b")),
+    )
+    counter = Counter(settings)
+    await counter.start()
+    try:
+        assert await wait_for(lambda: pg_counts(pool, 9), (3, 2, 0)) == (3, 2, 0)
+    finally:
+        await counter.stop()
+    await redis.hset("ct:link:9", mapping={"total": 99, "unique": 99, "bots": 99})
+    await redis.delete("ct:campaign:11")
+    await redis.set("ct:code:AbC123xYz9", "cached")  # the redirector's cache is not ours to drop
+    env = {
+        "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
+        "REDIS_URL": settings.redis_url.reveal(),
+        "POSTGRES_DSN": settings.postgres_dsn.reveal(),
+        "POSTGRES_SCHEMA": settings.postgres_schema,
+    }
+    # the command runs its own event loop: give it a thread of its own
+    plain = await asyncio.to_thread(CliRunner().invoke, cli, ["counters", "rebuild"], env=env)
+    assert plain.exit_code == 0, plain.output
+    # set-if-greater never lowers: 99 stays; the deleted campaign counter is back
+    assert await redis_counts(CountStore(redis), 9) == (99, 99, 99)
+    campaign = await CountStore(redis).get_counts("campaign", 11)
+    assert campaign == Counts("campaign", 11, 3, 2, 0)
+    reset = await asyncio.to_thread(
+        CliRunner().invoke, cli, ["counters", "rebuild", "--reset"], env=env
+    )
+    assert reset.exit_code == 0, reset.output
+    assert "rebuilt 4 counters from postgres" in reset.output
+    assert await redis_counts(CountStore(redis), 9) == (3, 2, 0)
+    assert await redis.get("ct:code:AbC123xYz9") == b"cached"
+    assert await CountStore(redis).is_complete()
+
+
+async def test_readyz_and_metrics_report_dependencies_and_lag(
+    settings: Settings, pool: asyncpg.Pool, redis: aioredis.Redis, producer: AIOKafkaProducer
+) -> None:
+    await send(
+        producer, settings.clicks_topic, *(events.encode(click(12, "v:a")) for _ in range(3))
+    )
+    client = TestClient(TestServer(create_app(settings)))
+    await client.start_server()
+    try:
+        assert await wait_for(lambda: pg_counts(pool, 12), (3, 1, 0)) == (3, 1, 0)
+        ready = await client.get("/readyz")
+        assert ready.status == 200
+        assert await ready.json() == {"status": "ok", "postgres": True, "redis": True}
+        text = await wait_for(lambda: _metrics_with_lag(client), "lag reported", seconds=10)
+        assert text == "lag reported"
+        body = await (await client.get("/metrics")).text()
+        assert "clicktrack_batch_records_count" in body
+        assert "clicktrack_click_to_count_seconds_count 1.0" in body
+    finally:
+        await client.close()
+
+
+async def _metrics_with_lag(client: TestClient) -> str:
+    body = await (await client.get("/metrics")).text()
+    lines = [line for line in body.splitlines() if line.startswith("clicktrack_consumer_lag{")]
+    # key b"k" puts the three records in one partition: it reads 0 once they are counted
+    return "lag reported" if lines and all(line.endswith(" 0.0") for line in lines) else body

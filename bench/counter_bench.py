@@ -1,0 +1,277 @@
+"""Benchmark of the counter against a bare consumer, in one run, on the real Kafka/Postgres/Redis.
+
+1. Fills a fresh six-partition topic with `--events` numbered click events (5% duplicates).
+2. Baseline: a bare aiokafka consumer reads the whole topic and decodes every record into a
+   `ClickEvent` (what any consumer must do at least); records per second.
+3. The counter (`python -m services.counter`, its own process) counts the same topic end to end
+   into Postgres and Redis; records per second from its first stored batch to its last, and
+   the result is checked exact.
+   `--processes N` runs N counters in one group (the partitions split between them).
+4. Click-to-visible latency: with the counter running, clicks are published at a steady
+   `--rate` per second for `--seconds`; one click in 50 is a probe on a link of its own, and the
+   time from its publication to its count appearing in Redis is its latency (p50, p99).
+
+The last line printed is one JSON object with the figures, `ratio_counter_vs_bare_consume` and
+`visible_p99_s`. Targets: ratio >= 0.5, p99 <= 1 s. Everything it creates (schema, topics,
+Redis keys in the chosen database) is its own and removed at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import sys
+import time
+import uuid
+from dataclasses import replace
+from pathlib import Path
+
+import orjson
+import redis.asyncio as aioredis
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+
+from shared import db, events
+from shared.counts import counter_key
+from shared.kafka import ensure_topics
+from shared.settings import Secret, Settings
+from tests.faults.harness import CounterProcess, counter_env, progress
+from tests.faults.validator import validate
+from tests.faults.workload import make_workload, produce
+
+PROBE_EVERY = 50
+PROBE_LINK_BASE = 10_000_000
+
+
+def bench_settings(redis_db: int) -> Settings:
+    tag = uuid.uuid4().hex[:8]
+    base = Settings.from_env()
+    return replace(
+        base,
+        redis_url=Secret(base.redis_url.reveal().rsplit("/", 1)[0] + f"/{redis_db}"),
+        postgres_schema=f"bench_{tag}",
+        clicks_topic=f"clicks.bench.{tag}",
+        dlq_topic=f"clicks.dlq.bench.{tag}",
+        counter_group=f"counter-bench-{tag}",
+        topic_partitions=6,
+    )
+
+
+async def bare_consume(settings: Settings, total: int) -> float:
+    """Records per second of a bare consumer that reads and decodes the whole topic."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap_servers,
+        group_id=None,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+    )
+    await consumer.start()
+    try:
+        parts = [TopicPartition(settings.clicks_topic, p) for p in range(6)]
+        consumer.assign(parts)
+        await consumer.seek_to_beginning(*parts)
+        seen = 0
+        started = 0.0
+        while seen < total:
+            batches = await consumer.getmany(timeout_ms=100, max_records=2000)
+            for records in batches.values():
+                if not started:
+                    started = time.perf_counter()
+                for record in records:
+                    events.decode(record.value)
+                seen += len(records)
+        return total / (time.perf_counter() - started)
+    finally:
+        await consumer.stop()
+
+
+async def counter_rate(pool: object, settings: Settings, total: int) -> tuple[float, float]:
+    """(records per second from the first stored batch to the last, seconds it took)."""
+    first_at, first = 0.0, 0
+    while True:
+        done = await progress(pool, settings)  # type: ignore[arg-type]
+        now = time.perf_counter()
+        if done and not first_at:
+            first_at, first = now, done
+        if done >= total:
+            return (total - first) / (now - first_at), now - first_at
+        await asyncio.sleep(0.02)
+
+
+def probe_event(n: int) -> events.ClickEvent:
+    """Click `n` on a link of its own: its Redis key appears when the click is counted."""
+    return events.ClickEvent(
+        event_id=events.new_event_id(),
+        occurred_at=events.utc_now_iso(),
+        code=f"P{n}",
+        link_id=PROBE_LINK_BASE + n,
+        org_id=1,
+        campaign_id=None,
+        campaign_kind=None,
+        channel="sms",
+        recipient_id=None,
+        visitor_id=f"v:probe{n}",
+        user_agent=None,
+        ip=None,
+        referer=None,
+        is_bot=False,
+    )
+
+
+async def steady_latency(
+    settings: Settings, client: aioredis.Redis, rate: int, seconds: float
+) -> dict[str, float]:
+    """Publish `rate` clicks a second for `seconds`; latency of the probes to Redis."""
+    producer = AIOKafkaProducer(
+        bootstrap_servers=settings.kafka_bootstrap_servers,
+        acks="all",
+        enable_idempotence=True,
+        linger_ms=5,
+    )
+    await producer.start()
+    sent: dict[str, float] = {}
+    latencies: list[float] = []
+    filler = events.encode(probe_event(0))
+    done_sending = asyncio.Event()
+
+    async def publish() -> int:
+        tick = 0.01
+        per_tick = max(1, round(rate * tick))
+        n = 0
+        start = time.perf_counter()
+        while time.perf_counter() - start < seconds:
+            for _ in range(per_tick):
+                n += 1
+                if n % PROBE_EVERY == 0:
+                    probe = probe_event(n)
+                    sent[counter_key("link", probe.link_id)] = time.perf_counter()
+                    await producer.send(settings.clicks_topic, events.encode(probe), key=b"p")
+                else:
+                    other = orjson.loads(filler)
+                    other["event_id"] = events.new_event_id()
+                    other["occurred_at"] = events.utc_now_iso()
+                    other["link_id"] = 1 + n % 200
+                    await producer.send(settings.clicks_topic, orjson.dumps(other), key=b"f")
+            start_next = start + (n // per_tick) * tick
+            await asyncio.sleep(max(0.0, start_next - time.perf_counter()))
+        await producer.flush()
+        done_sending.set()
+        return n
+
+    async def watch() -> None:
+        deadline = None
+        while True:
+            waiting = [k for k in sent if k not in seen]
+            if waiting:
+                pipe = client.pipeline(transaction=False)
+                for key in waiting:
+                    pipe.exists(key)
+                found_each = await pipe.execute()
+                now = time.perf_counter()
+                for key, there in zip(waiting, found_each, strict=True):
+                    if there:
+                        seen.add(key)
+                        latencies.append(now - sent[key])
+            if done_sending.is_set():
+                deadline = deadline or time.perf_counter() + 30
+                if len(seen) == len(sent) or time.perf_counter() > deadline:
+                    return
+            await asyncio.sleep(0.005)
+
+    seen: set[str] = set()
+    try:
+        published, _ = await asyncio.gather(publish(), watch())
+    finally:
+        await producer.stop()
+    ordered = sorted(latencies)
+    return {
+        "latency_clicks": published,
+        "latency_achieved_per_s": round(published / seconds, 1),
+        "probes": len(sent),
+        "probes_visible": len(ordered),
+        "visible_p50_s": round(statistics.median(ordered), 4) if ordered else -1.0,
+        "visible_p99_s": round(ordered[max(0, int(len(ordered) * 0.99) - 1)], 4)
+        if ordered
+        else -1.0,
+        "visible_max_s": round(ordered[-1], 4) if ordered else -1.0,
+    }
+
+
+async def run(args: argparse.Namespace) -> dict[str, object]:
+    settings = bench_settings(args.redis_db)
+    await ensure_topics(settings)
+    # clicks of the last hour, as a live pipeline sees them
+    workload = make_workload(args.events, links=200, campaigns=20, visitors=50_000, days=1 / 24)
+    total = len(workload.records)
+    client = aioredis.Redis.from_url(settings.redis_url.reveal())
+    await client.flushdb()
+    result: dict[str, object] = {"bench": "counter", "events": len(workload.clicks)}
+    result["records"] = total
+    counters = [
+        CounterProcess(
+            counter_env(settings, args.port + i, LOG_LEVEL="WARNING"), Path(f"{args.log}.{i}")
+        )
+        for i in range(args.processes)
+    ]
+    result["counter_processes"] = args.processes
+    async with db.pool(settings, max_size=2) as pool:
+        async with pool.acquire() as conn:
+            await db.migrate(conn, settings.postgres_schema)
+        try:
+            started = time.perf_counter()
+            await produce(settings, workload.records)
+            result["produce_per_s"] = round(total / (time.perf_counter() - started), 1)
+            bare = await bare_consume(settings, total)
+            for counter in counters:
+                counter.start()
+            rate, took = await counter_rate(pool, settings, total)
+            await asyncio.sleep(0.5)
+            problems = await validate(pool, client, workload)
+            result.update(
+                bare_consume_per_s=round(bare, 1),
+                counter_per_s=round(rate, 1),
+                counter_seconds=round(took, 2),
+                ratio_counter_vs_bare_consume=round(rate / bare, 3),
+                counts_exact=not problems,
+            )
+            result.update(await steady_latency(settings, client, args.rate, args.seconds))
+            result["target_rate_per_s"] = args.rate
+            result["counter_exit_codes"] = [c.terminate() for c in counters]
+        finally:
+            for counter in counters:
+                counter.kill()
+            await pool.execute(f'DROP SCHEMA IF EXISTS "{settings.postgres_schema}" CASCADE')
+    await client.flushdb()
+    await client.aclose()
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
+    await admin.start()
+    try:
+        await admin.delete_topics([settings.clicks_topic, settings.dlq_topic])
+    finally:
+        await admin.close()
+    result["cpus"] = os.cpu_count()
+    result["loadavg_1m"] = round(os.getloadavg()[0], 2)
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--events", type=int, default=200_000, help="clicks pre-filled")
+    parser.add_argument("--rate", type=int, default=5_000, help="steady clicks per second")
+    parser.add_argument("--seconds", type=float, default=15.0, help="length of the steady run")
+    parser.add_argument("--redis-db", type=int, default=int(os.environ.get("BENCH_REDIS_DB", 12)))
+    parser.add_argument("--port", type=int, default=18190, help="the counter's health port")
+    parser.add_argument("--log", default="/tmp/clicktrack-bench-counter.log")
+    parser.add_argument(
+        "--processes", type=int, default=1, help="counter processes in the group (scale-out)"
+    )
+    args = parser.parse_args()
+    result = asyncio.run(run(args))
+    print(orjson.dumps(result).decode())
+    sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,106 @@
+"""The counter under faults, as separate processes on the real Kafka, Redis and Postgres.
+
+Each test publishes a numbered workload (duplicates and bots included), runs `python -m
+services.counter` subprocesses against it, breaks something mid-run, and then checks that
+Postgres and Redis hold exactly the counts of the distinct clicks (`harness.validate` names any
+missing or extra click). FAULT_EVENTS (default 100,000) and FAULT_KILLS (default 10) size the
+kill -9 test; `bench/counter --soak` runs a bigger profile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+
+import pytest
+
+from tests.faults.harness import Rig, kafka_committed, read_all
+
+pytestmark = [pytest.mark.integration, pytest.mark.faults]
+
+EVENTS = int(os.environ.get("FAULT_EVENTS", "100000"))
+KILLS = int(os.environ.get("FAULT_KILLS", "10"))
+POISON = 40
+
+
+@pytest.mark.timeout(600)
+async def test_kill_9_at_random_moments_leaves_exact_counts(rig: Rig) -> None:
+    workload = await rig.publish(EVENTS, seed=5, poison=POISON)
+    total = len(workload.records)
+    # A static member id, as a deployment with stable process names has: the restarted process
+    # takes its partitions back at once instead of after the session timeout.
+    counter = rig.counter("counter", COUNTER_INSTANCE_ID="kill9")
+    rng = random.Random()
+    mid_run = 0
+    for _ in range(KILLS):
+        before = await rig.progress()
+        counter.start()
+        if before < total:
+            await rig.wait_for_progress(before)
+        await asyncio.sleep(rng.uniform(0.0, 0.5))
+        mid_run += await rig.progress() < total
+        counter.kill()
+    counter.start()
+    problems = await rig.counted_exactly(workload)
+    print(
+        f"kill -9 test: {len(workload.clicks)} clicks, {workload.duplicates} duplicates,"
+        f" {KILLS} kills ({mid_run} while counting), problems: {len(problems)}"
+    )
+    assert problems == []
+    assert mid_run >= KILLS - 3  # nearly every kill landed while it was counting
+    assert counter.terminate() == 0
+    # every poison record reached the DLQ (at least once: a kill between the send and the
+    # commit sends it again) and nothing else did
+    dead = await read_all(rig.settings, rig.settings.dlq_topic)
+    poison = {v for k, v in workload.records if k == b"poison"}
+    assert len(poison) == POISON
+    assert set(dead) == poison
+    print(f"kill -9 test: {POISON} poison records, {len(dead)} dead letters")
+
+
+@pytest.mark.timeout(300)
+async def test_two_counters_one_killed_and_restarted_stay_exact(rig: Rig) -> None:
+    workload = await rig.publish(30_000, seed=7)
+    a, b = rig.counter("a"), rig.counter("b")
+    a.start()
+    b.start()
+    await b.wait_ready()
+    await rig.wait_for_progress(len(workload.records) // 4)
+    a.kill()  # its partitions move to b after the session timeout: a rebalance
+    await asyncio.sleep(random.uniform(0.0, 1.0))
+    a.start()  # and a new member joins: another rebalance
+    assert await rig.counted_exactly(workload) == []
+    assert await b.metric("clicktrack_events_counted_total") > 0
+    assert a.terminate() == 0
+    assert b.terminate() == 0
+
+
+@pytest.mark.timeout(300)
+async def test_redis_flushed_mid_run_converges_to_postgres(rig: Rig) -> None:
+    workload = await rig.publish(30_000, seed=8)
+    counter = rig.counter("counter")
+    counter.start()
+    await rig.wait_for_progress(len(workload.records) // 3)
+    await rig.redis.flushdb()
+    assert await rig.counted_exactly(workload) == []
+    # once at start (Redis was empty) and once after the flush
+    assert await counter.metric("clicktrack_redis_rebuilds_total") == 2
+    assert counter.terminate() == 0
+
+
+@pytest.mark.timeout(300)
+async def test_sigterm_commits_the_last_batch(rig: Rig) -> None:
+    workload = await rig.publish(20_000, seed=9)
+    counter = rig.counter("counter")
+    counter.start()
+    await rig.wait_for_progress(0)
+    assert counter.terminate() == 0
+    stopped_at = await rig.progress()
+    assert 0 < stopped_at
+    # the last batch read is in Postgres, and its offsets went to Kafka (advisory) as well
+    assert await kafka_committed(rig.settings) == stopped_at
+    restarted = rig.counter("restarted")
+    restarted.start()
+    assert await rig.counted_exactly(workload) == []
+    assert restarted.terminate() == 0

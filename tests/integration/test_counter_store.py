@@ -1,0 +1,203 @@
+"""The counting transaction against the real Postgres: every dimension exact, redeliveries
+harmless, and the partitions of the dedup tables created and dropped whole."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import replace
+from datetime import UTC, date, datetime, timedelta
+
+import asyncpg
+import pytest
+from click.testing import CliRunner
+
+from services.cli.main import cli
+from services.counter import retention, store
+from services.counter.intake import Click, admit
+from shared import db, events
+from shared.counts import Counts
+from shared.settings import Settings
+from tests.faults.validator import stored_counts
+from tests.unit.test_events import make_event
+
+pytestmark = pytest.mark.integration
+
+TODAY = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+YESTERDAY = TODAY - timedelta(days=1)
+
+
+def clk(link: int, visitor: str, at: datetime, *, campaign: int | None = 10, **kw: object) -> Click:
+    event = make_event(
+        link_id=link,
+        visitor_id=visitor,
+        campaign_id=campaign,
+        occurred_at=at.isoformat().replace("+00:00", "Z"),
+        **kw,
+    )
+    return admit(events.encode(event), max_bytes=65_536)
+
+
+async def apply(
+    conn: asyncpg.Connection, clicks: list[Click], first: int, nxt: int
+) -> list[Counts]:
+    await retention.ensure_partitions(conn, {c.day for c in clicks})
+    result = await store.apply_batch(
+        conn, group="g", topic="t", clicks=clicks, offsets={0: (first, nxt)}
+    )
+    return result.counts
+
+
+async def test_one_batch_after_another_counts_every_dimension(pool: asyncpg.Pool) -> None:
+    d1, d2 = YESTERDAY.date(), TODAY.date()
+    h9, h10 = YESTERDAY.replace(hour=9), YESTERDAY.replace(hour=10)
+    first = [
+        clk(1, "v:a", h9),
+        clk(1, "v:a", h9.replace(minute=5)),
+        clk(1, "v:b", h9.replace(minute=7)),
+        clk(1, "bot:1", h9, is_bot=True),
+        clk(2, "v:a", h10, channel="whatsapp"),
+    ]
+    second = [clk(1, "v:a", TODAY), clk(3, "v:c", TODAY, campaign=None)]
+    async with pool.acquire() as conn:
+        await apply(conn, first, 0, 5)
+        returned = await apply(conn, second, 5, 7)
+    stored = await stored_counts(pool)
+    assert stored["links"] == {1: (4, 2, 1), 2: (1, 1, 0), 3: (1, 1, 0)}
+    assert stored["campaigns"] == {10: (5, 2, 1)}
+    assert stored["days"] == {
+        ("link", 1, d1): (3, 2, 1),
+        ("link", 1, d2): (1, 1, 0),
+        ("link", 2, d1): (1, 1, 0),
+        ("link", 3, d2): (1, 1, 0),
+        ("campaign", 10, d1): (4, 2, 1),
+        ("campaign", 10, d2): (1, 1, 0),
+    }
+    assert stored["hours"] == {
+        (1, h9, "sms"): (3, 2, 1),
+        (2, h10, "whatsapp"): (1, 1, 0),
+        (1, TODAY, "sms"): (1, 0, 0),
+        (3, TODAY, "sms"): (1, 1, 0),
+    }
+    # the second batch returned the absolute values of every Redis counter it touched
+    assert set(returned) == {
+        Counts("link", 1, 4, 2, 1),
+        Counts("link", 3, 1, 1, 0),
+        Counts("campaign", 10, 5, 2, 1),
+        Counts("link", 1, 1, 1, 0, d2),
+        Counts("link", 3, 1, 1, 0, d2),
+        Counts("campaign", 10, 1, 1, 0, d2),
+    }
+    row = await pool.fetchrow("SELECT org_id, campaign_id FROM link_counters WHERE link_id = 1")
+    assert tuple(row) == (3, 10)
+    offsets = await store.resume_points(pool, "g", "t")
+    assert offsets == {0: store.ResumePoint(replay_from=5, next_offset=7)}
+
+
+async def test_a_batch_read_again_counts_nothing_and_returns_the_same_values(
+    pool: asyncpg.Pool,
+) -> None:
+    batch = [clk(5, "v:a", TODAY), clk(5, "v:b", TODAY), clk(5, "bot", TODAY, is_bot=True)]
+    async with pool.acquire() as conn:
+        first = await apply(conn, batch, 0, 3)
+        before = await stored_counts(pool)
+        await retention.ensure_partitions(conn, [TODAY.date()])
+        again = await store.apply_batch(
+            conn, group="g", topic="t", clicks=[*batch, batch[0]], offsets={0: (0, 3)}
+        )
+    assert (again.counted, again.duplicates) == (0, 4)
+    assert set(again.counts) == set(first)
+    assert await stored_counts(pool) == before
+    assert await store.resume_points(pool, "g", "t") == {0: store.ResumePoint(0, 3)}
+
+
+async def test_an_older_batch_never_moves_the_stored_offsets_back(pool: asyncpg.Pool) -> None:
+    async with pool.acquire() as conn:
+        await apply(conn, [clk(6, "v:a", TODAY)], 10, 20)
+        await apply(conn, [clk(6, "v:b", TODAY)], 0, 10)  # a late writer after a rebalance
+    assert await store.resume_points(pool, "g", "t") == {0: store.ResumePoint(10, 20)}
+    assert (await stored_counts(pool))["links"] == {6: (2, 2, 0)}
+
+
+async def _partition_names(pool: asyncpg.Pool) -> dict[str, list[date]]:
+    return await retention.partitions(pool)
+
+
+async def test_partitions_are_made_ahead_and_dropped_whole_after_the_window(
+    pool: asyncpg.Pool,
+) -> None:
+    today = TODAY.date()
+    old = [today - timedelta(days=n) for n in (12, 10, 9)]
+    async with pool.acquire() as conn:
+        stale = [clk(7, f"v:{d}", datetime.combine(d, TODAY.timetz())) for d in old]
+        await apply(conn, stale, 0, 3)
+        changed = await retention.maintain(conn, keep_days=9, today=today)
+    kept = [today - timedelta(days=9), *(today + timedelta(days=n) for n in range(-1, 3))]
+    assert (await _partition_names(pool))["processed_events"] == kept
+    assert (await _partition_names(pool))["daily_visitors"] == kept
+    assert sorted(n for n in changed if n.startswith("processed_events")) == sorted(
+        [retention.partition_name("processed_events", d) for d in kept[1:]]
+        + [retention.partition_name("processed_events", d) for d in old[:2]]
+    )
+    # the ids of the kept day are still there; the counters never lose anything
+    assert await pool.fetchval("SELECT count(*) FROM processed_events") == 1
+    assert (await stored_counts(pool))["links"] == {7: (3, 3, 0)}
+    # a straggler for a dropped day gets its partition back
+    async with pool.acquire() as conn:
+        await apply(conn, [clk(7, "v:late", datetime.combine(old[0], TODAY.timetz()))], 3, 4)
+    assert old[0] in (await _partition_names(pool))["processed_events"]
+
+
+async def test_partitions_command_makes_the_days_ahead(
+    settings: Settings, pool: asyncpg.Pool
+) -> None:
+    env = {
+        "POSTGRES_DSN": settings.postgres_dsn.reveal(),
+        "POSTGRES_SCHEMA": settings.postgres_schema,
+        "REDIS_URL": settings.redis_url.reveal(),
+    }
+    # the command runs its own event loop: give it a thread of its own
+    first = await asyncio.to_thread(CliRunner().invoke, cli, ["partitions"], env=env)
+    assert first.exit_code == 0, first.output
+    today = datetime.now(UTC).date()
+    days = [today + timedelta(days=n) for n in range(-1, 3)]
+    assert first.output.split() == [
+        retention.partition_name(t, d) for t in retention.TABLES for d in days
+    ]
+    again = await asyncio.to_thread(CliRunner().invoke, cli, ["partitions"], env=env)
+    assert again.output == "partitions are up to date\n"
+
+
+async def test_migration_0005_keeps_the_ids_counted_before_it(settings: Settings) -> None:
+    """A database counted with the old unpartitioned table keeps deduplicating those ids."""
+    schema = f"{settings.postgres_schema}_m"
+    before = [(v, sql) for v, sql in db.migration_files() if v < "0005"]
+    async with db.pool(replace(settings, postgres_schema=schema), max_size=1) as pool:
+        try:
+            async with pool.acquire() as conn, conn.transaction():
+                await conn.execute(f'CREATE SCHEMA "{schema}"')
+                await conn.execute(f'SET LOCAL search_path TO "{schema}"')
+                await conn.execute(
+                    "CREATE TABLE schema_migrations (version text PRIMARY KEY,"
+                    " applied_at timestamptz NOT NULL DEFAULT now())"
+                )
+                for version, sql in before:
+                    await conn.execute(sql)
+                    await conn.execute("INSERT INTO schema_migrations VALUES ($1)", version)
+                await conn.execute(
+                    "INSERT INTO processed_events (event_id, processed_at) VALUES"
+                    " ('00000000-0000-7000-8000-000000000001', '2026-11-20 23:59:59+00'),"
+                    " ('00000000-0000-7000-8000-000000000002', '2026-11-21 00:00:00+00')"
+                )
+            async with pool.acquire() as conn:
+                applied = await db.migrate(conn, schema)
+            assert "0005_counter_dimensions" in applied
+            rows = await pool.fetch(
+                "SELECT tableoid::regclass::text AS part, event_id::text FROM processed_events"
+                " ORDER BY event_id"
+            )
+            assert [tuple(r) for r in rows] == [
+                ("processed_events_p20261120", "00000000-0000-7000-8000-000000000001"),
+                ("processed_events_p20261121", "00000000-0000-7000-8000-000000000002"),
+            ]
+        finally:
+            await pool.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')

@@ -1,0 +1,43 @@
+"""The counter's settings: batch bounds, static membership, and a dedup window that must outlive
+the topic's retention."""
+
+from __future__ import annotations
+
+import pytest
+
+from shared.errors import SettingsError
+from shared.settings import Settings
+
+
+def test_counter_defaults() -> None:
+    s = Settings.from_env({})
+    assert (s.counter_batch_max_records, s.counter_batch_wait_ms) == (2000, 100)
+    assert (s.counter_session_timeout_ms, s.counter_instance_id) == (10_000, None)
+    assert (s.event_max_bytes, s.dedup_retention_days) == (65_536, 9)
+
+
+def test_counter_values_come_from_the_environment() -> None:
+    s = Settings.from_env(
+        {
+            "COUNTER_BATCH_MAX_RECORDS": "500",
+            "COUNTER_INSTANCE_ID": " counter-1 ",
+            "DEDUP_RETENTION_DAYS": "30",
+            "TOPIC_RETENTION_HOURS": "700",
+        }
+    )
+    assert (s.counter_batch_max_records, s.counter_instance_id) == (500, "counter-1")
+    assert s.dedup_retention_days == 30
+
+
+def test_the_dedup_window_must_outlive_the_topic() -> None:
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_env({"TOPIC_RETENTION_HOURS": "240", "DEDUP_RETENTION_DAYS": "10"})
+    assert str(caught.value).startswith(
+        "DEDUP_RETENTION_DAYS (10) must cover more than the topic retention"
+    )
+
+
+def test_an_oversized_batch_names_its_variable() -> None:
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_env({"COUNTER_BATCH_MAX_RECORDS": "0"})
+    assert str(caught.value) == "COUNTER_BATCH_MAX_RECORDS must be between 1 and 100000, got 0"

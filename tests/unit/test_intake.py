@@ -1,0 +1,78 @@
+"""What the counter admits: a click it can count, or a reason the record goes to the DLQ."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from uuid import UUID
+
+import orjson
+import pytest
+
+from services.counter.intake import admit
+from shared import events
+from shared.errors import EventError
+from tests.unit.test_events import make_event
+
+NOW = datetime(2026, 11, 26, 19, 30, tzinfo=UTC)
+
+
+def encoded(**overrides: object) -> bytes:
+    # Clicks happen shortly before NOW: a default of the wall clock would be "in the future" of
+    # the fixed NOW once the real time passes NOW + MAX_CLOCK_SKEW.
+    return events.encode(make_event(**{"occurred_at": "2026-11-26T19:00:00.000Z", **overrides}))
+
+
+def test_a_click_gets_its_utc_hour_and_day() -> None:
+    raw = encoded(occurred_at="2026-11-26T05:59:59.999+05:30")  # 00:29:59 UTC
+    click = admit(raw, max_bytes=65_536, now=NOW)
+    assert click.hour == datetime(2026, 11, 26, 0, tzinfo=UTC)
+    assert click.day.isoformat() == "2026-11-26"
+    assert click.event_id == click.event.event_id
+
+
+def test_an_event_id_gets_one_spelling() -> None:
+    upper = str(UUID(int=0xABC)).upper()
+    assert admit(encoded(event_id=upper), max_bytes=65_536, now=NOW).event_id == upper.lower()
+
+
+@pytest.mark.parametrize(
+    ("overrides", "reason"),
+    [
+        ({"occurred_at": "26/11/2026"}, "occurred_at '26/11/2026' is not ISO 8601"),
+        ({"occurred_at": "2026-11-26T10:00:00"}, "occurred_at has no time zone"),
+        (
+            {"occurred_at": "2026-11-26T20:31:00Z"},
+            "occurred_at 2026-11-26T20:31:00Z is in the future",
+        ),
+        (
+            {"occurred_at": "1999-12-31T23:00:00Z"},
+            "occurred_at 1999-12-31T23:00:00Z is before 2000",
+        ),
+        ({"link_id": 0}, "field 'link_id' is out of range"),
+        ({"campaign_id": 2**63}, "field 'campaign_id' is out of range"),
+        ({"visitor_id": "v" * 257}, "field 'visitor_id' is longer than 256 characters"),
+        ({"channel": ""}, "channel must not be empty"),
+    ],
+)
+def test_what_counting_cannot_use_is_refused(overrides: dict[str, object], reason: str) -> None:
+    with pytest.raises(EventError) as caught:
+        admit(encoded(**overrides), max_bytes=65_536, now=NOW)
+    assert str(caught.value) == reason
+
+
+def test_the_recipient_is_the_visitor_when_there_is_one() -> None:
+    with_recipient = encoded(recipient_id="cust-42", visitor_id="v:cookie")
+    assert admit(with_recipient, max_bytes=65_536, now=NOW).visitor == "r:cust-42"
+    assert admit(encoded(visitor_id="v:cookie"), max_bytes=65_536, now=NOW).visitor == "v:cookie"
+
+
+def test_a_click_within_the_clock_skew_is_admitted() -> None:
+    click = admit(encoded(occurred_at="2026-11-26T20:29:00Z"), max_bytes=65_536, now=NOW)
+    assert click.hour == datetime(2026, 11, 26, 20, tzinfo=UTC)
+
+
+def test_a_record_over_the_size_limit_is_refused_before_decoding() -> None:
+    raw = orjson.dumps({"x": "y" * 2000})
+    with pytest.raises(EventError) as caught:
+        admit(raw, max_bytes=1024, now=NOW)
+    assert str(caught.value) == f"record is {len(raw)} bytes, over the 1024-byte limit"
