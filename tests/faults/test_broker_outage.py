@@ -11,7 +11,6 @@ import asyncio
 import os
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import replace
-from pathlib import Path
 
 import aiohttp
 import asyncpg
@@ -54,6 +53,13 @@ async def outage_settings(
     yield own
 
 
+@pytest.fixture
+async def code(pool: asyncpg.Pool) -> str:
+    """The short code of a fresh link."""
+    org_id = await create_org(pool, "Acme", tracking=True)
+    return (await create_link(pool, org_id=org_id, destination=DESTINATION)).codes[None]
+
+
 class Traffic:
     """Sends clicks, each with its own user agent so that each is recognisable on the topic."""
 
@@ -79,11 +85,9 @@ class Traffic:
 
 @pytest.mark.timeout(420)
 async def test_a_broker_outage_loses_no_click(
-    outage_settings: Settings, broker: OwnBroker, pool: asyncpg.Pool
+    outage_settings: Settings, broker: OwnBroker, code: str
 ) -> None:
     settings = outage_settings
-    org_id = await create_org(pool, "Acme", tracking=True)
-    code = (await create_link(pool, org_id=org_id, destination=DESTINATION)).codes[None]
     async with redirector(settings) as app, aiohttp.ClientSession() as http:
         traffic = Traffic(app, code)
         await traffic.burst(http, "before", 100)
@@ -121,11 +125,9 @@ async def test_a_broker_outage_loses_no_click(
 
 @pytest.mark.timeout(300)
 async def test_a_stop_while_the_broker_is_down_keeps_the_clicks_for_the_next_start(
-    outage_settings: Settings, broker: OwnBroker, pool: asyncpg.Pool, tmp_path: Path
+    outage_settings: Settings, broker: OwnBroker, code: str
 ) -> None:
     settings = outage_settings
-    org_id = await create_org(pool, "Acme", tracking=True)
-    code = (await create_link(pool, org_id=org_id, destination=DESTINATION)).codes[None]
     async with redirector(settings) as app, aiohttp.ClientSession() as http:
         traffic = Traffic(app, code)
         await traffic.burst(http, "up", 50)
