@@ -56,7 +56,10 @@ class ClickEvent:
     is_bot: bool
     """True for link previews, scanners and HEAD requests: redirected but not counted as human."""
     bot_reason: str | None = None
-    """Why `is_bot` is true (e.g. `head`, `ua:WhatsApp`)."""
+    """Why `is_bot` is true (e.g. `head`, `ua:whatsapp`, `referer:safelinks`, `cidr:...`)."""
+    outcome: str | None = None
+    """What the visitor got: `redirect` (the destination), `fallback` (an expired link's
+    fallback URL) or `gone` (an expired link without one, answered 410). Null means redirect."""
     schema_version: int = SCHEMA_VERSION
     """Version of this record's schema; additive changes keep 1."""
 
@@ -79,6 +82,7 @@ _OPTIONAL: dict[str, type | tuple[type, ...]] = {
     "ip": str,
     "referer": str,
     "bot_reason": str,
+    "outcome": str,
     "schema_version": int,
 }
 _FIELDS = frozenset(f.name for f in dataclasses.fields(ClickEvent))

@@ -6,6 +6,7 @@ needs to set nothing. A malformed value raises `SettingsError` naming the variab
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from collections.abc import Mapping
@@ -158,6 +159,46 @@ class Settings:
     webhook_allow_insecure: bool = False
     """Allow `http://` endpoints and private, loopback or link-local addresses
     (`WEBHOOK_ALLOW_INSECURE`); for local development and tests only."""
+    # --- redirector: resolution, bots, publishing and spool ---
+    redirector_workers: int = 1
+    """Redirector processes sharing the port through SO_REUSEPORT (`REDIRECTOR_WORKERS`)."""
+    code_min_length: int = 4
+    """Shortest code the redirector looks up; shorter ones are 404 at once (`CODE_MIN_LENGTH`)."""
+    code_max_length: int = 32
+    """Longest code the redirector looks up (`CODE_MAX_LENGTH`)."""
+    local_cache_size: int = 100_000
+    """Codes (and as many links) each redirector process keeps in memory (`LOCAL_CACHE_SIZE`)."""
+    local_cache_ttl_s: int = 30
+    """Seconds a code stays in process memory; bounds staleness without pub/sub
+    (`LOCAL_CACHE_TTL_S`)."""
+    negative_cache_ttl_s: int = 60
+    """Seconds an unknown code is remembered as unknown, in memory and Redis
+    (`NEGATIVE_CACHE_TTL_S`)."""
+    redis_cache_ttl_s: int = 3600
+    """Seconds a resolved code and its link stay in Redis (`REDIS_CACHE_TTL_S`)."""
+    resolve_budget_ms: int = 500
+    """Time a cache miss may spend on Redis and Postgres before the answer is 503
+    (`RESOLVE_BUDGET_MS`)."""
+    publish_high_water: int = 8_000
+    """Queue depth at which the redirector stops queueing and spools to disk
+    (`PUBLISH_HIGH_WATER`); must not exceed `PUBLISH_QUEUE_SIZE`."""
+    publish_send_timeout_ms: int = 5_000
+    """Time one batch may take to be acknowledged before it is spooled, ms
+    (`PUBLISH_SEND_TIMEOUT_MS`)."""
+    spool_dir: str = ".stack/spool/redirector"
+    """Folder of this process's spool files; one folder per process (`SPOOL_DIR`)."""
+    spool_max_mb: int = 1024
+    """Total size of the spool, MiB; past it events are dropped and counted (`SPOOL_MAX_MB`)."""
+    spool_file_mb: int = 64
+    """Size at which the spool starts a new file, MiB (`SPOOL_FILE_MB`)."""
+    spool_fsync_ms: int = 50
+    """Interval of the spool's group fsync, ms: the most a crash can lose (`SPOOL_FSYNC_MS`)."""
+    bot_cidrs: tuple[str, ...] = ()
+    """Client networks whose clicks are bots, e.g. carrier link scanners (`BOT_CIDRS`, comma
+    separated CIDRs)."""
+    trusted_proxies: tuple[str, ...] = ()
+    """Load balancers whose `X-Forwarded-For` is believed (`TRUSTED_PROXIES`, comma separated
+    CIDRs); empty: the peer address is the client."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -262,6 +303,32 @@ class Settings:
             webhook_allow_insecure=_bool(
                 env, "WEBHOOK_ALLOW_INSECURE", defaults.webhook_allow_insecure
             ),
+            redirector_workers=_int(env, "REDIRECTOR_WORKERS", defaults.redirector_workers, 1, 256),
+            code_min_length=_int(env, "CODE_MIN_LENGTH", defaults.code_min_length, 1, 64),
+            code_max_length=_int(env, "CODE_MAX_LENGTH", defaults.code_max_length, 1, 64),
+            local_cache_size=_int(
+                env, "LOCAL_CACHE_SIZE", defaults.local_cache_size, 0, 100_000_000
+            ),
+            local_cache_ttl_s=_int(env, "LOCAL_CACHE_TTL_S", defaults.local_cache_ttl_s, 0, 86_400),
+            negative_cache_ttl_s=_int(
+                env, "NEGATIVE_CACHE_TTL_S", defaults.negative_cache_ttl_s, 0, 86_400
+            ),
+            redis_cache_ttl_s=_int(
+                env, "REDIS_CACHE_TTL_S", defaults.redis_cache_ttl_s, 1, 30 * 86_400
+            ),
+            resolve_budget_ms=_int(env, "RESOLVE_BUDGET_MS", defaults.resolve_budget_ms, 1, 60_000),
+            publish_high_water=_int(
+                env, "PUBLISH_HIGH_WATER", defaults.publish_high_water, 1, 10_000_000
+            ),
+            publish_send_timeout_ms=_int(
+                env, "PUBLISH_SEND_TIMEOUT_MS", defaults.publish_send_timeout_ms, 100, 600_000
+            ),
+            spool_dir=_text(env, "SPOOL_DIR", defaults.spool_dir),
+            spool_max_mb=_int(env, "SPOOL_MAX_MB", defaults.spool_max_mb, 1, 10_000_000),
+            spool_file_mb=_int(env, "SPOOL_FILE_MB", defaults.spool_file_mb, 1, 4096),
+            spool_fsync_ms=_int(env, "SPOOL_FSYNC_MS", defaults.spool_fsync_ms, 1, 10_000),
+            bot_cidrs=_cidrs(env, "BOT_CIDRS", defaults.bot_cidrs),
+            trusted_proxies=_cidrs(env, "TRUSTED_PROXIES", defaults.trusted_proxies),
         )._checked()
 
     def _checked(self) -> Settings:
@@ -271,6 +338,10 @@ class Settings:
                 f" retention (TOPIC_RETENTION_HOURS={self.topic_retention_hours}): a redelivered"
                 " event must still find its id"
             )
+        if self.code_min_length > self.code_max_length:
+            raise SettingsError("CODE_MIN_LENGTH must not exceed CODE_MAX_LENGTH")
+        if self.publish_high_water > self.publish_queue_size:
+            raise SettingsError("PUBLISH_HIGH_WATER must not exceed PUBLISH_QUEUE_SIZE")
         return self
 
 
@@ -353,3 +424,18 @@ def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str,
     if value not in choices:
         raise SettingsError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
     return value
+
+
+def _cidrs(env: Mapping[str, str], name: str, default: tuple[str, ...]) -> tuple[str, ...]:
+    raw = env.get(name)
+    if raw is None:
+        return default
+    found: list[str] = []
+    for part in (p.strip() for p in raw.split(",")):
+        if not part:
+            continue
+        try:
+            found.append(str(ipaddress.ip_network(part, strict=False)))
+        except ValueError:
+            raise SettingsError(f"{name} must list CIDRs like 10.0.0.0/8, got {part!r}") from None
+    return tuple(found)

@@ -15,6 +15,7 @@ import subprocess
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import replace
+from pathlib import Path
 
 import asyncpg
 import pytest
@@ -70,7 +71,7 @@ def service_addresses() -> Iterator[dict[str, str]]:
 
 
 @pytest.fixture
-def settings(service_addresses: dict[str, str]) -> Settings:
+def settings(service_addresses: dict[str, str], tmp_path: Path) -> Settings:
     """Settings pointing at the real services, with names of this test's own."""
     tag = uuid.uuid4().hex[:10]
     base = Settings.from_env(service_addresses)
@@ -85,6 +86,7 @@ def settings(service_addresses: dict[str, str]) -> Settings:
         topic_partitions=3,
         redirector_port=0,
         counter_port=0,
+        spool_dir=str(tmp_path / "spool"),
     )
 
 

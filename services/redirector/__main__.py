@@ -1,8 +1,21 @@
-"""`python -m services.redirector`: run the redirector with settings from the environment."""
+"""`python -m services.redirector`: run the redirector with settings from the environment.
+
+With `REDIRECTOR_WORKERS=N` (N > 1) this process becomes a small supervisor: it starts N worker
+processes that all listen on the same port through SO_REUSEPORT (the kernel spreads new
+connections across them), each with its own spool folder `SPOOL_DIR/worker-<i>`, restarts a
+worker that dies, and on SIGTERM/SIGINT passes the signal on and waits for every worker to drain.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from types import FrameType
 
 import uvloop
 from aiohttp import web
@@ -11,10 +24,24 @@ from services.redirector.app import create_app
 from shared.logs import setup_logging
 from shared.settings import Settings
 
+log = logging.getLogger("services.redirector")
+
+WORKER_FLAG = "--worker"
+RESTART_DELAY_S = 1.0
+SHUTDOWN_TIMEOUT_S = 30.0
+
 
 def main() -> None:
     settings = Settings.from_env()
     setup_logging(settings.log_level)
+    worker = WORKER_FLAG in sys.argv[1:]
+    if settings.redirector_workers > 1 and not worker:
+        sys.exit(supervise(settings))
+    serve(settings, reuse_port=worker)
+
+
+def serve(settings: Settings, *, reuse_port: bool) -> None:
+    """Run one redirector process until SIGTERM/SIGINT (then drain the click sink and exit)."""
     loop = uvloop.new_event_loop()
     asyncio.set_event_loop(loop)
     web.run_app(
@@ -24,8 +51,55 @@ def main() -> None:
         access_log=None,
         print=None,
         shutdown_timeout=10,
+        reuse_port=reuse_port or None,
         loop=loop,
     )
+
+
+def supervise(settings: Settings) -> int:
+    """Start `redirector_workers` workers on one port and keep them running; returns exit code."""
+    stopping = False
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        nonlocal stopping
+        stopping = True
+        for proc in workers.values():
+            if proc.poll() is None:
+                proc.send_signal(signum)
+
+    workers: dict[int, subprocess.Popen[bytes]] = {}
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    for index in range(settings.redirector_workers):
+        workers[index] = _spawn(settings, index)
+    log.info(
+        "redirector workers started",
+        extra={"workers": len(workers), "port": settings.redirector_port},
+    )
+    while not stopping:
+        time.sleep(0.2)
+        for index, proc in list(workers.items()):
+            if proc.poll() is not None and not stopping:
+                log.error(
+                    "redirector worker exited, restarting",
+                    extra={"worker": index, "code": proc.returncode},
+                )
+                time.sleep(RESTART_DELAY_S)
+                workers[index] = _spawn(settings, index)
+    deadline = time.monotonic() + SHUTDOWN_TIMEOUT_S
+    code = 0
+    for proc in workers.values():
+        try:
+            code = max(code, proc.wait(timeout=max(deadline - time.monotonic(), 0.1)))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            code = 1
+    return code
+
+
+def _spawn(settings: Settings, index: int) -> subprocess.Popen[bytes]:
+    env = dict(os.environ, SPOOL_DIR=os.path.join(settings.spool_dir, f"worker-{index}"))
+    return subprocess.Popen([sys.executable, "-m", "services.redirector", WORKER_FLAG], env=env)
 
 
 if __name__ == "__main__":

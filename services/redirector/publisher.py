@@ -1,129 +1,201 @@
-"""Hands click events to Kafka without making the visitor wait.
+"""Hands click events to Kafka without making the visitor wait, and without losing them.
 
-`publish()` only puts the event in a bounded in-memory queue; a background task drains the queue
-in batches into an idempotent aiokafka producer. The queue is the seam where the no-loss spool
-goes (issue: redirector): today an event that finds the queue full, or whose send fails after the
-producer's own retries, is counted in metrics and logged.
+    publish() ──► bounded queue ──► sender task ──► KafkaSink (batches, bounded send time)
+        │  spooling, or queue past            │ a batch Kafka did not acknowledge
+        ▼  the high-water mark                ▼
+      Spool (disk, group fsync) ◄─────────────┘
+        │
+        └──► recovery task: once the queue is drained, replays the spool's files in order,
+             switches back to the queue, replays what arrived meanwhile, removes the files.
+
+`publish()` never waits and never fails: the event is queued, or spooled, or (only when the
+spool is full or unwritable) counted as dropped. While spooling, `healthy` is false (`/readyz`
+answers 503). `stop()` (SIGTERM) sends what is queued, spools what cannot be sent, writes the
+spool to disk and closes the producer; files left behind are replayed at the next start.
+Replays may write an event twice to the topic; the counter deduplicates by `event_id`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from contextlib import suppress
+from pathlib import Path
 
-from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaError
-from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client import Gauge
 
-from shared.kafka import start_with_retries
+from services.redirector.kafka_sink import KafkaSink, Record
+from services.redirector.metrics import RedirectorMetrics
+from services.redirector.spool import Spool
+from services.redirector.tasks import cancel_and_wait
+from shared.errors import DependencyError
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)
 
-BATCH_MAX = 500
-SEND_TIMEOUT_S = 30.0
+BATCH_MAX = 1000
+"""Records the sender takes from the queue per send (one Kafka round trip)."""
+REPLAY_BATCH = 2000
+"""Records per send when replaying the spool (it runs beside live traffic)."""
+BACKOFF_S = (0.5, 1.0, 2.0, 5.0)
 
 
 class Publisher:
-    """A bounded queue of (key, value) records and the task that sends them to one topic."""
+    """The click sink of one redirector process; `start()` / `stop()` (idempotent)."""
 
-    def __init__(self, settings: Settings, registry: CollectorRegistry) -> None:
-        self._settings = settings
-        self._topic = settings.clicks_topic
-        self._queue: asyncio.Queue[tuple[bytes, bytes]] = asyncio.Queue(settings.publish_queue_size)
-        self._producer: AIOKafkaProducer | None = None
-        self._task: asyncio.Task[None] | None = None
-        self.healthy = False
-        self._published = Counter(
-            "clicktrack_events_published", "Click events acknowledged by Kafka", registry=registry
+    def __init__(self, settings: Settings, metrics: RedirectorMetrics) -> None:
+        self._queue: asyncio.Queue[Record] = asyncio.Queue(settings.publish_queue_size)
+        self._high_water = settings.publish_high_water
+        self._m = metrics
+        self.kafka = KafkaSink(settings)
+        self.spool = Spool(
+            Path(settings.spool_dir),
+            max_bytes=settings.spool_max_mb * 1024 * 1024,
+            file_bytes=settings.spool_file_mb * 1024 * 1024,
+            fsync_ms=settings.spool_fsync_ms,
         )
-        self._failed = Counter(
-            "clicktrack_events_publish_failed",
-            "Click events Kafka did not acknowledge",
-            registry=registry,
-        )
-        self._dropped = Counter(
-            "clicktrack_events_dropped_queue_full",
-            "Click events that found the publish queue full",
-            registry=registry,
-        )
+        self.spooling = False
+        self._recover = asyncio.Event()
+        self._replayed: dict[Path, int] = {}  # records of a file already acknowledged
+        self._tasks: list[asyncio.Task[None]] = []
+        self._started = False
+        registry = metrics.registry
         Gauge(
-            "clicktrack_publish_queue_depth", "Events waiting to be sent", registry=registry
+            "clicktrack_publish_queue_depth",
+            "Events waiting in memory to be sent",
+            registry=registry,
         ).set_function(self._queue.qsize)
+        Gauge(
+            "clicktrack_spool_bytes",
+            "Bytes in the disk spool, buffered included",
+            registry=registry,
+        ).set_function(lambda: self.spool.size_bytes)
+        Gauge(
+            "clicktrack_spooling",
+            "1 while events go to the spool instead of Kafka",
+            registry=registry,
+        ).set_function(lambda: int(self.spooling))
+
+    @property
+    def healthy(self) -> bool:
+        """True when events flow straight to Kafka (not spooling)."""
+        return self._started and not self.spooling
 
     async def start(self) -> None:
-        producer = AIOKafkaProducer(
-            bootstrap_servers=self._settings.kafka_bootstrap_servers,
-            acks="all",
-            enable_idempotence=True,
-            linger_ms=5,
-            compression_type="gzip",
-            request_timeout_ms=15_000,
-        )
-        await start_with_retries(
-            producer.start, "click producer", self._settings.kafka_bootstrap_servers
-        )
-        self._producer = producer
-        self.healthy = True
-        self._task = asyncio.create_task(self._run(), name="click-publisher")
+        """Open the spool, try Kafka once, start the sender and recovery tasks.
 
-    def publish(self, key: bytes, value: bytes) -> bool:
-        """Queue one record; never waits. False when the queue is full (the event is not sent)."""
-        try:
-            self._queue.put_nowait((key, value))
-        except asyncio.QueueFull:
-            self._dropped.inc()
-            log.error("publish queue full, click event dropped", extra={"key": key.decode()})
-            return False
-        return True
+        A broker that is down at start-up does not stop the redirector: it starts spooling.
+        """
+        await self.spool.__aenter__()
+        self._started = True
+        if not self.spool.empty:
+            self._enter_spooling("spool files left by an earlier run")
+        else:
+            try:
+                await self.kafka.send([])
+            except DependencyError as exc:
+                self._enter_spooling(f"kafka unreachable at start-up: {exc}")
+        self._tasks = [
+            asyncio.create_task(self._send_loop(), name="click-sender"),
+            asyncio.create_task(self._recover_loop(), name="click-recovery"),
+        ]
+
+    def publish(self, key: bytes, value: bytes) -> None:
+        """Queue one record, or spool it; never waits."""
+        if not self.spooling:
+            if self._queue.qsize() < self._high_water:
+                self._queue.put_nowait((key, value))
+                return
+            self._enter_spooling("publish queue past its high-water mark")
+        self._to_spool(key, value)
 
     async def stop(self) -> None:
-        """Send what is queued, flush the producer and close it. Safe to call twice."""
-        if self._task is not None:
-            await self._queue.join()
-            self._task.cancel()
-            with suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-        if self._producer is not None:
-            await self._producer.stop()  # flushes what the accumulator holds
-            self._producer = None
-        self.healthy = False
+        """Drain the queue (to Kafka or the spool), flush the spool, close the producer."""
+        if not self._started:
+            return
+        self._started = False
+        if self._tasks:
+            send_task, recover_task = self._tasks
+            await cancel_and_wait(recover_task)
+            await self._queue.join()  # the sender sends or spools each queued record
+            await cancel_and_wait(send_task)
+            self._tasks = []
+        await self.kafka.close()
+        await self.spool.__aexit__(None, None, None)
+        if self.spool.records_lost:
+            self._m.dropped.inc(self.spool.records_lost)
 
-    async def _run(self) -> None:
-        assert self._producer is not None
+    # -- internals ---------------------------------------------------------------------------
+
+    def _enter_spooling(self, why: str) -> None:
+        if not self.spooling:
+            log.error("click events go to the disk spool", extra={"reason": why})
+        self.spooling = True
+        self._recover.set()
+
+    def _to_spool(self, key: bytes, value: bytes) -> None:
+        if self.spool.append(key, value):
+            self._m.spooled.inc()
+        else:
+            self._m.dropped.inc()
+            log.error(
+                "spool full, click event dropped", extra={"key": key.decode(errors="replace")}
+            )
+
+    async def _send_loop(self) -> None:
+        queue = self._queue
         while True:
-            batch = [await self._queue.get()]
-            while len(batch) < BATCH_MAX and not self._queue.empty():
-                batch.append(self._queue.get_nowait())
+            batch = [await queue.get()]
+            while len(batch) < BATCH_MAX and not queue.empty():
+                batch.append(queue.get_nowait())
             try:
-                await self._send(batch)
+                if self.spooling and not self.kafka.connected:
+                    raise DependencyError("kafka is known to be down")
+                await self.kafka.send(batch)
+                self._m.sent.inc(len(batch))
+            except DependencyError as exc:
+                self._m.producer_errors.inc()
+                self._enter_spooling(str(exc))
+                for key, value in batch:
+                    self._to_spool(key, value)
             finally:
                 for _ in batch:
-                    self._queue.task_done()
+                    queue.task_done()
 
-    async def _send(self, batch: list[tuple[bytes, bytes]]) -> None:
-        assert self._producer is not None
-        try:
-            futures = [
-                await self._producer.send(self._topic, value=value, key=key) for key, value in batch
-            ]
-            results = await asyncio.wait_for(
-                asyncio.gather(*futures, return_exceptions=True), SEND_TIMEOUT_S
-            )
-        except (KafkaError, TimeoutError) as exc:
-            self.healthy = False
-            self._failed.inc(len(batch))
-            log.error(
-                "click events not published", extra={"events": len(batch), "error": repr(exc)}
-            )
-            return
-        failed = sum(isinstance(r, BaseException) for r in results)
-        self._published.inc(len(batch) - failed)
-        if failed:
-            self.healthy = False
-            self._failed.inc(failed)
-            log.error("click events not published", extra={"events": failed})
-        else:
-            self.healthy = True
+    async def _recover_loop(self) -> None:
+        failures = 0
+        while True:
+            await self._recover.wait()
+            try:
+                await self._queue.join()  # older events still in memory go first
+                await self.kafka.send([])  # is Kafka back? (connects; the spool may be empty)
+                await self._replay_all()
+                # Caught up: new events may go to Kafka again; then replay what came meanwhile.
+                self.spooling = False
+                await self._queue.join()
+                await self._replay_all()
+            except DependencyError as exc:
+                self.spooling = True
+                delay = BACKOFF_S[min(failures, len(BACKOFF_S) - 1)]
+                failures += 1
+                log.warning(
+                    "spool replay waits for kafka", extra={"retry_in_s": delay, "error": str(exc)}
+                )
+                await asyncio.sleep(delay)
+                continue
+            failures = 0
+            if not self.spooling:
+                self._recover.clear()
+                log.info("spool replayed, click events go to kafka again")
+
+    async def _replay_all(self) -> None:
+        await self.spool.rotate()
+        for path in self.spool.closed_files():
+            records = await self.spool.read(path)
+            # After a failed attempt, resume at the first unacknowledged batch.
+            for start in range(self._replayed.get(path, 0), len(records), REPLAY_BATCH):
+                chunk = records[start : start + REPLAY_BATCH]
+                await self.kafka.send(chunk)
+                self._m.replayed.inc(len(chunk))
+                self._replayed[path] = start + len(chunk)
+            self.spool.remove(path)
+            self._replayed.pop(path, None)

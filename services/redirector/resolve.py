@@ -1,96 +1,297 @@
-"""Code -> destination: Redis first, then Postgres (which repopulates Redis)."""
+"""Code -> where to send the visitor: process memory, then Redis, then Postgres.
+
+Layers, each answering what it can and passing the rest on:
+
+1. the code's shape (alphabet, length): an impossible code is refused before any lookup;
+2. process memory (`TtlLru`): codes, links, and recently unknown codes (the negative cache,
+   kept apart so a flood of random codes cannot push live ones out);
+3. Redis (`shared.link_cache`): shared by every redirector process, holds negative entries too;
+4. Postgres, the truth; what it returns repopulates Redis and memory.
+
+Concurrent misses for one code share one lookup, and a miss gets `resolve_budget_ms` in all
+before the visitor gets a 503 instead of a hang. Redis trouble is not fatal: Postgres answers.
+A link change reaches memory through Redis pub/sub (`LinkChanges`) or, at worst, the TTL.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import re
-from dataclasses import dataclass
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any
 
 import asyncpg
+import orjson
 import redis.asyncio as aioredis
-from redis.typing import EncodableT, FieldT
+from redis.exceptions import RedisError
 
-CODE_SHAPE = re.compile(r"[0-9A-Za-z]{4,32}")
-CACHE_TTL_S = 3600
+from services.redirector.cache import TtlLru
+from services.redirector.metrics import RedirectorMetrics
+from shared.errors import DependencyError
+from shared.link_cache import NEGATIVE, code_key, link_key
+from shared.settings import Settings
 
-_QUERY = """
-SELECT l.id AS link_id, l.org_id, l.campaign_id, l.destination, l.disabled,
-       c.recipient_id, cp.kind AS campaign_kind, coalesce(cp.channel, 'sms') AS channel
+log = logging.getLogger(__name__)
+
+_LINK_COLUMNS = """
+       l.org_id, l.campaign_id, l.destination, l.disabled, l.expires_at, l.fallback_url,
+       cp.kind AS campaign_kind, coalesce(cp.channel, 'sms') AS channel
+"""
+_BY_CODE = f"""
+SELECT c.link_id, c.recipient_id, {_LINK_COLUMNS}
 FROM codes c
 JOIN links l ON l.id = c.link_id
 LEFT JOIN campaigns cp ON cp.id = l.campaign_id
 WHERE c.code = $1
 """
+_BY_LINK = f"""
+SELECT {_LINK_COLUMNS}
+FROM links l
+LEFT JOIN campaigns cp ON cp.id = l.campaign_id
+WHERE l.id = $1
+"""
+
+
+def code_shape(min_length: int, max_length: int) -> re.Pattern[str]:
+    """The pattern a possible code matches: base62, `min_length` to `max_length` characters."""
+    return re.compile(rf"[0-9A-Za-z]{{{min_length},{max_length}}}")
+
+
+CODE_SHAPE = code_shape(4, 32)
+"""The shape with the default limits (`CODE_MIN_LENGTH`, `CODE_MAX_LENGTH`)."""
+
+# What `Resolution.outcome` can be.
+REDIRECT = "redirect"
+FALLBACK = "fallback"
+GONE = "gone"
+NOT_FOUND = "not_found"
+MALFORMED = "malformed"
 
 
 @dataclass(frozen=True, slots=True)
-class Target:
-    """What a code resolves to: where to send the visitor, and what to record of the click."""
+class CodeEntry:
+    """What a code is bound to; never changes once minted."""
+
+    link_id: int
+    recipient_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class LinkEntry:
+    """The attributes of a link the redirector needs; may change (see `invalidate_link`)."""
 
     destination: str
-    link_id: int
     org_id: int
     campaign_id: int | None
     campaign_kind: str | None
     channel: str
-    recipient_id: str | None
+    disabled: bool
+    expires_at: float | None
+    """Unix time, seconds, after which the link sends visitors to `fallback_url` or answers 410."""
+    fallback_url: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Resolution:
+    """The answer for one request: the outcome, where to go, and what to record."""
+
+    outcome: str
+    location: str | None = None
+    code: CodeEntry | None = None
+    link: LinkEntry | None = None
+
+
+_MALFORMED = Resolution(MALFORMED)
+_NOT_FOUND = Resolution(NOT_FOUND)
 
 
 class Resolver:
-    """Resolves short codes; disabled links and malformed codes resolve to nothing."""
+    """Resolves short codes through the layers above; `clock` gives Unix time in seconds."""
 
-    def __init__(self, pool: asyncpg.Pool, redis: aioredis.Redis) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        pool: asyncpg.Pool,
+        redis: aioredis.Redis,
+        metrics: RedirectorMetrics,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self._pool = pool
         self._redis = redis
-
-    async def resolve(self, code: str) -> Target | None:
-        if not CODE_SHAPE.fullmatch(code):
-            return None
-        key = f"ct:code:{code}"
-        cached = await self._redis.hgetall(key)
-        if cached:
-            return _from_cache({_text(k): _text(v) for k, v in cached.items()})
-        row = await self._pool.fetchrow(_QUERY, code)
-        if row is None or row["disabled"]:
-            return None
-        target = Target(
-            destination=row["destination"],
-            link_id=row["link_id"],
-            org_id=row["org_id"],
-            campaign_id=row["campaign_id"],
-            campaign_kind=row["campaign_kind"],
-            channel=row["channel"],
-            recipient_id=row["recipient_id"],
+        self._m = metrics
+        self._clock = clock
+        self._shape = code_shape(settings.code_min_length, settings.code_max_length)
+        self._budget_s = settings.resolve_budget_ms / 1000
+        self._redis_ttl_s = settings.redis_cache_ttl_s
+        self._negative_ttl_s = settings.negative_cache_ttl_s
+        self.codes: TtlLru[str, CodeEntry] = TtlLru(
+            settings.local_cache_size, settings.local_cache_ttl_s
         )
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.hset(key, mapping=_to_cache(target))
-            pipe.expire(key, CACHE_TTL_S)
-            await pipe.execute()
-        return target
+        self.links: TtlLru[int, LinkEntry] = TtlLru(
+            settings.local_cache_size, settings.local_cache_ttl_s
+        )
+        self.unknown: TtlLru[str, bool] = TtlLru(
+            max(settings.local_cache_size // 4, 1), settings.negative_cache_ttl_s
+        )
+        self._inflight: dict[str, asyncio.Future[tuple[CodeEntry, LinkEntry] | None]] = {}
+
+    async def resolve(self, code: str) -> Resolution:
+        """The outcome for `code`. Raises `DependencyError` when the budget runs out."""
+        if not self._shape.fullmatch(code):
+            return _MALFORMED
+        entry = self.codes.get(code)
+        if entry is not None:
+            link = self.links.get(entry.link_id)
+            if link is not None:
+                self._m.hits["memory"].inc()
+                return self._decide(entry, link)
+        elif self.unknown.get(code):
+            self._m.negative_hits.inc()
+            return _NOT_FOUND
+        self._m.misses["memory"].inc()
+        found = await self._load_once(code)
+        return _NOT_FOUND if found is None else self._decide(*found)
+
+    def forget_link(self, link_id: int) -> None:
+        """Drop a changed link from memory (its codes stay: they never move)."""
+        self.links.discard(link_id)
+
+    def _decide(self, entry: CodeEntry, link: LinkEntry) -> Resolution:
+        if link.disabled:
+            return _NOT_FOUND
+        if link.expires_at is not None and self._clock() >= link.expires_at:
+            if link.fallback_url:
+                return Resolution(FALLBACK, link.fallback_url, entry, link)
+            return Resolution(GONE, None, entry, link)
+        return Resolution(REDIRECT, link.destination, entry, link)
+
+    async def _load_once(self, code: str) -> tuple[CodeEntry, LinkEntry] | None:
+        pending = self._inflight.get(code)
+        if pending is None:
+            pending = asyncio.ensure_future(self._load(code))
+            self._inflight[code] = pending
+            pending.add_done_callback(lambda _: self._inflight.pop(code, None))
+        try:
+            async with asyncio.timeout(self._budget_s):
+                # shield: a visitor who gives up must not cancel the lookup others wait for.
+                return await asyncio.shield(pending)
+        except TimeoutError:
+            self._m.dependency_errors.labels("budget").inc()
+            raise DependencyError(
+                f"resolving a code took over {self._budget_s * 1000:.0f} ms"
+            ) from None
+
+    async def _load(self, code: str) -> tuple[CodeEntry, LinkEntry] | None:
+        entry, negative = await self._code_from_redis(code)
+        if negative:
+            self._m.negative_hits.inc()
+            self.unknown.put(code, True)
+            return None
+        if entry is not None:
+            link = self.links.get(entry.link_id) or await self._link_from_redis(entry.link_id)
+            if link is None:
+                link = await self._link_from_postgres(entry.link_id)
+                if link is None:
+                    return None
+            self._m.hits["redis"].inc()
+            self.codes.put(code, entry)
+            self.links.put(entry.link_id, link)
+            return entry, link
+        self._m.misses["redis"].inc()
+        return await self._code_from_postgres(code)
+
+    async def _code_from_redis(self, code: str) -> tuple[CodeEntry | None, bool]:
+        try:
+            raw = await self._redis.get(code_key(code))
+        except (RedisError, OSError) as exc:
+            self._redis_failed(exc)
+            return None, False
+        if raw is None:
+            return None, False
+        if raw == NEGATIVE:
+            return None, True
+        try:
+            data = orjson.loads(raw)
+            return CodeEntry(int(data["link_id"]), data["recipient_id"]), False
+        except (orjson.JSONDecodeError, TypeError, KeyError, ValueError):
+            return None, False  # an entry we cannot read is a miss; Postgres overwrites it
+
+    async def _link_from_redis(self, link_id: int) -> LinkEntry | None:
+        try:
+            raw = await self._redis.get(link_key(link_id))
+        except (RedisError, OSError) as exc:
+            self._redis_failed(exc)
+            return None
+        if raw is None:
+            return None
+        try:
+            return LinkEntry(**orjson.loads(raw))
+        except (orjson.JSONDecodeError, TypeError):
+            return None
+
+    async def _link_from_postgres(self, link_id: int) -> LinkEntry | None:
+        row = await self._query(_BY_LINK, link_id)
+        if row is None:
+            return None
+        link = _link_of(row)
+        await self._store({link_key(link_id): orjson.dumps(asdict(link))}, self._redis_ttl_s)
+        return link
+
+    async def _code_from_postgres(self, code: str) -> tuple[CodeEntry, LinkEntry] | None:
+        row = await self._query(_BY_CODE, code)
+        if row is None:
+            self.unknown.put(code, True)
+            await self._store({code_key(code): NEGATIVE}, self._negative_ttl_s)
+            return None
+        self._m.hits["postgres"].inc()
+        entry = CodeEntry(row["link_id"], row["recipient_id"])
+        link = _link_of(row)
+        await self._store(
+            {
+                code_key(code): orjson.dumps(asdict(entry)),
+                link_key(entry.link_id): orjson.dumps(asdict(link)),
+            },
+            self._redis_ttl_s,
+        )
+        self.codes.put(code, entry)
+        self.links.put(entry.link_id, link)
+        return entry, link
+
+    async def _query(self, sql: str, arg: object) -> Any:
+        self._m.postgres_lookups.inc()
+        try:
+            return await self._pool.fetchrow(sql, arg, timeout=max(self._budget_s * 4, 1.0))
+        except (asyncpg.PostgresError, OSError, TimeoutError) as exc:
+            self._m.dependency_errors.labels("postgres").inc()
+            raise DependencyError(f"Postgres lookup failed: {exc!r}") from exc
+
+    async def _store(self, values: dict[str, bytes], ttl_s: int) -> None:
+        # A failed cache write costs a later lookup, never this answer.
+        try:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for key, value in values.items():
+                    pipe.set(key, value, ex=ttl_s)
+                await pipe.execute()
+        except (RedisError, OSError) as exc:
+            self._redis_failed(exc)
+
+    def _redis_failed(self, exc: BaseException) -> None:
+        self._m.dependency_errors.labels("redis").inc()
+        log.warning("redis cache unavailable, asking postgres", extra={"error": repr(exc)})
 
 
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
-
-
-def _to_cache(t: Target) -> dict[FieldT, EncodableT]:
-    return {
-        "destination": t.destination,
-        "link_id": str(t.link_id),
-        "org_id": str(t.org_id),
-        "campaign_id": "" if t.campaign_id is None else str(t.campaign_id),
-        "campaign_kind": t.campaign_kind or "",
-        "channel": t.channel,
-        "recipient_id": "" if t.recipient_id is None else t.recipient_id,
-    }
-
-
-def _from_cache(d: dict[str, str]) -> Target:
-    return Target(
-        destination=d["destination"],
-        link_id=int(d["link_id"]),
-        org_id=int(d["org_id"]),
-        campaign_id=int(d["campaign_id"]) if d.get("campaign_id") else None,
-        campaign_kind=d.get("campaign_kind") or None,
-        channel=d.get("channel") or "sms",
-        recipient_id=d.get("recipient_id") or None,
+def _link_of(row: Any) -> LinkEntry:
+    expires = row["expires_at"]
+    return LinkEntry(
+        destination=row["destination"],
+        org_id=row["org_id"],
+        campaign_id=row["campaign_id"],
+        campaign_kind=row["campaign_kind"],
+        channel=row["channel"],
+        disabled=row["disabled"],
+        expires_at=None if expires is None else expires.timestamp(),
+        fallback_url=row["fallback_url"],
     )

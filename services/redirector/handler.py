@@ -1,0 +1,149 @@
+"""`GET|HEAD /{code}`: resolve, answer at once, hand the click event to the publisher."""
+
+from __future__ import annotations
+
+import logging
+import time
+from functools import lru_cache
+
+from aiohttp import web
+
+from services.redirector.bots import BotDetector
+from services.redirector.metrics import RedirectorMetrics
+from services.redirector.publisher import Publisher
+from services.redirector.resolve import FALLBACK, GONE, MALFORMED, REDIRECT, Resolution, Resolver
+from services.redirector.security import ClientAddress, clip, safe_location
+from services.redirector.visitors import COOKIE_MAX_AGE_S, COOKIE_NAME, visitor_id
+from shared import events
+from shared.errors import DependencyError
+from shared.settings import Settings
+
+log = logging.getLogger(__name__)
+
+_NO_STORE = {"Cache-Control": "private, no-store", "Referrer-Policy": "no-referrer"}
+truncate_ip = lru_cache(maxsize=65_536)(events.truncate_ip)
+
+
+class IsoClock:
+    """`events.utc_now_iso()` for the hot path: the same text (`2026-11-26T19:25:28.123Z`), with
+    the date and time formatted once per second instead of once per click (a profile of the
+    redirector under load showed formatting at 4% of its time)."""
+
+    __slots__ = ("_prefix", "_second")
+
+    def __init__(self) -> None:
+        self._second = -1
+        self._prefix = ""
+
+    def now(self, at: float | None = None) -> str:
+        """The time `at` (Unix seconds, default now) in UTC with milliseconds."""
+        t = time.time() if at is None else at
+        second = int(t)
+        if second != self._second:
+            self._second = second
+            self._prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        return f"{self._prefix}.{int((t - second) * 1000):03d}Z"
+
+
+def error_response(status: int, code: str, detail: str) -> web.Response:
+    """The JSON error body every endpoint uses: `{"error": code, "detail": message}`."""
+    return web.json_response({"error": code, "detail": detail}, status=status, headers=_NO_STORE)
+
+
+class RedirectHandler:
+    """The redirect endpoint, with its collaborators passed in."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        resolver: Resolver,
+        publisher: Publisher,
+        metrics: RedirectorMetrics,
+    ) -> None:
+        self._resolver = resolver
+        self._publisher = publisher
+        self._m = metrics
+        self._bots = BotDetector(settings.bot_cidrs)
+        self._client = ClientAddress(settings.trusted_proxies)
+        self._hash_key = settings.visitor_hash_key.reveal().encode()
+        self._secure_cookie = settings.short_base_url.startswith("https://")
+        self._clock = IsoClock()
+
+    async def __call__(self, request: web.Request) -> web.StreamResponse:
+        code = request.match_info["code"]
+        try:
+            found = await self._resolver.resolve(code)
+        except DependencyError as exc:
+            self._m.outcome["unavailable"].inc()
+            log.error("cannot resolve code", extra={"error": str(exc)})
+            response = error_response(503, "unavailable", "try again in a moment")
+            response.headers["Retry-After"] = "1"
+            return response
+        outcome = found.outcome
+        if outcome == REDIRECT or outcome == FALLBACK:
+            assert found.location is not None
+            if not safe_location(found.location):
+                log.error("refused an unsafe stored location", extra={"code": code})
+                self._m.outcome["not_found"].inc()
+                return error_response(404, "not_found", "unknown link")
+            response = web.Response(status=302, headers=_NO_STORE)
+            response.headers["Location"] = found.location
+            self._m.outcome["redirected" if outcome == REDIRECT else "fallback"].inc()
+        elif outcome == GONE:
+            self._m.outcome["gone"].inc()
+            response = error_response(410, "gone", "this link has expired")
+        else:
+            self._m.outcome["malformed" if outcome == MALFORMED else "not_found"].inc()
+            return error_response(404, "not_found", "unknown link")
+        self._record(request, code, found, response)
+        return response
+
+    def _record(
+        self, request: web.Request, code: str, found: Resolution, response: web.Response
+    ) -> None:
+        entry, link = found.code, found.link
+        assert entry is not None and link is not None
+        headers = request.headers
+        user_agent = clip(headers.get("User-Agent"))
+        referer = clip(headers.get("Referer"))
+        ip = self._client.of(request.remote, headers.get("X-Forwarded-For"))
+        bot = self._bots.reason(
+            method=request.method, user_agent=user_agent, referer=referer, ip=ip
+        )
+        if bot is not None:
+            self._m.bots.labels(bot.split(":", 1)[0]).inc()
+        vid, new_cookie = visitor_id(
+            recipient_id=entry.recipient_id,
+            cookie=request.cookies.get(COOKIE_NAME),
+            ip=ip,
+            user_agent=user_agent,
+            key=self._hash_key,
+        )
+        event = events.ClickEvent(
+            event_id=events.new_event_id(),
+            occurred_at=self._clock.now(),
+            code=code,
+            link_id=entry.link_id,
+            org_id=link.org_id,
+            campaign_id=link.campaign_id,
+            campaign_kind=link.campaign_kind,
+            channel=link.channel,
+            recipient_id=entry.recipient_id,
+            visitor_id=vid,
+            user_agent=user_agent,
+            ip=truncate_ip(ip),
+            referer=referer,
+            is_bot=bot is not None,
+            bot_reason=bot,
+            outcome=found.outcome,
+        )
+        self._publisher.publish(code.encode(), events.encode(event))
+        if new_cookie is not None and bot is None:
+            response.set_cookie(
+                COOKIE_NAME,
+                new_cookie,
+                max_age=COOKIE_MAX_AGE_S,
+                httponly=True,
+                samesite="Lax",
+                secure=self._secure_cookie,
+            )

@@ -1,0 +1,82 @@
+"""Listens for link changes on Redis pub/sub and drops those links from the resolver's memory."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from contextlib import suppress
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from services.redirector.metrics import RedirectorMetrics
+from services.redirector.resolve import Resolver
+from services.redirector.tasks import cancel_and_wait
+from shared.link_cache import LINK_CHANGES
+
+log = logging.getLogger(__name__)
+
+RETRY_S = 1.0
+POLL_S = 0.5
+
+
+class LinkChanges:
+    """A background task subscribed to `LINK_CHANGES`; `start()` / `stop()` (idempotent).
+
+    While the subscription is down, messages are lost: on every (re)subscription the resolver's
+    link memory is cleared, so nothing older than the outage is served from memory.
+    """
+
+    def __init__(
+        self, redis: aioredis.Redis, resolver: Resolver, metrics: RedirectorMetrics
+    ) -> None:
+        self._redis = redis
+        self._resolver = resolver
+        self._m = metrics
+        self._task: asyncio.Task[None] | None = None
+        self.subscribed = asyncio.Event()
+        self._stopping = False
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="link-changes")
+
+    async def stop(self) -> None:
+        # The loop polls a flag instead of being cancelled mid-read: cancelling a redis-py read
+        # inside its own timeout can be swallowed on Python 3.11 and leave the task hanging.
+        self._stopping = True
+        if self._task is not None:
+            done, _ = await asyncio.wait({self._task}, timeout=POLL_S * 3)
+            if not done:
+                await cancel_and_wait(self._task)
+            self._task = None
+
+    async def _run(self) -> None:
+        while not self._stopping:
+            try:
+                await self._listen()
+            except (RedisError, OSError) as exc:
+                self.subscribed.clear()
+                log.warning("link-change subscription lost", extra={"error": repr(exc)})
+                await asyncio.sleep(RETRY_S)
+
+    async def _listen(self) -> None:
+        pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
+        try:
+            await pubsub.subscribe(LINK_CHANGES)
+            self._resolver.links.clear()
+            self.subscribed.set()
+            while not self._stopping:
+                message = await pubsub.get_message(timeout=POLL_S)
+                if message is None:
+                    continue
+                try:
+                    link_id = int(message["data"])
+                except (TypeError, ValueError):
+                    log.warning("ignored malformed link-change message")
+                    continue
+                self._m.invalidations.inc()
+                self._resolver.forget_link(link_id)
+        finally:
+            with suppress(RedisError, OSError):
+                await pubsub.aclose()  # type: ignore[no-untyped-call]

@@ -1,0 +1,182 @@
+"""Click events from the real redirector to the real Kafka: content, bots, spool and replay."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from dataclasses import replace
+from importlib import resources
+from pathlib import Path
+
+import aiohttp
+import asyncpg
+import jsonschema
+import orjson
+import pytest
+
+from services.redirector.app import PUBLISHER
+from services.redirector.kafka_sink import partition_of
+from services.redirector.visitors import COOKIE_NAME
+from shared.links import CreatedLink, create_campaign, create_link, create_org
+from shared.settings import Settings
+from tests.helpers import read_topic
+from tests.integration.redirector_support import (
+    events,
+    readiness,
+    redirector,
+    wait_readiness,
+)
+
+pytestmark = pytest.mark.integration
+
+DESTINATION = "https://shop.example.in/p/42?ref=sms"
+PHONE = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) Mobile/15E148 Safari/604.1"
+NO_BROKER = "127.0.0.1:18099"  # nothing listens there: Kafka is "down"
+SCHEMA = json.loads((resources.files("shared") / "schemas" / "click_event.v1.json").read_text())
+
+
+@pytest.fixture
+async def link(pool: asyncpg.Pool) -> CreatedLink:
+    org_id = await create_org(pool, "Acme", tracking=True)
+    campaign_id = await create_campaign(pool, org_id, "Resend", "resend")
+    return await create_link(pool, org_id=org_id, campaign_id=campaign_id, destination=DESTINATION)
+
+
+async def click(
+    url: str, ua: str, *, method: str = "GET", **headers: str
+) -> aiohttp.ClientResponse:
+    async with (
+        aiohttp.ClientSession(headers={"User-Agent": ua, **headers}) as http,
+        http.request(method, url, allow_redirects=False) as resp,
+    ):
+        return resp
+
+
+def spool_files(settings: Settings) -> list[str]:
+    return sorted(p for p in os.listdir(settings.spool_dir) if p.startswith("spool-"))
+
+
+async def test_every_click_is_one_schema_valid_event_on_the_keyed_partition(
+    settings: Settings, link: CreatedLink, topics: list[str]
+) -> None:
+    code = link.codes[None]
+    async with redirector(settings) as app:
+        answers = await asyncio.gather(
+            *(click(f"{app.url}/{code}", f"{PHONE} n/{i}") for i in range(300))
+        )
+        assert [a.status for a in answers] == [302] * 300
+    # Closing the app drained the queue: everything is on the topic now.
+    assert app.metric("clicktrack_events_sent_total") == 300
+    records = await read_topic(settings, settings.clicks_topic, 301, seconds=3)
+    assert len(records) == 300
+    assert {r.key for r in records} == {code.encode()}
+    assert {r.partition for r in records} == {partition_of(code.encode(), 3)}
+    bodies = [orjson.loads(r.value) for r in records]
+    for body in bodies:
+        jsonschema.validate(body, SCHEMA)
+    assert len({b["event_id"] for b in bodies}) == 300
+    assert {b["user_agent"] for b in bodies} == {f"{PHONE} n/{i}" for i in range(300)}
+    assert {(b["is_bot"], b["outcome"], b["campaign_kind"], b["ip"]) for b in bodies} == {
+        (False, "redirect", "resend", "127.0.0.0")
+    }
+    assert app.metric("clicktrack_events_dropped_total") == 0
+
+
+async def test_bots_are_redirected_flagged_and_get_no_cookie(
+    settings: Settings, link: CreatedLink, topics: list[str]
+) -> None:
+    code = link.codes[None]
+    async with redirector(settings) as app:
+        target = f"{app.url}/{code}"
+        answers = [
+            await click(target, "WhatsApp/2.23.20.0 A"),
+            await click(target, "Slackbot-LinkExpanding 1.0 (+https://api.slack.com/robots)"),
+            await click(target, PHONE, method="HEAD"),
+            await click(target, PHONE, Referer="https://nam02.safelinks.protection.outlook.com/"),
+            await click(target, "python-requests/2.32.3"),
+            await click(target, PHONE),
+        ]
+        assert [a.status for a in answers] == [302] * 6
+        assert [COOKIE_NAME in a.cookies for a in answers] == [False] * 5 + [True]
+        assert app.metric("clicktrack_bot_clicks_total", {"signal": "ua"}) == 3
+    got = {(e["user_agent"], e["bot_reason"]) for e in await events(settings, 6) if e["is_bot"]}
+    assert got == {
+        ("WhatsApp/2.23.20.0 A", "ua:whatsapp"),
+        ("Slackbot-LinkExpanding 1.0 (+https://api.slack.com/robots)", "ua:slack"),
+        (PHONE, "head"),
+        (PHONE, "referer:safelinks"),
+        ("python-requests/2.32.3", "ua:http-library"),
+    }
+
+
+async def test_configured_networks_are_bots(
+    settings: Settings, link: CreatedLink, topics: list[str]
+) -> None:
+    async with redirector(replace(settings, bot_cidrs=("127.0.0.0/8",))) as app:
+        assert (await click(f"{app.url}/{link.codes[None]}", PHONE)).status == 302
+    (event,) = await events(settings, 1)
+    assert (event["is_bot"], event["bot_reason"]) == (True, "cidr:127.0.0.0/8")
+
+
+async def test_kafka_down_at_start_spools_then_a_restart_replays_everything(
+    settings: Settings, link: CreatedLink, topics: list[str]
+) -> None:
+    code = link.codes[None]
+    down = replace(settings, kafka_bootstrap_servers=NO_BROKER)
+    async with redirector(down) as app:
+        answers = await asyncio.gather(
+            *(click(f"{app.url}/{code}", f"{PHONE} d/{i}") for i in range(50))
+        )
+        assert [a.status for a in answers] == [302] * 50
+        assert await readiness(app) == (
+            503,
+            {
+                "status": "degraded",
+                "sink": "spooling",
+                "spool_bytes": app.app[PUBLISHER].spool.size_bytes,
+            },
+        )
+        assert app.metric("clicktrack_events_spooled_total") == 50
+    assert len(spool_files(settings)) == 1  # closed and fsynced at shutdown
+    async with redirector(settings) as back:  # the same spool folder, Kafka reachable again
+        await wait_readiness(back, 200, seconds=10)  # the replay is asynchronous
+        assert await readiness(back) == (200, {"status": "ok", "sink": "ok"})
+        assert back.metric("clicktrack_events_replayed_total") == 50
+    assert spool_files(settings) == []
+    bodies = await events(settings, 51, seconds=3)
+    assert sorted(b["user_agent"] for b in bodies) == sorted(f"{PHONE} d/{i}" for i in range(50))
+
+
+async def test_past_the_high_water_mark_events_spool_and_are_replayed(
+    settings: Settings, link: CreatedLink, topics: list[str]
+) -> None:
+    small = replace(settings, publish_queue_size=10, publish_high_water=5)
+    async with redirector(small) as app:
+        publisher = app.app[PUBLISHER]
+        for i in range(100):  # no await in between: the sender cannot drain meanwhile
+            publisher.publish(b"k", b'{"n":%d}' % i)
+        assert (publisher.spooling, app.metric("clicktrack_events_spooled_total")) == (True, 95)
+        for _ in range(100):
+            if not publisher.spooling:
+                break
+            await asyncio.sleep(0.1)
+        assert publisher.spooling is False
+    records = await read_topic(settings, settings.clicks_topic, 101, seconds=3)
+    assert sorted(orjson.loads(r.value)["n"] for r in records) == list(range(100))
+    assert app.metric("clicktrack_events_replayed_total") == 95
+    assert app.metric("clicktrack_events_dropped_total") == 0
+
+
+async def test_a_full_spool_drops_and_counts_exactly_what_does_not_fit(
+    settings: Settings, pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    down = replace(settings, kafka_bootstrap_servers=NO_BROKER, spool_max_mb=1)
+    value = b"v" * 1000  # with its 10-byte key and 12-byte header: 1022 bytes a record
+    async with redirector(down) as app:
+        publisher = app.app[PUBLISHER]
+        for _ in range(1100):
+            publisher.publish(b"0123456789", value)
+        fits = (1024 * 1024) // 1022
+        assert app.metric("clicktrack_events_spooled_total") == fits
+        assert app.metric("clicktrack_events_dropped_total") == 1100 - fits

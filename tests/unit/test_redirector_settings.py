@@ -1,0 +1,44 @@
+from __future__ import annotations
+
+import pytest
+
+from shared.errors import SettingsError
+from shared.settings import Settings
+
+
+def test_redirector_defaults() -> None:
+    s = Settings.from_env({})
+    assert (s.redirector_workers, s.code_min_length, s.code_max_length) == (1, 4, 32)
+    assert (s.publish_queue_size, s.publish_high_water, s.publish_send_timeout_ms) == (
+        10_000,
+        8_000,
+        5_000,
+    )
+    assert (s.spool_dir, s.spool_max_mb, s.spool_file_mb, s.spool_fsync_ms) == (
+        ".stack/spool/redirector",
+        1024,
+        64,
+        50,
+    )
+    assert (s.bot_cidrs, s.trusted_proxies) == ((), ())
+
+
+def test_cidr_lists_are_parsed_and_normalised() -> None:
+    s = Settings.from_env({"BOT_CIDRS": " 203.0.113.7/24, ,2001:db8::/32", "TRUSTED_PROXIES": ""})
+    assert s.bot_cidrs == ("203.0.113.0/24", "2001:db8::/32")
+    assert s.trusted_proxies == ()
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"BOT_CIDRS": "10.0.0.0/8,nope"}, "BOT_CIDRS must list CIDRs like 10.0.0.0/8, got 'nope'"),
+        ({"CODE_MIN_LENGTH": "12", "CODE_MAX_LENGTH": "10"}, "CODE_MIN_LENGTH must not exceed"),
+        ({"PUBLISH_HIGH_WATER": "20000"}, "PUBLISH_HIGH_WATER must not exceed PUBLISH_QUEUE_SIZE"),
+        ({"REDIRECTOR_WORKERS": "0"}, "REDIRECTOR_WORKERS must be between 1 and 256, got 0"),
+        ({"SPOOL_FSYNC_MS": "fast"}, "SPOOL_FSYNC_MS must be a whole number, got 'fast'"),
+    ],
+)
+def test_malformed_values_name_the_variable(env: dict[str, str], message: str) -> None:
+    with pytest.raises(SettingsError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        Settings.from_env(env)
