@@ -187,12 +187,13 @@ class Counter:
         batches = await self._fetch_batch()
         read = _Read(batches, {}, {})
         limit = self.settings.event_max_bytes
+        now = datetime.now(UTC)
         for tp, records in batches.items():
             clicks: list[Click] = []
             refused: list[tuple[ConsumerRecord, str]] = []
             for record in records:
                 try:
-                    clicks.append(admit(record.value, max_bytes=limit))
+                    clicks.append(admit(record.value, max_bytes=limit, now=now))
                 except EventError as exc:
                     refused.append((record, str(exc)))
             read.clicks[tp], read.refused[tp] = clicks, refused
