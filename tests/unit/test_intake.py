@@ -17,7 +17,8 @@ NOW = datetime(2026, 11, 26, 19, 30, tzinfo=UTC)
 
 
 def encoded(**overrides: object) -> bytes:
-    return events.encode(make_event(**overrides))
+    # clicked a minute before NOW (not at the wall-clock time, which may be hours past NOW)
+    return events.encode(make_event(**{"occurred_at": "2026-11-26T19:29:00Z", **overrides}))
 
 
 def test_a_click_gets_its_utc_hour_and_day() -> None:
