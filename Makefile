@@ -9,7 +9,7 @@ export KAFKA_BOOTSTRAP_SERVERS ?= 127.0.0.1:9092
 export REDIS_URL ?= redis://127.0.0.1:6379/0
 export POSTGRES_DSN ?= postgresql://clicktrack:clicktrack@127.0.0.1:5432/clicktrack
 
-.PHONY: up down test install stack-up stack-down services-up services-down schema demo status lint
+.PHONY: up down test install stack-up stack-down services-up services-down schema demo status lint promtool
 
 up: install stack-up schema services-up demo
 	@echo
@@ -21,7 +21,7 @@ up: install stack-up schema services-up demo
 	@echo "  try         $(BIN)/clicktrack link https://example.com   then open the short URL"
 	@echo "  stop        make down"
 
-test: install stack-up schema lint
+test: install stack-up schema lint promtool
 	$(BIN)/pytest
 
 down: services-down stack-down
@@ -33,6 +33,12 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[test,dev]'
 	touch $@
+
+# promtool validates and unit-tests deploy/prometheus/alerts.yml (tests/unit/test_alert_rules.py).
+promtool: $(BIN)/promtool
+
+$(BIN)/promtool: | install
+	bash deploy/prometheus/install-promtool.sh $@
 
 stack-up:
 	bash deploy/stack.sh up

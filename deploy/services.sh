@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# deploy/services.sh — run Clicktrack's own processes (redirector, counter, api) in the background.
+# deploy/services.sh — run Clicktrack's own processes (redirector, counter, api, webhook relay,
+# lag exporter) in the background.
 #
 # Usage: deploy/services.sh up|down|status
 # Logs: .stack/logs/<name>.log (JSON lines). Pids: .stack/run/<name>.pid.
@@ -12,7 +13,7 @@ STACK_DIR=${STACK_DIR:-$ROOT/.stack}
 PY=${PYTHON:-$ROOT/.venv/bin/python}
 RUN=$STACK_DIR/run
 LOGS=$STACK_DIR/logs
-SERVICES=(counter redirector api)
+SERVICES=(counter redirector api relay ops)
 cd "$ROOT"
 
 msg() { printf 'services: %s\n' "$*"; }
@@ -22,6 +23,8 @@ port_of() {
         redirector) echo "${REDIRECTOR_PORT:-8080}" ;;
         counter) echo "${COUNTER_PORT:-8081}" ;;
         api) echo "${API_PORT:-8082}" ;;
+        relay) echo "${RELAY_PORT:-8086}" ;;
+        ops) echo "${LAG_PORT:-8083}" ;;
     esac
 }
 

@@ -8,9 +8,12 @@
     ├── NotFoundError            a code, link or campaign does not exist (not retriable)
     ├── InvalidInputError        input that cannot be accepted as given; `code` names the rule
     │   ├── InvalidLinkError     a destination URL, expiry or fallback is not acceptable
-    │   └── TemplateError        a DLT template or its values break a DLT rule
+    │   ├── TemplateError        a DLT template or its values break a DLT rule
+    │   └── WebhookError         a webhook endpoint is refused (not https, a private address)
     ├── AuthError                no credential, or one that is not valid (HTTP 401)
-    └── ForbiddenError           a valid credential that may not do this (HTTP 403)
+    ├── ForbiddenError           a valid credential that may not do this (HTTP 403)
+    ├── DeliveryError            a webhook POST failed (retriable: the relay retries with backoff)
+    └── SignatureError           a webhook's signature or timestamp does not verify
 
 Every class has a `code` (a stable, machine-readable name used as the `error` of an HTTP error
 body) and `context` (extra facts for that body, such as the `position` in a template).
@@ -89,3 +92,33 @@ class ForbiddenError(ClicktrackError):
     """The credential is valid but may not do this (an API key on an operator route)."""
 
     code = "forbidden"
+
+
+class WebhookError(InvalidInputError):
+    """A webhook endpoint cannot be registered or used: not https, a private address, ..."""
+
+    code = "invalid_webhook_url"
+
+
+class DeliveryError(ClicktrackError):
+    """One webhook delivery attempt failed: refused connection, timeout, non-2xx answer.
+
+    `retry_after_s` is the delay the endpoint asked for (`Retry-After`), if any; an attempt that
+    can never succeed (a private address) is raised with `retriable=False`.
+    """
+
+    retriable = True
+    code = "webhook_delivery_failed"
+
+    def __init__(
+        self, message: str, *, retry_after_s: float | None = None, retriable: bool = True
+    ) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+        self.retriable = retriable
+
+
+class SignatureError(ClicktrackError):
+    """A received webhook does not carry a valid signature within the time tolerance."""
+
+    code = "invalid_signature"

@@ -39,12 +39,27 @@ async def start_with_retries(
     ) from last
 
 
-def topic_configs(settings: Settings) -> dict[str, str]:
-    """Topic-level configuration of the clicks and dead-letter topics."""
-    return {
+def topic_configs(settings: Settings, replicas: int = 1) -> dict[str, str]:
+    """Topic-level configuration of the clicks and dead-letter topics.
+
+    With `replicas` > 1, `min.insync.replicas` is replicas - 1: an `acks=all` write survives
+    one broker down, and a second failure refuses writes instead of losing them.
+    """
+    configs = {
         "retention.ms": str(settings.topic_retention_hours * 3600 * 1000),
         "cleanup.policy": "delete",
     }
+    if replicas > 1:
+        configs["min.insync.replicas"] = str(replicas - 1)
+    return configs
+
+
+async def replication_factor(admin: AIOKafkaAdminClient, settings: Settings) -> int:
+    """`settings.topic_replication_factor`, or min(3, brokers in the cluster) when it is 0."""
+    if settings.topic_replication_factor:
+        return settings.topic_replication_factor
+    cluster = await admin.describe_cluster()
+    return max(1, min(3, len(cluster["brokers"])))
 
 
 async def ensure_topics(
@@ -57,12 +72,13 @@ async def ensure_topics(
     created: list[str] = []
     try:
         existing = set(await admin.list_topics())
+        replicas = await replication_factor(admin, settings)
         wanted = [
             NewTopic(
                 name=name,
                 num_partitions=partitions or settings.topic_partitions,
-                replication_factor=1,
-                topic_configs=topic_configs(settings),
+                replication_factor=replicas,
+                topic_configs=topic_configs(settings, replicas),
             )
             for name in names
             if name not in existing

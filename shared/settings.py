@@ -110,6 +110,46 @@ class Settings:
     """Days of event ids kept for deduplication (`DEDUP_RETENTION_DAYS`); must exceed the topic's
     retention so that any record still in the topic finds its id. Pruned by dropping daily
     partitions."""
+    # --- operations: topic replication, the lag exporter, the webhook relay (issue 7) ---
+    topic_replication_factor: int = 0
+    """Replicas per partition when topics are created (`TOPIC_REPLICATION_FACTOR`); 0 means
+    min(3, brokers in the cluster). With more than one replica, `min.insync.replicas` is set to
+    replicas - 1."""
+    lag_host: str = "127.0.0.1"
+    """Address of the lag exporter (`LAG_HOST`)."""
+    lag_port: int = 8083
+    """Port of the lag exporter's `/metrics` (`LAG_PORT`)."""
+    lag_groups: tuple[str, ...] = ()
+    """Consumer groups the lag exporter watches (`LAG_GROUPS`, comma-separated); empty: all."""
+    lag_poll_ms: int = 10_000
+    """Milliseconds between two lag samples of the exporter (`LAG_POLL_MS`)."""
+    lag_window_samples: int = 10
+    """Samples in the sliding window a group's status is judged on (`LAG_WINDOW_SAMPLES`)."""
+    lag_cluster_name: str = "clicktrack"
+    """Value of the `cluster_name` label of the lag metrics (`LAG_CLUSTER_NAME`)."""
+    relay_group: str = "clicktrack-webhooks"
+    """Consumer group of the webhook relay (`RELAY_GROUP`)."""
+    relay_start_from: str = "latest"
+    """Where a relay group with no committed offsets starts (`RELAY_START_FROM`): `latest` (only
+    clicks from now on) or `earliest` (everything the topic still holds)."""
+    relay_host: str = "127.0.0.1"
+    """Address of the relay's health and metrics server (`RELAY_HOST`)."""
+    relay_port: int = 8086
+    """Port of the relay's health and metrics server (`RELAY_PORT`)."""
+    webhook_dlq_topic: str = "webhooks.dlq"
+    """Where the relay puts events no retry could deliver (`WEBHOOK_DLQ_TOPIC`)."""
+    webhook_max_attempts: int = 6
+    """Tries per delivery before it is dead-lettered (`WEBHOOK_MAX_ATTEMPTS`)."""
+    webhook_backoff_ms: int = 1000
+    """First retry delay in milliseconds, doubled on each retry, with jitter
+    (`WEBHOOK_BACKOFF_MS`)."""
+    webhook_timeout_ms: int = 10_000
+    """Time an endpoint has to answer one delivery, milliseconds (`WEBHOOK_TIMEOUT_MS`)."""
+    webhook_batch_max: int = 100
+    """Most events in one webhook POST (`WEBHOOK_BATCH_MAX`)."""
+    webhook_allow_insecure: bool = False
+    """Allow `http://` endpoints and private, loopback or link-local addresses
+    (`WEBHOOK_ALLOW_INSECURE`); for local development and tests only."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -178,6 +218,37 @@ class Settings:
             dedup_retention_days=_int(
                 env, "DEDUP_RETENTION_DAYS", defaults.dedup_retention_days, 2, 3_650
             ),
+            topic_replication_factor=_int(
+                env, "TOPIC_REPLICATION_FACTOR", defaults.topic_replication_factor, 0, 16
+            ),
+            lag_host=_text(env, "LAG_HOST", defaults.lag_host),
+            lag_port=_int(env, "LAG_PORT", defaults.lag_port, 0, 65535),
+            lag_groups=_list(env, "LAG_GROUPS", defaults.lag_groups),
+            lag_poll_ms=_int(env, "LAG_POLL_MS", defaults.lag_poll_ms, 100, 3_600_000),
+            lag_window_samples=_int(
+                env, "LAG_WINDOW_SAMPLES", defaults.lag_window_samples, 2, 1000
+            ),
+            lag_cluster_name=_text(env, "LAG_CLUSTER_NAME", defaults.lag_cluster_name),
+            relay_group=_text(env, "RELAY_GROUP", defaults.relay_group),
+            relay_start_from=_choice(
+                env, "RELAY_START_FROM", defaults.relay_start_from.upper(), ("LATEST", "EARLIEST")
+            ).lower(),
+            relay_host=_text(env, "RELAY_HOST", defaults.relay_host),
+            relay_port=_int(env, "RELAY_PORT", defaults.relay_port, 0, 65535),
+            webhook_dlq_topic=_text(env, "WEBHOOK_DLQ_TOPIC", defaults.webhook_dlq_topic),
+            webhook_max_attempts=_int(
+                env, "WEBHOOK_MAX_ATTEMPTS", defaults.webhook_max_attempts, 1, 100
+            ),
+            webhook_backoff_ms=_int(
+                env, "WEBHOOK_BACKOFF_MS", defaults.webhook_backoff_ms, 0, 3_600_000
+            ),
+            webhook_timeout_ms=_int(
+                env, "WEBHOOK_TIMEOUT_MS", defaults.webhook_timeout_ms, 100, 600_000
+            ),
+            webhook_batch_max=_int(env, "WEBHOOK_BATCH_MAX", defaults.webhook_batch_max, 1, 10_000),
+            webhook_allow_insecure=_bool(
+                env, "WEBHOOK_ALLOW_INSECURE", defaults.webhook_allow_insecure
+            ),
         )._checked()
 
     def _checked(self) -> Settings:
@@ -208,6 +279,25 @@ def _int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -
     if not low <= value <= high:
         raise SettingsError(f"{name} must be between {low} and {high}, got {value}")
     return value
+
+
+def _list(env: Mapping[str, str], name: str, default: tuple[str, ...]) -> tuple[str, ...]:
+    raw = env.get(name)
+    if raw is None:
+        return default
+    return tuple(part.strip() for part in raw.split(",") if part.strip())
+
+
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name)
+    if raw is None:
+        return default
+    value = raw.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise SettingsError(f"{name} must be true or false, got {raw!r}")
 
 
 def _url(env: Mapping[str, str], name: str, default: str, schemes: tuple[str, ...]) -> str:

@@ -19,6 +19,8 @@ from dataclasses import replace
 import asyncpg
 import pytest
 import redis.asyncio as aioredis
+from aiohttp.test_utils import TestServer
+from aiokafka import AIOKafkaProducer
 
 from shared import db
 from shared.kafka import ensure_topics
@@ -109,3 +111,25 @@ async def redis(settings: Settings) -> AsyncIterator[aioredis.Redis]:
 async def topics(settings: Settings) -> list[str]:
     """This test's clicks and dead-letter topics, created with their configuration."""
     return await ensure_topics(settings)
+
+
+@pytest.fixture
+async def producer(settings: Settings, topics: list[str]) -> AsyncIterator[AIOKafkaProducer]:
+    """A producer (acks=all) for this test's topics, which exist; stopped afterwards."""
+    created = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers, acks="all")
+    await created.start()
+    yield created
+    await created.stop()
+
+
+@pytest.fixture
+async def redirector_url(
+    settings: Settings, pool: asyncpg.Pool, redis: aioredis.Redis, topics: list[str]
+) -> AsyncIterator[str]:
+    """Base URL of a redirector built by `create_app(settings)`, on a free port of 127.0.0.1."""
+    from services.redirector.app import create_app
+
+    server = TestServer(create_app(settings), host="127.0.0.1")
+    await server.start_server()
+    yield str(server.make_url("")).rstrip("/")
+    await server.close()

@@ -1,5 +1,5 @@
 """`clicktrack`: operate the pipeline (migrations, topics, organisations, keys, links, minting,
-counts, demo)."""
+counts, demo, consumer lag, webhooks)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,11 @@ import click
 
 from services.cli.demo import run_demo
 from services.cli.operator import key, mint_command, org
+from services.cli.ops import describe_topic, lag, serve_lag
 from services.cli.running import run
+from services.cli.webhooks import webhook
 from services.counter import rebuild, retention
+from services.ops.topics import check_topics
 from shared import db
 from shared.counts import CountStore
 from shared.errors import ClicktrackError
@@ -54,16 +57,17 @@ def migrate(settings: Settings) -> None:
 
 
 @cli.command()
+@click.option("--check", is_flag=True, help="Only check; create nothing.")
 @click.pass_obj
-def topics(settings: Settings) -> None:
-    """Create the clicks and dead-letter topics if missing (partitions, retention)."""
-    created = run(ensure_topics(settings))
-    for name in (settings.clicks_topic, settings.dlq_topic):
-        state = "created" if name in created else "exists"
-        click.echo(
-            f"{name}: {state} ({settings.topic_partitions} partitions,"
-            f" retention {settings.topic_retention_hours} h)"
-        )
+def topics(settings: Settings, check: bool) -> None:
+    """Create the clicks and dead-letter topics if missing, then check their configuration
+    (partitions, replicas, retention, min.insync.replicas); exit status 1 if one differs."""
+    names = [settings.clicks_topic, settings.dlq_topic, settings.webhook_dlq_topic]
+    created = [] if check else run(ensure_topics(settings, names))
+    reports = run(check_topics(settings, names))
+    for report in reports:
+        click.echo(describe_topic(report, report.name in created))
+    sys.exit(0 if all(r.ok for r in reports) else 1)
 
 
 @cli.command("link")
@@ -165,3 +169,8 @@ def demo(settings: Settings, timeout: float) -> None:
     the counts once the counter has them."""
     ok = run(run_demo(settings, timeout, click.echo))
     sys.exit(0 if ok else 1)
+
+
+cli.add_command(lag)
+cli.add_command(serve_lag)
+cli.add_command(webhook)

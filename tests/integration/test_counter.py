@@ -53,7 +53,8 @@ async def test_redelivered_events_count_once(
     await counter.start()
     try:
         assert await wait_for(lambda: pg_counts(pool, 1), (2, 2, 1)) == (2, 2, 1)
-        assert await redis_counts(CountStore(redis), 1) == (2, 2, 1)
+        # Redis is written right after the Postgres commit: wait for it too, do not race it.
+        assert await wait_for(lambda: redis_counts(CountStore(redis), 1), (2, 2, 1)) == (2, 2, 1)
         total = await wait_for(
             lambda: _offsets_total(pool, settings), 5
         )  # every record moved the stored offsets

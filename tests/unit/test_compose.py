@@ -33,8 +33,19 @@ def test_compose_has_the_whole_stack_with_health_checks() -> None:
         "redirector",
         "counter",
         "api",
+        "relay",
+        "lag-exporter",
     }
-    for name in ("kafka", "redis", "postgres", "redirector", "counter", "api"):
+    for name in (
+        "kafka",
+        "redis",
+        "postgres",
+        "redirector",
+        "counter",
+        "api",
+        "relay",
+        "lag-exporter",
+    ):
         assert "healthcheck" in services[name], name
     assert services["kafka"]["image"].startswith("apache/kafka:4.")
     assert services["kafka"]["environment"]["KAFKA_PROCESS_ROLES"] == "broker,controller"
@@ -43,7 +54,7 @@ def test_compose_has_the_whole_stack_with_health_checks() -> None:
 def test_service_variables_are_settings_variables() -> None:
     known = settings_variables()
     services = compose()["services"]
-    for name in ("setup", "redirector", "counter", "api"):
+    for name in ("setup", "redirector", "counter", "api", "relay", "lag-exporter"):
         env = services[name]["environment"]
         unknown = set(env) - known
         assert not unknown, f"{name} sets variables Settings does not read: {unknown}"
@@ -62,6 +73,10 @@ def test_published_ports_match_the_configured_ports() -> None:
     assert services["redirector"]["ports"] == [f"{redirector.redirector_port}:8080"]
     assert services["counter"]["ports"] == [f"{counter.counter_port}:8081"]
     assert services["api"]["ports"] == [f"{api.api_port}:8082"]
+    relay = Settings.from_env({k: str(v) for k, v in services["relay"]["environment"].items()})
+    lag = Settings.from_env({k: str(v) for k, v in services["lag-exporter"]["environment"].items()})
+    assert services["relay"]["ports"] == [f"{relay.relay_port}:{Settings().relay_port}"]
+    assert services["lag-exporter"]["ports"] == [f"{lag.lag_port}:{Settings().lag_port}"]
     defaults = Settings()
     assert (redirector.redirector_port, counter.counter_port, api.api_port) == (
         defaults.redirector_port,

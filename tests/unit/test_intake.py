@@ -17,8 +17,10 @@ NOW = datetime(2026, 11, 26, 19, 30, tzinfo=UTC)
 
 
 def encoded(**overrides: object) -> bytes:
-    # clicked a minute before NOW (not at the wall-clock time, which may be hours past NOW)
-    return events.encode(make_event(**{"occurred_at": "2026-11-26T19:29:00Z", **overrides}))
+    # A minute before NOW, not the wall clock: NOW is fixed, and an hour after it every event
+    # stamped with the real time would be "in the future".
+    overrides.setdefault("occurred_at", "2026-11-26T19:29:00.000Z")
+    return events.encode(make_event(**overrides))
 
 
 def test_a_click_gets_its_utc_hour_and_day() -> None:

@@ -1,0 +1,65 @@
+"""`clicktrack webhook add|list|remove`: an organisation's webhook endpoints."""
+
+from __future__ import annotations
+
+import click
+
+from services.cli.running import run as _run
+from services.relay import endpoints
+from shared import db
+from shared.settings import Settings
+
+
+@click.group("webhook")
+def webhook() -> None:
+    """Webhook endpoints that receive an organisation's clicks (see docs/click-topic.md)."""
+
+
+@webhook.command("add")
+@click.argument("org_id", type=int)
+@click.argument("url")
+@click.pass_obj
+def add(settings: Settings, org_id: int, url: str) -> None:
+    """Register URL (https) for ORG_ID's clicks; prints the signing secret, shown only once."""
+
+    async def go() -> tuple[endpoints.Endpoint, str]:
+        async with db.pool(settings, max_size=1) as pool:
+            return await endpoints.register(
+                pool, org_id, url, allow_insecure=settings.webhook_allow_insecure
+            )
+
+    endpoint, secret = _run(go())
+    click.echo(f"endpoint {endpoint.id} for organisation {org_id}: {endpoint.url}")
+    click.echo(f"signing secret (store it now, it is not shown again): {secret}")
+
+
+@webhook.command("list")
+@click.argument("org_id", type=int)
+@click.pass_obj
+def list_(settings: Settings, org_id: int) -> None:
+    """The enabled endpoints of ORG_ID (secrets are not shown)."""
+
+    async def go() -> dict[int, list[endpoints.Endpoint]]:
+        async with db.pool(settings, max_size=1) as pool:
+            return await endpoints.of_orgs(pool, [org_id])
+
+    found = _run(go()).get(org_id, [])
+    for endpoint in found:
+        click.echo(f"endpoint {endpoint.id}: {endpoint.url}")
+    if not found:
+        click.echo(f"organisation {org_id} has no webhook endpoint")
+
+
+@webhook.command("remove")
+@click.argument("org_id", type=int)
+@click.argument("endpoint_id", type=int)
+@click.pass_obj
+def remove(settings: Settings, org_id: int, endpoint_id: int) -> None:
+    """Delete ENDPOINT_ID of ORG_ID."""
+
+    async def go() -> None:
+        async with db.pool(settings, max_size=1) as pool:
+            await endpoints.remove(pool, org_id, endpoint_id)
+
+    _run(go())
+    click.echo(f"endpoint {endpoint_id} removed")

@@ -1,0 +1,1 @@
+"""Operations: consumer-lag reading, Burrow-style status, the lag exporter, topic checks."""

@@ -1,0 +1,215 @@
+"""The lag exporter: `/metrics` with consumer lag under kafka-lag-exporter's metric names.
+
+A background task polls every group (or `LAG_GROUPS`) each `LAG_POLL_MS` and keeps the last
+result; a scrape renders it, so Prometheus never waits on Kafka. Metrics, all with a
+`cluster_name` label:
+
+    kafka_consumergroup_group_offset{group,topic,partition}       committed offset
+    kafka_consumergroup_group_lag{group,topic,partition}          records behind
+    kafka_consumergroup_group_lag_seconds{group,topic,partition}  age of the oldest unread record
+    kafka_consumergroup_group_max_lag{group}                      worst partition, records
+    kafka_consumergroup_group_max_lag_seconds{group}              worst partition, seconds
+    kafka_consumergroup_group_sum_lag{group}                      all partitions, records
+    kafka_consumergroup_group_topic_sum_lag{group,topic}          all partitions of a topic
+    kafka_partition_latest_offset{topic,partition}                log-end offset
+    kafka_consumergroup_poll_time_ms                              duration of the last poll
+    clicktrack_consumergroup_status{group,status}                 1 for the Burrow status now
+    clicktrack_consumergroup_members{group}                       live members of the group
+    clicktrack_lag_poll_errors_total                              polls that failed
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from services.ops.lag import GroupLag, LagMonitor, LagReader
+from services.ops.lag_status import Status
+from shared.errors import ClicktrackError
+from shared.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class LagState:
+    """The exporter's latest view of the cluster, written by the poller, read by scrapes."""
+
+    groups: list[GroupLag] = field(default_factory=list)
+    polled_at: float | None = None
+    """Wall-clock time of the last successful poll, seconds since the epoch."""
+    poll_ms: float = 0.0
+
+
+SETTINGS = web.AppKey("settings", Settings)
+STATE = web.AppKey("lag_state", LagState)
+REGISTRY = web.AppKey("registry", CollectorRegistry)
+POLL_ERRORS = web.AppKey("poll_errors", Counter)
+
+
+def create_app(settings: Settings) -> web.Application:
+    """The exporter: `/metrics`, `/healthz`, `/readyz` (a poll succeeded lately), `/lag` (JSON)."""
+    app = web.Application()
+    state = LagState()
+    registry = CollectorRegistry()
+    registry.register(LagCollector(state, settings.lag_cluster_name))
+    app[SETTINGS] = settings
+    app[STATE] = state
+    app[REGISTRY] = registry
+    app[POLL_ERRORS] = Counter(
+        "clicktrack_lag_poll_errors", "Lag polls that failed", registry=registry
+    )
+    app.cleanup_ctx.append(_poller)
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/lag", lag_json)
+    return app
+
+
+async def _poller(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    async with LagReader(settings.kafka_bootstrap_servers) as reader:
+        monitor = LagMonitor(reader, window=settings.lag_window_samples, groups=settings.lag_groups)
+        task = asyncio.create_task(_poll_forever(app, monitor), name="lag-poller")
+        try:
+            yield
+        finally:
+            task.cancel()
+            try:
+                await task
+            except asyncio.CancelledError:
+                pass
+
+
+async def _poll_forever(app: web.Application, monitor: LagMonitor) -> None:
+    settings, state = app[SETTINGS], app[STATE]
+    while True:
+        started = time.perf_counter()
+        try:
+            state.groups = await monitor.poll()
+            state.polled_at = time.time()
+            state.poll_ms = (time.perf_counter() - started) * 1000
+        except ClicktrackError as exc:
+            app[POLL_ERRORS].inc()
+            log.warning("lag poll failed", extra={"error": str(exc)})
+        await asyncio.sleep(settings.lag_poll_ms / 1000)
+
+
+class LagCollector(Collector):
+    """Renders a `LagState` as Prometheus metrics at scrape time."""
+
+    def __init__(self, state: LagState, cluster: str) -> None:
+        self._state = state
+        self._cluster = cluster
+
+    def collect(self) -> Iterator[Metric]:
+        c = self._cluster
+        part = ["cluster_name", "group", "topic", "partition"]
+        offset = GaugeMetricFamily(
+            "kafka_consumergroup_group_offset",
+            "Committed offset of a group on a partition",
+            labels=part,
+        )
+        lag = GaugeMetricFamily(
+            "kafka_consumergroup_group_lag", "Records a group is behind on a partition", labels=part
+        )
+        lag_s = GaugeMetricFamily(
+            "kafka_consumergroup_group_lag_seconds",
+            "Age of the oldest record a group has not consumed, seconds",
+            labels=part,
+        )
+        grp = ["cluster_name", "group"]
+        max_lag = GaugeMetricFamily(
+            "kafka_consumergroup_group_max_lag", "Largest partition lag of a group", labels=grp
+        )
+        max_lag_s = GaugeMetricFamily(
+            "kafka_consumergroup_group_max_lag_seconds",
+            "Largest partition lag of a group, seconds",
+            labels=grp,
+        )
+        sum_lag = GaugeMetricFamily(
+            "kafka_consumergroup_group_sum_lag", "Sum of a group's partition lags", labels=grp
+        )
+        topic_sum = GaugeMetricFamily(
+            "kafka_consumergroup_group_topic_sum_lag",
+            "Sum of a group's partition lags on one topic",
+            labels=["cluster_name", "group", "topic"],
+        )
+        latest = GaugeMetricFamily(
+            "kafka_partition_latest_offset",
+            "Log-end offset of a partition",
+            labels=["cluster_name", "topic", "partition"],
+        )
+        status = GaugeMetricFamily(
+            "clicktrack_consumergroup_status",
+            "1 for the group's Burrow-style status (OK, WARN, REWIND, STALL, STOP), 0 otherwise",
+            labels=["cluster_name", "group", "status"],
+        )
+        members = GaugeMetricFamily(
+            "clicktrack_consumergroup_members", "Live members of a group", labels=grp
+        )
+        latest_seen: set[tuple[str, int]] = set()
+        for g in self._state.groups:
+            topics: dict[str, int] = {}
+            for p in g.partitions:
+                labels = [c, g.group, p.topic, str(p.partition)]
+                offset.add_metric(labels, p.committed)
+                lag.add_metric(labels, p.lag)
+                if p.lag_seconds is not None:
+                    lag_s.add_metric(labels, p.lag_seconds)
+                topics[p.topic] = topics.get(p.topic, 0) + p.lag
+                if (p.topic, p.partition) not in latest_seen:
+                    latest_seen.add((p.topic, p.partition))
+                    latest.add_metric([c, p.topic, str(p.partition)], p.end)
+            max_lag.add_metric([c, g.group], g.max_lag)
+            max_lag_s.add_metric([c, g.group], g.max_lag_seconds)
+            sum_lag.add_metric([c, g.group], g.sum_lag)
+            if g.members is not None:
+                members.add_metric([c, g.group], g.members)
+            for topic, total in sorted(topics.items()):
+                topic_sum.add_metric([c, g.group, topic], total)
+            for s in Status:
+                status.add_metric([c, g.group, s.value], 1.0 if g.status is s else 0.0)
+        poll = GaugeMetricFamily(
+            "kafka_consumergroup_poll_time_ms",
+            "Duration of the last lag poll",
+            labels=["cluster_name"],
+        )
+        poll.add_metric([c], self._state.poll_ms)
+        yield from (offset, lag, lag_s, max_lag, max_lag_s, sum_lag, topic_sum, latest)
+        yield from (status, members, poll)
+
+
+async def metrics(request: web.Request) -> web.Response:
+    body = generate_latest(request.app[REGISTRY])
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    state, settings = request.app[STATE], request.app[SETTINGS]
+    # Ready once a poll succeeded, and as long as the last success is at most 3 polls old.
+    fresh = state.polled_at is not None and (
+        time.time() - state.polled_at <= 3 * settings.lag_poll_ms / 1000 + 30
+    )
+    return web.json_response(
+        {"status": "ok" if fresh else "stale", "groups": len(state.groups)},
+        status=200 if fresh else 503,
+    )
+
+
+async def lag_json(request: web.Request) -> web.Response:
+    """The last poll as JSON, the same shape as `clicktrack lag --json`."""
+    return web.json_response([g.to_json() for g in request.app[STATE].groups])

@@ -1,0 +1,1 @@
+"""The webhook relay: posts organisations' human clicks to their endpoints, signed."""

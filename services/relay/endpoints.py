@@ -1,0 +1,115 @@
+"""Webhook endpoints of organisations: register, list, remove, and look up for delivery.
+
+An endpoint is an HTTPS URL and a secret minted here (shown once, at registration). URLs with
+credentials, non-https schemes, and hosts that are private, loopback, link-local or otherwise not
+public addresses are refused, so a customer cannot point the relay at our own network;
+`WEBHOOK_ALLOW_INSECURE` lifts that for local development and tests. The relay checks the
+resolved address again at delivery time (DNS can change after registration).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+import asyncpg
+
+from services.relay.signing import new_secret
+from shared.errors import NotFoundError, WebhookError
+from shared.settings import Secret
+
+URL_MAX = 2048
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """Where one organisation's clicks go."""
+
+    id: int
+    org_id: int
+    url: str
+    secret: Secret
+    """`whsec_...`: the signing key; `repr` and logs show `***`."""
+
+
+def check_url(url: str, *, allow_insecure: bool) -> str:
+    """`url` if it is an acceptable endpoint, else `WebhookError` saying why."""
+    if len(url) > URL_MAX or any(ord(ch) <= 0x20 or ord(ch) == 0x7F for ch in url):
+        raise WebhookError("the URL is too long or holds spaces or control characters")
+    parts = urlsplit(url)
+    allowed = ("https", "http") if allow_insecure else ("https",)
+    if parts.scheme not in allowed:
+        raise WebhookError(f"the URL must start with {' or '.join(s + '://' for s in allowed)}")
+    if not parts.hostname:
+        raise WebhookError("the URL has no host")
+    if parts.username is not None or parts.password is not None:
+        raise WebhookError("the URL must not carry credentials: the signature authenticates us")
+    if not allow_insecure and not is_public_host(parts.hostname):
+        raise WebhookError("the URL points at a private, loopback or link-local address")
+    return url
+
+
+def is_public_host(host: str) -> bool:
+    """False for `localhost` and for IP literals that are not global unicast addresses."""
+    if host.lower() in ("localhost", "localhost.") or host.lower().endswith(".localhost"):
+        return False
+    try:
+        address = ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return True  # a name: its addresses are checked when the relay connects
+    return is_public_address(address)
+
+
+def is_public_address(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    """A global unicast address (not private, loopback, link-local, multicast, reserved)."""
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return is_public_address(address.ipv4_mapped)
+    return address.is_global and not address.is_multicast
+
+
+async def register(
+    pool: asyncpg.Pool, org_id: int, url: str, *, allow_insecure: bool
+) -> tuple[Endpoint, str]:
+    """Add an endpoint for `org_id`; returns it and its secret (to hand to the customer once)."""
+    check_url(url, allow_insecure=allow_insecure)
+    secret = new_secret()
+    try:
+        endpoint_id = await pool.fetchval(
+            "INSERT INTO webhook_endpoints (org_id, url, secret) VALUES ($1, $2, $3) RETURNING id",
+            org_id,
+            url,
+            secret,
+        )
+    except asyncpg.ForeignKeyViolationError:
+        raise NotFoundError(f"organisation {org_id} does not exist") from None
+    except asyncpg.UniqueViolationError:
+        raise WebhookError(f"organisation {org_id} already has an endpoint at this URL") from None
+    return Endpoint(endpoint_id, org_id, url, Secret(secret)), secret
+
+
+async def remove(pool: asyncpg.Pool, org_id: int, endpoint_id: int) -> None:
+    """Delete one endpoint of `org_id`; `NotFoundError` if it has no such endpoint."""
+    deleted = await pool.fetchval(
+        "DELETE FROM webhook_endpoints WHERE id = $1 AND org_id = $2 RETURNING id",
+        endpoint_id,
+        org_id,
+    )
+    if deleted is None:
+        raise NotFoundError(f"organisation {org_id} has no webhook endpoint {endpoint_id}")
+
+
+async def of_orgs(pool: asyncpg.Pool, org_ids: Iterable[int]) -> dict[int, list[Endpoint]]:
+    """The enabled endpoints of each of `org_ids` that has any."""
+    rows = await pool.fetch(
+        "SELECT id, org_id, url, secret FROM webhook_endpoints"
+        " WHERE org_id = ANY($1::bigint[]) AND enabled ORDER BY id",
+        sorted(set(org_ids)),
+    )
+    found: dict[int, list[Endpoint]] = {}
+    for r in rows:
+        found.setdefault(r["org_id"], []).append(
+            Endpoint(r["id"], r["org_id"], r["url"], Secret(r["secret"]))
+        )
+    return found

@@ -1,0 +1,212 @@
+"""The webhook relay: the reference downstream subscriber of `clicks.v1`.
+
+Its own consumer group (`RELAY_GROUP`) reads the click topic in batches. Per batch: decode (a
+record we cannot read is skipped and counted: the counter dead-letters it), keep human clicks,
+look up the enabled endpoints of their organisations, and post each endpoint its own
+organisation's events, at most `WEBHOOK_BATCH_MAX` per POST, endpoints in parallel, each
+endpoint's posts in offset order. A delivery that fails every retry goes to `WEBHOOK_DLQ_TOPIC`
+(the exact body, with endpoint, organisation, message id and reason in headers; never the secret
+or the URL). Only then are the batch's offsets committed, so a crash re-sends the batch:
+delivery is at least once, and receivers deduplicate by `event_id` (or by `webhook-id`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from contextlib import AsyncExitStack
+
+import asyncpg
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.errors import KafkaError
+from prometheus_client import CollectorRegistry, Counter
+
+from services.relay import endpoints
+from services.relay.delivery import Deliverer, Outcome
+from services.relay.endpoints import Endpoint
+from shared import db, events
+from shared.errors import DependencyError, EventError
+from shared.kafka import start_with_retries
+from shared.service import Batches, ConsumerLoop
+from shared.settings import Settings
+
+log = logging.getLogger(__name__)
+
+BATCH_MAX_RECORDS = 500
+STOP_TIMEOUT_S = 30.0
+RETRIABLE = (asyncpg.PostgresError, OSError, KafkaError, DependencyError)
+
+
+class RelayMetrics:
+    """Counters of the relay, on its own registry."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.delivered = Counter(
+            "clicktrack_webhook_events_delivered",
+            "Events posted and acknowledged",
+            registry=registry,
+        )
+        self.requests = Counter(
+            "clicktrack_webhook_requests",
+            "Webhook POSTs by result (ok, failed: one attempt that failed)",
+            ["result"],
+            registry=registry,
+        )
+        self.dead_lettered = Counter(
+            "clicktrack_webhook_dead_lettered",
+            "Events no retry could deliver, sent to the webhook dead-letter topic",
+            registry=registry,
+        )
+        self.unreadable = Counter(
+            "clicktrack_webhook_records_unreadable",
+            "Records of the click topic the relay could not decode (skipped)",
+            registry=registry,
+        )
+
+
+class Relay:
+    """Consumer-group member that posts organisations' clicks to their webhook endpoints.
+
+    `start()` connects and starts the loop; `stop()` lets the batch in hand finish (up to
+    30 s, then cancels it: that batch is sent again after a restart) and closes everything.
+    """
+
+    def __init__(self, settings: Settings, registry: CollectorRegistry | None = None) -> None:
+        self.settings = settings
+        self.registry = registry or CollectorRegistry()
+        self.metrics = RelayMetrics(self.registry)
+        self._stack = AsyncExitStack()
+        self._loop: ConsumerLoop | None = None
+        self._pool: asyncpg.Pool | None = None
+        self._consumer: AIOKafkaConsumer | None = None
+        self._dlq: AIOKafkaProducer | None = None
+        self._deliverer: Deliverer | None = None
+
+    async def start(self) -> None:
+        s = self.settings
+        try:
+            self._pool = await self._stack.enter_async_context(db.pool(s, max_size=2))
+            self._deliverer = await self._stack.enter_async_context(
+                Deliverer(
+                    max_attempts=s.webhook_max_attempts,
+                    backoff_s=s.webhook_backoff_ms / 1000,
+                    timeout_s=s.webhook_timeout_ms / 1000,
+                    allow_insecure=s.webhook_allow_insecure,
+                )
+            )
+            self._dlq = AIOKafkaProducer(
+                bootstrap_servers=s.kafka_bootstrap_servers, acks="all", enable_idempotence=True
+            )
+            await start_with_retries(
+                self._dlq.start, "webhook DLQ producer", s.kafka_bootstrap_servers
+            )
+            self._stack.push_async_callback(self._dlq.stop)
+            self._consumer = AIOKafkaConsumer(
+                s.clicks_topic,
+                bootstrap_servers=s.kafka_bootstrap_servers,
+                group_id=s.relay_group,
+                enable_auto_commit=False,
+                auto_offset_reset=s.relay_start_from,
+                isolation_level="read_committed",
+            )
+            await start_with_retries(
+                self._consumer.start, "relay consumer", s.kafka_bootstrap_servers
+            )
+            self._stack.push_async_callback(self._consumer.stop)
+        except BaseException:
+            await self._stack.aclose()
+            raise
+        self._loop = ConsumerLoop(
+            self._consumer,
+            self._process,
+            self._rewind,
+            retriable=RETRIABLE,
+            name="relay-loop",
+            max_records=BATCH_MAX_RECORDS,
+            stop_timeout_s=STOP_TIMEOUT_S,
+        )
+        self._loop.start()
+
+    @property
+    def alive(self) -> bool:
+        """True while the consume loop runs."""
+        return self._loop is not None and self._loop.alive
+
+    async def stop(self) -> None:
+        if self._loop is not None:
+            await self._loop.stop()
+        await self._stack.aclose()
+
+    async def _rewind(self) -> None:
+        # Nothing of a failed batch was committed: read it again from the committed offsets.
+        assert self._consumer is not None
+        for tp in self._consumer.assignment():
+            committed = await self._consumer.committed(tp)
+            if committed is None:
+                await self._consumer.seek_to_beginning(tp)
+            else:
+                self._consumer.seek(tp, committed)
+
+    async def _process(self, batches: Batches) -> None:
+        assert self._pool and self._consumer
+        clicks: list[events.ClickEvent] = []
+        for records in batches.values():
+            for record in records:
+                try:
+                    event = events.decode(record.value)
+                except EventError:
+                    self.metrics.unreadable.inc()
+                    continue
+                if not event.is_bot:
+                    clicks.append(event)
+        if clicks:
+            targets = await endpoints.of_orgs(self._pool, {e.org_id for e in clicks})
+            per_endpoint: dict[int, tuple[Endpoint, list[events.ClickEvent]]] = {}
+            for event in clicks:
+                for endpoint in targets.get(event.org_id, ()):
+                    per_endpoint.setdefault(endpoint.id, (endpoint, []))[1].append(event)
+            await asyncio.gather(*(self._send(ep, evs) for ep, evs in per_endpoint.values()))
+        await self._consumer.commit(
+            {tp: records[-1].offset + 1 for tp, records in batches.items() if records}
+        )
+
+    async def _send(self, endpoint: Endpoint, clicks: list[events.ClickEvent]) -> None:
+        assert self._deliverer is not None
+        size = self.settings.webhook_batch_max
+        for start in range(0, len(clicks), size):
+            chunk = clicks[start : start + size]
+            outcome = await self._deliverer.deliver(endpoint, chunk)
+            self.metrics.requests.labels("failed").inc(outcome.attempts - outcome.delivered)
+            if outcome.delivered:
+                self.metrics.requests.labels("ok").inc()
+                self.metrics.delivered.inc(len(chunk))
+            else:
+                await self._dead_letter(endpoint, outcome, len(chunk))
+
+    async def _dead_letter(self, endpoint: Endpoint, outcome: Outcome, count: int) -> None:
+        assert self._dlq is not None
+        reason = outcome.error or "unknown"
+        headers = [
+            ("endpoint_id", str(endpoint.id).encode()),
+            ("org_id", str(endpoint.org_id).encode()),
+            ("webhook_id", outcome.msg_id.encode()),
+            ("attempts", str(outcome.attempts).encode()),
+            ("reason", reason.encode()),
+        ]
+        await self._dlq.send_and_wait(
+            self.settings.webhook_dlq_topic,
+            value=outcome.body,
+            key=str(endpoint.id).encode(),
+            headers=headers,
+        )
+        self.metrics.dead_lettered.inc(count)
+        log.warning(
+            "webhook delivery dead-lettered",
+            extra={
+                "endpoint_id": endpoint.id,
+                "org_id": endpoint.org_id,
+                "webhook_id": outcome.msg_id,
+                "attempts": outcome.attempts,
+                "reason": reason,
+            },
+        )

@@ -1,0 +1,152 @@
+"""What every Clicktrack process shares: running an aiohttp app, the small HTTP face of a worker
+(`/healthz`, `/readyz`, `/metrics`), and the batch loop of a Kafka consumer.
+
+The counter predates this module and still has its own copies (services/counter/app.py,
+`Counter._run`/`stop`); the webhook relay and the lag exporter use these.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import suppress
+from typing import Any, Protocol
+
+import uvloop
+from aiohttp import web
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+from shared.logs import setup_logging
+
+log = logging.getLogger(__name__)
+
+Batches = dict[TopicPartition, list[ConsumerRecord]]
+
+
+def run_app(app: web.Application, host: str, port: int, log_level: str) -> None:
+    """Serve `app` on uvloop until SIGINT/SIGTERM, with JSON logs; 30 s to drain at shutdown."""
+    setup_logging(log_level)
+    loop = uvloop.new_event_loop()
+    asyncio.set_event_loop(loop)
+    web.run_app(
+        app,
+        host=host,
+        port=port,
+        access_log=None,
+        print=None,
+        shutdown_timeout=30,
+        loop=loop,
+    )
+
+
+class Worker(Protocol):
+    """A background worker with a lifetime and metrics (a consumer, a relay, ...)."""
+
+    registry: CollectorRegistry
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    @property
+    def alive(self) -> bool: ...
+
+
+def worker_app(worker: Worker) -> web.Application:
+    """An app whose lifetime is the worker's, serving `/healthz`, `/readyz` (503 once the worker
+    stopped) and `/metrics` (the worker's registry)."""
+    app = web.Application()
+
+    async def lifetime(app: web.Application) -> AsyncIterator[None]:
+        await worker.start()
+        try:
+            yield
+        finally:
+            await worker.stop()
+
+    async def healthz(request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    async def readyz(request: web.Request) -> web.Response:
+        running = worker.alive
+        return web.json_response(
+            {"status": "ok" if running else "stopped"}, status=200 if running else 503
+        )
+
+    async def metrics(request: web.Request) -> web.Response:
+        body = generate_latest(worker.registry)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    app.cleanup_ctx.append(lifetime)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics)
+    return app
+
+
+class ConsumerLoop:
+    """Feeds a consumer's batches to `process` until stopped.
+
+    A batch that fails with one of `retriable` is logged, and after a second `rewind()` puts the
+    consumer back where the last good batch ended, so it is read again. `stop()` lets the batch
+    in hand finish for up to `stop_timeout_s`, then cancels it (idempotent).
+    """
+
+    def __init__(
+        self,
+        consumer: AIOKafkaConsumer,
+        process: Callable[[Batches], Awaitable[None]],
+        rewind: Callable[[], Awaitable[None]],
+        *,
+        retriable: tuple[type[BaseException], ...],
+        name: str,
+        max_records: int,
+        wait_ms: int = 200,
+        stop_timeout_s: float = 30.0,
+    ) -> None:
+        self._consumer = consumer
+        self._process = process
+        self._rewind = rewind
+        self._retriable = retriable
+        self._name = name
+        self._max_records = max_records
+        self._wait_ms = wait_ms
+        self._stop_timeout_s = stop_timeout_s
+        self._stopping = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name=self._name)
+
+    @property
+    def alive(self) -> bool:
+        """True while the loop runs."""
+        return self._task is not None and not self._task.done()
+
+    async def stop(self) -> None:
+        if self._task is None:
+            return
+        self._stopping.set()
+        try:
+            await asyncio.wait_for(asyncio.shield(self._task), self._stop_timeout_s)
+        except TimeoutError:
+            self._task.cancel()
+            with suppress(asyncio.CancelledError):
+                await self._task
+        self._task = None
+
+    async def _run(self) -> None:
+        while not self._stopping.is_set():
+            batches: Any = await self._consumer.getmany(
+                timeout_ms=self._wait_ms, max_records=self._max_records
+            )
+            if not batches:
+                continue
+            try:
+                await self._process(batches)
+            except self._retriable as exc:
+                log.error("batch failed, retrying", extra={"loop": self._name, "error": repr(exc)})
+                await asyncio.sleep(1)
+                await self._rewind()

@@ -1,0 +1,132 @@
+"""The click topic as a public contract (docs/click-topic.md).
+
+Every event the redirector produces validates against the published JSON Schema (formats
+included), its key is the code, and an event carrying fields a later version may add is still
+read and counted by our own consumer.
+"""
+
+from __future__ import annotations
+
+import json
+from importlib import resources
+
+import aiohttp
+import asyncpg
+import jsonschema
+import orjson
+import pytest
+import redis.asyncio as aioredis
+from aiokafka import AIOKafkaProducer
+
+from services.counter.counter import Counter
+from shared import events
+from shared.links import create_campaign, create_link
+from shared.orgs import create_org
+from shared.settings import Settings
+from tests.helpers import pg_counts, read_topic, wait_for
+from tests.unit.test_events import make_event
+
+pytestmark = pytest.mark.integration
+
+
+def validator() -> jsonschema.Draft202012Validator:
+    text = (resources.files("shared") / "schemas" / "click_event.v1.json").read_text()
+    schema = json.loads(text)
+    jsonschema.Draft202012Validator.check_schema(schema)
+    return jsonschema.Draft202012Validator(
+        schema, format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER
+    )
+
+
+async def test_every_kind_of_event_the_redirector_produces_validates(
+    redirector_url: str, pool: asyncpg.Pool, settings: Settings
+) -> None:
+    org = await create_org(pool, "Contract Co", tracking=True)
+    campaign = await create_campaign(pool, org, "Weekly", "recurring")
+    personal = await create_link(
+        pool, org_id=org, campaign_id=campaign, destination="https://a.example/", recipients=["r1"]
+    )
+    shared = await create_link(pool, org_id=org, destination="https://b.example/x?y=1")
+    (shared_code,) = shared.codes.values()
+    asks = [
+        ("GET", personal.codes["r1"], {"User-Agent": "Phone/1", "Referer": "https://sms.example/"}),
+        ("HEAD", personal.codes["r1"], {"User-Agent": "WhatsApp/2"}),
+        ("GET", shared_code, {"User-Agent": "U" * 2000}),  # cut to 512
+        ("GET", shared_code, {}),  # no user agent at all
+    ]
+    async with aiohttp.ClientSession(skip_auto_headers=["User-Agent"]) as http:
+        for method, code, headers in asks:
+            async with http.request(
+                method, f"{redirector_url}/{code}", headers=headers, allow_redirects=False
+            ) as resp:
+                assert resp.status == 302
+    records = await read_topic(settings, settings.clicks_topic, len(asks))
+    assert len(records) == len(asks)
+    check = validator()
+    by_key: dict[bytes, list[dict[str, object]]] = {}
+    for record in records:
+        body = orjson.loads(record.value)
+        check.validate(body)
+        assert record.key == str(body["code"]).encode()
+        assert set(body) == set(events.ClickEvent.__dataclass_fields__)
+        by_key.setdefault(record.key, []).append(body)
+    mine = by_key[personal.codes["r1"].encode()]
+    assert sorted((b["is_bot"], b["referer"]) for b in mine) == [
+        (False, "https://sms.example/"),
+        (True, None),
+    ]
+    theirs = by_key[shared_code.encode()]
+    seen = {
+        (b["campaign_id"], b["campaign_kind"], b["recipient_id"], b["user_agent"]) for b in theirs
+    }
+    assert seen == {(None, None, None, "U" * 512), (None, None, None, None)}
+
+
+def test_the_schema_refuses_what_the_contract_forbids() -> None:
+    check = validator()
+    good = orjson.loads(events.encode(make_event()))
+    for field, value in [
+        ("event_id", "not-a-uuid"),
+        ("occurred_at", "yesterday"),
+        ("code", "has space"),
+        ("link_id", 0),
+        ("is_bot", "no"),
+        ("schema_version", 2),
+        ("campaign_kind", "newsletter"),
+    ]:
+        with pytest.raises(jsonschema.ValidationError):
+            check.validate({**good, field: value})
+    without = dict(good)
+    del without["visitor_id"]
+    with pytest.raises(jsonschema.ValidationError):
+        check.validate(without)
+    check.validate({**good, "added_later": {"any": ["shape"]}})  # additions are allowed
+
+
+async def test_an_event_with_unknown_fields_is_counted_by_the_real_counter(
+    settings: Settings, pool: asyncpg.Pool, redis: aioredis.Redis, producer: AIOKafkaProducer
+) -> None:
+    known = make_event(link_id=77, visitor_id="v:future")
+    newer = {
+        **orjson.loads(events.encode(known)),
+        "device": {"os": "Android", "model": "X1"},
+        "geo_country": "IN",
+        "tags": ["a", "b"],
+    }
+    raw = orjson.dumps(newer)
+    assert events.decode(raw) == known  # the reader ignores what it does not know
+    validator().validate(newer)
+    await producer.send_and_wait(settings.clicks_topic, raw, key=known.code.encode())
+    second = make_event(link_id=77, visitor_id="v:other")
+    await producer.send_and_wait(
+        settings.clicks_topic,
+        orjson.dumps({**orjson.loads(events.encode(second)), "later": None}),
+        key=b"k",
+    )
+    counter = Counter(settings)
+    await counter.start()
+    try:
+        assert await wait_for(lambda: pg_counts(pool, 77), (2, 2, 0)) == (2, 2, 0)
+    finally:
+        await counter.stop()
+    assert counter.registry.get_sample_value("clicktrack_events_dead_lettered_total") == 0

@@ -1,0 +1,318 @@
+"""The webhook relay against real Kafka and Postgres, posting to a local receiver."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field, replace
+
+import asyncpg
+import orjson
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+from aiokafka import AIOKafkaProducer
+from click.testing import CliRunner
+
+from services.cli.main import cli
+from services.relay import endpoints, signing
+from services.relay.relay import Relay
+from shared import events
+from shared.kafka import ensure_topics
+from shared.orgs import create_org
+from shared.settings import Settings
+from tests.helpers import read_topic, wait_for
+from tests.unit.test_events import make_event
+
+pytestmark = pytest.mark.integration
+
+
+@dataclass
+class Receiver:
+    """A webhook receiver on 127.0.0.1: answers `fail_first` requests per path with `status`."""
+
+    fail_first: dict[str, int] = field(default_factory=dict)
+    status: int = 500
+    requests: dict[str, list[tuple[dict[str, str], bytes, int]]] = field(default_factory=dict)
+
+    async def handle(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        seen = self.requests.setdefault(request.path, [])
+        answer = self.status if len(seen) < self.fail_first.get(request.path, 0) else 204
+        seen.append(({k.lower(): v for k, v in request.headers.items()}, body, answer))
+        return web.Response(status=answer)
+
+    def delivered_ids(self, path: str, secret: str) -> list[str]:
+        """Event ids of the accepted requests to `path`, each signature checked."""
+        ids = []
+        for headers, body, answer in self.requests.get(path, []):
+            signing.verify(secret, headers, body)
+            if answer == 204:
+                ids.extend(e["event_id"] for e in orjson.loads(body)["data"]["events"])
+        return ids
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[tuple[Receiver, str]]:
+    state = Receiver()
+    app = web.Application()
+    app.router.add_post("/{name}", state.handle)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    yield state, str(server.make_url("")).rstrip("/")
+    await server.close()
+
+
+@pytest.fixture
+async def relay_settings(settings: Settings, topics: list[str]) -> Settings:
+    """This test's settings for a relay: its own group and dead-letter topic, fast retries."""
+    relay = replace(
+        settings,
+        relay_group=f"relay-{settings.counter_group}",
+        relay_start_from="earliest",
+        webhook_dlq_topic=f"{settings.clicks_topic}.webhooks-dlq",
+        webhook_allow_insecure=True,
+        webhook_backoff_ms=20,
+        webhook_max_attempts=3,
+    )
+    await ensure_topics(relay, [relay.webhook_dlq_topic])
+    return relay
+
+
+async def publish(producer: AIOKafkaProducer, topic: str, *values: bytes) -> None:
+    for value in values:
+        await producer.send_and_wait(topic, value=value, key=b"k", partition=0)
+
+
+async def test_relay_posts_each_org_its_human_clicks_signed_and_retries(
+    relay_settings: Settings,
+    pool: asyncpg.Pool,
+    producer: AIOKafkaProducer,
+    receiver: tuple[Receiver, str],
+) -> None:
+    state, base = receiver
+    state.fail_first = {"/a": 2}
+    org_a, org_b, org_c = [await create_org(pool, n, tracking=True) for n in "ABC"]
+    _, secret_a = await endpoints.register(pool, org_a, f"{base}/a", allow_insecure=True)
+    _, secret_b = await endpoints.register(pool, org_b, f"{base}/b", allow_insecure=True)
+    a = [make_event(org_id=org_a, visitor_id=f"v:{i}") for i in range(3)]
+    a_bot = make_event(org_id=org_a, is_bot=True, bot_reason="head")
+    b = [make_event(org_id=org_b, visitor_id=f"v:{i}") for i in range(2)]
+    c = make_event(org_id=org_c)
+    values = [events.encode(e) for e in (a[0], a_bot, b[0], a[1], c, b[1], a[2])]
+    await publish(producer, relay_settings.clicks_topic, *values[:3], b"\x00junk", *values[3:])
+
+    relay = Relay(relay_settings)
+    await relay.start()
+    try:
+        got_a = await wait_for(lambda: _ids(state, "/a", secret_a), 3)
+        got_b = await wait_for(lambda: _ids(state, "/b", secret_b), 2)
+    finally:
+        await relay.stop()
+    assert state.delivered_ids("/a", secret_a) == [e.event_id for e in a]
+    assert state.delivered_ids("/b", secret_b) == [e.event_id for e in b]
+    assert (got_a, got_b) == (3, 2)
+    assert set(state.requests) == {"/a", "/b"}  # org C has no endpoint; bots are not posted
+    first_three = state.requests["/a"][:3]
+    assert [answer for _, _, answer in first_three] == [500, 500, 204]
+    # a retry is the same delivery: same webhook-id, same bytes
+    assert len({h["webhook-id"] for h, _, _ in first_three}) == 1
+    assert len({body for _, body, _ in first_three}) == 1
+    headers, body, _ = first_three[0]
+    assert headers["content-type"] == "application/json"
+    assert headers["user-agent"] == "Clicktrack-Webhooks/1"
+    sent = orjson.loads(body)
+    assert sent["type"] == "clicks.v1"
+    assert sent["data"]["events"][0] == orjson.loads(events.encode(a[0]))
+    with pytest.raises(Exception, match="no webhook-signature matches"):
+        signing.verify(secret_b, headers, body)  # one org's secret does not sign another's
+    sample = relay.registry.get_sample_value
+    assert sample("clicktrack_webhook_events_delivered_total") == 5
+    assert sample("clicktrack_webhook_requests_total", {"result": "failed"}) == 2
+    assert sample("clicktrack_webhook_records_unreadable_total") == 1
+    assert sample("clicktrack_webhook_dead_lettered_total") == 0
+
+
+async def test_a_delivery_that_keeps_failing_is_dead_lettered_and_the_relay_moves_on(
+    relay_settings: Settings,
+    pool: asyncpg.Pool,
+    producer: AIOKafkaProducer,
+    receiver: tuple[Receiver, str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    state, base = receiver
+    state.fail_first, state.status = {"/down": 1000}, 503
+    org = await create_org(pool, "Down Inc", tracking=True)
+    endpoint, secret = await endpoints.register(pool, org, f"{base}/down", allow_insecure=True)
+    clicks = [make_event(org_id=org, visitor_id=f"v:{i}") for i in range(2)]
+    await publish(producer, relay_settings.clicks_topic, *(events.encode(e) for e in clicks))
+
+    caplog.set_level(logging.DEBUG)
+    relay = Relay(relay_settings)
+    await relay.start()
+    try:
+        (dead,) = await read_topic(relay_settings, relay_settings.webhook_dlq_topic, 1)
+        committed = await wait_for(lambda: _committed(relay), 2)
+        # The endpoint just failed every retry: the next delivery gets one attempt, not three.
+        late = make_event(org_id=org, visitor_id="v:late")
+        await publish(producer, relay_settings.clicks_topic, events.encode(late))
+        _, again = await read_topic(relay_settings, relay_settings.webhook_dlq_topic, 2)
+    finally:
+        await relay.stop()
+    attempts = state.requests["/down"]
+    assert [answer for _, _, answer in attempts] == [503, 503, 503, 503]
+    assert dict(again.headers)["attempts"] == b"1"
+    assert [e["event_id"] for e in orjson.loads(again.value)["data"]["events"]] == [late.event_id]
+    assert dead.value == attempts[0][1]  # the exact body the endpoint refused
+    assert [e["event_id"] for e in orjson.loads(dead.value)["data"]["events"]] == [
+        e.event_id for e in clicks
+    ]
+    assert dict(dead.headers) == {
+        "endpoint_id": str(endpoint.id).encode(),
+        "org_id": str(org).encode(),
+        "webhook_id": attempts[0][0]["webhook-id"].encode(),
+        "attempts": b"3",
+        "reason": b"endpoint answered 503",
+    }
+    assert committed == 2  # dead-lettered, so the relay went past those records
+    assert relay.registry.get_sample_value("clicktrack_webhook_dead_lettered_total") == 3
+    assert secret not in caplog.text
+    assert secret.removeprefix("whsec_") not in caplog.text
+
+
+async def test_webhook_commands_register_list_and_remove(
+    settings: Settings, pool: asyncpg.Pool
+) -> None:
+    org = await create_org(pool, "Hooks Ltd", tracking=True)
+    env = {
+        "POSTGRES_DSN": settings.postgres_dsn.reveal(),
+        "POSTGRES_SCHEMA": settings.postgres_schema,
+    }
+    runner = CliRunner()
+
+    def invoke(*args: str) -> tuple[int, str, str]:
+        done = runner.invoke(cli, list(args), env=env)
+        return done.exit_code, done.stdout, done.stderr
+
+    code, out, _ = await asyncio.to_thread(
+        invoke, "webhook", "add", str(org), "https://hooks.example.com/in"
+    )
+    assert code == 0
+    first, second = out.splitlines()
+    endpoint_id = int(first.split()[1])
+    assert first == f"endpoint {endpoint_id} for organisation {org}: https://hooks.example.com/in"
+    secret = second.rsplit(" ", 1)[1]
+    stored = await pool.fetchval("SELECT secret FROM webhook_endpoints WHERE id = $1", endpoint_id)
+    assert stored == secret and secret.startswith("whsec_")
+
+    listed = await asyncio.to_thread(invoke, "webhook", "list", str(org))
+    assert listed == (0, f"endpoint {endpoint_id}: https://hooks.example.com/in\n", "")
+    refused = await asyncio.to_thread(invoke, "webhook", "add", str(org), "https://10.0.0.1/")
+    assert refused[0] == 2
+    assert refused[2] == "error: the URL points at a private, loopback or link-local address\n"
+    other = await asyncio.to_thread(invoke, "webhook", "remove", str(org + 1000), str(endpoint_id))
+    assert other[0] == 2  # another organisation cannot remove it
+    assert await asyncio.to_thread(invoke, "webhook", "remove", str(org), str(endpoint_id)) == (
+        0,
+        f"endpoint {endpoint_id} removed\n",
+        "",
+    )
+    assert await endpoints.of_orgs(pool, [org]) == {}
+
+
+async def _ids(state: Receiver, path: str, secret: str) -> int:
+    return len(set(state.delivered_ids(path, secret)))
+
+
+async def _committed(relay: Relay) -> int:
+    consumer = relay._consumer
+    assert consumer is not None
+    offsets = [await consumer.committed(tp) for tp in consumer.assignment()]
+    return sum(o or 0 for o in offsets)
+
+
+@pytest.mark.timeout(180)
+async def test_a_relay_killed_mid_delivery_delivers_again_after_restart(
+    relay_settings: Settings, pool: asyncpg.Pool, producer: AIOKafkaProducer
+) -> None:
+    """At least once: kill -9 while a POST is in flight, restart, and the same delivery comes
+    again (same events, same webhook-id), so the receiver can deduplicate."""
+    arrived: list[tuple[dict[str, str], bytes]] = []
+    first_arrived, release = asyncio.Event(), asyncio.Event()
+
+    async def handle(request: web.Request) -> web.Response:
+        arrived.append(({k.lower(): v for k, v in request.headers.items()}, await request.read()))
+        first_arrived.set()
+        if len(arrived) == 1:
+            await release.wait()  # the relay dies while it waits for this answer
+        return web.Response(status=204)
+
+    app = web.Application()
+    app.router.add_post("/hook", handle)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    relay_process = None
+    try:
+        org = await create_org(pool, "Crashy", tracking=True)
+        url = str(server.make_url("/hook"))
+        _, secret = await endpoints.register(pool, org, url, allow_insecure=True)
+        clicks = [make_event(org_id=org, visitor_id=f"v:{i}") for i in range(3)]
+        await publish(producer, relay_settings.clicks_topic, *(events.encode(e) for e in clicks))
+
+        relay_process = start_relay(relay_settings)
+        await asyncio.wait_for(first_arrived.wait(), 60)
+        relay_process.kill()  # SIGKILL: no drain, no commit
+        assert await asyncio.to_thread(relay_process.wait, 20) == -signal.SIGKILL
+        release.set()
+
+        relay = Relay(relay_settings)
+        await relay.start()
+        try:
+            for _ in range(300):
+                if len(arrived) >= 2:
+                    break
+                await asyncio.sleep(0.1)
+        finally:
+            await relay.stop()
+    finally:
+        if relay_process is not None and relay_process.poll() is None:
+            relay_process.kill()
+            await asyncio.to_thread(relay_process.wait, 10)
+        await server.close()
+    assert len(arrived) == 2
+    (first_headers, _), (again_headers, _) = arrived
+    ids = [e.event_id for e in clicks]
+    for headers, body in arrived:
+        signing.verify(secret, headers, body)
+        assert [e["event_id"] for e in orjson.loads(body)["data"]["events"]] == ids
+    assert first_headers["webhook-id"] == again_headers["webhook-id"]
+
+
+def start_relay(settings: Settings) -> subprocess.Popen[bytes]:
+    """`python -m services.relay` as its own process (so it can be killed), on `settings`."""
+    env = {
+        **os.environ,
+        "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
+        "POSTGRES_DSN": settings.postgres_dsn.reveal(),
+        "POSTGRES_SCHEMA": settings.postgres_schema,
+        "CLICKS_TOPIC": settings.clicks_topic,
+        "RELAY_GROUP": settings.relay_group,
+        "RELAY_START_FROM": settings.relay_start_from,
+        "RELAY_PORT": "0",
+        "WEBHOOK_DLQ_TOPIC": settings.webhook_dlq_topic,
+        "WEBHOOK_ALLOW_INSECURE": "true",
+        "WEBHOOK_BACKOFF_MS": str(settings.webhook_backoff_ms),
+        "WEBHOOK_MAX_ATTEMPTS": str(settings.webhook_max_attempts),
+        "LOG_LEVEL": "WARNING",
+    }
+    return subprocess.Popen(
+        [sys.executable, "-m", "services.relay"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
