@@ -43,12 +43,20 @@ class ResumePoint:
     """First offset not yet counted."""
 
 
+_ADD_COUNTS = (
+    "total_clicks = c.total_clicks + EXCLUDED.total_clicks,"
+    " unique_clicks = c.unique_clicks + EXCLUDED.unique_clicks,"
+    " bot_clicks = c.bot_clicks + EXCLUDED.bot_clicks,"
+    " updated_at = now()"
+)
+"""The SET list of every counter upsert: the batch's deltas added to the stored values."""
+
 # $1..$10: the batch's distinct events, one array per column, in the order read.
 # $11, $12: consumer group and topic; $13..$15: partition, next offset, first offset of the batch.
 # Returns one row per Redis counter touched (scope 'link' or 'campaign', id, day or NULL for all
 # time, absolute total, unique, bots), and one row with a NULL scope whose id is the number of
 # events counted for the first time.
-COUNT_BATCH = """
+COUNT_BATCH = f"""
 WITH batch AS (
     SELECT * FROM unnest($1::uuid[], $2::date[], $3::timestamptz[], $4::bigint[], $5::bigint[],
                          $6::bigint[], $7::text[], $8::text[], $9::text[], $10::bool[])
@@ -110,10 +118,7 @@ hourly AS (
     GROUP BY 1, 2, 3
     ORDER BY 1, 2, 3
     ON CONFLICT (link_id, hour, channel) DO UPDATE
-    SET total_clicks = c.total_clicks + EXCLUDED.total_clicks,
-        unique_clicks = c.unique_clicks + EXCLUDED.unique_clicks,
-        bot_clicks = c.bot_clicks + EXCLUDED.bot_clicks,
-        updated_at = now()
+    SET {_ADD_COUNTS}
 ),
 links AS (
     INSERT INTO link_counters AS c (link_id, org_id, campaign_id, total_clicks, unique_clicks,
@@ -126,12 +131,9 @@ links AS (
     GROUP BY 1
     ORDER BY 1
     ON CONFLICT (link_id) DO UPDATE
-    SET total_clicks = c.total_clicks + EXCLUDED.total_clicks,
-        unique_clicks = c.unique_clicks + EXCLUDED.unique_clicks,
-        bot_clicks = c.bot_clicks + EXCLUDED.bot_clicks,
+    SET {_ADD_COUNTS},
         org_id = coalesce(c.org_id, EXCLUDED.org_id),
-        campaign_id = coalesce(c.campaign_id, EXCLUDED.campaign_id),
-        updated_at = now()
+        campaign_id = coalesce(c.campaign_id, EXCLUDED.campaign_id)
     RETURNING 'link' AS scope, link_id AS scope_id, NULL::date AS day, total_clicks,
               unique_clicks, bot_clicks
 ),
@@ -148,10 +150,7 @@ campaigns AS (
     GROUP BY 1
     ORDER BY 1
     ON CONFLICT (campaign_id) DO UPDATE
-    SET total_clicks = c.total_clicks + EXCLUDED.total_clicks,
-        unique_clicks = c.unique_clicks + EXCLUDED.unique_clicks,
-        bot_clicks = c.bot_clicks + EXCLUDED.bot_clicks,
-        updated_at = now()
+    SET {_ADD_COUNTS}
     RETURNING 'campaign' AS scope, campaign_id AS scope_id, NULL::date AS day, total_clicks,
               unique_clicks, bot_clicks
 ),
@@ -173,10 +172,7 @@ days AS (
     GROUP BY 1, 2, 3
     ORDER BY 1, 2, 3
     ON CONFLICT (scope, scope_id, day) DO UPDATE
-    SET total_clicks = c.total_clicks + EXCLUDED.total_clicks,
-        unique_clicks = c.unique_clicks + EXCLUDED.unique_clicks,
-        bot_clicks = c.bot_clicks + EXCLUDED.bot_clicks,
-        updated_at = now()
+    SET {_ADD_COUNTS}
     RETURNING scope, scope_id, day, total_clicks, unique_clicks, bot_clicks
 ),
 stored_offsets AS (
