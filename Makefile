@@ -9,7 +9,8 @@ export KAFKA_BOOTSTRAP_SERVERS ?= 127.0.0.1:9092
 export REDIS_URL ?= redis://127.0.0.1:6379/0
 export POSTGRES_DSN ?= postgresql://clicktrack:clicktrack@127.0.0.1:5432/clicktrack
 
-.PHONY: up down test install stack-up stack-down services-up services-down schema demo status lint promtool
+.PHONY: up down test install stack-up stack-down services-up services-down schema demo status lint promtool \
+	browser
 
 up: install stack-up schema services-up demo
 	@echo
@@ -21,7 +22,7 @@ up: install stack-up schema services-up demo
 	@echo "  try         $(BIN)/clicktrack link https://example.com   then open the short URL"
 	@echo "  stop        make down"
 
-test: install stack-up schema lint promtool
+test: install stack-up schema lint promtool browser
 	$(BIN)/pytest
 
 down: services-down stack-down
@@ -62,6 +63,13 @@ demo: install
 status:
 	-bash deploy/stack.sh status
 	-bash deploy/services.sh status
+
+# Headless Chromium and its driver from Debian's packages, for the dashboard's browser test.
+browser:
+	@[ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ] || { \
+		echo "installing chromium and chromium-driver with apt-get (needs root)"; \
+		apt-get update -q >/dev/null && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver >/dev/null; }
 
 lint: install
 	$(BIN)/ruff check .

@@ -31,11 +31,10 @@ from pathlib import Path
 import orjson
 import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
 
 from shared import db, events
 from shared.counts import counter_key
-from shared.kafka import ensure_topics
+from shared.kafka import delete_topics, ensure_topics
 from shared.settings import Secret, Settings
 from tests.faults.harness import CounterProcess, counter_env, progress
 from tests.faults.validator import validate
@@ -245,12 +244,7 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
             await pool.execute(f'DROP SCHEMA IF EXISTS "{settings.postgres_schema}" CASCADE')
     await client.flushdb()
     await client.aclose()
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
-    await admin.start()
-    try:
-        await admin.delete_topics([settings.clicks_topic, settings.dlq_topic])
-    finally:
-        await admin.close()
+    await delete_topics(settings)
     result["cpus"] = os.cpu_count()
     result["loadavg_1m"] = round(os.getloadavg()[0], 2)
     return result

@@ -97,6 +97,17 @@ async def ensure_topics(
     return created
 
 
+async def delete_topics(settings: Settings, topics: list[str] | None = None) -> None:
+    """Delete the clicks and dead-letter topics (or `topics`): what benchmarks and tools that made
+    topics of their own use to leave nothing behind."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
+    await start_with_retries(admin.start, "kafka admin client", settings.kafka_bootstrap_servers)
+    try:
+        await admin.delete_topics(topics or [settings.clicks_topic, settings.dlq_topic])
+    finally:
+        await admin.close()
+
+
 async def _wait_for_metadata(admin: AIOKafkaAdminClient, names: list[str]) -> None:
     # A new topic's leaders are elected a moment after CreateTopics returns.
     for _ in range(50):

@@ -7,12 +7,14 @@ import logging
 import time
 from collections.abc import AsyncIterator
 
+import redis.asyncio as aioredis
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from services.api import campaigns, links, orgs, render
-from services.api.context import METRICS, POOL, SETTINGS, Metrics
+from services.api import campaigns, chart, dashboard, export, links, orgs, render, reports
+from services.api.context import END_OFFSETS, METRICS, POOL, REDIS, SETTINGS, Metrics
 from services.api.errors import Handler, dumps, json_errors
+from services.api.freshness import EndOffsets
 from services.api.openapi import document
 from shared import db
 from shared.dlt import short_link_length
@@ -24,6 +26,8 @@ log = logging.getLogger(__name__)
 MAX_BODY = 16 * 1024 * 1024
 """Largest request body, bytes: room for 100,000 recipient ids."""
 READY_TIMEOUT_S = 2.0
+REDIS_TIMEOUT_S = 0.5
+"""Budget of one Redis call of a report, seconds; past it the report reads Postgres instead."""
 
 
 def create_app(settings: Settings) -> web.Application:
@@ -44,15 +48,29 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/v1/openapi.json", openapi)
-    for module in (orgs, campaigns, links, render):
+    for module in (orgs, campaigns, links, render, reports, export, chart, dashboard):
         module.add_routes(app.router)
     return app
 
 
 async def _resources(app: web.Application) -> AsyncIterator[None]:
-    async with db.pool(app[SETTINGS]) as pool:
+    settings = app[SETTINGS]
+    # Redis and Kafka are optional for the API: reports fall back to Postgres and an unknown lag.
+    redis = aioredis.Redis.from_url(
+        settings.redis_url.reveal(),
+        socket_timeout=REDIS_TIMEOUT_S,
+        socket_connect_timeout=REDIS_TIMEOUT_S,
+    )
+    ends = EndOffsets(settings)
+    async with db.pool(settings) as pool:
         app[POOL] = pool
-        yield
+        app[REDIS] = redis
+        app[END_OFFSETS] = ends
+        try:
+            yield
+        finally:
+            await ends.close()
+            await redis.aclose()
 
 
 @web.middleware

@@ -5,9 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import asyncpg
+import redis.asyncio as aioredis
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter
 
+from services.api.freshness import EndOffsets
 from shared.settings import Settings
 
 
@@ -41,3 +43,7 @@ class Metrics:
 SETTINGS = web.AppKey("settings", Settings)
 POOL = web.AppKey("pool", asyncpg.Pool)
 METRICS = web.AppKey("metrics", Metrics)
+REDIS = web.AppKey("redis", aioredis.Redis)
+"""Counter copies for live totals; optional (reports fall back to Postgres without it)."""
+END_OFFSETS = web.AppKey("end_offsets", EndOffsets)
+"""Kafka end offsets of the clicks topic, for the counter's lag in reports."""

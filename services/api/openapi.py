@@ -258,9 +258,20 @@ class Op:
     """Takes `?after=&limit=`."""
     also: tuple[int, str, str] | None = None
     """Another success: (status, why, schema)."""
+    media: str = "application/json"
+    """Media type of the success body (`text/csv`, `image/svg+xml`: no JSON schema)."""
+    query: tuple[Schema, ...] = ()
+    """Query parameters other than paging (the reports' window)."""
 
     def operation(self) -> Schema:
-        responses: dict[str, Any] = {str(self.ok[0]): _answer("OK", self.ok[1])}
+        responses: dict[str, Any] = {
+            str(self.ok[0]): _answer("OK", self.ok[1])
+            if self.media == "application/json"
+            else {
+                "description": self.ok[1],
+                "content": {self.media: {"schema": {"type": "string"}}},
+            }
+        }
         if self.also is not None:
             responses[str(self.also[0])] = _answer(self.also[1], self.also[2])
         for code in ((400, 422) if self.body else ()) + self.errors + (503,):
@@ -271,6 +282,7 @@ class Op:
         ]
         if self.paged:
             parameters += _PAGE
+        parameters += self.query
         operation: Schema = {
             "summary": self.summary,
             "description": f"Credential: {self.auth}.",
@@ -302,7 +314,6 @@ _PAGE: list[Schema] = [
 OPERATOR, KEY, EITHER = "operator", "API key", "operator, or an API key of that organisation"
 _NO_404 = (401, 403)
 _CAMPAIGN_LINKS = "/v1/campaigns/{campaign_id}/links"
-
 OPERATIONS = (
     Op("post", "/v1/orgs", "Create an organisation (tracking off)", OPERATOR, (201, "Org"),
        body="OrgCreate", errors=_NO_404),
@@ -345,26 +356,54 @@ _PLAIN = {
 }
 
 
+_PAGES = {
+    "/dashboard": "Dashboard: the campaign list (HTML; signs in with an API key)",
+    "/dashboard/campaigns/{campaign_id}": "Dashboard: one campaign (HTML)",
+    "/dashboard/static/{name}": "Dashboard script and style",
+}
+
+
+def _plain(summary: str, path: str) -> Schema:
+    operation: Schema = {
+        "summary": summary,
+        "security": [],
+        "responses": {"200": {"description": "OK"}},
+    }
+    names = re.findall(r"{(\w+)}", path)
+    if names:
+        operation["parameters"] = [
+            {
+                "name": name,
+                "in": "path",
+                "required": True,
+                "schema": _ID if name.endswith("_id") else {"type": "string"},
+            }
+            for name in names
+        ]
+    return operation
+
+
 def document() -> Schema:
     """The whole OpenAPI document."""
+    # The reports' operations live next to them and build on this module's helpers.
+    from services.api.openapi_reports import REPORT_OPERATIONS, REPORT_SCHEMAS
+
     paths: dict[str, dict[str, Schema]] = {
-        path: {
-            "get": {"summary": summary, "security": [], "responses": {"200": {"description": "OK"}}}
-        }
-        for path, summary in _PLAIN.items()
+        path: {"get": _plain(summary, path)} for path, summary in {**_PLAIN, **_PAGES}.items()
     }
-    for op in OPERATIONS:
+    for op in (*OPERATIONS, *REPORT_OPERATIONS):
         paths.setdefault(op.path, {})[op.method] = op.operation()
     return {
         "openapi": "3.1.0",
         "info": {
             "title": "Clicktrack links API",
             "version": "1",
-            "description": "Organisations, campaigns, tracked links, bulk short codes and"
-            ' DLT-safe SMS rendering. Errors are `{"error": code, "detail": message}`.',
+            "description": "Organisations, campaigns, tracked links, bulk short codes,"
+            " DLT-safe SMS rendering, click reports (JSON, CSV, SVG) and the dashboard."
+            ' Errors are `{"error": code, "detail": message}`.',
         },
         "components": {
-            "schemas": SCHEMAS,
+            "schemas": {**SCHEMAS, **REPORT_SCHEMAS},
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
         },
         "paths": paths,

@@ -77,6 +77,18 @@ class ApiClient:
         created = await self.call("POST", "/v1/campaigns", auth=key, json=body, expect=201)
         return int(created["id"])
 
+    async def new_link(self, key: str, campaign_id: int, destination: str) -> int:
+        """Id of a new link of the campaign (201: created, not reused)."""
+        created = await self.call(
+            "POST",
+            "/v1/campaigns/{campaign_id}/links",
+            auth=key,
+            json={"destination": destination},
+            expect=201,
+            campaign_id=campaign_id,
+        )
+        return int(created["id"])
+
     async def render(self, key: str, expect: int = 200, **body: object) -> Any:
         """The answer of `POST /v1/render` with `body`."""
         return await self.call("POST", "/v1/render", auth=key, json=body, expect=expect)

@@ -1,0 +1,257 @@
+"""Click reports of a link, a campaign (with its resends and recurrences) and the organisation.
+
+Every report carries `as_of` (when its reads began), the counter's `lag` (clicks published but
+not yet counted, see `services.api.freshness`), the `window` it covers, the live all-time
+`totals` (Redis, or Postgres when Redis cannot answer: `totals_source`), the window's counts
+`in_window`, breakdowns and a `series` of buckets. Counting rules: `services.api.insights`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+from aiohttp import web
+
+from services.api.auth import require_org
+from services.api.body import path_id
+from services.api.context import END_OFFSETS, POOL, REDIS, SETTINGS
+from services.api.errors import dumps
+from services.api.freshness import counter_lag
+from services.api.insights import (
+    Tally,
+    breakdown,
+    campaigns_after_creation,
+    campaigns_in_window,
+    live_totals,
+    org_totals,
+    series,
+    summed,
+)
+from services.api.window import Window, read_window
+from shared.campaigns import Campaign, get_campaign
+from shared.errors import InvalidInputError
+from shared.links import get_link
+
+WINDOW_PARAMS = frozenset({"from", "to", "bucket", "tz"})
+MAX_LINKS = 1000
+"""Links listed in a campaign report's `by_link`."""
+MAX_FAMILY = 200
+"""Campaigns listed in a campaign report's `family`."""
+FIRST_HOURS = 24
+"""The family's comparison: each campaign's counts in its first 24 hours."""
+MAX_CAMPAIGNS = 500
+"""Campaigns listed (newest first) in the organisation report."""
+
+
+def add_routes(router: web.UrlDispatcher) -> None:
+    router.add_get(r"/v1/links/{link_id:\d+}/report", link_report)
+    router.add_get(r"/v1/campaigns/{campaign_id:\d+}/report", campaign_report)
+    router.add_get("/v1/report", org_report)
+
+
+@dataclass(frozen=True, slots=True)
+class Subject:
+    """What a request reports on: a link, a campaign or the organisation, checked to be the
+    caller's own, and the window asked for."""
+
+    scope: str
+    """`link`, `campaign` or `org`."""
+    id: int
+    label: str
+    """For people: `link 7`, the campaign's name, `all campaigns`."""
+    window: Window
+    now: datetime
+    """When the request was read: the report's `as_of`."""
+
+
+async def subject_of(request: web.Request, scope: str) -> Subject:
+    """The caller's link or campaign named in the path (another organisation's is 404), or the
+    caller's organisation, with the query's window."""
+    org_id = await require_org(request)
+    now = datetime.now(UTC)
+    window = window_of(request, now)
+    pool = request.app[POOL]
+    if scope == "link":
+        link = await get_link(pool, org_id, path_id(request, "link_id"))
+        return Subject("link", link.id, f"link {link.id}", window, now)
+    if scope == "campaign":
+        campaign = await get_campaign(pool, org_id, path_id(request, "campaign_id"))
+        return Subject("campaign", campaign.id, campaign.name, window, now)
+    return Subject("org", org_id, "all campaigns", window, now)
+
+
+def window_of(request: web.Request, now: datetime) -> Window:
+    """The report window of the query; an unknown parameter is refused (a typo would otherwise
+    silently widen the report)."""
+    unknown = sorted(set(request.query) - WINDOW_PARAMS)
+    if unknown:
+        raise InvalidInputError(
+            f"unknown query parameter(s): {', '.join(unknown)[:200]};"
+            f" expected some of {', '.join(sorted(WINDOW_PARAMS))}",
+            code="unknown_parameter",
+        )
+    return read_window(request.query, now=now)
+
+
+async def envelope(request: web.Request, window: Window, now: datetime) -> dict[str, Any]:
+    """The freshness and window fields every report starts with."""
+    app = request.app
+    lag = await counter_lag(app[POOL], app[END_OFFSETS], app[SETTINGS])
+    return {"as_of": now, "lag": lag.as_dict(), "window": window.as_dict()}
+
+
+def series_items(window: Window, rows: list[tuple[datetime, Tally]]) -> list[dict[str, Any]]:
+    return [{"start": window.local(start).isoformat(), **t.as_dict()} for start, t in rows]
+
+
+def grouped(name: str, rows: list[tuple[Any, Tally]]) -> list[dict[str, Any]]:
+    return [{name: key, **t.as_dict()} for key, t in rows]
+
+
+async def link_report(request: web.Request) -> web.Response:
+    """One link: live totals, the window's series and its split by channel."""
+    org_id = await require_org(request)
+    now = datetime.now(UTC)
+    window = window_of(request, now)
+    pool = request.app[POOL]
+    link = await get_link(pool, org_id, path_id(request, "link_id"))
+    totals, source = await live_totals(request.app[REDIS], pool, "link", [link.id])
+    rows = await series(pool, "link", link.id, window)
+    body = {
+        **await envelope(request, window, now),
+        "link": link,
+        "totals": totals[link.id].as_dict(),
+        "totals_source": source,
+        "in_window": summed(rows).as_dict(),
+        "by_channel": grouped("channel", await breakdown(pool, "link", link.id, window, "channel")),
+        "series": series_items(window, rows),
+    }
+    return web.json_response(body, dumps=dumps)
+
+
+async def campaign_report(request: web.Request) -> web.Response:
+    """One campaign: live totals, the window's series, its split by channel and by link, and
+    every campaign of its family (the original, its resends and recurrences) side by side: all
+    time, in the window, and in the first 24 hours after each was created."""
+    org_id = await require_org(request)
+    now = datetime.now(UTC)
+    window = window_of(request, now)
+    pool = request.app[POOL]
+    campaign = await get_campaign(pool, org_id, path_id(request, "campaign_id"))
+    family = await _family(pool, campaign)
+    totals, source = await live_totals(request.app[REDIS], pool, "campaign", [c.id for c in family])
+    in_window = await campaigns_in_window(pool, [c.id for c in family], window)
+    first_day = await campaigns_after_creation(pool, [c.id for c in family], FIRST_HOURS)
+    rows = await series(pool, "campaign", campaign.id, window)
+    body = {
+        **await envelope(request, window, now),
+        "campaign": campaign,
+        "totals": totals[campaign.id].as_dict(),
+        "totals_source": source,
+        "in_window": in_window[campaign.id].as_dict(),
+        "by_channel": grouped(
+            "channel", await breakdown(pool, "campaign", campaign.id, window, "channel")
+        ),
+        "by_link": await _by_link(request, campaign, window),
+        "family": [
+            {
+                "campaign": c,
+                "totals": totals[c.id].as_dict(),
+                "in_window": in_window[c.id].as_dict(),
+                "first_24h": first_day[c.id].as_dict(),
+            }
+            for c in family
+        ],
+        "series": series_items(window, rows),
+    }
+    return web.json_response(body, dumps=dumps)
+
+
+async def org_report(request: web.Request) -> web.Response:
+    """The organisation: totals over every link, the window's series, its split by channel and
+    by campaign kind, and its newest campaigns with their live totals."""
+    org_id = await require_org(request)
+    now = datetime.now(UTC)
+    window = window_of(request, now)
+    pool = request.app[POOL]
+    listed = [
+        Campaign(**dict(r))
+        for r in await pool.fetch(
+            "SELECT id, org_id, name, kind, channel, parent_id, created_at FROM campaigns"
+            " WHERE org_id = $1 ORDER BY id DESC LIMIT $2",
+            org_id,
+            MAX_CAMPAIGNS + 1,
+        )
+    ]
+    shown = listed[:MAX_CAMPAIGNS]
+    totals, source = await live_totals(request.app[REDIS], pool, "campaign", [c.id for c in shown])
+    rows = await series(pool, "org", org_id, window)
+    body = {
+        **await envelope(request, window, now),
+        "org_id": org_id,
+        "totals": (await org_totals(pool, org_id)).as_dict(),
+        "in_window": summed(rows).as_dict(),
+        "by_channel": grouped("channel", await breakdown(pool, "org", org_id, window, "channel")),
+        "by_kind": grouped("kind", await breakdown(pool, "org", org_id, window, "kind")),
+        "campaigns": [{"campaign": c, "totals": totals[c.id].as_dict()} for c in shown],
+        "campaigns_source": source,
+        "campaigns_truncated": len(listed) > MAX_CAMPAIGNS,
+        "series": series_items(window, rows),
+    }
+    return web.json_response(body, dumps=dumps)
+
+
+async def _family(pool: asyncpg.Pool, campaign: Campaign) -> list[Campaign]:
+    """The campaign's family: its root ancestor and every descendant, oldest first."""
+    rows = await pool.fetch(
+        """
+        WITH RECURSIVE up (id, parent_id, depth) AS (
+            SELECT id, parent_id, 0 FROM campaigns WHERE id = $1
+            UNION ALL
+            SELECT c.id, c.parent_id, up.depth + 1 FROM campaigns c JOIN up ON c.id = up.parent_id
+            WHERE up.depth < 100
+        ),
+        down (id, depth) AS (
+            SELECT id, 0 FROM (SELECT id FROM up ORDER BY depth DESC LIMIT 1) root
+            UNION ALL
+            SELECT c.id, down.depth + 1 FROM campaigns c JOIN down ON c.parent_id = down.id
+            WHERE down.depth < 100
+        )
+        SELECT id, org_id, name, kind, channel, parent_id, created_at FROM campaigns
+        WHERE id IN (SELECT id FROM down) AND org_id = $2
+        ORDER BY created_at, id LIMIT $3
+        """,
+        campaign.id,
+        campaign.org_id,
+        MAX_FAMILY,
+    )
+    found = [Campaign(**dict(r)) for r in rows]
+    return found if any(c.id == campaign.id for c in found) else [campaign, *found]
+
+
+async def _by_link(request: web.Request, campaign: Campaign, window: Window) -> list[Any]:
+    """Every link of the campaign (up to `MAX_LINKS`): its window counts and live totals."""
+    pool = request.app[POOL]
+    links = await pool.fetch(
+        "SELECT id, destination FROM links WHERE campaign_id = $1 ORDER BY id LIMIT $2",
+        campaign.id,
+        MAX_LINKS,
+    )
+    counted: Mapping[Any, Tally] = dict(
+        await breakdown(pool, "campaign", campaign.id, window, "link", limit=MAX_LINKS)
+    )
+    totals, _ = await live_totals(request.app[REDIS], pool, "link", [r["id"] for r in links])
+    items = [
+        {
+            "link_id": r["id"],
+            "destination": r["destination"],
+            **counted.get(r["id"], Tally()).as_dict(),
+            "totals": totals[r["id"]].as_dict(),
+        }
+        for r in links
+    ]
+    return sorted(items, key=lambda i: (-i["total"], -i["bots"], i["link_id"]))

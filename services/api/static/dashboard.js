@@ -1,0 +1,227 @@
+// Clicktrack dashboard: plain JavaScript, no library, nothing loaded from elsewhere.
+// The API key lives in sessionStorage (this tab only) and travels in the Authorization header;
+// it never appears in a URL. Text from the API is set with textContent, never parsed as HTML.
+"use strict";
+
+const KEY = "clicktrack.apiKey";
+const RANGES = [
+  { id: "24h", label: "Last 24 hours", hours: 24, bucket: "hour" },
+  { id: "7d", label: "Last 7 days", hours: 24 * 7, bucket: "hour" },
+  { id: "30d", label: "Last 30 days", hours: 24 * 30, bucket: "day" },
+];
+const ZONE = (Intl.DateTimeFormat().resolvedOptions().timeZone) || "UTC";
+const $ = (id) => document.getElementById(id);
+
+function el(tag, attrs, ...children) {
+  const node = document.createElement(tag);
+  for (const [name, value] of Object.entries(attrs || {})) {
+    if (name === "text") node.textContent = value;
+    else node.setAttribute(name, value);
+  }
+  for (const child of children) node.append(child);
+  return node;
+}
+
+class ApiError extends Error {
+  constructor(status, body) {
+    super((body && body.detail) || ("HTTP " + status));
+    this.status = status;
+    this.code = body && body.error;
+  }
+}
+
+async function api(path, accept) {
+  const key = sessionStorage.getItem(KEY);
+  const response = await fetch(path, {
+    headers: { "Authorization": "Bearer " + key, "Accept": accept || "application/json" },
+    cache: "no-store",
+    credentials: "omit",
+    referrerPolicy: "no-referrer",
+  });
+  if (!response.ok) {
+    let body = null;
+    try { body = await response.json(); } catch (e) { body = null; }
+    throw new ApiError(response.status, body);
+  }
+  return accept ? response.text() : response.json();
+}
+
+function windowQuery(range) {
+  const to = new Date();
+  const from = new Date(to.getTime() - range.hours * 3600 * 1000);
+  const q = new URLSearchParams({
+    from: from.toISOString(), to: to.toISOString(), bucket: range.bucket, tz: ZONE,
+  });
+  return q.toString();
+}
+
+const number = new Intl.NumberFormat("en-IN");
+function fmt(n) { return number.format(n); }
+function when(iso) {
+  return iso ? new Date(iso).toLocaleString("en-GB", { timeZone: ZONE }) : "never";
+}
+
+function showFreshness(report) {
+  const lag = report.lag;
+  const line = $("freshness");
+  let state;
+  if (lag.status === "current") state = "counter up to date (0 clicks waiting)";
+  else if (lag.status === "behind") state = "counter behind: " + fmt(lag.records) + " clicks not yet counted";
+  else state = "counter lag unknown (Kafka did not answer)";
+  line.textContent = "As of " + when(report.as_of) + " · " + state +
+    " · last counted " + when(lag.last_counted_at) + " · times in " + ZONE;
+  line.className = lag.status;
+  line.dataset.lagStatus = lag.status;
+  line.dataset.asOf = report.as_of;
+}
+
+function card(id, label, value, sub, extra) {
+  return el("div", { class: "card " + (extra || ""), id: id },
+    el("div", { class: "label", text: label }),
+    el("div", { class: "value", "data-value": String(value), text: fmt(value) }),
+    el("div", { class: "sub", text: sub }));
+}
+
+function table(id, headers, rows) {
+  const head = el("tr", {}, ...headers.map(([text, cls]) => el("th", { class: cls || "", text })));
+  const body = rows.map((cells) => el("tr", {}, ...cells.map(([value, cls]) => {
+    const td = el("td", { class: cls || "" });
+    if (value instanceof Node) td.append(value); else td.textContent = value;
+    return td;
+  })));
+  return el("table", { id: id }, el("thead", {}, head), el("tbody", {}, ...body));
+}
+
+function countCells(t) {
+  return [[fmt(t.unique), "num"], [fmt(t.total), "num"], [fmt(t.bots), "num muted"]];
+}
+const COUNT_HEADERS = [["Unique clicks", "num"], ["Total clicks", "num"], ["Bot clicks", "num"]];
+const WINDOW_HEADERS = COUNT_HEADERS.map(([text, cls]) => [text + " (window)", cls]);
+const FIRST_DAY_HEADERS = COUNT_HEADERS.map(([text, cls]) => [text + " (first 24 h)", cls]);
+const ALL_TIME_HEADERS = COUNT_HEADERS.map(([text, cls]) => [text + " (all time)", cls]);
+
+async function chart(path, range) {
+  const holder = el("div", { class: "chart", id: "chart", "aria-busy": "true" });
+  api(path + "?" + windowQuery(range), "image/svg+xml").then((text) => {
+    const doc = new DOMParser().parseFromString(text, "image/svg+xml");
+    const svg = doc.documentElement;
+    if (svg.nodeName !== "svg" || doc.querySelector("script")) throw new Error("not a chart");
+    holder.replaceChildren(document.importNode(svg, true));
+    holder.setAttribute("aria-busy", "false");
+  }).catch((e) => {
+    holder.replaceChildren(el("p", { class: "error", text: "Chart unavailable: " + e.message }));
+  });
+  return holder;
+}
+
+function rangeButtons(current, onPick) {
+  return el("div", { class: "ranges" }, el("span", { text: "Window:" }), ...RANGES.map((r) => {
+    const b = el("button", { type: "button", "data-range": r.id, "aria-pressed": String(r === current), text: r.label });
+    b.addEventListener("click", () => onPick(r));
+    return b;
+  }));
+}
+
+async function campaignList(range) {
+  const report = await api("/v1/report?" + windowQuery(range));
+  const content = $("content");
+  const rows = report.campaigns.map(({ campaign: c, totals }) => [
+    [el("a", { href: "/dashboard/campaigns/" + c.id, text: c.name })],
+    [c.kind.replaceAll("_", " ")], [c.channel], [when(c.created_at)], ...countCells(totals),
+  ]);
+  content.replaceChildren(
+    el("h2", { text: "Campaigns" }),
+    el("div", { class: "cards" },
+      card("org-unique", "Unique clicks", report.totals.unique, "all time, summed over links"),
+      card("org-total", "Total clicks", report.totals.total, "all time"),
+      card("org-bots", "Bot clicks", report.totals.bots, "previews and scanners, kept apart", "bots")),
+    rangeButtons(range, (r) => campaignList(r)),
+    await chart("/v1/chart.svg", range),
+    el("h3", { text: "Campaigns (all time)" }),
+    rows.length ? table("campaigns", [["Campaign"], ["Kind"], ["Channel"], ["Created"], ...COUNT_HEADERS], rows)
+      : el("p", { text: "No campaigns yet." }),
+  );
+  if (report.campaigns_truncated) content.append(el("p", { text: "Showing the newest 500 campaigns." }));
+  showFreshness(report);
+}
+
+async function campaignPage(id, range) {
+  const report = await api("/v1/campaigns/" + id + "/report?" + windowQuery(range));
+  const c = report.campaign;
+  document.title = c.name + " · Clicktrack";
+  $("where").replaceChildren(el("a", { href: "/dashboard", text: "Campaigns" }), " / " + c.name);
+  const byLink = report.by_link.map((l) => [
+    [String(l.link_id)], [el("span", { class: "destination", text: l.destination })],
+    ...countCells(l), ...countCells(l.totals),
+  ]);
+  const byChannel = report.by_channel.map((ch) => [[ch.channel], ...countCells(ch)]);
+  const family = report.family.map((f) => [
+    [f.campaign.id === c.id ? el("strong", { text: f.campaign.name })
+      : el("a", { href: "/dashboard/campaigns/" + f.campaign.id, text: f.campaign.name })],
+    [f.campaign.kind.replaceAll("_", " ")], [when(f.campaign.created_at)],
+    ...countCells(f.first_24h), ...countCells(f.totals),
+  ]);
+  const inWindow = report.in_window;
+  $("content").replaceChildren(
+    el("h2", { id: "campaign-name", text: c.name }),
+    el("p", { text: c.kind.replaceAll("_", " ") + " campaign on " + c.channel + ", created " + when(c.created_at) }),
+    el("div", { class: "cards" },
+      card("unique-clicks", "Unique clicks", report.totals.unique, fmt(inWindow.unique) + " new in the window"),
+      card("total-clicks", "Total clicks", report.totals.total, fmt(inWindow.total) + " in the window"),
+      card("bot-clicks", "Bot clicks", report.totals.bots, "kept apart from the counts", "bots")),
+    rangeButtons(range, (r) => campaignPage(id, r)),
+    await chart("/v1/campaigns/" + id + "/chart.svg", range),
+    el("h3", { text: "By channel (window)" }),
+    byChannel.length ? table("by-channel", [["Channel"], ...COUNT_HEADERS], byChannel)
+      : el("p", { id: "by-channel", text: "No clicks in the window." }),
+    el("h3", { text: "By link" }),
+    table("by-link", [["Link"], ["Destination"], ...WINDOW_HEADERS, ...ALL_TIME_HEADERS], byLink),
+    el("h3", { text: "Original, resends and recurrences: the first 24 hours after each" }),
+    table("family", [["Campaign"], ["Kind"], ["Created"], ...FIRST_DAY_HEADERS, ...ALL_TIME_HEADERS], family),
+    el("p", { class: "sub", text: "Unique clicks in a window or breakdown count visitors a link met for the first time; a resend that reuses its original's links counts on the original." }),
+  );
+  showFreshness(report);
+}
+
+function signIn() {
+  $("login").hidden = false;
+  $("content").hidden = true;
+  $("logout").hidden = true;
+  $("api-key").focus();
+}
+
+async function show() {
+  if (!sessionStorage.getItem(KEY)) return signIn();
+  $("login").hidden = true;
+  $("content").hidden = false;
+  $("logout").hidden = false;
+  const match = location.pathname.match(/^\/dashboard\/campaigns\/(\d+)$/);
+  try {
+    if (match) await campaignPage(match[1], RANGES[1]);
+    else await campaignList(RANGES[1]);
+  } catch (e) {
+    if (e.status === 401) {
+      sessionStorage.removeItem(KEY);
+      $("login-error").textContent = "That API key was not accepted: " + e.message;
+      return signIn();
+    }
+    $("content").replaceChildren(el("p", { class: "error", id: "load-error", text: "Could not load: " + e.message }));
+  }
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  $("login-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    const key = $("api-key").value.trim();
+    $("api-key").value = "";
+    if (!key) return;
+    sessionStorage.setItem(KEY, key);
+    $("login-error").textContent = "";
+    show();
+  });
+  $("logout").addEventListener("click", () => {
+    sessionStorage.removeItem(KEY);
+    location.assign("/dashboard");
+  });
+  show();
+});
