@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import re
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -120,12 +121,66 @@ def decode(raw: bytes | None) -> ClickEvent:
 
     Raises `EventError` saying what is wrong when the bytes are not a valid event.
     """
+    data = read(raw)
+    if _FIELDS.issuperset(data):
+        return ClickEvent(**data)
+    return ClickEvent(**{k: v for k, v in data.items() if k in _FIELDS})
+
+
+def read(raw: bytes | None) -> dict[str, Any]:
+    """A record value as the JSON object it holds, checked against the contract like `decode`,
+    without building a `ClickEvent` (for readers that only need a few fields, fast).
+
+    Raises `EventError` saying what is wrong when the bytes are not a valid event.
+    """
     if raw is None:
         raise EventError("record has no value")
     try:
         data: Any = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise EventError(f"value is not JSON: {exc}") from None
+    if type(data) is not dict or not _fits(data):
+        _check(data)  # says what is wrong, or passes what the quick test was too strict for
+    checked: dict[str, Any] = data
+    return checked
+
+
+_INT_OR_NONE = (int, type(None))
+_STR_OR_NONE = (str, type(None))
+CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+"""A UUID in its one canonical spelling (lower case, hyphens), as `str(uuid.UUID(...))` writes."""
+
+
+def _fits(data: dict[str, Any]) -> bool:
+    """True when `data` is a valid event, tested quickly: exact types (orjson makes no
+    subclasses, and `type(True) is bool`, not int) and an event id in canonical spelling. False
+    may still be valid (an event id in another UUID spelling): `_check` decides then."""
+    get = data.get
+    event_id, visitor = get("event_id"), get("visitor_id")
+    return (
+        type(event_id) is str
+        and CANONICAL_UUID.fullmatch(event_id) is not None
+        and type(visitor) is str
+        and visitor != ""
+        and type(get("occurred_at")) is str
+        and type(get("code")) is str
+        and type(get("link_id")) is int
+        and type(get("org_id")) is int
+        and type(get("channel")) is str
+        and type(get("is_bot")) is bool
+        and type(get("campaign_id")) in _INT_OR_NONE
+        and type(get("schema_version")) in _INT_OR_NONE
+        and type(get("campaign_kind")) in _STR_OR_NONE
+        and type(get("recipient_id")) in _STR_OR_NONE
+        and type(get("user_agent")) in _STR_OR_NONE
+        and type(get("ip")) in _STR_OR_NONE
+        and type(get("referer")) in _STR_OR_NONE
+        and type(get("bot_reason")) in _STR_OR_NONE
+    )
+
+
+def _check(data: Any) -> None:
+    """Raise `EventError` naming the first thing wrong with `data`; return if it is valid."""
     if not isinstance(data, dict):
         raise EventError(f"value is JSON {type(data).__name__}, expected an object")
     for name, kind in _REQUIRED.items():
@@ -144,7 +199,6 @@ def decode(raw: bytes | None) -> ClickEvent:
         uuid.UUID(data["event_id"])
     except ValueError:
         raise EventError(f"event_id {data['event_id'][:64]!r} is not a UUID") from None
-    return ClickEvent(**{k: v for k, v in data.items() if k in _FIELDS})
 
 
 def _is(value: object, kind: type | tuple[type, ...]) -> bool:

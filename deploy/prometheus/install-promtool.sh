@@ -7,6 +7,7 @@ set -euo pipefail
 dest=${1:?usage: install-promtool.sh DEST}
 [[ $dest == /* ]] || dest=$PWD/$dest  # we cd to a scratch folder below
 mkdir -p "$(dirname "$dest")"
+dest="$(cd "$(dirname "$dest")" && pwd -P)/$(basename "$dest")"  # absolute: we cd below
 if found=$(command -v promtool 2>/dev/null) && [ "$found" != "$dest" ]; then
     ln -sf "$found" "$dest"
     exit 0

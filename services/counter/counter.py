@@ -74,6 +74,7 @@ class Counter:
         self._stack = AsyncExitStack()
         self._task: asyncio.Task[None] | None = None
         self._maintenance: asyncio.Task[None] | None = None
+        self._committing: asyncio.Task[None] | None = None
         self._batch_lock = asyncio.Lock()
         self._pool: asyncpg.Pool | None = None
         self._counts: CountStore | None = None
@@ -181,18 +182,22 @@ class Counter:
                         await asyncio.wait_for(self._stopping.wait(), RETRY_S)
         finally:
             await _drop(ahead)  # read ahead but not counted: read again after a restart
+            if self._committing is not None:
+                # the last batch's offsets reach Kafka before the consumer stops
+                await asyncio.wait({self._committing})
 
     async def _read(self) -> _Read:
         """The next batch, each record admitted (a `Click`) or refused with its reason."""
         batches = await self._fetch_batch()
         read = _Read(batches, {}, {})
         limit = self.settings.event_max_bytes
+        now = datetime.now(UTC)
         for tp, records in batches.items():
             clicks: list[Click] = []
             refused: list[tuple[ConsumerRecord, str]] = []
             for record in records:
                 try:
-                    clicks.append(admit(record.value, max_bytes=limit))
+                    clicks.append(admit(record.value, max_bytes=limit, now=now))
                 except EventError as exc:
                     refused.append((record, str(exc)))
             read.clicks[tp], read.refused[tp] = clicks, refused
@@ -256,7 +261,7 @@ class Counter:
             self.metrics.counted.inc(result.counted)
             self.metrics.duplicates.inc(result.duplicates)
             await self._write_redis(result.counts)
-            await self._commit_to_kafka(offsets)
+            self._commit_in_background(offsets)
         self.metrics.batch_size.observe(sum(len(r) for r in read.records.values()))
         self.metrics.batch_seconds.observe(time.perf_counter() - started)
         if result.counted:
@@ -293,6 +298,21 @@ class Counter:
             log.warning("redis has lost its counters: rebuilding them from postgres")
             self.metrics.redis_rebuilds.inc()
             await rebuild.rebuild(self._pool, self._counts)
+
+    def _commit_in_background(self, offsets: dict[int, tuple[int, int]]) -> None:
+        """Commit `offsets` to Kafka without holding up the next batch: the commit is advisory
+        (lag tools read it), a round trip to the broker, and Postgres already has the offsets.
+        Commits still land in order: each waits for the one before it."""
+        self._committing = asyncio.create_task(
+            self._commit_after(self._committing, offsets), name="counter-kafka-commit"
+        )
+
+    async def _commit_after(
+        self, previous: asyncio.Task[None] | None, offsets: dict[int, tuple[int, int]]
+    ) -> None:
+        if previous is not None:
+            await asyncio.wait({previous})
+        await self._commit_to_kafka(offsets)
 
     async def _commit_to_kafka(self, offsets: dict[int, tuple[int, int]]) -> None:
         assert self._consumer is not None

@@ -201,3 +201,19 @@ async def test_migration_0005_keeps_the_ids_counted_before_it(settings: Settings
             ]
         finally:
             await pool.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+async def test_counter_tables_leave_room_for_heap_only_updates(pool: asyncpg.Pool) -> None:
+    """Migration 0012: every batch rewrites the counters it touches; free room on their pages lets
+    Postgres write the new version beside the old one, with no new index entry."""
+    rows = await pool.fetch(
+        "SELECT relname::text, reloptions FROM pg_class"
+        " WHERE relnamespace = current_schema()::regnamespace AND relname::text = ANY($1)",
+        ["link_counters", "campaign_counters", "hourly_counters", "daily_counters"],
+    )
+    assert {r["relname"]: r["reloptions"] for r in rows} == {
+        "link_counters": ["fillfactor=50"],
+        "campaign_counters": ["fillfactor=50"],
+        "hourly_counters": ["fillfactor=70"],
+        "daily_counters": ["fillfactor=70"],
+    }

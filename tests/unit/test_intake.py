@@ -24,11 +24,12 @@ def encoded(**overrides: object) -> bytes:
 
 
 def test_a_click_gets_its_utc_hour_and_day() -> None:
-    raw = encoded(occurred_at="2026-11-26T05:59:59.999+05:30")  # 00:29:59 UTC
-    click = admit(raw, max_bytes=65_536, now=NOW)
+    event = make_event(occurred_at="2026-11-26T05:59:59.999+05:30")  # 00:29:59 UTC
+    click = admit(events.encode(event), max_bytes=65_536, now=NOW)
     assert click.hour == datetime(2026, 11, 26, 0, tzinfo=UTC)
     assert click.day.isoformat() == "2026-11-26"
-    assert click.event_id == click.event.event_id
+    assert click.occurred == datetime(2026, 11, 26, 0, 29, 59, 999_000, tzinfo=UTC)
+    assert click.event_id == event.event_id
 
 
 def test_an_event_id_gets_one_spelling() -> None:
