@@ -147,6 +147,10 @@ def read(raw: bytes | None) -> dict[str, Any]:
 
 _INT_OR_NONE = (int, type(None))
 _STR_OR_NONE = (str, type(None))
+# Derived from _OPTIONAL, so that a field added to the contract is checked on the quick path too.
+_OPTIONAL_INTS = tuple(name for name, kind in _OPTIONAL.items() if kind is int)
+_OPTIONAL_STRS = tuple(name for name, kind in _OPTIONAL.items() if kind is str)
+assert len(_OPTIONAL_INTS) + len(_OPTIONAL_STRS) == len(_OPTIONAL)
 CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 """A UUID in its one canonical spelling (lower case, hyphens), as `str(uuid.UUID(...))` writes."""
 
@@ -168,14 +172,8 @@ def _fits(data: dict[str, Any]) -> bool:
         and type(get("org_id")) is int
         and type(get("channel")) is str
         and type(get("is_bot")) is bool
-        and type(get("campaign_id")) in _INT_OR_NONE
-        and type(get("schema_version")) in _INT_OR_NONE
-        and type(get("campaign_kind")) in _STR_OR_NONE
-        and type(get("recipient_id")) in _STR_OR_NONE
-        and type(get("user_agent")) in _STR_OR_NONE
-        and type(get("ip")) in _STR_OR_NONE
-        and type(get("referer")) in _STR_OR_NONE
-        and type(get("bot_reason")) in _STR_OR_NONE
+        and all(type(get(name)) in _INT_OR_NONE for name in _OPTIONAL_INTS)
+        and all(type(get(name)) in _STR_OR_NONE for name in _OPTIONAL_STRS)
     )
 
 

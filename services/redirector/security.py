@@ -35,8 +35,18 @@ def safe_location(url: str) -> bool:
 
 
 def clip(value: str | None) -> str | None:
-    """A header value cut to `HEADER_MAX` characters; None when absent or empty."""
-    return value[:HEADER_MAX] if value else None
+    """A header value cut to `HEADER_MAX` characters and made valid text; None when absent or
+    empty.
+
+    aiohttp decodes header bytes that are not UTF-8 into lone surrogates, which no JSON encoder
+    will write: such bytes become U+FFFD, so a hostile User-Agent cannot fail the click event.
+    """
+    if not value:
+        return None
+    value = value[:HEADER_MAX]
+    if value.isascii():
+        return value
+    return value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
 class ClientAddress:

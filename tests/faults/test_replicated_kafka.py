@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import replace
 from pathlib import Path
 
+import aiohttp
 import asyncpg
 import orjson
 import pytest
@@ -111,6 +112,18 @@ async def test_killing_the_leader_under_load_loses_no_click(
         victim = await leader_of(cluster_settings, records[0].partition)
         cluster("kill-node", str(victim), env=cluster_env)
         outcome = await load
+        # Clicks sent while the producer moved to the new leader may have been spooled to disk:
+        # wait until the sink is healthy again (the spool replayed) before stopping.
+        url = str(server.make_url("/readyz"))
+        healthy_in_a_row = 0
+        async with aiohttp.ClientSession() as http:
+            for _ in range(120):
+                async with http.get(url) as resp:
+                    healthy_in_a_row = healthy_in_a_row + 1 if resp.status == 200 else 0
+                if healthy_in_a_row == 3:
+                    break
+                await asyncio.sleep(0.5)
+        assert healthy_in_a_row == 3, "the redirector's sink did not recover within 60 s"
     finally:
         await server.close()  # drains the publish queue and flushes the producer
 

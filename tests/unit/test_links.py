@@ -64,3 +64,14 @@ def test_a_forged_cookie_is_not_trusted() -> None:
         recipient_id=None, cookie="<script>", ip="1.2.3.4", user_agent="UA", key=b"k"
     )
     assert cookie is not None and vid == f"v:{cookie}"
+
+
+def test_header_values_that_are_not_utf8_become_valid_text() -> None:
+    from services.redirector.security import HEADER_MAX, clip
+
+    raw = b"Mozilla \x80\xff ok".decode("utf-8", "surrogateescape")  # as aiohttp hands it over
+    cleaned = clip(raw)
+    assert cleaned == "Mozilla \ufffd\ufffd ok"
+    assert cleaned.encode("utf-8")  # encodable: the event can be written
+    assert clip("") is None and clip(None) is None
+    assert clip("a" * 1000) == "a" * HEADER_MAX
