@@ -84,7 +84,8 @@ case ${1:-} in
         for s in "${SERVICES[@]}"; do start_one "$s"; done
         ;;
     down)
-        for s in api redirector counter; do stop_one "$s"; done
+        # In reverse start order: the redirector drains into Kafka before the counter stops.
+        for ((i = ${#SERVICES[@]} - 1; i >= 0; i--)); do stop_one "${SERVICES[i]}"; done
         ;;
     status)
         rc=0
