@@ -181,6 +181,7 @@ class Soak:
             "REDIRECTOR_PORT": str(PORTS["redirector"]),
             "COUNTER_PORT": str(PORTS["counter"]),
             "LOG_LEVEL": "WARNING",
+            "SPOOL_DIR": str(folder / "spool"),  # not the spool of a `make up` redirector
         }
         logs = folder / "logs"
         logs.mkdir(parents=True, exist_ok=True)

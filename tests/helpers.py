@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import asyncpg
+import orjson
 from aiokafka import AIOKafkaConsumer, ConsumerRecord
 
 from shared.counts import CountStore
@@ -63,3 +66,20 @@ async def read_topic(
     finally:
         await consumer.stop()
     return records
+
+
+def call_json(
+    method: str, url: str, body: object = None, token: str | None = None
+) -> tuple[int, Any]:
+    """A blocking JSON request for tests that drive a service process from sync code: (status,
+    decoded body), for error statuses too."""
+    headers = {"Content-Type": "application/json"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    data = None if body is None else orjson.dumps(body)
+    request = urllib.request.Request(url, data=data, headers=headers, method=method)
+    try:
+        with urllib.request.urlopen(request, timeout=10) as resp:
+            return resp.status, orjson.loads(resp.read() or b"{}")
+    except urllib.error.HTTPError as exc:
+        return exc.code, orjson.loads(exc.read() or b"{}")

@@ -11,14 +11,13 @@ import os
 import re
 import subprocess
 import time
-import urllib.error
-import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import orjson
 import pytest
+
+from tests.helpers import call_json as call
 
 pytestmark = pytest.mark.integration
 
@@ -80,19 +79,6 @@ def api(service_addresses: dict[str, str]) -> Iterator[str]:
             ["psql", service_addresses["POSTGRES_DSN"], "-qc", f"DROP SCHEMA {schema} CASCADE"],
             capture_output=True,
         )
-
-
-def call(method: str, url: str, body: object = None, token: str | None = None) -> tuple[int, dict]:
-    headers = {"Content-Type": "application/json"}
-    if token:
-        headers["Authorization"] = f"Bearer {token}"
-    data = None if body is None else orjson.dumps(body)
-    request = urllib.request.Request(url, data=data, headers=headers, method=method)
-    try:
-        with urllib.request.urlopen(request, timeout=10) as resp:
-            return resp.status, orjson.loads(resp.read() or b"{}")
-    except urllib.error.HTTPError as exc:
-        return exc.code, orjson.loads(exc.read() or b"{}")
 
 
 def org_key(base: str) -> str:

@@ -13,8 +13,9 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import orjson
 import pytest
+
+from tests.helpers import call_json as call
 
 pytestmark = pytest.mark.integration
 
@@ -22,19 +23,6 @@ ROOT = Path(__file__).resolve().parents[2]
 PORTS = {"api": 18610, "redirector": 18611, "counter": 18612}
 OPERATOR = "operator-secret-" + uuid.uuid4().hex + uuid.uuid4().hex
 VISITOR_KEY = "visitor-secret-" + uuid.uuid4().hex
-
-
-def call(method: str, url: str, body: object = None, token: str | None = None) -> tuple[int, dict]:
-    headers = {"Content-Type": "application/json"}
-    if token:
-        headers["Authorization"] = f"Bearer {token}"
-    data = None if body is None else orjson.dumps(body)
-    request = urllib.request.Request(url, data=data, headers=headers, method=method)
-    try:
-        with urllib.request.urlopen(request, timeout=10) as resp:
-            return resp.status, orjson.loads(resp.read() or b"{}")
-    except urllib.error.HTTPError as exc:
-        return exc.code, orjson.loads(exc.read() or b"{}")
 
 
 class NoRedirect(urllib.request.HTTPRedirectHandler):
@@ -71,6 +59,7 @@ def run(service_addresses: dict[str, str], tmp_path: Path) -> Iterator[tuple[dic
         "OPERATOR_TOKEN": OPERATOR,
         "VISITOR_HASH_KEY": VISITOR_KEY,
         "LOG_LEVEL": "DEBUG",
+        "SPOOL_DIR": str(tmp_path / "spool"),
     }
     clicktrack = str(ROOT / ".venv" / "bin" / "clicktrack")
     for command in ("migrate", "topics"):
