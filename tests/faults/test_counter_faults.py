@@ -74,6 +74,8 @@ async def test_two_counters_one_killed_and_restarted_stay_exact(rig: Rig) -> Non
     await asyncio.sleep(random.uniform(0.0, 1.0))
     a.start()  # and a new member joins: another rebalance
     assert await rig.counted_exactly(workload) == []
+    # SIGTERM before a's signal handlers are installed would end it with -15, not a clean exit
+    await a.wait_ready()
     assert await b.metric("clicktrack_events_counted_total") > 0
     assert a.terminate() == 0
     assert b.terminate() == 0
