@@ -8,10 +8,8 @@ import aiohttp
 import asyncpg
 import pytest
 import redis.asyncio as aioredis
-from aiohttp.test_utils import TestServer
 
 from services.counter.counter import Counter
-from services.redirector.app import create_app
 from services.redirector.visitors import COOKIE_NAME
 from shared.counts import CountStore
 from shared.links import create_campaign, create_link, create_org
@@ -21,17 +19,6 @@ from tests.helpers import pg_counts, redis_counts, wait_for
 pytestmark = pytest.mark.integration
 
 DESTINATION = "https://shop.example.in/sale?utm_source=sms"
-
-
-@pytest.fixture
-async def redirector(
-    settings: Settings, pool: asyncpg.Pool, topics: list[str]
-) -> AsyncIterator[str]:
-    """Base URL of a real redirector listening on 127.0.0.1."""
-    server = TestServer(create_app(settings), host="127.0.0.1")
-    await server.start_server()
-    yield str(server.make_url("")).rstrip("/")
-    await server.close()
 
 
 @pytest.fixture
@@ -45,12 +32,12 @@ async def counter(
 
 
 async def test_two_visitors_three_clicks_count_total_3_unique_2(
-    redirector: str, counter: Counter, pool: asyncpg.Pool, redis: aioredis.Redis
+    redirector_url: str, counter: Counter, pool: asyncpg.Pool, redis: aioredis.Redis
 ) -> None:
     org_id = await create_org(pool, "Acme", tracking=True)
     campaign_id = await create_campaign(pool, org_id, "Diwali", "one_time")
     link = await create_link(pool, org_id=org_id, campaign_id=campaign_id, destination=DESTINATION)
-    url = f"{redirector}/{link.codes[None]}"
+    url = f"{redirector_url}/{link.codes[None]}"
 
     # unsafe=True: aiohttp keeps no cookies for bare IP hosts such as 127.0.0.1 otherwise
     jar = aiohttp.CookieJar(unsafe=True)

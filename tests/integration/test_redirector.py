@@ -11,10 +11,7 @@ import asyncpg
 import jsonschema
 import orjson
 import pytest
-import redis.asyncio as aioredis
-from aiohttp.test_utils import TestServer
 
-from services.redirector.app import create_app
 from services.redirector.visitors import COOKIE_NAME
 from shared.links import CreatedLink, create_campaign, create_link, create_org
 from shared.settings import Settings
@@ -23,16 +20,6 @@ from tests.helpers import read_topic
 pytestmark = pytest.mark.integration
 
 DESTINATION = "https://shop.example.in/p/42?ref=sms"
-
-
-@pytest.fixture
-async def base_url(
-    settings: Settings, pool: asyncpg.Pool, redis: aioredis.Redis, topics: list[str]
-) -> AsyncIterator[str]:
-    server = TestServer(create_app(settings), host="127.0.0.1")
-    await server.start_server()
-    yield str(server.make_url("")).rstrip("/")
-    await server.close()
 
 
 @pytest.fixture
@@ -55,10 +42,10 @@ async def link(pool: asyncpg.Pool) -> CreatedLink:
 
 
 async def test_redirects_and_publishes_one_event_per_click(
-    base_url: str, http: aiohttp.ClientSession, link: CreatedLink, settings: Settings
+    redirector_url: str, http: aiohttp.ClientSession, link: CreatedLink, settings: Settings
 ) -> None:
     code = link.codes["cust-1"]
-    async with http.get(f"{base_url}/{code}", allow_redirects=False) as resp:
+    async with http.get(f"{redirector_url}/{code}", allow_redirects=False) as resp:
         assert resp.status == 302
         assert resp.headers["Location"] == DESTINATION
         assert resp.headers["Cache-Control"] == "private, no-store"
@@ -85,9 +72,9 @@ async def test_redirects_and_publishes_one_event_per_click(
 
 
 async def test_head_is_redirected_but_flagged_as_bot(
-    base_url: str, http: aiohttp.ClientSession, link: CreatedLink, settings: Settings
+    redirector_url: str, http: aiohttp.ClientSession, link: CreatedLink, settings: Settings
 ) -> None:
-    async with http.head(f"{base_url}/{link.codes['cust-2']}", allow_redirects=False) as resp:
+    async with http.head(f"{redirector_url}/{link.codes['cust-2']}", allow_redirects=False) as resp:
         assert resp.status == 302
     (record,) = await read_topic(settings, settings.clicks_topic, 1)
     body = orjson.loads(record.value)
@@ -96,37 +83,37 @@ async def test_head_is_redirected_but_flagged_as_bot(
 
 @pytest.mark.parametrize("path", ["/Zz9Zz9Zz9Z", "/ab", "/abc%24def", "/" + "a" * 40])
 async def test_unknown_or_impossible_codes_are_404(
-    base_url: str, http: aiohttp.ClientSession, path: str, link: CreatedLink
+    redirector_url: str, http: aiohttp.ClientSession, path: str, link: CreatedLink
 ) -> None:
-    async with http.get(base_url + path, allow_redirects=False) as resp:
+    async with http.get(redirector_url + path, allow_redirects=False) as resp:
         assert resp.status == 404
         assert "Location" not in resp.headers
 
 
 async def test_disabled_link_is_404(
-    base_url: str, http: aiohttp.ClientSession, link: CreatedLink, pool: asyncpg.Pool
+    redirector_url: str, http: aiohttp.ClientSession, link: CreatedLink, pool: asyncpg.Pool
 ) -> None:
     await pool.execute("UPDATE links SET disabled = true WHERE id = $1", link.link_id)
-    async with http.get(f"{base_url}/{link.codes['cust-1']}", allow_redirects=False) as resp:
+    async with http.get(f"{redirector_url}/{link.codes['cust-1']}", allow_redirects=False) as resp:
         assert resp.status == 404
 
 
 async def test_only_get_and_head(
-    base_url: str, http: aiohttp.ClientSession, link: CreatedLink
+    redirector_url: str, http: aiohttp.ClientSession, link: CreatedLink
 ) -> None:
-    async with http.post(f"{base_url}/{link.codes['cust-1']}", allow_redirects=False) as resp:
+    async with http.post(f"{redirector_url}/{link.codes['cust-1']}", allow_redirects=False) as resp:
         assert resp.status == 405
 
 
 async def test_health_ready_and_metrics(
-    base_url: str, http: aiohttp.ClientSession, link: CreatedLink
+    redirector_url: str, http: aiohttp.ClientSession, link: CreatedLink
 ) -> None:
-    async with http.get(f"{base_url}/{link.codes['cust-1']}", allow_redirects=False) as resp:
+    async with http.get(f"{redirector_url}/{link.codes['cust-1']}", allow_redirects=False) as resp:
         assert resp.status == 302
-    async with http.get(f"{base_url}/healthz") as resp:
+    async with http.get(f"{redirector_url}/healthz") as resp:
         assert (resp.status, await resp.json()) == (200, {"status": "ok"})
-    async with http.get(f"{base_url}/readyz") as resp:
+    async with http.get(f"{redirector_url}/readyz") as resp:
         assert (resp.status, await resp.json()) == (200, {"status": "ok", "sink": "ok"})
-    async with http.get(f"{base_url}/metrics") as resp:
+    async with http.get(f"{redirector_url}/metrics") as resp:
         text = await resp.text()
     assert 'clicktrack_redirects_total{outcome="redirected"} 1.0' in text
