@@ -116,6 +116,52 @@ def encode(event: ClickEvent) -> bytes:
     return orjson.dumps(event)
 
 
+def encode_click(
+    event_id: str,
+    occurred_at: str,
+    code: str,
+    link_id: int,
+    org_id: int,
+    campaign_id: int | None,
+    campaign_kind: str | None,
+    channel: str,
+    recipient_id: str | None,
+    visitor_id: str,
+    user_agent: str | None,
+    ip: str | None,
+    referer: str | None,
+    bot_reason: str | None,
+    outcome: str | None,
+) -> bytes:
+    """`encode(ClickEvent(...))` without building the dataclass (`is_bot` is `bot_reason` set).
+
+    The redirector's hot path: a frozen dataclass with keyword arguments costs more than the
+    JSON itself. The bytes are the same, field for field and in the same order (a unit test
+    holds the two equal).
+    """
+    return orjson.dumps(
+        {
+            "event_id": event_id,
+            "occurred_at": occurred_at,
+            "code": code,
+            "link_id": link_id,
+            "org_id": org_id,
+            "campaign_id": campaign_id,
+            "campaign_kind": campaign_kind,
+            "channel": channel,
+            "recipient_id": recipient_id,
+            "visitor_id": visitor_id,
+            "user_agent": user_agent,
+            "ip": ip,
+            "referer": referer,
+            "is_bot": bot_reason is not None,
+            "bot_reason": bot_reason,
+            "outcome": outcome,
+            "schema_version": SCHEMA_VERSION,
+        }
+    )
+
+
 def decode(raw: bytes | None) -> ClickEvent:
     """Read a record value back into a `ClickEvent`; unknown fields are ignored.
 

@@ -20,7 +20,6 @@ from pathlib import Path
 import asyncpg
 import pytest
 import redis.asyncio as aioredis
-from aiohttp.test_utils import TestServer
 from aiokafka import AIOKafkaProducer
 
 from shared import db
@@ -128,10 +127,10 @@ async def producer(settings: Settings, topics: list[str]) -> AsyncIterator[AIOKa
 async def redirector_url(
     settings: Settings, pool: asyncpg.Pool, redis: aioredis.Redis, topics: list[str]
 ) -> AsyncIterator[str]:
-    """Base URL of a redirector built by `create_app(settings)`, on a free port of 127.0.0.1."""
-    from services.redirector.app import create_app
+    """Base URL of a redirector on a free port of 127.0.0.1."""
+    from services.redirector.app import Redirector
 
-    server = TestServer(create_app(settings), host="127.0.0.1")
-    await server.start_server()
-    yield str(server.make_url("")).rstrip("/")
-    await server.close()
+    running = Redirector(settings)
+    await running.start("127.0.0.1", 0)
+    yield running.url
+    await running.stop()

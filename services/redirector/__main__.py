@@ -18,9 +18,8 @@ import time
 from types import FrameType
 
 import uvloop
-from aiohttp import web
 
-from services.redirector.app import create_app
+from services.redirector.app import Redirector
 from shared.logs import setup_logging
 from shared.settings import Settings
 
@@ -42,18 +41,23 @@ def main() -> None:
 
 def serve(settings: Settings, *, reuse_port: bool) -> None:
     """Run one redirector process until SIGTERM/SIGINT (then drain the click sink and exit)."""
-    loop = uvloop.new_event_loop()
-    asyncio.set_event_loop(loop)
-    web.run_app(
-        create_app(settings),
-        host=settings.redirector_host,
-        port=settings.redirector_port,
-        access_log=None,
-        print=None,
-        shutdown_timeout=10,
-        reuse_port=reuse_port or None,
-        loop=loop,
+    uvloop.run(_serve(settings, reuse_port=reuse_port))
+
+
+async def _serve(settings: Settings, *, reuse_port: bool) -> None:
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stopping.set)
+    redirector = Redirector(settings)
+    await redirector.start(
+        settings.redirector_host, settings.redirector_port, reuse_port=reuse_port
     )
+    log.info("redirector listening", extra={"url": redirector.url})
+    try:
+        await stopping.wait()
+    finally:
+        await redirector.stop()
 
 
 def supervise(settings: Settings) -> int:

@@ -113,7 +113,7 @@ class BotDetector:
         self._ip_reason = lru_cache(maxsize=_CACHE_SIZE)(self._network_of)
 
     def reason(
-        self, *, method: str, user_agent: str | None, referer: str | None, ip: str | None
+        self, method: str, user_agent: str | None, referer: str | None, ip: str | None
     ) -> str | None:
         """Why this request is a bot (see the module docstring), or None for a person."""
         if method == "HEAD":

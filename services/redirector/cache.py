@@ -42,6 +42,18 @@ class TtlLru(Generic[K, V]):
         self._data.move_to_end(key)
         return item[1]
 
+    def get_stale(self, key: K) -> tuple[V, bool] | None:
+        """(value, still fresh) for `key`, or None if missing; an expired entry is kept.
+
+        For refresh-ahead: the caller serves the old value at once and reloads it in the
+        background, instead of making the request wait for the reload.
+        """
+        item = self._data.get(key)
+        if item is None:
+            return None
+        self._data.move_to_end(key)
+        return item[1], item[0] > self._clock()
+
     def put(self, key: K, value: V) -> None:
         """Store `value` for `ttl_s` seconds, evicting the least recently used entry when full."""
         if self._size <= 0 or self._ttl_s <= 0:

@@ -64,7 +64,7 @@ class LinkChanges:
         pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
         try:
             await pubsub.subscribe(LINK_CHANGES)
-            self._resolver.links.clear()
+            self._resolver.forget_links()
             self.subscribed.set()
             while not self._stopping:
                 message = await pubsub.get_message(timeout=POLL_S)

@@ -1,6 +1,7 @@
 """Hands click events to Kafka without making the visitor wait, and without losing them.
 
     publish() ──► bounded queue ──► sender task ──► KafkaSink (batches, bounded send time)
+                                   (gathers for `publish_linger_ms` per send)
         │  spooling, or queue past            │ a batch Kafka did not acknowledge
         ▼  the high-water mark                ▼
       Spool (disk, group fsync) ◄─────────────┘
@@ -32,8 +33,8 @@ from shared.settings import Settings
 
 log = logging.getLogger(__name__)
 
-BATCH_MAX = 1000
-"""Records the sender takes from the queue per send (one Kafka round trip)."""
+BATCH_MAX = 4000
+"""Most records the sender takes from the queue per send (one Kafka round trip)."""
 REPLAY_BATCH = 2000
 """Records per send when replaying the spool (it runs beside live traffic)."""
 BACKOFF_S = (0.5, 1.0, 2.0, 5.0)
@@ -45,6 +46,7 @@ class Publisher:
     def __init__(self, settings: Settings, metrics: RedirectorMetrics) -> None:
         self._queue: asyncio.Queue[Record] = asyncio.Queue(settings.publish_queue_size)
         self._high_water = settings.publish_high_water
+        self._linger_s = settings.publish_linger_ms / 1000
         self._m = metrics
         self.kafka = KafkaSink(settings)
         self.spool = Spool(
@@ -145,6 +147,9 @@ class Publisher:
         queue = self._queue
         while True:
             batch = [await queue.get()]
+            if self._linger_s and queue.qsize() < BATCH_MAX and self._started:
+                # Gather: one send costs about the same CPU for 10 records as for 1,000.
+                await asyncio.sleep(self._linger_s)
             while len(batch) < BATCH_MAX and not queue.empty():
                 batch.append(queue.get_nowait())
             try:

@@ -128,7 +128,7 @@ class Resolver:
         self._redis_ttl_s = settings.redis_cache_ttl_s
         self._negative_ttl_s = settings.negative_cache_ttl_s
         self.codes: TtlLru[str, CodeEntry] = TtlLru(
-            settings.local_cache_size, settings.local_cache_ttl_s
+            settings.local_cache_size, settings.local_code_ttl_s
         )
         self.links: TtlLru[int, LinkEntry] = TtlLru(
             settings.local_cache_size, settings.local_cache_ttl_s
@@ -137,6 +137,9 @@ class Resolver:
             max(settings.local_cache_size // 4, 1), settings.negative_cache_ttl_s
         )
         self._inflight: dict[str, asyncio.Future[tuple[CodeEntry, LinkEntry] | None]] = {}
+        self._refreshing: dict[int, asyncio.Task[None]] = {}
+        self._forgotten = 0
+        """Counts `forget_link` calls: a reload that overlapped one must not store its value."""
 
     async def resolve(self, code: str) -> Resolution:
         """The outcome for `code`. Raises `DependencyError` when the budget runs out."""
@@ -144,8 +147,11 @@ class Resolver:
             return _MALFORMED
         entry = self.codes.get(code)
         if entry is not None:
-            link = self.links.get(entry.link_id)
-            if link is not None:
+            cached = self.links.get_stale(entry.link_id)
+            if cached is not None:
+                link, fresh = cached
+                if not fresh:
+                    self._refresh_link(entry.link_id)
                 self._m.hits["memory"].inc()
                 return self._decide(entry, link)
         elif self.unknown.get(code):
@@ -157,7 +163,44 @@ class Resolver:
 
     def forget_link(self, link_id: int) -> None:
         """Drop a changed link from memory (its codes stay: they never move)."""
+        self._forgotten += 1
         self.links.discard(link_id)
+
+    def forget_links(self) -> None:
+        """Drop every link from memory (pub/sub messages may have been missed)."""
+        self._forgotten += 1
+        self.links.clear()
+
+    def _refresh_link(self, link_id: int) -> None:
+        """Reload an expired link in the background; its last value is served meanwhile."""
+        if link_id not in self._refreshing:
+            task = asyncio.create_task(self._reload_link(link_id), name=f"link-refresh-{link_id}")
+            self._refreshing[link_id] = task
+            task.add_done_callback(lambda _: self._refreshing.pop(link_id, None))
+
+    async def _reload_link(self, link_id: int) -> None:
+        generation = self._forgotten
+        try:
+            async with asyncio.timeout(max(self._budget_s * 4, 1.0)):
+                link = await self._link_from_redis(link_id) or await self._link_from_postgres(
+                    link_id
+                )
+        except (DependencyError, TimeoutError) as exc:
+            # Keep serving the last value; the next request after this one tries again.
+            log.warning("link refresh failed", extra={"link_id": link_id, "error": str(exc)})
+            return
+        if generation != self._forgotten:
+            return  # a change arrived meanwhile: what we read may be older than it
+        if link is None:
+            self.links.discard(link_id)  # deleted: the next request looks it up in full
+        else:
+            self.links.put(link_id, link)
+
+    async def close(self) -> None:
+        """Wait for background link reloads to end (cancelled)."""
+        for task in list(self._refreshing.values()):
+            task.cancel()
+        await asyncio.gather(*self._refreshing.values(), return_exceptions=True)
 
     def _decide(self, entry: CodeEntry, link: LinkEntry) -> Resolution:
         if link.disabled:

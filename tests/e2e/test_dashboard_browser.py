@@ -22,7 +22,7 @@ from selenium.webdriver.support.ui import WebDriverWait
 
 from services.api.app import create_app as create_api
 from services.counter.counter import Counter
-from services.redirector.app import create_app as create_redirector
+from services.redirector.app import Redirector
 from shared.counts import CountStore
 from shared.settings import Secret, Settings
 from tests.e2e.browser import ARTIFACTS, chromium, require_chromium
@@ -50,20 +50,20 @@ async def running(
     """The redirector, the counter and the API, listening on 127.0.0.1."""
     require_chromium()
     settings = replace(settings, operator_token=Secret(OPERATOR_TOKEN))
-    redirector = TestServer(create_redirector(settings), host="127.0.0.1")
+    redirector = Redirector(settings)
     api = TestServer(create_api(settings), host="127.0.0.1")
-    await redirector.start_server()
+    await redirector.start("127.0.0.1", 0)
     await api.start_server()
     counter = Counter(settings)
     await counter.start()
     try:
         base = str(api.make_url("")).rstrip("/")
         async with aiohttp.ClientSession(base_url=base) as http:
-            yield Running(base, str(redirector.make_url("")).rstrip("/"), ApiClient(http))
+            yield Running(base, redirector.url, ApiClient(http))
     finally:
         await counter.stop()
         await api.close()
-        await redirector.close()
+        await redirector.stop()
 
 
 async def test_the_dashboard_shows_the_counted_clicks_and_draws_the_chart(

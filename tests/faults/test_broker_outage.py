@@ -17,7 +17,6 @@ import asyncpg
 import orjson
 import pytest
 
-from services.redirector.app import PUBLISHER
 from shared.kafka import ensure_topics
 from shared.links import create_link, create_org
 from shared.settings import Settings
@@ -98,7 +97,7 @@ async def test_a_broker_outage_loses_no_click(
         # A dead broker shows as the first batch that is not acknowledged within the send
         # timeout (2 s here); the clicks may all be answered before that: poll, bounded (30 s).
         assert await wait_readiness(app, 503, seconds=30) == 503
-        publisher = app.app[PUBLISHER]
+        publisher = app.redirector.publisher
         assert publisher.spooling
 
         restart = asyncio.create_task(asyncio.to_thread(broker.up))

@@ -17,11 +17,10 @@ import aiohttp
 import asyncpg
 import orjson
 import pytest
-from aiohttp.test_utils import TestServer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from services.cli.loadgen import Plan, click_number, run
-from services.redirector.app import create_app
+from services.redirector.app import Redirector
 from shared.links import create_link, create_org
 from shared.settings import Settings
 from tests.helpers import read_topic
@@ -94,11 +93,11 @@ async def test_killing_the_leader_under_load_loses_no_click(
     link = await create_link(pool, org_id=org_id, destination="https://example.com/r")
     code = link.codes[None]
 
-    server = TestServer(create_app(cluster_settings), host="127.0.0.1")
-    await server.start_server()
+    server = Redirector(cluster_settings)
+    await server.start("127.0.0.1", 0)
     try:
         plan = Plan(
-            base_url=str(server.make_url("")).rstrip("/"),
+            base_url=server.url,
             codes=[code],
             clicks=CLICKS,
             visitors=50,
@@ -114,7 +113,7 @@ async def test_killing_the_leader_under_load_loses_no_click(
         outcome = await load
         # Clicks sent while the producer moved to the new leader may have been spooled to disk:
         # wait until the sink is healthy again (the spool replayed) before stopping.
-        url = str(server.make_url("/readyz"))
+        url = f"{server.url}/readyz"
         healthy_in_a_row = 0
         async with aiohttp.ClientSession() as http:
             for _ in range(120):
@@ -125,7 +124,7 @@ async def test_killing_the_leader_under_load_loses_no_click(
                 await asyncio.sleep(0.5)
         assert healthy_in_a_row == 3, "the redirector's sink did not recover within 60 s"
     finally:
-        await server.close()  # drains the publish queue and flushes the producer
+        await server.stop()  # drains the publish queue and flushes the producer
 
     assert len(outcome.answered) == CLICKS, outcome.failed
     on_topic = await read_topic(cluster_settings, cluster_settings.clicks_topic, CLICKS)

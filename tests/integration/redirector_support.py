@@ -10,36 +10,34 @@ from dataclasses import dataclass
 
 import aiohttp
 import orjson
-from aiohttp import web
-from aiohttp.test_utils import TestServer
 
-from services.redirector.app import METRICS, create_app
+from services.redirector.app import Redirector
 from shared.settings import Settings
 from tests.helpers import read_topic
 
 
 @dataclass
 class Running:
-    """A redirector listening on 127.0.0.1: its base URL and its app."""
+    """A redirector listening on 127.0.0.1: its base URL and the redirector itself."""
 
     url: str
-    app: web.Application
+    redirector: Redirector
 
     def metric(self, name: str, labels: dict[str, str] | None = None) -> float:
         """Current value of one sample of the app's registry (0 when absent)."""
-        value = self.app[METRICS].registry.get_sample_value(name, labels or {})
+        value = self.redirector.metrics.registry.get_sample_value(name, labels or {})
         return 0.0 if value is None else value
 
 
 @asynccontextmanager
 async def redirector(settings: Settings) -> AsyncIterator[Running]:
-    """Start a redirector built by `create_app(settings)`; closes it (draining the sink)."""
-    server = TestServer(create_app(settings), host="127.0.0.1")
-    await server.start_server()
+    """Start a redirector on a free port of 127.0.0.1; stops it (draining the sink)."""
+    running = Redirector(settings)
+    await running.start("127.0.0.1", 0)
     try:
-        yield Running(str(server.make_url("")).rstrip("/"), server.app)
+        yield Running(running.url, running)
     finally:
-        await server.close()
+        await running.stop()
 
 
 async def readiness(app: Running) -> tuple[int, object]:

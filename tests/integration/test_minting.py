@@ -10,9 +10,8 @@ import aiohttp
 import asyncpg
 import pytest
 import redis.asyncio as aioredis
-from aiohttp.test_utils import TestServer
 
-from services.redirector.app import create_app as create_redirector
+from services.redirector.app import Redirector
 from shared.codes import mint_codes
 from shared.links import create_campaign, create_link, create_org
 from shared.minting import Minted, mint
@@ -126,10 +125,10 @@ def test_bulk_codes_are_uniform_base62() -> None:
 async def redirector(
     settings: Settings, pool: asyncpg.Pool, redis: aioredis.Redis, topics: list[str]
 ) -> AsyncIterator[str]:
-    server = TestServer(create_redirector(settings), host="127.0.0.1")
-    await server.start_server()
-    yield str(server.make_url("")).rstrip("/")
-    await server.close()
+    running = Redirector(settings)
+    await running.start("127.0.0.1", 0)
+    yield running.url
+    await running.stop()
 
 
 async def test_bulk_minted_codes_resolve_in_the_redirector(

@@ -15,7 +15,6 @@ import jsonschema
 import orjson
 import pytest
 
-from services.redirector.app import PUBLISHER
 from services.redirector.kafka_sink import partition_of
 from services.redirector.visitors import COOKIE_NAME
 from shared.links import CreatedLink, create_campaign, create_link, create_org
@@ -134,7 +133,7 @@ async def test_kafka_down_at_start_spools_then_a_restart_replays_everything(
             {
                 "status": "degraded",
                 "sink": "spooling",
-                "spool_bytes": app.app[PUBLISHER].spool.size_bytes,
+                "spool_bytes": app.redirector.publisher.spool.size_bytes,
             },
         )
         assert app.metric("clicktrack_events_spooled_total") == 50
@@ -153,7 +152,7 @@ async def test_past_the_high_water_mark_events_spool_and_are_replayed(
 ) -> None:
     small = replace(settings, publish_queue_size=10, publish_high_water=5)
     async with redirector(small) as app:
-        publisher = app.app[PUBLISHER]
+        publisher = app.redirector.publisher
         for i in range(100):  # no await in between: the sender cannot drain meanwhile
             publisher.publish(b"k", b'{"n":%d}' % i)
         assert (publisher.spooling, app.metric("clicktrack_events_spooled_total")) == (True, 95)
@@ -174,7 +173,7 @@ async def test_a_full_spool_drops_and_counts_exactly_what_does_not_fit(
     down = replace(settings, kafka_bootstrap_servers=NO_BROKER, spool_max_mb=1)
     value = b"v" * 1000  # with its 10-byte key and 12-byte header: 1022 bytes a record
     async with redirector(down) as app:
-        publisher = app.app[PUBLISHER]
+        publisher = app.redirector.publisher
         for _ in range(1100):
             publisher.publish(b"0123456789", value)
         fits = (1024 * 1024) // 1022

@@ -14,12 +14,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass, replace
 
 import pytest
-from aiohttp import web
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
-from services.redirector.app import create_app
+from services.redirector.app import Redirector
 from shared import db
 from shared.kafka import ensure_topics
 from shared.links import create_link, create_org
@@ -54,22 +53,20 @@ def live(service_addresses: dict[str, str]) -> Iterator[Live]:
     thread = threading.Thread(target=loop.run_forever, daemon=True)
     thread.start()
 
-    async def start() -> tuple[web.AppRunner, Live]:
+    async def start() -> tuple[Redirector, Live]:
         async with db.pool(conf, max_size=1) as pool:
             async with pool.acquire() as conn:
                 await db.migrate(conn, conf.postgres_schema)
             org = await create_org(pool, "Fuzz", tracking=True)
             link = await create_link(pool, org_id=org, destination=DESTINATION)
         await ensure_topics(conf)
-        runner = web.AppRunner(create_app(conf), handle_signals=False)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        port = runner.addresses[0][1]
-        return runner, Live(port, link.codes[None])
+        running = Redirector(conf)
+        await running.start("127.0.0.1", 0)
+        port = int(running.url.rsplit(":", 1)[1])
+        return running, Live(port, link.codes[None])
 
-    async def stop(runner: web.AppRunner) -> None:
-        await runner.cleanup()
+    async def stop(running: Redirector) -> None:
+        await running.stop()
         pending = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
         for task in pending:
             task.cancel()

@@ -53,6 +53,40 @@ def test_encoded_event_validates_against_the_published_schema() -> None:
     )
 
 
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {},
+        {"campaign_id": None, "campaign_kind": None, "recipient_id": "r-9", "visitor_id": "r:r-9"},
+        {"is_bot": True, "bot_reason": "ua:whatsapp", "outcome": "redirect"},
+        {"is_bot": True, "bot_reason": "head", "outcome": "gone", "user_agent": None, "ip": None},
+        {"outcome": "fallback", "referer": "https://t.co/x", "user_agent": 'Nokia \u00e9 "q"'},
+    ],
+)
+def test_the_hot_path_encoder_writes_the_same_bytes_as_the_dataclass(
+    overrides: dict[str, object],
+) -> None:
+    event = make_event(**overrides)
+    fast = events.encode_click(
+        event.event_id,
+        event.occurred_at,
+        event.code,
+        event.link_id,
+        event.org_id,
+        event.campaign_id,
+        event.campaign_kind,
+        event.channel,
+        event.recipient_id,
+        event.visitor_id,
+        event.user_agent,
+        event.ip,
+        event.referer,
+        event.bot_reason,
+        event.outcome,
+    )
+    assert fast == events.encode(event)
+
+
 def test_unknown_fields_are_ignored() -> None:
     data = orjson.loads(events.encode(make_event()))
     data["added_in_a_later_version"] = {"x": 1}
