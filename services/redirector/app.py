@@ -26,7 +26,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 
 from services.redirector.handler import RedirectHandler, error_response
 from services.redirector.invalidation import LinkChanges
-from services.redirector.metrics import RedirectorMetrics
+from services.redirector.metrics import LocalCounter, RedirectorMetrics
 from services.redirector.publisher import Publisher
 from services.redirector.resolve import Resolver
 from shared import db
@@ -61,7 +61,7 @@ class Redirector:
         self._resolver: Resolver | None = None
         self._publisher: Publisher | None = None
         self._handler: RedirectHandler | None = None
-        self._by_status: dict[int, object] = {}
+        self._by_status: dict[int, LocalCounter] = {}
 
     @property
     def resolver(self) -> Resolver:
@@ -129,7 +129,7 @@ class Redirector:
         counter = self._by_status.get(status)
         if counter is None:
             counter = self._by_status[status] = self.metrics.requests.labels(str(status))
-        counter.inc()  # type: ignore[attr-defined]
+        counter.inc()
         self.metrics.latency.observe(time.perf_counter() - started)
         return response
 
