@@ -191,3 +191,29 @@ async def test_postgres_trouble_is_a_503_with_json_not_a_crash(
         assert (status, location) == (503, None)
         assert body == {"error": "unavailable", "detail": "try again in a moment"}
         assert (await get(f"{app.url}/{link.codes['r1']}"))[:2] == (302, DESTINATION)
+
+
+async def test_an_expired_link_is_served_while_it_reloads_in_the_background(
+    settings: Settings,
+    link: CreatedLink,
+    pool: asyncpg.Pool,
+    redis: aioredis.Redis,
+    topics: list[str],
+) -> None:
+    """No pub/sub message: the link's memory TTL alone brings the change, and no request waits
+    for the reload (the first one after expiry still gets the old value)."""
+    code = link.codes["r1"]
+    short_ttl = replace(settings, local_cache_ttl_s=1)
+    async with redirector(short_ttl) as app:
+        assert (await get(f"{app.url}/{code}"))[:2] == (302, DESTINATION)
+        new = "https://shop.example.in/p/44"
+        await pool.execute("UPDATE links SET destination = $1 WHERE id = $2", new, link.link_id)
+        await redis.delete(link_key(link.link_id))  # as invalidate_link does, minus the message
+        await asyncio.sleep(1.1)
+        assert (await get(f"{app.url}/{code}"))[:2] == (302, DESTINATION)  # stale, reloading
+        for _ in range(50):  # the reload is asynchronous: poll, bounded (5 s)
+            if (await get(f"{app.url}/{code}"))[1] == new:
+                break
+            await asyncio.sleep(0.1)
+        assert (await get(f"{app.url}/{code}"))[:2] == (302, new)
+        assert app.metric("clicktrack_resolve_postgres_lookups_total") == 2  # code, then link

@@ -57,3 +57,16 @@ def test_discard_and_clear() -> None:
     assert (cache.get(1), cache.get(2)) == (None, "y")
     cache.clear()
     assert len(cache) == 0
+
+
+def test_get_stale_keeps_an_expired_entry_and_says_it_is_stale() -> None:
+    clock = Clock()
+    cache: TtlLru[str, int] = TtlLru(10, 30, clock)
+    assert cache.get_stale("a") is None
+    cache.put("a", 1)
+    assert cache.get_stale("a") == (1, True)
+    clock.now += 30
+    assert cache.get_stale("a") == (1, False)
+    assert cache.get_stale("a") == (1, False)  # still there: the caller reloads it
+    cache.put("a", 2)
+    assert cache.get_stale("a") == (2, True)

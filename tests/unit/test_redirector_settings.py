@@ -21,6 +21,12 @@ def test_redirector_defaults() -> None:
         50,
     )
     assert (s.bot_cidrs, s.trusted_proxies) == ((), ())
+    assert (s.publish_linger_ms, s.local_cache_ttl_s, s.local_code_ttl_s) == (50, 30, 86_400)
+
+
+def test_linger_and_code_ttl_are_read_from_the_environment() -> None:
+    s = Settings.from_env({"PUBLISH_LINGER_MS": "0", "LOCAL_CODE_TTL_S": "600"})
+    assert (s.publish_linger_ms, s.local_code_ttl_s) == (0, 600)
 
 
 def test_cidr_lists_are_parsed_and_normalised() -> None:
@@ -37,6 +43,7 @@ def test_cidr_lists_are_parsed_and_normalised() -> None:
         ({"PUBLISH_HIGH_WATER": "20000"}, "PUBLISH_HIGH_WATER must not exceed PUBLISH_QUEUE_SIZE"),
         ({"REDIRECTOR_WORKERS": "0"}, "REDIRECTOR_WORKERS must be between 1 and 256, got 0"),
         ({"SPOOL_FSYNC_MS": "fast"}, "SPOOL_FSYNC_MS must be a whole number, got 'fast'"),
+        ({"PUBLISH_LINGER_MS": "6000"}, "PUBLISH_LINGER_MS must be between 0 and 5000, got 6000"),
     ],
 )
 def test_malformed_values_name_the_variable(env: dict[str, str], message: str) -> None:
