@@ -17,8 +17,14 @@ log = logging.getLogger(__name__)
 
 
 @asynccontextmanager
-async def redis_client(settings: Settings, *, retries: int = 10) -> AsyncIterator[aioredis.Redis]:
-    """A connected `redis.asyncio.Redis`, closed on exit; start-up pings `retries` times."""
+async def redis_client(
+    settings: Settings, *, retries: int = 10, required: bool = True
+) -> AsyncIterator[aioredis.Redis]:
+    """A connected `redis.asyncio.Redis`, closed on exit; start-up pings `retries` times.
+
+    With `required=False` (Redis as a cache) it pings once and, if Redis does not answer, logs
+    it and hands out the client anyway: redis-py connects on the next command.
+    """
     url = settings.redis_url.reveal()
     client = aioredis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=2)
     try:
@@ -27,6 +33,12 @@ async def redis_client(settings: Settings, *, retries: int = 10) -> AsyncIterato
                 await client.ping()
                 break
             except (RedisError, OSError) as exc:
+                if not required:
+                    log.warning(
+                        "redis not reachable, starting without it",
+                        extra={"url": mask_url(url), "error": repr(exc)},
+                    )
+                    break
                 log.warning(
                     "redis not reachable", extra={"url": mask_url(url), "retries_left": attempt - 1}
                 )

@@ -76,12 +76,14 @@ class Redirector:
     async def start(self, host: str, port: int, *, reuse_port: bool = False) -> None:
         """Connect Postgres and Redis, start the click sink, then listen on `host:port`.
 
-        Port 0 picks a free one (see `url`). Raises if Postgres or Redis cannot be reached.
+        Port 0 picks a free one (see `url`). Raises if Postgres cannot be reached; Redis may be
+        down (it is a cache: Postgres answers, and the link-change subscription keeps trying).
         """
         settings, metrics, stack = self.settings, self.metrics, self._stack
         try:
             pool = await stack.enter_async_context(db.pool(settings))
-            redis = await stack.enter_async_context(redis_client(settings))
+            # Redis is a cache here: the redirector starts without it, and Postgres answers.
+            redis = await stack.enter_async_context(redis_client(settings, required=False))
             resolver = Resolver(settings, pool, redis, metrics)
             stack.push_async_callback(resolver.close)
             publisher = Publisher(settings, metrics)

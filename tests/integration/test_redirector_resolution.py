@@ -13,7 +13,7 @@ import redis.asyncio as aioredis
 
 from shared.link_cache import code_key, invalidate_link, link_key
 from shared.links import CreatedLink, create_campaign, create_link, create_org
-from shared.settings import Settings
+from shared.settings import Secret, Settings
 from tests.integration.redirector_support import events, redirector
 
 pytestmark = pytest.mark.integration
@@ -217,3 +217,18 @@ async def test_an_expired_link_is_served_while_it_reloads_in_the_background(
             await asyncio.sleep(0.1)
         assert (await get(f"{app.url}/{code}"))[:2] == (302, new)
         assert app.metric("clicktrack_resolve_postgres_lookups_total") == 2  # code, then link
+
+
+async def test_the_redirector_starts_and_redirects_while_redis_is_down(
+    settings: Settings, link: CreatedLink, topics: list[str]
+) -> None:
+    """Redis is a cache: with nothing listening at REDIS_URL, Postgres answers every code."""
+    no_redis = replace(settings, redis_url=Secret("redis://127.0.0.1:1/0"))
+    async with redirector(no_redis) as app:
+        assert (await get(f"{app.url}/{link.codes['r1']}"))[:2] == (302, DESTINATION)
+        assert app.metric("clicktrack_resolve_hits_total", {"layer": "postgres"}) == 1
+        assert (
+            app.metric("clicktrack_resolve_dependency_errors_total", {"dependency": "redis"}) >= 1
+        )
+        (event,) = await events(settings, 1)
+        assert (event["recipient_id"], event["link_id"]) == ("r1", link.link_id)
