@@ -26,6 +26,7 @@ __all__ = [
     "get_link",
     "link_for_destination",
     "list_links",
+    "update_link",
     "validate_destination",
 ]
 
@@ -33,6 +34,8 @@ validate_destination = normalise_destination
 """Accept only absolute http(s) URLs with a host; returns the normalised URL."""
 
 _COLUMNS = "id, org_id, campaign_id, destination, disabled, expires_at, fallback_url, created_at"
+CHANGEABLE = ("destination", "disabled", "expires_at", "fallback_url")
+"""What may change on a link once its codes are out (each code keeps its link)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,3 +196,42 @@ async def list_links(
         limit,
     )
     return [Link(**dict(r)) for r in rows]
+
+
+async def update_link(
+    conn: asyncpg.Connection | asyncpg.Pool, org_id: int, link_id: int, changes: dict[str, object]
+) -> Link:
+    """Change some of `CHANGEABLE` on the organisation's link and return it.
+
+    `destination` and `fallback_url` are validated as on creation; `expires_at` must be in the
+    future (None clears it, as None clears `fallback_url`). Raises `NotFoundError` for another
+    organisation's link. The caller then calls `shared.link_cache.invalidate_link`.
+    """
+    unknown = sorted(set(changes) - set(CHANGEABLE))
+    if unknown or not changes:
+        raise InvalidLinkError(
+            f"change at least one of {', '.join(CHANGEABLE)}", code="invalid_change"
+        )
+    values = dict(changes)
+    if "destination" in values:
+        values["destination"] = normalise_destination(str(values["destination"]))
+    expires_at = values.get("expires_at")
+    fallback_url = values.get("fallback_url")
+    if not isinstance(expires_at, datetime | None) or not isinstance(fallback_url, str | None):
+        raise InvalidLinkError(
+            "expires_at or fallback_url has the wrong type", code="invalid_change"
+        )
+    fallback = check_expiry(expires_at, fallback_url)
+    if "fallback_url" in values:
+        values["fallback_url"] = fallback
+    names = [name for name in CHANGEABLE if name in values]  # fixed names: no SQL from input
+    sets = ", ".join(f"{name} = ${i}" for i, name in enumerate(names, start=3))
+    row = await conn.fetchrow(
+        f"UPDATE links SET {sets} WHERE id = $1 AND org_id = $2 RETURNING {_COLUMNS}",
+        link_id,
+        org_id,
+        *(values[name] for name in names),
+    )
+    if row is None:
+        return await get_link(conn, org_id, link_id)  # raises NotFoundError, as for reading
+    return Link(**dict(row))

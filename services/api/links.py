@@ -2,15 +2,35 @@
 
 from __future__ import annotations
 
+import asyncio
+from contextlib import suppress
+
+import redis.asyncio as aioredis
 from aiohttp import web
+from redis.exceptions import RedisError
 
 from services.api.auth import require_org
-from services.api.body import json_object, list_field, page, paged, path_id, text_field, time_field
-from services.api.context import METRICS, POOL, SETTINGS
+from services.api.body import (
+    bool_field,
+    json_object,
+    list_field,
+    page,
+    paged,
+    path_id,
+    text_field,
+    time_field,
+)
+from services.api.context import METRICS, POOL, REDIS, SETTINGS
 from services.api.errors import dumps
 from shared import links
 from shared.campaigns import get_campaign
+from shared.errors import DependencyError
+from shared.link_cache import invalidate_link
 from shared.minting import mint
+
+INVALIDATE_AGAIN_S = 2.0
+"""Delay of the second cache drop after a link change, seconds."""
+_pending: set[asyncio.Task[None]] = set()
 
 MAX_RECIPIENTS = 100_000
 """Recipients one request may carry; the CLI streams bigger lists in chunks of this size."""
@@ -20,6 +40,7 @@ def add_routes(router: web.UrlDispatcher) -> None:
     router.add_post(r"/v1/campaigns/{campaign_id:\d+}/links", create_link)
     router.add_get(r"/v1/campaigns/{campaign_id:\d+}/links", list_links)
     router.add_get(r"/v1/links/{link_id:\d+}", get_link)
+    router.add_patch(r"/v1/links/{link_id:\d+}", update_link)
     router.add_post(r"/v1/links/{link_id:\d+}/recipients", add_recipients)
 
 
@@ -56,6 +77,49 @@ async def get_link(request: web.Request) -> web.Response:
     org_id = await require_org(request)
     found = await links.get_link(request.app[POOL], org_id, path_id(request, "link_id"))
     return web.json_response(found, dumps=dumps)
+
+
+async def update_link(request: web.Request) -> web.Response:
+    """Change a link whose codes are already out: its destination (a wrong URL in a sent SMS),
+    `disabled`, `expires_at` or `fallback_url` (null clears those two). Every redirector sees
+    the change at once (Redis entry dropped, pub/sub message to every process)."""
+    org_id = await require_org(request)
+    body = await json_object(request, frozenset(links.CHANGEABLE))
+    link_id = path_id(request, "link_id")
+    changes: dict[str, object] = {}
+    if body.get("destination") is not None:
+        changes["destination"] = text_field(body, "destination")
+    if body.get("disabled") is not None:
+        changes["disabled"] = bool_field(body, "disabled")
+    if "expires_at" in body:
+        changes["expires_at"] = time_field(body, "expires_at")
+    if "fallback_url" in body:
+        changes["fallback_url"] = text_field(body, "fallback_url", required=False)
+    pool = request.app[POOL]
+    link = await links.update_link(pool, org_id, link_id, changes)
+    await _invalidate(request.app[REDIS], link.id)
+    return web.json_response(link, dumps=dumps)
+
+
+async def _invalidate(redis: aioredis.Redis, link_id: int) -> None:
+    """Drop the link from every cache now, and once more a little later: a redirector that read
+    the old row just before the change may write it back to Redis after the first drop."""
+    try:
+        await invalidate_link(redis, link_id)
+    except (RedisError, OSError) as exc:
+        raise DependencyError(
+            "the change is saved, but the redirectors' cache could not be told;"
+            " send the same request again"
+        ) from exc
+
+    async def again() -> None:
+        await asyncio.sleep(INVALIDATE_AGAIN_S)
+        with suppress(RedisError, OSError):
+            await invalidate_link(redis, link_id)
+
+    task = asyncio.create_task(again())
+    _pending.add(task)
+    task.add_done_callback(_pending.discard)
 
 
 async def add_recipients(request: web.Request) -> web.Response:

@@ -144,6 +144,24 @@ SCHEMAS: dict[str, Schema] = {
         expires_at={**_TIME, "description": "RFC 3339 with a time zone, in the future."},
         fallback_url={"type": "string", "maxLength": 2048},
     ),
+    "LinkChange": {
+        **_closed(
+            [],
+            destination={"type": "string", "maxLength": 2048},
+            disabled={"type": "boolean", "description": "true: every code of the link is 404."},
+            expires_at={
+                **_TIME_OR_NULL,
+                "description": "RFC 3339 with a time zone, in the future; null removes it.",
+            },
+            fallback_url={
+                "type": ["string", "null"],
+                "maxLength": 2048,
+                "description": "Where visitors go after expiry (else 410); null removes it.",
+            },
+        ),
+        "minProperties": 1,
+        "description": "The fields to change; the others keep their values.",
+    },
     "LinkPage": _page("Link"),
     "Recipients": _closed(
         ["recipients"],
@@ -340,6 +358,8 @@ OPERATIONS = (
     Op("get", _CAMPAIGN_LINKS, "List a campaign's links", KEY, (200, "LinkPage"),
        errors=(401, 403, 404, 422), paged=True),
     Op("get", "/v1/links/{link_id}", "Read a link", KEY, (200, "Link")),
+    Op("patch", "/v1/links/{link_id}", "Change a link (destination, disabled, expiry)", KEY,
+       (200, "Link"), body="LinkChange"),
     Op("post", "/v1/links/{link_id}/recipients", "Mint one code per recipient (bulk)", KEY,
        (200, "Minted"), body="Recipients"),
     Op("post", "/v1/render", "Render a DLT template for a recipient", KEY, (200, "Rendering"),

@@ -43,6 +43,7 @@ async def ids_of_org_a(api: ApiClient) -> tuple[dict[str, int], str, str]:
 BODIES: dict[str, object] = {
     "/v1/links/{link_id}/recipients": {"recipients": ["cust-1"]},
     "/v1/campaigns/{campaign_id}/links": {"destination": "https://b.example/"},
+    "/v1/links/{link_id}": {"disabled": True},  # PATCH; GET ignores a body
 }
 
 
