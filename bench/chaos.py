@@ -179,6 +179,7 @@ class Soak:
         service_env = {
             **self.stack.env,
             "REDIRECTOR_PORT": str(PORTS["redirector"]),
+            "REDIRECTOR_METRICS_PORT": "0",
             "COUNTER_PORT": str(PORTS["counter"]),
             "LOG_LEVEL": "WARNING",
             "SPOOL_DIR": str(folder / "spool"),  # not the spool of a `make up` redirector

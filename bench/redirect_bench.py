@@ -41,6 +41,8 @@ WORKER_CHOICES = [int(n) for n in os.environ.get("BENCH_WORKERS", "2 3").split()
 WRK_THREADS = 2
 OWN_BROKER = "127.0.0.1:19092"
 PORTS = {"nginx": 18080, "bare": 18081, "one": 18082, "best": 18083, "outage": 18084}
+METRICS_PORT_OFFSET = 100
+"""A redirector on port P serves /metrics on P + 100 (worker i of several: P + 100 + i)."""
 DESTINATION = "https://shop.example.in/p/42?ref=sms"
 PHONE = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) Mobile/15E148 Safari/604.1"
 
@@ -178,6 +180,7 @@ class Bench:
             "REDIRECTOR_HOST": "127.0.0.1",
             "REDIRECTOR_PORT": str(port),
             "REDIRECTOR_WORKERS": str(workers),
+            "REDIRECTOR_METRICS_PORT": str(port + METRICS_PORT_OFFSET),
             "POSTGRES_SCHEMA": self.settings.postgres_schema,
             "CLICKS_TOPIC": self.settings.clicks_topic,
             "KAFKA_BOOTSTRAP_SERVERS": kafka,
@@ -293,7 +296,9 @@ def wait_http(port: int, path: str, want: int = 200, seconds: float = 60.0) -> N
 
 
 def metric(port: int, name: str) -> float:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
+    """One sample of the /metrics of the redirector listening on `port`."""
+    url = f"http://127.0.0.1:{port + METRICS_PORT_OFFSET}/metrics"
+    with urllib.request.urlopen(url, timeout=5) as resp:
         text = resp.read().decode()
     found = re.search(rf"^{re.escape(name)} ([\d.e+]+)$", text, re.M)
     return float(found.group(1)) if found else 0.0

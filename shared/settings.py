@@ -65,6 +65,12 @@ class Settings:
     """Address the redirector listens on (`REDIRECTOR_HOST`)."""
     redirector_port: int = 8080
     """Port of the redirector (`REDIRECTOR_PORT`)."""
+    redirector_metrics_host: str = "127.0.0.1"
+    """Address of the redirector's `/metrics`, apart from the public port
+    (`REDIRECTOR_METRICS_HOST`)."""
+    redirector_metrics_port: int = 8090
+    """Port of the redirector's `/metrics` (`REDIRECTOR_METRICS_PORT`); with N workers, worker
+    i uses this port + i. The public port does not serve `/metrics`."""
     counter_host: str = "127.0.0.1"
     """Address of the counter's health and metrics server (`COUNTER_HOST`)."""
     counter_port: int = 8081
@@ -235,6 +241,12 @@ class Settings:
             counter_group=_text(env, "COUNTER_GROUP", defaults.counter_group),
             redirector_host=_text(env, "REDIRECTOR_HOST", defaults.redirector_host),
             redirector_port=_int(env, "REDIRECTOR_PORT", defaults.redirector_port, 0, 65535),
+            redirector_metrics_host=_text(
+                env, "REDIRECTOR_METRICS_HOST", defaults.redirector_metrics_host
+            ),
+            redirector_metrics_port=_int(
+                env, "REDIRECTOR_METRICS_PORT", defaults.redirector_metrics_port, 0, 65535
+            ),
             counter_host=_text(env, "COUNTER_HOST", defaults.counter_host),
             counter_port=_int(env, "COUNTER_PORT", defaults.counter_port, 0, 65535),
             short_base_url=_url(

@@ -84,6 +84,7 @@ def settings(service_addresses: dict[str, str], tmp_path: Path) -> Settings:
         counter_group=f"counter-test-{tag}",
         topic_partitions=3,
         redirector_port=0,
+        redirector_metrics_port=0,
         counter_port=0,
         spool_dir=str(tmp_path / "spool"),
     )

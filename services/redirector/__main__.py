@@ -2,8 +2,9 @@
 
 With `REDIRECTOR_WORKERS=N` (N > 1) this process becomes a small supervisor: it starts N worker
 processes that all listen on the same port through SO_REUSEPORT (the kernel spreads new
-connections across them), each with its own spool folder `SPOOL_DIR/worker-<i>`, restarts a
-worker that dies, and on SIGTERM/SIGINT passes the signal on and waits for every worker to drain.
+connections across them), each with its own spool folder `SPOOL_DIR/worker-<i>` and its own
+`/metrics` port (`REDIRECTOR_METRICS_PORT` + i), restarts a worker that dies, and on
+SIGTERM/SIGINT passes the signal on and waits for every worker to drain.
 """
 
 from __future__ import annotations
@@ -53,7 +54,9 @@ async def _serve(settings: Settings, *, reuse_port: bool) -> None:
     await redirector.start(
         settings.redirector_host, settings.redirector_port, reuse_port=reuse_port
     )
-    log.info("redirector listening", extra={"url": redirector.url})
+    log.info(
+        "redirector listening", extra={"url": redirector.url, "metrics": redirector.metrics_url}
+    )
     try:
         await stopping.wait()
     finally:
@@ -103,6 +106,8 @@ def supervise(settings: Settings) -> int:
 
 def _spawn(settings: Settings, index: int) -> subprocess.Popen[bytes]:
     env = dict(os.environ, SPOOL_DIR=os.path.join(settings.spool_dir, f"worker-{index}"))
+    if settings.redirector_metrics_port:  # each worker its own /metrics: base port + index
+        env["REDIRECTOR_METRICS_PORT"] = str(settings.redirector_metrics_port + index)
     return subprocess.Popen([sys.executable, "-m", "services.redirector", WORKER_FLAG], env=env)
 
 

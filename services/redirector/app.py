@@ -8,7 +8,9 @@ The dispatch below is that router and that middleware, written out:
     GET|HEAD /{code}   the redirect (`RedirectHandler`)
     GET|HEAD /healthz  alive
     GET|HEAD /readyz   503 while the click sink spools to disk
-    GET|HEAD /metrics  Prometheus text
+
+`/metrics` (Prometheus text) is served on its own address (`REDIRECTOR_METRICS_HOST` and
+`_PORT`, 127.0.0.1:8090 by default), not on the public port: the counts are for operators.
 
 Any other method is 405 with `Allow: GET,HEAD`; a path with more segments is 404; every error
 is the JSON body of `error_response`, and an unexpected exception is logged and answered 500
@@ -49,15 +51,17 @@ _ALLOWED = frozenset({"GET", "HEAD"})
 class Redirector:
     """A redirector: `await start(host, port)`, then `await stop()` (drains the click sink).
 
-    `url` is its base URL once started; `metrics`, `resolver` and `publisher` are its parts.
+    `url` is its base URL once started, `metrics_url` the base URL of its `/metrics`;
+    `metrics`, `resolver` and `publisher` are its parts.
     """
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.metrics = RedirectorMetrics(CollectorRegistry())
         self.url = ""
+        self.metrics_url = ""
         self._stack = AsyncExitStack()
-        self._runner: web.ServerRunner | None = None
+        self._runners: list[web.ServerRunner] = []
         self._resolver: Resolver | None = None
         self._publisher: Publisher | None = None
         self._handler: RedirectHandler | None = None
@@ -73,11 +77,15 @@ class Redirector:
         assert self._publisher is not None, "start() first"
         return self._publisher
 
-    async def start(self, host: str, port: int, *, reuse_port: bool = False) -> None:
-        """Connect Postgres and Redis, start the click sink, then listen on `host:port`.
+    async def start(
+        self, host: str, port: int, *, reuse_port: bool = False, metrics_port: int | None = None
+    ) -> None:
+        """Connect Postgres and Redis, start the click sink, then listen on `host:port`, and
+        serve `/metrics` on `metrics_port` (default: the settings').
 
-        Port 0 picks a free one (see `url`). Raises if Postgres cannot be reached; Redis may be
-        down (it is a cache: Postgres answers, and the link-change subscription keeps trying).
+        Port 0 picks a free one (see `url` and `metrics_url`). Raises if Postgres cannot be
+        reached; Redis may be down (it is a cache: Postgres answers, and the link-change
+        subscription keeps trying).
         """
         settings, metrics, stack = self.settings, self.metrics, self._stack
         try:
@@ -101,23 +109,37 @@ class Redirector:
                 max_field_size=MAX_HEADER_FIELD,
                 max_headers=MAX_HEADERS,
             )
-            runner = web.ServerRunner(server, shutdown_timeout=SHUTDOWN_TIMEOUT_S)
-            await runner.setup()
-            self._runner = runner
-            site = web.TCPSite(runner, host, port, reuse_port=reuse_port or None)
-            await site.start()
+            self.url = await self._listen(server, host, port, reuse_port)
+            self.metrics_url = await self._listen(
+                web.Server(self._metrics_page, access_log=None),
+                settings.redirector_metrics_host,
+                settings.redirector_metrics_port if metrics_port is None else metrics_port,
+                False,
+            )
         except BaseException:
             await self.stop()
             raise
-        bound = runner.addresses[0]
-        self.url = f"http://{bound[0]}:{bound[1]}"
 
     async def stop(self) -> None:
         """Stop listening, let in-flight requests finish, drain the sink, close. Idempotent."""
-        runner, self._runner = self._runner, None
-        if runner is not None:
+        runners, self._runners = self._runners, []
+        for runner in runners:
             await runner.cleanup()
         await self._stack.aclose()
+
+    async def _listen(self, server: web.Server, host: str, port: int, reuse_port: bool) -> str:
+        runner = web.ServerRunner(server, shutdown_timeout=SHUTDOWN_TIMEOUT_S)
+        await runner.setup()
+        self._runners.append(runner)
+        await web.TCPSite(runner, host, port, reuse_port=reuse_port or None).start()
+        bound = runner.addresses[0]
+        return f"http://{bound[0]}:{bound[1]}"
+
+    async def _metrics_page(self, request: web.BaseRequest) -> web.StreamResponse:
+        if request.path != "/metrics":
+            return error_response(404, "not_found", "Not Found")
+        body = generate_latest(self.metrics.registry)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     async def _dispatch(self, request: web.BaseRequest) -> web.StreamResponse:
         started = time.perf_counter()
@@ -145,9 +167,6 @@ class Redirector:
             return web.json_response({"status": "ok"})
         if path == "/readyz":
             return self._readyz()
-        if path == "/metrics":
-            body = generate_latest(self.metrics.registry)
-            return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
         code = path[1:]
         if not code or "/" in code:
             return error_response(404, "not_found", "Not Found")

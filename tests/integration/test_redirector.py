@@ -16,6 +16,7 @@ from services.redirector.visitors import COOKIE_NAME
 from shared.links import CreatedLink, create_campaign, create_link, create_org
 from shared.settings import Settings
 from tests.helpers import read_topic
+from tests.integration.redirector_support import redirector
 
 pytestmark = pytest.mark.integration
 
@@ -114,6 +115,22 @@ async def test_health_ready_and_metrics(
         assert (resp.status, await resp.json()) == (200, {"status": "ok"})
     async with http.get(f"{redirector_url}/readyz") as resp:
         assert (resp.status, await resp.json()) == (200, {"status": "ok", "sink": "ok"})
-    async with http.get(f"{redirector_url}/metrics") as resp:
-        text = await resp.text()
+    async with http.get(f"{redirector_url}/metrics", allow_redirects=False) as resp:
+        assert resp.status == 404  # not on the public port: see test_metrics_have_their_own_port
+
+
+async def test_metrics_have_their_own_port(
+    settings: Settings, http: aiohttp.ClientSession, link: CreatedLink
+) -> None:
+    async with redirector(settings) as app:
+        assert app.redirector.metrics_url != app.url
+        async with http.get(f"{app.url}/{link.codes['cust-1']}", allow_redirects=False) as resp:
+            assert resp.status == 302
+        async with http.get(f"{app.redirector.metrics_url}/metrics") as resp:
+            assert resp.status == 200
+            assert resp.headers["Content-Type"].startswith("text/plain")
+            text = await resp.text()
+        async with http.get(f"{app.redirector.metrics_url}/{link.codes['cust-1']}") as resp:
+            assert resp.status == 404  # the metrics address redirects nothing
     assert 'clicktrack_redirects_total{outcome="redirected"} 1.0' in text
+    assert 'clicktrack_http_requests_total{status="302"} 1.0' in text

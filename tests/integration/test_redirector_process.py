@@ -39,6 +39,7 @@ async def test_workers_share_the_port_and_sigterm_loses_nothing(
         "CLICKS_TOPIC": settings.clicks_topic,
         "REDIRECTOR_PORT": str(PORT),
         "REDIRECTOR_WORKERS": "2",
+        "REDIRECTOR_METRICS_PORT": "0",
         "SPOOL_DIR": str(tmp_path / "spool"),
         "LOG_LEVEL": "WARNING",
     }

@@ -48,6 +48,7 @@ def live(service_addresses: dict[str, str]) -> Iterator[Live]:
         clicks_topic=f"clicks.fuzz.{tag}",
         dlq_topic=f"clicks.dlq.fuzz.{tag}",
         topic_partitions=1,
+        redirector_metrics_port=0,
     )
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, daemon=True)

@@ -54,6 +54,7 @@ def run(service_addresses: dict[str, str], tmp_path: Path) -> Iterator[tuple[dic
         "COUNTER_GROUP": f"counter-logs-{tag}",
         "API_PORT": str(PORTS["api"]),
         "REDIRECTOR_PORT": str(PORTS["redirector"]),
+        "REDIRECTOR_METRICS_PORT": "0",
         "COUNTER_PORT": str(PORTS["counter"]),
         "SHORT_BASE_URL": f"http://127.0.0.1:{PORTS['redirector']}",
         "OPERATOR_TOKEN": OPERATOR,
