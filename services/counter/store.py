@@ -63,10 +63,12 @@ _ADD_COUNTS = (
 # events counted for the first time.
 COUNT_BATCH = f"""
 WITH batch AS (
-    SELECT * FROM unnest($1::uuid[], $2::date[], $3::timestamptz[], $4::bigint[], $5::bigint[],
-                         $6::bigint[], $7::text[], $8::text[], $9::text[], $10::bool[])
+    SELECT event_id, day, to_timestamp(hour_s) AS hour, link_id, campaign_id, org_id, kind,
+           channel, visitor, is_bot, n
+    FROM unnest($1::uuid[], $2::date[], $3::bigint[], $4::bigint[], $5::bigint[],
+                $6::bigint[], $7::text[], $8::text[], $9::text[], $10::bool[])
         WITH ORDINALITY
-        AS b(event_id, day, hour, link_id, campaign_id, org_id, kind, channel, visitor, is_bot, n)
+        AS b(event_id, day, hour_s, link_id, campaign_id, org_id, kind, channel, visitor, is_bot, n)
 ),
 new_events AS (
     INSERT INTO processed_events (event_day, event_id)
