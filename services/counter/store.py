@@ -109,12 +109,13 @@ pairs AS MATERIALIZED (
     -- every (scope, visitor) of the batch and its first day: this batch's earliest for a new
     -- visitor, the stored one for a known visitor ('-infinity' for a row from before 0013, whose
     -- days only daily_visitors knows). A known row this statement cannot see was committed by a
-    -- concurrent batch after the statement began: visitor_committed_concurrently() rolls back.
+    -- concurrent batch after the statement began: visitor_first_day() reads it with a fresh
+    -- snapshot (it runs only then).
     SELECT 'l'::"char" AS scope, p.link_id AS scope_id, p.visitor, n.link_id IS NOT NULL AS new,
            CASE WHEN n.link_id IS NOT NULL THEN p.first_day
            ELSE coalesce((SELECT coalesce(v.first_day, '-infinity') FROM link_visitors v
                           WHERE v.link_id = p.link_id AND v.visitor_id = p.visitor),
-                         visitor_committed_concurrently())
+                         visitor_first_day('l', p.link_id, p.visitor))
            END AS first_day
     FROM link_pairs p
     LEFT JOIN new_link_visitors n ON n.link_id = p.link_id AND n.visitor_id = p.visitor
@@ -123,7 +124,7 @@ pairs AS MATERIALIZED (
            CASE WHEN n.campaign_id IS NOT NULL THEN p.first_day
            ELSE coalesce((SELECT coalesce(v.first_day, '-infinity') FROM campaign_visitors v
                           WHERE v.campaign_id = p.campaign_id AND v.visitor_id = p.visitor),
-                         visitor_committed_concurrently())
+                         visitor_first_day('c', p.campaign_id, p.visitor))
            END
     FROM campaign_pairs p
     LEFT JOIN new_campaign_visitors n

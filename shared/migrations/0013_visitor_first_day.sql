@@ -13,13 +13,26 @@
 ALTER TABLE link_visitors ADD COLUMN first_day date;
 ALTER TABLE campaign_visitors ADD COLUMN first_day date;
 
--- Raised by the counting statement when a visitor row it conflicted with was committed by a
--- concurrent batch after the statement's snapshot was taken: its first_day cannot be read in this
--- statement, so the batch is rolled back and counted again (serialization_failure is retriable).
-CREATE FUNCTION visitor_committed_concurrently() RETURNS date
+-- The first day of a visitor row that the counting statement conflicted with but cannot see: a
+-- concurrent batch committed it after the statement began (the insert waited for that commit).
+-- A VOLATILE function's queries each take a fresh snapshot, which sees the row. Called only in
+-- that race; '-infinity' stands for a row from before this migration (no first_day).
+CREATE FUNCTION visitor_first_day(scope "char", scope_id bigint, visitor text) RETURNS date
     LANGUAGE plpgsql VOLATILE AS $$
+DECLARE
+    found date;
 BEGIN
-    RAISE EXCEPTION 'a visitor row was committed by a concurrent batch; count this batch again'
-        USING ERRCODE = 'serialization_failure';
+    IF scope = 'l' THEN
+        SELECT coalesce(v.first_day, '-infinity') INTO found FROM link_visitors v
+        WHERE v.link_id = scope_id AND v.visitor_id = visitor;
+    ELSE
+        SELECT coalesce(v.first_day, '-infinity') INTO found FROM campaign_visitors v
+        WHERE v.campaign_id = scope_id AND v.visitor_id = visitor;
+    END IF;
+    IF found IS NULL THEN
+        RAISE EXCEPTION 'visitor row of % % not found; count the batch again', scope, scope_id
+            USING ERRCODE = 'serialization_failure';
+    END IF;
+    RETURN found;
 END
 $$;
