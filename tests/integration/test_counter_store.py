@@ -152,26 +152,49 @@ async def test_a_new_visitor_takes_no_daily_row_and_its_days_stay_exact(pool: as
 
 
 async def test_visitors_from_before_migration_0013_keep_their_daily_rows(
-    pool: asyncpg.Pool,
+    settings: Settings,
 ) -> None:
-    """A visitor row without first_day (written before 0013) relies on daily_visitors, as then."""
-    async with pool.acquire() as conn:
-        await retention.ensure_partitions(conn, [YESTERDAY.date(), TODAY.date()])
-        await conn.execute(
-            "INSERT INTO link_visitors (link_id, visitor_id) VALUES (9, 'v:old');"
-            " INSERT INTO campaign_visitors (campaign_id, visitor_id) VALUES (10, 'v:old');"
-            f" INSERT INTO daily_visitors VALUES ('{YESTERDAY.date()}', 'l', 9, 'v:old'),"
-            f" ('{YESTERDAY.date()}', 'c', 10, 'v:old'), ('{TODAY.date()}', 'l', 9, 'v:old')"
-        )
-        await apply(conn, [clk(9, "v:old", TODAY), clk(9, "v:old", YESTERDAY)], 0, 2)
-        await apply(conn, [clk(9, "v:old", TODAY.replace(minute=1))], 2, 3)
-    assert (await stored_counts(pool))["days"] == {
-        ("link", 9, YESTERDAY.date()): (1, 0, 0),
-        ("link", 9, TODAY.date()): (2, 0, 0),
-        ("campaign", 10, YESTERDAY.date()): (1, 0, 0),
-        ("campaign", 10, TODAY.date()): (2, 1, 0),
-    }
-    assert (await stored_counts(pool))["links"] == {9: (3, 0, 0)}
+    """A database counted before 0013 migrates in place; its visitor rows have no first_day and
+    rely on daily_visitors, as then, while new visitors take the first day."""
+    schema = f"{settings.postgres_schema}_m13"
+    before = [(v, sql) for v, sql in db.migration_files() if v < "0013"]
+    d1, d2 = YESTERDAY.date(), TODAY.date()
+    async with db.pool(replace(settings, postgres_schema=schema), max_size=1) as pool:
+        try:
+            async with pool.acquire() as conn, conn.transaction():
+                await conn.execute(f'CREATE SCHEMA "{schema}"')
+                await conn.execute(f'SET LOCAL search_path TO "{schema}"')
+                await conn.execute(
+                    "CREATE TABLE schema_migrations (version text PRIMARY KEY,"
+                    " applied_at timestamptz NOT NULL DEFAULT now())"
+                )
+                for version, sql in before:
+                    await conn.execute(sql)
+                    await conn.execute("INSERT INTO schema_migrations VALUES ($1)", version)
+                await retention.ensure_partitions(conn, [d1, d2])
+                # what the counter wrote for v:old's clicks on link 9 yesterday and today
+                await conn.execute(
+                    "INSERT INTO link_visitors (link_id, visitor_id) VALUES (9, 'v:old');"
+                    " INSERT INTO campaign_visitors (campaign_id, visitor_id)"
+                    " VALUES (10, 'v:old');"
+                    f" INSERT INTO daily_visitors VALUES ('{d1}', 'l', 9, 'v:old'),"
+                    f" ('{d1}', 'c', 10, 'v:old'), ('{d2}', 'l', 9, 'v:old')"
+                )
+            async with pool.acquire() as conn:
+                assert await db.migrate(conn, schema) == ["0013_visitor_first_day"]
+                await apply(conn, [clk(9, "v:old", TODAY), clk(9, "v:old", YESTERDAY)], 0, 2)
+                await apply(conn, [clk(9, "v:old", TODAY.replace(minute=1))], 2, 3)
+                await apply(conn, [clk(9, "v:new", TODAY), clk(9, "v:new", TODAY)], 3, 5)
+            stored = await stored_counts(pool)
+            assert stored["days"] == {
+                ("link", 9, d1): (1, 0, 0),
+                ("link", 9, d2): (4, 1, 0),
+                ("campaign", 10, d1): (1, 0, 0),
+                ("campaign", 10, d2): (4, 2, 0),
+            }
+            assert stored["links"] == {9: (5, 1, 0)}
+        finally:
+            await pool.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
 
 
 async def test_a_visitor_committed_by_a_concurrent_batch_is_known_with_its_first_day(
