@@ -26,10 +26,16 @@ _MIGRATION_LOCK = 0x0C11C7  # an arbitrary key for pg_advisory_xact_lock
 
 @asynccontextmanager
 async def pool(
-    settings: Settings, *, min_size: int = 1, max_size: int = 10, retries: int = 10
+    settings: Settings,
+    *,
+    min_size: int = 1,
+    max_size: int = 10,
+    retries: int = 10,
+    server_settings: dict[str, str] | None = None,
 ) -> AsyncIterator[asyncpg.Pool]:
     """An asyncpg pool whose connections use `settings.postgres_schema`; closed on exit.
 
+    `server_settings`: more run-time parameters for every connection (`{"jit": "off"}`).
     Start-up tries `retries` times, one second apart, logging the host and the tries left.
     """
     dsn = settings.postgres_dsn.reveal()
@@ -40,7 +46,10 @@ async def pool(
                 dsn,
                 min_size=min_size,
                 max_size=max_size,
-                server_settings={"search_path": settings.postgres_schema},
+                server_settings={
+                    **(server_settings or {}),
+                    "search_path": settings.postgres_schema,
+                },
             )
             break
         except (OSError, asyncpg.PostgresError) as exc:

@@ -36,8 +36,10 @@ class Click(NamedTuple):
     """The event id in canonical form (lower case, hyphens): the deduplication key."""
     day: date
     """`occurred_at`'s UTC day."""
-    hour: datetime
-    """`occurred_at` truncated to the hour, UTC."""
+    hour: int
+    """`occurred_at` truncated to the hour, as Unix seconds: Postgres makes it a timestamptz.
+    An int costs a quarter of what a datetime does to build and to send (asyncpg encodes a
+    timestamptz in Python), and this runs for every click."""
     link_id: int
     campaign_id: int | None
     org_id: int
@@ -101,7 +103,7 @@ def admit(raw: bytes | None, *, max_bytes: int, now: datetime | None = None) -> 
     return Click(
         event_id,
         occurred.date(),
-        occurred.replace(minute=0, second=0, microsecond=0),
+        int(occurred.timestamp()) // 3600 * 3600,
         link_id,
         campaign_id,
         org_id,

@@ -118,6 +118,122 @@ async def test_an_older_batch_never_moves_the_stored_offsets_back(pool: asyncpg.
     assert (await stored_counts(pool))["links"] == {6: (2, 2, 0)}
 
 
+async def test_a_new_visitor_takes_no_daily_row_and_its_days_stay_exact(pool: asyncpg.Pool) -> None:
+    """Migration 0013: a new visitor's first day is on its all-time row; other days take daily
+    rows. A visitor first seen yesterday is new today once; a second click today is not."""
+    d1, d2 = YESTERDAY.date(), TODAY.date()
+    async with pool.acquire() as conn:
+        # one batch sees v:a on two days: the later day takes the daily rows
+        await apply(conn, [clk(8, "v:a", TODAY), clk(8, "v:a", YESTERDAY)], 0, 2)
+        await apply(conn, [clk(8, "v:b", YESTERDAY)], 2, 3)
+        await apply(conn, [clk(8, "v:b", TODAY), clk(8, "v:b", TODAY.replace(minute=1))], 3, 5)
+        await apply(conn, [clk(8, "v:b", TODAY.replace(minute=2)), clk(8, "v:a", TODAY)], 5, 7)
+    stored = await stored_counts(pool)
+    assert stored["links"] == {8: (7, 2, 0)}
+    assert stored["campaigns"] == {10: (7, 2, 0)}
+    assert stored["days"] == {
+        ("link", 8, d1): (2, 2, 0),
+        ("link", 8, d2): (5, 2, 0),
+        ("campaign", 10, d1): (2, 2, 0),
+        ("campaign", 10, d2): (5, 2, 0),
+    }
+    visitors = await pool.fetch(
+        "SELECT visitor_id, first_day FROM link_visitors UNION ALL"
+        " SELECT visitor_id, first_day FROM campaign_visitors ORDER BY 1, 2"
+    )
+    assert [tuple(r) for r in visitors] == [("v:a", d1)] * 2 + [("v:b", d1)] * 2
+    daily = await pool.fetch("SELECT day, scope, visitor_id FROM daily_visitors ORDER BY 1, 2, 3")
+    assert [tuple(r) for r in daily] == [
+        (d2, b"c", "v:a"),
+        (d2, b"c", "v:b"),
+        (d2, b"l", "v:a"),
+        (d2, b"l", "v:b"),
+    ]
+
+
+async def test_visitors_from_before_migration_0013_keep_their_daily_rows(
+    settings: Settings,
+) -> None:
+    """A database counted before 0013 migrates in place; its visitor rows have no first_day and
+    rely on daily_visitors, as then, while new visitors take the first day."""
+    schema = f"{settings.postgres_schema}_m13"
+    before = [(v, sql) for v, sql in db.migration_files() if v < "0013"]
+    d1, d2 = YESTERDAY.date(), TODAY.date()
+    async with db.pool(replace(settings, postgres_schema=schema), max_size=1) as pool:
+        try:
+            async with pool.acquire() as conn, conn.transaction():
+                await conn.execute(f'CREATE SCHEMA "{schema}"')
+                await conn.execute(f'SET LOCAL search_path TO "{schema}"')
+                await conn.execute(
+                    "CREATE TABLE schema_migrations (version text PRIMARY KEY,"
+                    " applied_at timestamptz NOT NULL DEFAULT now())"
+                )
+                for version, sql in before:
+                    await conn.execute(sql)
+                    await conn.execute("INSERT INTO schema_migrations VALUES ($1)", version)
+                await retention.ensure_partitions(conn, [d1, d2])
+                # what the counter wrote for v:old's clicks on link 9 yesterday and today
+                await conn.execute(
+                    "INSERT INTO link_visitors (link_id, visitor_id) VALUES (9, 'v:old');"
+                    " INSERT INTO campaign_visitors (campaign_id, visitor_id)"
+                    " VALUES (10, 'v:old');"
+                    f" INSERT INTO daily_visitors VALUES ('{d1}', 'l', 9, 'v:old'),"
+                    f" ('{d1}', 'c', 10, 'v:old'), ('{d2}', 'l', 9, 'v:old')"
+                )
+            async with pool.acquire() as conn:
+                assert await db.migrate(conn, schema) == ["0013_visitor_first_day"]
+                await apply(conn, [clk(9, "v:old", TODAY), clk(9, "v:old", YESTERDAY)], 0, 2)
+                await apply(conn, [clk(9, "v:old", TODAY.replace(minute=1))], 2, 3)
+                await apply(conn, [clk(9, "v:new", TODAY), clk(9, "v:new", TODAY)], 3, 5)
+            stored = await stored_counts(pool)
+            assert stored["days"] == {
+                ("link", 9, d1): (1, 0, 0),
+                ("link", 9, d2): (4, 1, 0),
+                ("campaign", 10, d1): (1, 0, 0),
+                ("campaign", 10, d2): (4, 2, 0),
+            }
+            assert stored["links"] == {9: (5, 1, 0)}
+        finally:
+            await pool.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+async def test_a_visitor_committed_by_a_concurrent_batch_is_known_with_its_first_day(
+    pool: asyncpg.Pool,
+) -> None:
+    """A visitor row committed after the statement began is not in the statement's snapshot; the
+    statement waited for it on insert, reads its first day afresh, and counts the visitor as
+    known: seen today, so not a daily unique either."""
+    async with pool.acquire() as other, pool.acquire() as conn:
+        await retention.ensure_partitions(conn, [TODAY.date()])
+        pid = conn.get_server_pid()
+        tx = other.transaction()
+        await tx.start()
+        await other.execute(
+            "INSERT INTO link_visitors (link_id, visitor_id, first_day) VALUES (11, 'v:x', $1)",
+            TODAY.date(),
+        )
+        batch = [clk(11, "v:x", TODAY, campaign=None)]
+        counting = asyncio.create_task(apply(conn, batch, 0, 1))
+        for _ in range(3000):  # until the batch waits on the uncommitted row
+            if await pool.fetchval(
+                "SELECT wait_event_type = 'Lock' FROM pg_stat_activity WHERE pid = $1", pid
+            ):
+                break
+            await asyncio.sleep(0.01)
+        else:
+            raise AssertionError("the batch never waited on the uncommitted visitor row")
+        await tx.commit()
+        await counting
+        # another visitor row committed before a batch began is read in the statement's snapshot
+        await apply(conn, [clk(11, "v:x", YESTERDAY, campaign=None)], 1, 2)
+    stored = await stored_counts(pool)
+    assert stored["links"] == {11: (2, 0, 0)}
+    assert stored["days"] == {
+        ("link", 11, TODAY.date()): (1, 0, 0),
+        ("link", 11, YESTERDAY.date()): (1, 1, 0),
+    }
+
+
 async def _partition_names(pool: asyncpg.Pool) -> dict[str, list[date]]:
     return await retention.partitions(pool)
 
