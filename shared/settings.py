@@ -112,6 +112,10 @@ class Settings:
     clicks: 5,000 counted about a quarter faster than 2,000 in `bench/counter`."""
     counter_batch_wait_ms: int = 100
     """Longest the counter waits to fill a batch, milliseconds (`COUNTER_BATCH_WAIT_MS`)."""
+    counter_statements: int = 2
+    """Postgres statements a batch is split into, run at once on their own connections, each
+    taking whole campaigns so that no two write the same row (`COUNTER_STATEMENTS`; 1: one
+    statement that also stores the offsets)."""
     counter_session_timeout_ms: int = 10_000
     """Kafka group session timeout of the counter, milliseconds: how long a dead member holds its
     partitions (`COUNTER_SESSION_TIMEOUT_MS`; the broker accepts 6000 and more by default)."""
@@ -280,6 +284,7 @@ class Settings:
             counter_batch_wait_ms=_int(
                 env, "COUNTER_BATCH_WAIT_MS", defaults.counter_batch_wait_ms, 1, 60_000
             ),
+            counter_statements=_int(env, "COUNTER_STATEMENTS", defaults.counter_statements, 1, 8),
             counter_session_timeout_ms=_int(
                 env,
                 "COUNTER_SESSION_TIMEOUT_MS",

@@ -1,4 +1,5 @@
-"""One Postgres statement per batch: the exactly-once heart of the counter.
+"""One Postgres statement per batch (or per share of a batch): the exactly-once heart of the
+counter.
 
 A single statement is a single transaction. In it we insert the batch's event ids (a conflict
 means the event was counted before), insert visitor rows for the new human events (a row inserted
@@ -17,6 +18,11 @@ to Python. Every insert reads its rows in one sorted order, so two counters writ
 at once wait for each other instead of deadlocking. The statement returns the new absolute values
 of every Redis counter the batch touched, redelivered events included (with a zero delta), so a
 batch read again after a crash writes Redis again.
+
+A big batch may be counted as several shares at once (`split_by_campaign`: no two shares write
+the same row), each statement without the offsets, which `store_offsets` then stores once all
+shares committed. Exactly-once does not depend on the offsets: every event is counted in the
+same transaction that records its id, so a batch read again counts only what was not counted.
 """
 
 from __future__ import annotations
@@ -293,6 +299,46 @@ async def apply_batch(
         else:
             counts.append(Counts(scope, scope_id, total, unique, bots, day))
     return BatchResult(counts=counts, counted=counted, duplicates=len(clicks) - counted)
+
+
+STORE_OFFSETS = """
+INSERT INTO consumer_offsets (group_id, topic, partition, next_offset, replay_from)
+SELECT $1, $2, p, o, f FROM unnest($3::int[], $4::bigint[], $5::bigint[]) AS t(p, o, f)
+ORDER BY p
+ON CONFLICT (group_id, topic, partition) DO UPDATE
+SET replay_from = CASE
+        WHEN EXCLUDED.next_offset > consumer_offsets.next_offset
+        THEN EXCLUDED.replay_from ELSE consumer_offsets.replay_from END,
+    next_offset = greatest(consumer_offsets.next_offset, EXCLUDED.next_offset),
+    updated_at = now()
+"""
+"""The offsets step of `COUNT_BATCH` on its own, for a batch counted in several statements."""
+
+
+def split_by_campaign(clicks: list[Click], ways: int) -> list[list[Click]]:
+    """The batch in up to `ways` non-empty shares that write no common row: a campaign's clicks
+    (so its links, visitors and counters) go to one share, a link without a campaign by link id.
+    Copies of one event share its campaign, so deduplication stays within a share."""
+    shares: list[list[Click]] = [[] for _ in range(ways)]
+    for click in clicks:
+        key = click.campaign_id if click.campaign_id is not None else -click.link_id
+        shares[key % ways].append(click)
+    return [share for share in shares if share]
+
+
+async def store_offsets(
+    conn: asyncpg.Connection, *, group: str, topic: str, offsets: dict[int, tuple[int, int]]
+) -> None:
+    """Move the stored offsets forward (partition -> (first offset of the batch, next))."""
+    parts = sorted(offsets)
+    await conn.execute(
+        STORE_OFFSETS,
+        group,
+        topic,
+        parts,
+        [offsets[p][1] for p in parts],
+        [offsets[p][0] for p in parts],
+    )
 
 
 async def stored_offsets(

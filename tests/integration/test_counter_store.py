@@ -333,3 +333,43 @@ async def test_counter_tables_leave_room_for_heap_only_updates(pool: asyncpg.Poo
         "hourly_counters": ["fillfactor=70"],
         "daily_counters": ["fillfactor=70"],
     }
+
+
+async def test_a_batch_split_by_campaign_counts_the_same_and_survives_a_crash_before_offsets(
+    pool: asyncpg.Pool,
+) -> None:
+    """The counter's split path: shares counted at once on two connections, offsets stored
+    after both. A crash before the offsets means the whole batch is read again: what a share
+    already counted is then a duplicate, and the totals are those of one single statement."""
+    batch = [
+        clk(1, "v:a", TODAY, campaign=10),
+        clk(2, "v:a", TODAY, campaign=11),
+        clk(2, "v:b", TODAY, campaign=11),
+        clk(3, "v:a", TODAY, campaign=None),
+        clk(4, "v:c", TODAY, campaign=None, is_bot=True),
+        clk(1, "v:d", YESTERDAY, campaign=10),
+    ]
+    shares = store.split_by_campaign(batch, 2)
+    assert sorted(len(s) for s in shares) == [3, 3]
+    for share in shares:  # no campaign and no link in two shares
+        others = [c for s in shares if s is not share for c in s]
+        assert not {c.link_id for c in share} & {c.link_id for c in others}
+        assert not {c.campaign_id for c in share} - {None} & {c.campaign_id for c in others}
+    async with pool.acquire() as one, pool.acquire() as two:
+        await retention.ensure_partitions(one, {c.day for c in batch})
+        done = await asyncio.gather(
+            *(
+                store.apply_batch(conn, group="g", topic="t", clicks=share, offsets={})
+                for conn, share in zip((one, two), shares, strict=True)
+            )
+        )
+        assert sum(r.counted for r in done) == 6
+        assert await store.resume_points(pool, "g", "t") == {}  # crashed before the offsets
+        again = await store.apply_batch(
+            one, group="g", topic="t", clicks=batch, offsets={0: (0, 6)}
+        )
+    assert (again.counted, again.duplicates) == (0, 6)
+    stored = await stored_counts(pool)
+    assert stored["links"] == {1: (2, 2, 0), 2: (2, 2, 0), 3: (1, 1, 0), 4: (0, 0, 1)}
+    assert stored["campaigns"] == {10: (2, 2, 0), 11: (2, 2, 0)}
+    assert await store.resume_points(pool, "g", "t") == {0: store.ResumePoint(0, 6)}

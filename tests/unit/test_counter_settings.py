@@ -41,3 +41,10 @@ def test_an_oversized_batch_names_its_variable() -> None:
     with pytest.raises(SettingsError) as caught:
         Settings.from_env({"COUNTER_BATCH_MAX_RECORDS": "0"})
     assert str(caught.value) == "COUNTER_BATCH_MAX_RECORDS must be between 1 and 100000, got 0"
+
+
+def test_counter_statements_default_and_bounds() -> None:
+    assert Settings.from_env({}).counter_statements == 2
+    assert Settings.from_env({"COUNTER_STATEMENTS": "1"}).counter_statements == 1
+    with pytest.raises(SettingsError, match="COUNTER_STATEMENTS must be between 1 and 8, got 9"):
+        Settings.from_env({"COUNTER_STATEMENTS": "9"})
