@@ -15,7 +15,7 @@ export POSTGRES_DSN ?= postgresql://clicktrack:clicktrack@127.0.0.1:5432/clicktr
 up: install stack-up schema services-up demo
 	@echo
 	@echo "Clicktrack is running:"
-	@echo "  redirector  http://127.0.0.1:8080/<code>   (health: /healthz, /readyz, /metrics)"
+	@echo "  redirector  http://127.0.0.1:8080/<code>   (health: /healthz, /readyz; metrics: http://127.0.0.1:8090/metrics)"
 	@echo "  counter     http://127.0.0.1:8081/metrics"
 	@echo "  api         http://127.0.0.1:8082/v1/openapi.json   (organisations: clicktrack org create)"
 	@echo "  logs        .stack/logs/ (services), .stack/kafka/logs/, .stack/redis/, .stack/postgres/"
