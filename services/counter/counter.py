@@ -282,8 +282,9 @@ class Counter:
         """
         assert self._pool is not None
         group, topic = self.settings.counter_group, self.settings.clicks_topic
-        shares = store.split_by_campaign(clicks, self.settings.counter_statements)
-        if len(shares) < 2 or len(clicks) < SPLIT_MIN_CLICKS:
+        ways = self.settings.counter_statements if len(clicks) >= SPLIT_MIN_CLICKS else 1
+        shares = store.split_by_campaign(clicks, ways) if ways > 1 else [clicks]
+        if len(shares) < 2:
             async with self._pool.acquire() as conn:
                 return await store.apply_batch(
                     conn, group=group, topic=topic, clicks=clicks, offsets=offsets

@@ -62,6 +62,30 @@ _ADD_COUNTS = (
 )
 """The SET list of every counter upsert: the batch's deltas added to the stored values."""
 
+
+def _store_offsets(first: int) -> str:
+    """The upsert that moves stored offsets forward; its five parameters (group, topic, then
+    partitions, next offsets and first offsets as arrays) are numbered from `first`."""
+    g, t, p, o, f = (f"${first + i}" for i in range(5))
+    return f"""
+    INSERT INTO consumer_offsets (group_id, topic, partition, next_offset, replay_from)
+    SELECT {g}, {t}, p, o, f FROM unnest({p}::int[], {o}::bigint[], {f}::bigint[]) AS t(p, o, f)
+    ORDER BY p
+    ON CONFLICT (group_id, topic, partition) DO UPDATE
+    SET replay_from = CASE
+            WHEN EXCLUDED.next_offset > consumer_offsets.next_offset
+            THEN EXCLUDED.replay_from ELSE consumer_offsets.replay_from END,
+        next_offset = greatest(consumer_offsets.next_offset, EXCLUDED.next_offset),
+        updated_at = now()
+"""
+
+
+def _offset_arrays(offsets: dict[int, tuple[int, int]]) -> tuple[list[int], ...]:
+    """(partitions, next offsets, first offsets) of `offsets`, in partition order."""
+    parts = sorted(offsets)
+    return parts, [offsets[p][1] for p in parts], [offsets[p][0] for p in parts]
+
+
 # $1..$10: the batch's distinct events, one array per column, in the order read.
 # $11, $12: consumer group and topic; $13..$15: partition, next offset, first offset of the batch.
 # Returns one row per Redis counter touched (scope 'link' or 'campaign', id, day or NULL for all
@@ -248,17 +272,7 @@ days AS (
     SET {_ADD_COUNTS}
     RETURNING scope, scope_id, day, total_clicks, unique_clicks, bot_clicks
 ),
-stored_offsets AS (
-    INSERT INTO consumer_offsets (group_id, topic, partition, next_offset, replay_from)
-    SELECT $11, $12, p, o, f FROM unnest($13::int[], $14::bigint[], $15::bigint[]) AS t(p, o, f)
-    ORDER BY p
-    ON CONFLICT (group_id, topic, partition) DO UPDATE
-    SET replay_from = CASE
-            WHEN EXCLUDED.next_offset > consumer_offsets.next_offset
-            THEN EXCLUDED.replay_from ELSE consumer_offsets.replay_from END,
-        next_offset = greatest(consumer_offsets.next_offset, EXCLUDED.next_offset),
-        updated_at = now()
-)
+stored_offsets AS ({_store_offsets(11)})
 SELECT * FROM links
 UNION ALL SELECT * FROM campaigns
 UNION ALL SELECT * FROM days
@@ -281,16 +295,7 @@ async def apply_batch(
     """
     distinct = list({c.event_id: c for c in clicks}.values())
     columns = list(zip(*distinct, strict=True))[:10] if distinct else [()] * 10
-    parts = sorted(offsets)
-    rows = await conn.fetch(
-        COUNT_BATCH,
-        *columns,
-        group,
-        topic,
-        parts,
-        [offsets[p][1] for p in parts],
-        [offsets[p][0] for p in parts],
-    )
+    rows = await conn.fetch(COUNT_BATCH, *columns, group, topic, *_offset_arrays(offsets))
     counted = 0
     counts: list[Counts] = []
     for scope, scope_id, day, total, unique, bots in rows:
@@ -301,17 +306,7 @@ async def apply_batch(
     return BatchResult(counts=counts, counted=counted, duplicates=len(clicks) - counted)
 
 
-STORE_OFFSETS = """
-INSERT INTO consumer_offsets (group_id, topic, partition, next_offset, replay_from)
-SELECT $1, $2, p, o, f FROM unnest($3::int[], $4::bigint[], $5::bigint[]) AS t(p, o, f)
-ORDER BY p
-ON CONFLICT (group_id, topic, partition) DO UPDATE
-SET replay_from = CASE
-        WHEN EXCLUDED.next_offset > consumer_offsets.next_offset
-        THEN EXCLUDED.replay_from ELSE consumer_offsets.replay_from END,
-    next_offset = greatest(consumer_offsets.next_offset, EXCLUDED.next_offset),
-    updated_at = now()
-"""
+STORE_OFFSETS = _store_offsets(1)
 """The offsets step of `COUNT_BATCH` on its own, for a batch counted in several statements."""
 
 
@@ -330,15 +325,7 @@ async def store_offsets(
     conn: asyncpg.Connection, *, group: str, topic: str, offsets: dict[int, tuple[int, int]]
 ) -> None:
     """Move the stored offsets forward (partition -> (first offset of the batch, next))."""
-    parts = sorted(offsets)
-    await conn.execute(
-        STORE_OFFSETS,
-        group,
-        topic,
-        parts,
-        [offsets[p][1] for p in parts],
-        [offsets[p][0] for p in parts],
-    )
+    await conn.execute(STORE_OFFSETS, group, topic, *_offset_arrays(offsets))
 
 
 async def stored_offsets(

@@ -40,32 +40,22 @@ async def test_a_sent_link_is_fixed_disabled_and_given_an_expiry(
     api: ApiClient, redirector_url: str
 ) -> None:
     _, key = await api.new_org("Acme", tracking=True)
-    cid = await api.new_campaign(key)
-    link = await api.call(
-        "POST",
-        "/v1/campaigns/{campaign_id}/links",
-        auth=key,
-        json={"destination": FIRST},
-        expect=201,
-        campaign_id=cid,
-    )
+    link_id = await api.new_link(key, await api.new_campaign(key), FIRST)
     minted = await api.call(
         "POST",
         "/v1/links/{link_id}/recipients",
         auth=key,
         json={"recipients": ["+919800000001"]},
-        link_id=link["id"],
+        link_id=link_id,
     )
     short = f"{redirector_url}/{minted['codes'][0]['code']}"
     assert await status_and_location(short) == (302, FIRST)  # now cached in memory and Redis
 
-    changed = await api.call(
-        "PATCH", ROUTE, auth=key, json={"destination": FIXED}, link_id=link["id"]
-    )
+    changed = await api.call("PATCH", ROUTE, auth=key, json={"destination": FIXED}, link_id=link_id)
     assert (changed["destination"], changed["disabled"]) == (FIXED, False)
     assert await until(short, (302, FIXED)) == (302, FIXED)
 
-    await api.call("PATCH", ROUTE, auth=key, json={"disabled": True}, link_id=link["id"])
+    await api.call("PATCH", ROUTE, auth=key, json={"disabled": True}, link_id=link_id)
     assert await until(short, (404, None)) == (404, None)
 
     later = (datetime.now(UTC) + timedelta(days=3)).isoformat()
@@ -74,7 +64,7 @@ async def test_a_sent_link_is_fixed_disabled_and_given_an_expiry(
         ROUTE,
         auth=key,
         json={"disabled": False, "expires_at": later, "fallback_url": "https://shop.example.in/"},
-        link_id=link["id"],
+        link_id=link_id,
     )
     assert datetime.fromisoformat(back["expires_at"]) == datetime.fromisoformat(later)
     assert back["fallback_url"] == "https://shop.example.in/"
@@ -84,27 +74,20 @@ async def test_a_sent_link_is_fixed_disabled_and_given_an_expiry(
         ROUTE,
         auth=key,
         json={"expires_at": None, "fallback_url": None, "destination": None},
-        link_id=link["id"],
+        link_id=link_id,
     )
     assert (cleared["expires_at"], cleared["fallback_url"], cleared["destination"]) == (
         None,
         None,
         FIXED,
     )
-    assert await api.call("GET", ROUTE, auth=key, link_id=link["id"]) == cleared
+    assert await api.call("GET", ROUTE, auth=key, link_id=link_id) == cleared
 
 
 async def test_bad_changes_are_refused_and_change_nothing(api: ApiClient) -> None:
     _, key = await api.new_org("Acme")
-    cid = await api.new_campaign(key)
-    link = await api.call(
-        "POST",
-        "/v1/campaigns/{campaign_id}/links",
-        auth=key,
-        json={"destination": FIRST},
-        expect=201,
-        campaign_id=cid,
-    )
+    link_id = await api.new_link(key, await api.new_campaign(key), FIRST)
+    link = await api.call("GET", ROUTE, auth=key, link_id=link_id)
     past = (datetime.now(UTC) - timedelta(minutes=1)).isoformat()
     refused = [
         ({}, "invalid_change"),
@@ -119,11 +102,9 @@ async def test_bad_changes_are_refused_and_change_nothing(api: ApiClient) -> Non
         ({"code": "AbC"}, "unknown_field"),
     ]
     for body, error in refused:
-        got = await api.call("PATCH", ROUTE, auth=key, json=body, expect=422, link_id=link["id"])
+        got = await api.call("PATCH", ROUTE, auth=key, json=body, expect=422, link_id=link_id)
         assert got["error"] == error, (body, got)
-    assert await api.call("GET", ROUTE, auth=key, link_id=link["id"]) == link
+    assert await api.call("GET", ROUTE, auth=key, link_id=link_id) == link
     _, other = await api.new_org("Other")
-    await api.call(
-        "PATCH", ROUTE, auth=other, json={"disabled": True}, expect=404, link_id=link["id"]
-    )
-    assert (await api.call("GET", ROUTE, auth=key, link_id=link["id"]))["disabled"] is False
+    await api.call("PATCH", ROUTE, auth=other, json={"disabled": True}, expect=404, link_id=link_id)
+    assert (await api.call("GET", ROUTE, auth=key, link_id=link_id))["disabled"] is False

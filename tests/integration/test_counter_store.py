@@ -37,6 +37,21 @@ def clk(link: int, visitor: str, at: datetime, *, campaign: int | None = 10, **k
     return admit(events.encode(event), max_bytes=65_536)
 
 
+async def migrate_before(conn: asyncpg.Connection, schema: str, version: str) -> None:
+    """Create `schema` with the migrations older than `version` only, in the transaction open
+    on `conn` (the search path stays on `schema` until it ends)."""
+    await conn.execute(f'CREATE SCHEMA "{schema}"')
+    await conn.execute(f'SET LOCAL search_path TO "{schema}"')
+    await conn.execute(
+        "CREATE TABLE schema_migrations (version text PRIMARY KEY,"
+        " applied_at timestamptz NOT NULL DEFAULT now())"
+    )
+    for found, sql in db.migration_files():
+        if found < version:
+            await conn.execute(sql)
+            await conn.execute("INSERT INTO schema_migrations VALUES ($1)", found)
+
+
 async def apply(
     conn: asyncpg.Connection, clicks: list[Click], first: int, nxt: int
 ) -> list[Counts]:
@@ -157,20 +172,11 @@ async def test_visitors_from_before_migration_0013_keep_their_daily_rows(
     """A database counted before 0013 migrates in place; its visitor rows have no first_day and
     rely on daily_visitors, as then, while new visitors take the first day."""
     schema = f"{settings.postgres_schema}_m13"
-    before = [(v, sql) for v, sql in db.migration_files() if v < "0013"]
     d1, d2 = YESTERDAY.date(), TODAY.date()
     async with db.pool(replace(settings, postgres_schema=schema), max_size=1) as pool:
         try:
             async with pool.acquire() as conn, conn.transaction():
-                await conn.execute(f'CREATE SCHEMA "{schema}"')
-                await conn.execute(f'SET LOCAL search_path TO "{schema}"')
-                await conn.execute(
-                    "CREATE TABLE schema_migrations (version text PRIMARY KEY,"
-                    " applied_at timestamptz NOT NULL DEFAULT now())"
-                )
-                for version, sql in before:
-                    await conn.execute(sql)
-                    await conn.execute("INSERT INTO schema_migrations VALUES ($1)", version)
+                await migrate_before(conn, schema, "0013")
                 await retention.ensure_partitions(conn, [d1, d2])
                 # what the counter wrote for v:old's clicks on link 9 yesterday and today
                 await conn.execute(
@@ -286,19 +292,10 @@ async def test_partitions_command_makes_the_days_ahead(
 async def test_migration_0005_keeps_the_ids_counted_before_it(settings: Settings) -> None:
     """A database counted with the old unpartitioned table keeps deduplicating those ids."""
     schema = f"{settings.postgres_schema}_m"
-    before = [(v, sql) for v, sql in db.migration_files() if v < "0005"]
     async with db.pool(replace(settings, postgres_schema=schema), max_size=1) as pool:
         try:
             async with pool.acquire() as conn, conn.transaction():
-                await conn.execute(f'CREATE SCHEMA "{schema}"')
-                await conn.execute(f'SET LOCAL search_path TO "{schema}"')
-                await conn.execute(
-                    "CREATE TABLE schema_migrations (version text PRIMARY KEY,"
-                    " applied_at timestamptz NOT NULL DEFAULT now())"
-                )
-                for version, sql in before:
-                    await conn.execute(sql)
-                    await conn.execute("INSERT INTO schema_migrations VALUES ($1)", version)
+                await migrate_before(conn, schema, "0005")
                 await conn.execute(
                     "INSERT INTO processed_events (event_id, processed_at) VALUES"
                     " ('00000000-0000-7000-8000-000000000001', '2026-11-20 23:59:59+00'),"

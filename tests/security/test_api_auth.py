@@ -24,18 +24,11 @@ async def ids_of_org_a(api: ApiClient) -> tuple[dict[str, int], str, str]:
     """Ids of org A's things, a key of A that is revoked, and a live key of org B."""
     org_a, key_a = await api.new_org("A", tracking=True)
     campaign = await api.new_campaign(key_a)
-    link = await api.call(
-        "POST",
-        "/v1/campaigns/{campaign_id}/links",
-        auth=key_a,
-        json={"destination": "https://a.example/x"},
-        expect=201,
-        campaign_id=campaign,
-    )
+    link_id = await api.new_link(key_a, campaign, "https://a.example/x")
     spare = await api.call("POST", "/v1/api-keys", auth=key_a, json={"name": "spare"}, expect=201)
     await api.call("DELETE", "/v1/api-keys/{key_id}", auth=key_a, key_id=spare["id"])
     _, key_b = await api.new_org("B", tracking=True)
-    ids = {"org_id": org_a, "campaign_id": campaign, "link_id": link["id"], "key_id": spare["id"]}
+    ids = {"org_id": org_a, "campaign_id": campaign, "link_id": link_id, "key_id": spare["id"]}
     return ids, spare["key"], key_b
 
 
