@@ -48,10 +48,17 @@ async def test_workers_share_the_port_and_sigterm_loses_nothing(
     )
     try:
         async with aiohttp.ClientSession() as http:
+            spools = [tmp_path / "spool" / f"worker-{i}" for i in range(2)]
             for _ in range(300):  # both workers up: bounded wait (30 s)
                 try:
                     async with http.get(f"http://127.0.0.1:{PORT}/readyz") as resp:
-                        if resp.status == 200 and len(workers_of(proc.pid)) == 2:
+                        # A worker opens its spool once its SIGTERM handler is in place; one
+                        # still importing would die of the signal with nothing to drain.
+                        if (
+                            resp.status == 200
+                            and len(workers_of(proc.pid)) == 2
+                            and all(spool.is_dir() for spool in spools)
+                        ):
                             break
                 except aiohttp.ClientError:
                     pass
