@@ -93,11 +93,8 @@ class Counter:
     async def start(self) -> None:
         s = self.settings
         try:
-            # No JIT: the counting statement's cost estimate grows faster than the batch; past
-            # about 5,000 records it passes jit_above_cost, and at 10,000 compiling took 2.1 s of
-            # a 2.3 s statement (EXPLAIN ANALYZE), for a plan that runs once.
             self._pool = await self._stack.enter_async_context(
-                db.pool(s, max_size=s.counter_statements + 2, server_settings={"jit": "off"})
+                db.pool(s, max_size=s.counter_statements + 2, server_settings=store.PLANNER)
             )
             redis = await self._stack.enter_async_context(redis_client(s))
             self._counts = CountStore(redis)

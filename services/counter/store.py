@@ -86,6 +86,19 @@ def _offset_arrays(offsets: dict[int, tuple[int, int]]) -> tuple[list[int], ...]
     return parts, [offsets[p][1] for p in parts], [offsets[p][0] for p in parts]
 
 
+PLANNER = {"jit": "off", "plan_cache_mode": "force_custom_plan", "enable_mergejoin": "off"}
+"""Planner settings of the counter's connections, each measured on the counting statement:
+- no JIT: its cost estimate grows faster than the batch; past about 5,000 records it passes
+  jit_above_cost, and at 10,000 compiling took 2.1 s of a 2.3 s statement, for a plan run once;
+- a plan made for each batch's arrays: after five runs Postgres may switch to a generic plan,
+  made without the arrays' sizes, which ran the statement ten times slower;
+- no merge joins: its joins pair a few thousand rows of CTEs whose sizes the planner cannot know;
+  hashing them beats sorting them (5-10% of the statement)."""
+
+_CLICK_ORDER = 2**32
+"""Orders a batch's clicks by hour, then by place in the batch, in one bigint (hours since 1970
+times this, plus the place): a batch holds far fewer clicks than this."""
+
 # $1..$10: the batch's distinct events, one array per column, in the order read.
 # $11, $12: consumer group and topic; $13..$15: partition, next offset, first offset of the batch.
 # Returns one row per Redis counter touched (scope 'link' or 'campaign', id, day or NULL for all
@@ -93,8 +106,8 @@ def _offset_arrays(offsets: dict[int, tuple[int, int]]) -> tuple[list[int], ...]
 # events counted for the first time.
 COUNT_BATCH = f"""
 WITH batch AS (
-    SELECT event_id, day, to_timestamp(hour_s) AS hour, link_id, campaign_id, org_id, kind,
-           channel, visitor, is_bot, n
+    SELECT event_id, day, hour_s, to_timestamp(hour_s) AS hour, link_id, campaign_id, org_id,
+           kind, channel, visitor, is_bot, n
     FROM unnest($1::uuid[], $2::date[], $3::bigint[], $4::bigint[], $5::bigint[],
                 $6::bigint[], $7::text[], $8::text[], $9::text[], $10::bool[])
         WITH ORDINALITY
@@ -115,8 +128,11 @@ humans AS MATERIALIZED (
     SELECT * FROM marked WHERE fresh AND NOT is_bot
 ),
 link_pairs AS MATERIALIZED (
-    -- each human visitor of a link once, with the earliest day the batch saw them on
-    SELECT link_id, visitor, min(day) AS first_day FROM humans GROUP BY 1, 2
+    -- each human visitor of a link once: the first and last day the batch saw them on, and
+    -- their first click (its hour, then its place in the batch), for the hourly unique
+    SELECT link_id, visitor, min(day) AS first_day, max(day) AS last_day,
+           min(hour_s / 3600 * {_CLICK_ORDER} + n) AS first_click
+    FROM humans GROUP BY 1, 2
 ),
 new_link_visitors AS (
     INSERT INTO link_visitors (link_id, visitor_id, first_day)
@@ -124,8 +140,24 @@ new_link_visitors AS (
     ON CONFLICT DO NOTHING
     RETURNING link_id, visitor_id
 ),
+link_state AS MATERIALIZED (
+    -- each link visitor of the batch, new or known, with its first day on the link: this
+    -- batch's earliest for a new visitor, the stored one for a known visitor ('-infinity' for a
+    -- row from before 0013, whose days only daily_visitors knows). A known row this statement
+    -- cannot see was committed by a concurrent batch after the statement began:
+    -- visitor_first_day() reads it with a fresh snapshot (it runs only then).
+    SELECT p.link_id AS scope_id, p.visitor, p.last_day > p.first_day AS spread,
+           p.first_click, n.link_id IS NOT NULL AS new,
+           CASE WHEN n.link_id IS NOT NULL THEN p.first_day
+           ELSE coalesce((SELECT coalesce(v.first_day, '-infinity') FROM link_visitors v
+                          WHERE v.link_id = p.link_id AND v.visitor_id = p.visitor),
+                         visitor_first_day('l', p.link_id, p.visitor))
+           END AS first_day
+    FROM link_pairs p
+    LEFT JOIN new_link_visitors n ON n.link_id = p.link_id AND n.visitor_id = p.visitor
+),
 campaign_pairs AS MATERIALIZED (
-    SELECT campaign_id, visitor, min(day) AS first_day FROM humans
+    SELECT campaign_id, visitor, min(day) AS first_day, max(day) AS last_day FROM humans
     WHERE campaign_id IS NOT NULL
     GROUP BY 1, 2
 ),
@@ -135,67 +167,51 @@ new_campaign_visitors AS (
     ON CONFLICT DO NOTHING
     RETURNING campaign_id, visitor_id
 ),
-pairs AS MATERIALIZED (
-    -- every (scope, visitor) of the batch and its first day: this batch's earliest for a new
-    -- visitor, the stored one for a known visitor ('-infinity' for a row from before 0013, whose
-    -- days only daily_visitors knows). A known row this statement cannot see was committed by a
-    -- concurrent batch after the statement began: visitor_first_day() reads it with a fresh
-    -- snapshot (it runs only then).
-    SELECT 'l'::"char" AS scope, p.link_id AS scope_id, p.visitor, n.link_id IS NOT NULL AS new,
-           CASE WHEN n.link_id IS NOT NULL THEN p.first_day
-           ELSE coalesce((SELECT coalesce(v.first_day, '-infinity') FROM link_visitors v
-                          WHERE v.link_id = p.link_id AND v.visitor_id = p.visitor),
-                         visitor_first_day('l', p.link_id, p.visitor))
-           END AS first_day
-    FROM link_pairs p
-    LEFT JOIN new_link_visitors n ON n.link_id = p.link_id AND n.visitor_id = p.visitor
-    UNION ALL
-    SELECT 'c', p.campaign_id, p.visitor, n.campaign_id IS NOT NULL,
+campaign_state AS MATERIALIZED (
+    SELECT p.campaign_id AS scope_id, p.visitor, p.last_day > p.first_day AS spread,
+           n.campaign_id IS NOT NULL AS new,
            CASE WHEN n.campaign_id IS NOT NULL THEN p.first_day
            ELSE coalesce((SELECT coalesce(v.first_day, '-infinity') FROM campaign_visitors v
                           WHERE v.campaign_id = p.campaign_id AND v.visitor_id = p.visitor),
                          visitor_first_day('c', p.campaign_id, p.visitor))
-           END
+           END AS first_day
     FROM campaign_pairs p
     LEFT JOIN new_campaign_visitors n
         ON n.campaign_id = p.campaign_id AND n.visitor_id = p.visitor
 ),
-visits AS MATERIALIZED (
-    -- each (scope, visitor, day) of the batch once; on its first day a visitor is new that day
-    -- exactly when it is new for good, on any other day daily_visitors decides
-    SELECT v.day, v.scope, v.scope_id, v.visitor, v.day = p.first_day AS on_first_day,
-           p.new AND v.day = p.first_day AS new_that_day
-    FROM (
-        SELECT DISTINCT day, 'l'::"char" AS scope, link_id AS scope_id, visitor FROM humans
-        UNION ALL
-        SELECT DISTINCT day, 'c'::"char", campaign_id, visitor FROM humans
-        WHERE campaign_id IS NOT NULL
-    ) v
-    JOIN pairs p USING (scope, scope_id, visitor)
-),
 new_daily_visitors AS (
+    -- a visitor seen on a day other than its first day on the scope takes a daily row (new
+    -- that day if inserted); only a known visitor, or one the batch saw on several days, can be
     INSERT INTO daily_visitors (day, scope, scope_id, visitor_id)
-    SELECT day, scope, scope_id, visitor FROM visits WHERE NOT on_first_day
+    SELECT h.day, 'l'::"char", h.link_id, h.visitor
+    FROM humans h JOIN link_state s ON s.scope_id = h.link_id AND s.visitor = h.visitor
+    WHERE (NOT s.new OR s.spread) AND h.day <> s.first_day
+    UNION
+    SELECT h.day, 'c', h.campaign_id, h.visitor
+    FROM humans h JOIN campaign_state s ON s.scope_id = h.campaign_id AND s.visitor = h.visitor
+    WHERE (NOT s.new OR s.spread) AND h.day <> s.first_day
     ORDER BY 1, 2, 3, 4
     ON CONFLICT DO NOTHING
     RETURNING day, scope, scope_id
 ),
 daily_uniques AS (
-    SELECT CASE scope WHEN 'l' THEN 'link' ELSE 'campaign' END AS scope, scope_id, day,
-           count(*) AS n
+    -- a new visitor is new on its first day; on another day, when its daily row was inserted
+    SELECT scope, scope_id, day, count(*) AS n
     FROM (
-        SELECT day, scope, scope_id FROM visits WHERE new_that_day
+        SELECT 'link' AS scope, scope_id, first_day AS day FROM link_state WHERE new
         UNION ALL
-        SELECT day, scope, scope_id FROM new_daily_visitors
+        SELECT 'campaign', scope_id, first_day FROM campaign_state WHERE new
+        UNION ALL
+        SELECT CASE scope WHEN 'l' THEN 'link' ELSE 'campaign' END, scope_id, day
+        FROM new_daily_visitors
     ) u
     GROUP BY 1, 2, 3
 ),
 first_hours AS (
-    -- a new visitor of a link counts in the hour of its first click in the batch
-    SELECT DISTINCT ON (h.link_id, h.visitor) h.link_id, h.hour, h.channel
-    FROM humans h
-    JOIN new_link_visitors v ON v.link_id = h.link_id AND v.visitor_id = h.visitor
-    ORDER BY h.link_id, h.visitor, h.hour, h.n
+    -- a new visitor of a link counts in the hour (and channel) of its first click in the batch
+    SELECT h.link_id, h.hour, h.channel
+    FROM link_state s JOIN humans h ON h.n = s.first_click % {_CLICK_ORDER}
+    WHERE s.new
 ),
 tallies AS MATERIALIZED (
     -- the batch's events per link, hour, channel and campaign, tallied once for the four
