@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import msgspec
 import orjson
 import uuid_utils
 
@@ -221,6 +222,55 @@ def _fits(data: dict[str, Any]) -> bool:
         and all(type(get(name)) in _INT_OR_NONE for name in _OPTIONAL_INTS)
         and all(type(get(name)) in _STR_OR_NONE for name in _OPTIONAL_STRS)
     )
+
+
+class Record(msgspec.Struct):
+    """A click event read by `read_record`: the contract's fields as attributes (unknown fields
+    are dropped). Required and optional exactly as `_REQUIRED` and `_OPTIONAL` say, with the
+    same types: a unit test holds them equal, so that the two readers check one contract."""
+
+    event_id: str
+    occurred_at: str
+    code: str
+    link_id: int
+    org_id: int
+    channel: str
+    visitor_id: str
+    is_bot: bool
+    campaign_id: int | None = None
+    campaign_kind: str | None = None
+    recipient_id: str | None = None
+    user_agent: str | None = None
+    ip: str | None = None
+    referer: str | None = None
+    bot_reason: str | None = None
+    outcome: str | None = None
+    schema_version: int | None = None
+
+
+_decode_record = msgspec.json.Decoder(Record).decode
+
+
+def read_record(raw: bytes | None) -> Record:
+    """`read` for a reader of every record (the counter): the same checks, made while decoding
+    (msgspec, strict types: `true` is no int), three times faster than `read`, and the values
+    come back as attributes. The event id comes back in its canonical spelling.
+
+    Raises `EventError` with `read`'s words for what is wrong.
+    """
+    try:
+        record = _decode_record(raw)  # type: ignore[arg-type]  # None: TypeError, read says why
+    except (msgspec.DecodeError, TypeError) as exc:
+        read(raw)  # raises, saying what is wrong the way every reader says it
+        raise EventError(str(exc)) from None  # a limit only msgspec has (an int over 64 bits)
+    if not record.visitor_id:
+        raise EventError("visitor_id must not be empty")
+    if not CANONICAL_UUID.fullmatch(record.event_id):
+        try:
+            record.event_id = str(uuid.UUID(record.event_id))
+        except ValueError:
+            raise EventError(f"event_id {record.event_id[:64]!r} is not a UUID") from None
+    return record
 
 
 def _check(data: Any) -> None:

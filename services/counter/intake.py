@@ -1,6 +1,6 @@
 """From Kafka record to countable click: decode, check what counting relies on, or refuse.
 
-`events.read` checks the contract (JSON object, field types). The counter also needs a few
+`events.read_record` checks the contract (JSON object, field types). The counter also needs a few
 things the types do not say: a parsable `occurred_at` that is not in the future (it picks the hour
 and the day partition), positive ids, and bounded sizes (every text ends up in an index). A record
 that fails any check is refused with a reason and goes to the dead-letter topic.
@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
 from typing import NamedTuple
-from uuid import UUID
 
 from shared import events
 from shared.errors import EventError
@@ -61,8 +60,8 @@ def admit(raw: bytes | None, *, max_bytes: int, now: datetime | None = None) -> 
     """
     if raw is not None and len(raw) > max_bytes:
         raise EventError(f"record is {len(raw)} bytes, over the {max_bytes}-byte limit")
-    data = events.read(raw)
-    occurred_at: str = data["occurred_at"]
+    record = events.read_record(raw)
+    occurred_at = record.occurred_at
     try:
         occurred = datetime.fromisoformat(occurred_at)
     except ValueError:
@@ -75,41 +74,40 @@ def admit(raw: bytes | None, *, max_bytes: int, now: datetime | None = None) -> 
         raise EventError(f"occurred_at {occurred_at} is in the future")
     if occurred < _EPOCH:
         raise EventError(f"occurred_at {occurred_at} is before 2000")
-    link_id, org_id, campaign_id = data["link_id"], data["org_id"], data.get("campaign_id")
+    link_id, org_id, campaign_id = record.link_id, record.org_id, record.campaign_id
     if not 0 < link_id < _MAX_ID:
         raise EventError("field 'link_id' is out of range")
     if not 0 < org_id < _MAX_ID:
         raise EventError("field 'org_id' is out of range")
     if campaign_id is not None and not 0 < campaign_id < _MAX_ID:
         raise EventError("field 'campaign_id' is out of range")
-    visitor_id, recipient_id, channel = (
-        data["visitor_id"],
-        data.get("recipient_id"),
-        data["channel"],
-    )
-    for name, text in (
-        ("visitor_id", visitor_id),
-        ("recipient_id", recipient_id),
-        ("channel", channel),
-        ("code", data["code"]),
+    visitor_id, recipient_id, channel = record.visitor_id, record.recipient_id, record.channel
+    if (
+        len(visitor_id) > MAX_TEXT
+        or len(channel) > MAX_TEXT
+        or len(record.code) > MAX_TEXT
+        or (recipient_id is not None and len(recipient_id) > MAX_TEXT)
     ):
-        if text is not None and len(text) > MAX_TEXT:
-            raise EventError(f"field {name!r} is longer than {MAX_TEXT} characters")
+        for name, text in (
+            ("visitor_id", visitor_id),
+            ("recipient_id", recipient_id),
+            ("channel", channel),
+            ("code", record.code),
+        ):
+            if text is not None and len(text) > MAX_TEXT:
+                raise EventError(f"field {name!r} is longer than {MAX_TEXT} characters")
     if not channel:
         raise EventError("channel must not be empty")
-    event_id: str = data["event_id"]
-    if not events.CANONICAL_UUID.fullmatch(event_id):
-        event_id = str(UUID(event_id))  # read checked it parses; make it one spelling
     return Click(
-        event_id,
+        record.event_id,
         occurred.date(),
         int(occurred.timestamp()) // 3600 * 3600,
         link_id,
         campaign_id,
         org_id,
-        data.get("campaign_kind"),
+        record.campaign_kind,
         channel,
         f"r:{recipient_id}" if recipient_id else visitor_id,
-        data["is_bot"],
+        record.is_bot,
         occurred,
     )

@@ -4,6 +4,7 @@ import json
 from importlib import resources
 
 import jsonschema
+import msgspec
 import orjson
 import pytest
 
@@ -144,3 +145,59 @@ def test_wrongly_typed_fields_are_refused(field: str, value: object, reason: str
 )
 def test_ip_is_truncated(raw: str | None, kept: str | None) -> None:
     assert events.truncate_ip(raw) == kept
+
+
+def test_the_fast_reader_declares_the_contract_of_the_checked_reader() -> None:
+    fields = {f.name: f for f in msgspec.structs.fields(events.Record)}
+    assert set(fields) == set(events._REQUIRED) | set(events._OPTIONAL)
+    for name, kind in events._REQUIRED.items():
+        assert fields[name].type is kind and fields[name].required, name
+    for name, kind in events._OPTIONAL.items():
+        assert isinstance(kind, type)
+        assert fields[name].type == kind | None and not fields[name].required, name
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("link_id", "7"),
+        ("link_id", True),
+        ("link_id", None),
+        ("is_bot", 1),
+        ("campaign_id", 1.5),
+        ("referer", 3),
+        ("event_id", "not-a-uuid"),
+        ("visitor_id", ""),
+        ("occurred_at", None),
+    ],
+)
+def test_the_fast_reader_refuses_what_the_checked_reader_refuses(field: str, value: object) -> None:
+    data = orjson.loads(events.encode(make_event()))
+    data[field] = value
+    raw = orjson.dumps(data)
+    with pytest.raises(EventError) as checked:
+        events.read(raw)
+    with pytest.raises(EventError) as fast:
+        events.read_record(raw)
+    assert str(fast.value) == str(checked.value)
+
+
+@pytest.mark.parametrize("raw", [None, b"\xff\xfe", b"[1, 2]", b'{"event_id": "x"}', b"7"])
+def test_the_fast_reader_says_why_as_the_checked_reader_does(raw: bytes | None) -> None:
+    with pytest.raises(EventError) as checked:
+        events.read(raw)
+    with pytest.raises(EventError) as fast:
+        events.read_record(raw)
+    assert str(fast.value) == str(checked.value)
+
+
+def test_the_fast_reader_reads_what_the_checked_reader_reads() -> None:
+    event = make_event(campaign_id=None, event_id=str(events.new_event_id()).upper())
+    data = orjson.loads(events.encode(event))
+    data["added_in_a_later_version"] = [1]
+    del data["referer"]
+    record = events.read_record(orjson.dumps(data))
+    expected = {**events.read(orjson.dumps(data)), "referer": None}
+    expected["event_id"] = expected["event_id"].lower()
+    del expected["added_in_a_later_version"]
+    assert msgspec.structs.asdict(record) == expected
