@@ -50,7 +50,14 @@ SPLIT_MIN_CLICKS = 500
 """A smaller batch is counted in one statement: splitting it would cost more than it saves."""
 MAINTENANCE_S = 3600.0
 """Interval of the partition maintenance (create ahead, drop expired), seconds."""
+
+
+class EarlierBatchFailed(Exception):
+    """The batch read before this one failed: this one's offsets must not be stored."""
+
+
 RETRIABLE = (
+    EarlierBatchFailed,
     asyncpg.PostgresError,
     asyncpg.InterfaceError,
     OSError,
@@ -78,6 +85,9 @@ class Counter:
         self._maintenance: asyncio.Task[None] | None = None
         self._committing: asyncio.Task[None] | None = None
         self._batch_lock = asyncio.Lock()
+        self._in_flight: set[asyncio.Task[None]] = set()
+        self._last_batch: asyncio.Task[None] | None = None
+        self._partitions_lock = asyncio.Lock()
         self._pool: asyncpg.Pool | None = None
         self._counts: CountStore | None = None
         self._consumer: AIOKafkaConsumer | None = None
@@ -161,6 +171,7 @@ class Counter:
     async def _run(self) -> None:
         assert self._consumer is not None
         ahead: asyncio.Task[_Read] | None = None
+        previous: asyncio.Task[None] | None = None
         try:
             while not self._stopping.is_set():
                 try:
@@ -170,14 +181,24 @@ class Counter:
                     if read.records:
                         # read and admit the next batch while Postgres stores this one
                         ahead = asyncio.create_task(self._read(), name="counter-read-ahead")
-                        await self._process(read)
+                        batch = await self._begin(read)
+                        if previous is not None:
+                            # two batches in flight at most: this one's statements run while
+                            # the one before finishes (offsets, Redis), so Postgres never idles
+                            await previous
+                        previous = batch
                     else:
+                        if previous is not None:
+                            await previous
+                            previous = None
                         await self._check_redis()
                     self._update_lag()
                 except RETRIABLE as exc:
                     # What Postgres committed stays; the rest is read again from stored offsets.
                     await _drop(ahead)
-                    ahead = None
+                    ahead = previous = None
+                    await self._settle()
+                    self._last_batch = None
                     self.metrics.batch_failures.inc()
                     log.error("batch failed, reading it again", extra={"error": repr(exc)})
                     self._needs_seek |= self._consumer.assignment()
@@ -186,9 +207,17 @@ class Counter:
                         await asyncio.wait_for(self._stopping.wait(), RETRY_S)
         finally:
             await _drop(ahead)  # read ahead but not counted: read again after a restart
+            await self._settle()  # the batches in flight finish and store their offsets
             if self._committing is not None:
                 # the last batch's offsets reach Kafka before the consumer stops
                 await asyncio.wait({self._committing})
+
+    async def _settle(self) -> None:
+        """Wait until no batch is in flight (none starts meanwhile: the loop is not reading, or
+        the rebalance listener holds the batch lock); their failures are the loop's to report."""
+        running = {task for task in self._in_flight if not task.done()}
+        if running:
+            await asyncio.wait(running)
 
     async def _read(self) -> _Read:
         """The next batch, each record admitted (a `Click`) or refused with its reason."""
@@ -228,9 +257,10 @@ class Counter:
                 break
         return merged
 
-    async def _process(self, read: _Read) -> None:
-        assert self._pool and self._counts and self._consumer and self._dead_letters
-        started = time.perf_counter()
+    async def _begin(self, read: _Read) -> asyncio.Task[None] | None:
+        """Start counting `read` (the records of partitions still ours); the task ends when its
+        offsets are stored, after those of the batch started before it."""
+        assert self._consumer is not None
         async with self._batch_lock:
             assigned = self._consumer.assignment()
             clicks: list[Click] = []
@@ -250,38 +280,68 @@ class Counter:
                 )
                 self.metrics.consumed.inc(len(records))
             if not offsets:
-                return
-            await self._dead_letters.send(rejected)
-            await self._ensure_partitions({c.day for c in clicks})
-            result = await self._count(clicks, offsets)
-            self._positions.update({p: o[1] for p, o in offsets.items()})
-            self.metrics.counted.inc(result.counted)
-            self.metrics.duplicates.inc(result.duplicates)
-            await self._write_redis(result.counts)
-            self._commit_in_background(offsets)
-        self.metrics.batch_size.observe(sum(len(r) for r in read.records.values()))
+                return None
+            size = sum(len(r) for r in read.records.values())
+            task = asyncio.create_task(
+                self._process(clicks, offsets, rejected, size, after=self._last_batch),
+                name="counter-batch",
+            )
+            self._in_flight.add(task)
+            task.add_done_callback(_batch_done)
+            task.add_done_callback(self._in_flight.discard)
+            self._last_batch = task
+            return task
+
+    async def _process(
+        self,
+        clicks: list[Click],
+        offsets: dict[int, tuple[int, int]],
+        rejected: list[tuple[ConsumerRecord, str]],
+        size: int,
+        *,
+        after: asyncio.Task[None] | None,
+    ) -> None:
+        assert self._pool and self._counts and self._dead_letters
+        started = time.perf_counter()
+        await self._dead_letters.send(rejected)
+        await self._ensure_partitions({c.day for c in clicks})
+        result = await self._count(clicks, offsets, after)
+        self._positions.update({p: o[1] for p, o in offsets.items()})
+        self.metrics.counted.inc(result.counted)
+        self.metrics.duplicates.inc(result.duplicates)
+        await self._write_redis(result.counts)
+        self._commit_in_background(offsets)
+        self.metrics.batch_size.observe(size)
         self.metrics.batch_seconds.observe(time.perf_counter() - started)
         if result.counted:
             age = (datetime.now(UTC) - max(c.occurred for c in clicks)).total_seconds()
             self.metrics.click_to_count_seconds.observe(max(0.0, age))
 
     async def _count(
-        self, clicks: list[Click], offsets: dict[int, tuple[int, int]]
+        self,
+        clicks: list[Click],
+        offsets: dict[int, tuple[int, int]],
+        after: asyncio.Task[None] | None,
     ) -> store.BatchResult:
-        """Count the batch and store its offsets in Postgres.
+        """Count the batch and store its offsets in Postgres, never before the batch `after`
+        (read before it) has stored its own.
 
         A big batch is split by campaign into `counter_statements` statements that run at once
         on their own connections (no two write the same row, so neither waits for the other),
-        and the offsets are stored after all of them committed. Still exactly once: each
-        statement counts its events and records their ids in one transaction, so after a crash
-        between the statements and the offsets, the batch is read again and what was already
-        counted is a duplicate.
+        and the offsets are stored after all of them committed, and after `after` ended well.
+        Still exactly once: each statement counts its events and records their ids in one
+        transaction, so after a crash (or a failure of `after`) between the statements and the
+        offsets, the batch is read again and what was already counted is a duplicate.
         """
         assert self._pool is not None
         group, topic = self.settings.counter_group, self.settings.clicks_topic
         ways = self.settings.counter_statements if len(clicks) >= SPLIT_MIN_CLICKS else 1
         shares = store.split_by_campaign(clicks, ways) if ways > 1 else [clicks]
-        if len(shares) < 2:
+        if after is not None and after.done():
+            if not after.cancelled() and after.exception() is not None:
+                raise EarlierBatchFailed
+            after = None
+        if len(shares) < 2 and after is None:
             async with self._pool.acquire() as conn:
                 return await store.apply_batch(
                     conn, group=group, topic=topic, clicks=clicks, offsets=offsets
@@ -299,6 +359,10 @@ class Counter:
         if failed:
             raise failed[0]
         results = [r for r in done if isinstance(r, store.BatchResult)]
+        if after is not None:
+            await asyncio.wait({after})
+            if after.cancelled() or after.exception() is not None:
+                raise EarlierBatchFailed
         async with self._pool.acquire() as conn:
             await store.store_offsets(conn, group=group, topic=topic, offsets=offsets)
         return store.BatchResult(
@@ -309,11 +373,14 @@ class Counter:
 
     async def _ensure_partitions(self, days: set[date]) -> None:
         assert self._pool is not None
-        missing = days - self._known_days
-        if missing:
-            async with self._pool.acquire() as conn:
-                await retention.ensure_partitions(conn, missing)
-            self._known_days |= missing
+        if days <= self._known_days:
+            return
+        async with self._partitions_lock:  # two batches in flight: one creates, the other waits
+            missing = days - self._known_days
+            if missing:
+                async with self._pool.acquire() as conn:
+                    await retention.ensure_partitions(conn, missing)
+                self._known_days |= missing
 
     async def _write_redis(self, counts: list[Counts]) -> None:
         assert self._pool and self._counts
@@ -424,6 +491,13 @@ class _Read:
     refused: dict[TopicPartition, list[tuple[ConsumerRecord, str]]]
 
 
+def _batch_done(task: asyncio.Task[None]) -> None:
+    """Mark a batch's failure seen: the loop reports the first failure it awaits, and a batch
+    that started after it fails with it (`EarlierBatchFailed`) without being awaited."""
+    if not task.cancelled():
+        task.exception()
+
+
 async def _drop(task: asyncio.Task[_Read] | None) -> None:
     """Cancel a read-ahead whose records will not be counted."""
     if task is not None:
@@ -439,7 +513,8 @@ class _SeekToStored(ConsumerRebalanceListener):  # type: ignore[misc]
         self._counter = counter
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
-        async with self._counter._batch_lock:
+        async with self._counter._batch_lock:  # no batch starts meanwhile
+            await self._counter._settle()  # the batches in flight store their offsets first
             for tp in revoked:
                 self._counter._positions.pop(tp.partition, None)
                 with suppress(KeyError):
