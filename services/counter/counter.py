@@ -307,8 +307,6 @@ class Counter:
         await self._ensure_partitions({c.day for c in clicks})
         result = await self._count(clicks, offsets, after)
         self._positions.update({p: o[1] for p, o in offsets.items()})
-        self.metrics.counted.inc(result.counted)
-        self.metrics.duplicates.inc(result.duplicates)
         await self._write_redis(result.counts)
         self._commit_in_background(offsets)
         self.metrics.batch_size.observe(size)
@@ -343,9 +341,11 @@ class Counter:
             after = None
         if len(shares) < 2 and after is None:
             async with self._pool.acquire() as conn:
-                return await store.apply_batch(
+                result = await store.apply_batch(
                     conn, group=group, topic=topic, clicks=clicks, offsets=offsets
                 )
+            self._tally(result)
+            return result
 
         async def count_share(share: list[Click]) -> store.BatchResult:
             assert self._pool is not None
@@ -355,10 +355,12 @@ class Counter:
                 )
 
         done = await asyncio.gather(*map(count_share, shares), return_exceptions=True)
+        results = [r for r in done if isinstance(r, store.BatchResult)]
+        for result in results:
+            self._tally(result)  # committed: counted now, whatever happens to the offsets
         failed = [r for r in done if isinstance(r, BaseException)]
         if failed:
             raise failed[0]
-        results = [r for r in done if isinstance(r, store.BatchResult)]
         if after is not None:
             await asyncio.wait({after})
             if after.cancelled() or after.exception() is not None:
@@ -370,6 +372,10 @@ class Counter:
             counted=sum(r.counted for r in results),
             duplicates=sum(r.duplicates for r in results),
         )
+
+    def _tally(self, result: store.BatchResult) -> None:
+        self.metrics.counted.inc(result.counted)
+        self.metrics.duplicates.inc(result.duplicates)
 
     async def _ensure_partitions(self, days: set[date]) -> None:
         assert self._pool is not None

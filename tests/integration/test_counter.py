@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from dataclasses import replace
 
 import asyncpg
 import orjson
@@ -120,6 +121,47 @@ async def test_a_restarted_counter_resumes_from_the_stored_offsets(
         assert again.registry.get_sample_value("clicktrack_events_duplicate_total") == 31
     finally:
         await again.stop()
+
+
+async def test_a_failed_batch_keeps_the_batch_after_it_from_storing_offsets(
+    settings: Settings, pool: asyncpg.Pool, producer: AIOKafkaProducer
+) -> None:
+    """Two batches are in flight: the second counts while the first finishes. When the first
+    fails, the second must not store its offsets (that would skip the first one's clicks after
+    the retry); both are read again from the stored offsets and every click counts once."""
+    await pool.execute(
+        """
+        CREATE SEQUENCE boom;
+        CREATE FUNCTION boom() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            -- the first statement to insert v:boom fails, a second after the batches behind it
+            IF NEW.visitor_id = 'v:boom' AND nextval('boom') = 1 THEN
+                PERFORM pg_sleep(1);
+                RAISE EXCEPTION 'boom';
+            END IF;
+            RETURN NEW;
+        END
+        $$;
+        CREATE TRIGGER boom BEFORE INSERT ON link_visitors
+            FOR EACH ROW EXECUTE FUNCTION boom();
+        """
+    )
+    clicks = [click(31, "v:boom" if i == 150 else f"v:{i}") for i in range(600)]
+    for event in clicks:  # one partition (one key), in batches of 100 below
+        await producer.send(settings.clicks_topic, value=events.encode(event), key=b"k")
+    await producer.flush()
+    counter = Counter(replace(settings, counter_batch_max_records=100))
+    await counter.start()
+    try:
+        assert await wait_for(lambda: pg_counts(pool, 31), (600, 600, 0)) == (600, 600, 0)
+        assert await wait_for(lambda: _offsets_total(pool, settings), 600) == 600
+        assert counter.registry.get_sample_value("clicktrack_batch_failures_total") == 1
+        # the batch after the failed one had counted its 100 clicks: read again, they are
+        # duplicates, and so is the last batch stored (re-read from its first offset)
+        assert counter.registry.get_sample_value("clicktrack_events_counted_total") == 600
+        assert counter.registry.get_sample_value("clicktrack_events_duplicate_total") == 200
+    finally:
+        await counter.stop()
 
 
 async def test_redis_counters_never_move_backwards(redis: aioredis.Redis) -> None:
