@@ -99,19 +99,21 @@ _CLICK_ORDER = 2**32
 """Orders a batch's clicks by hour, then by place in the batch, in one bigint (hours since 1970
 times this, plus the place): a batch holds far fewer clicks than this."""
 
-# $1..$10: the batch's distinct events, one array per column, in the order read.
-# $11, $12: consumer group and topic; $13..$15: partition, next offset, first offset of the batch.
+# $1..$9: the batch's distinct events, one array per column (`Click`'s first nine), in the order
+# read; a click's UTC day is its hour's. $10, $11: consumer group and topic; $12..$14: partition,
+# next offset, first offset of the batch.
 # Returns one row per Redis counter touched (scope 'link' or 'campaign', id, day or NULL for all
 # time, absolute total, unique, bots), and one row with a NULL scope whose id is the number of
 # events counted for the first time.
 COUNT_BATCH = f"""
 WITH batch AS (
-    SELECT event_id, day, hour_s, to_timestamp(hour_s) AS hour, link_id, campaign_id, org_id,
-           kind, channel, visitor, is_bot, n
-    FROM unnest($1::uuid[], $2::date[], $3::bigint[], $4::bigint[], $5::bigint[],
-                $6::bigint[], $7::text[], $8::text[], $9::text[], $10::bool[])
+    SELECT event_id, date '1970-01-01' + (hour_s / 86400)::int AS day, hour_s,
+           to_timestamp(hour_s) AS hour, link_id, campaign_id, org_id, kind, channel, visitor,
+           is_bot, n
+    FROM unnest($1::uuid[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[],
+                $6::text[], $7::text[], $8::text[], $9::bool[])
         WITH ORDINALITY
-        AS b(event_id, day, hour_s, link_id, campaign_id, org_id, kind, channel, visitor, is_bot, n)
+        AS b(event_id, hour_s, link_id, campaign_id, org_id, kind, channel, visitor, is_bot, n)
 ),
 new_events AS (
     INSERT INTO processed_events (event_day, event_id)
@@ -288,7 +290,7 @@ days AS (
     SET {_ADD_COUNTS}
     RETURNING scope, scope_id, day, total_clicks, unique_clicks, bot_clicks
 ),
-stored_offsets AS ({_store_offsets(11)})
+stored_offsets AS ({_store_offsets(10)})
 SELECT * FROM links
 UNION ALL SELECT * FROM campaigns
 UNION ALL SELECT * FROM days
@@ -310,7 +312,7 @@ async def apply_batch(
     the clicks' days must exist (`retention.ensure_partitions`).
     """
     distinct = list({c.event_id: c for c in clicks}.values())
-    columns = list(zip(*distinct, strict=True))[:10] if distinct else [()] * 10
+    columns = list(zip(*distinct, strict=True))[:9] if distinct else [()] * 9
     rows = await conn.fetch(COUNT_BATCH, *columns, group, topic, *_offset_arrays(offsets))
     counted = 0
     counts: list[Counts] = []
