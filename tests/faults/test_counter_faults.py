@@ -39,7 +39,7 @@ async def test_kill_9_at_random_moments_leaves_exact_counts(rig: Rig) -> None:
         if before < total:
             await rig.wait_for_progress(before)
         # within about one batch's time: a kill can land at any step of a batch, and the
-        # workload outlasts the kills (the counter takes 5,000-record batches in ~0.1 s)
+        # workload outlasts the kills (a batch of 10,000 records takes about 0.2 s)
         await asyncio.sleep(rng.uniform(0.0, 0.1))
         mid_run += await rig.progress() < total
         counter.kill()

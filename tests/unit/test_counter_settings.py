@@ -11,7 +11,7 @@ from shared.settings import Settings
 
 def test_counter_defaults() -> None:
     s = Settings.from_env({})
-    assert (s.counter_batch_max_records, s.counter_batch_wait_ms) == (5000, 100)
+    assert (s.counter_batch_max_records, s.counter_batch_wait_ms) == (10_000, 100)
     assert (s.counter_session_timeout_ms, s.counter_instance_id) == (10_000, None)
     assert (s.event_max_bytes, s.dedup_retention_days) == (65_536, 9)
 
