@@ -97,11 +97,17 @@ def supervise(settings: Settings) -> int:
     code = 0
     for proc in workers.values():
         try:
-            code = max(code, proc.wait(timeout=max(deadline - time.monotonic(), 0.1)))
+            code = max(code, exit_status(proc.wait(timeout=max(deadline - time.monotonic(), 0.1))))
         except subprocess.TimeoutExpired:
             proc.kill()
             code = 1
     return code
+
+
+def exit_status(returncode: int) -> int:
+    """A worker's return code as an exit status: a death by signal N (returncode -N) is 128 + N,
+    as a shell reports it, so that a worker killed on the way down is not reported as clean."""
+    return returncode if returncode >= 0 else 128 - returncode
 
 
 def _spawn(settings: Settings, index: int) -> subprocess.Popen[bytes]:
