@@ -24,9 +24,11 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Iterator
+from contextlib import suppress
 from dataclasses import dataclass, field
 
 from aiohttp import web
+from aiokafka.errors import KafkaError
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
@@ -76,18 +78,31 @@ def create_app(settings: Settings) -> web.Application:
 
 
 async def _poller(app: web.Application) -> AsyncIterator[None]:
+    task = asyncio.create_task(_connect_and_poll(app), name="lag-poller")
+    try:
+        yield
+    finally:
+        task.cancel()
+        with suppress(asyncio.CancelledError):
+            await task
+
+
+async def _connect_and_poll(app: web.Application) -> None:
+    """Poll for ever; while Kafka cannot be reached (at start, or after the client gave up),
+    count a failed poll and try again each `LAG_POLL_MS`: the exporter is up and says it is not
+    ready (`/readyz` 503), which is when its alerts matter most."""
     settings = app[SETTINGS]
-    async with LagReader(settings.kafka_bootstrap_servers) as reader:
-        monitor = LagMonitor(reader, window=settings.lag_window_samples, groups=settings.lag_groups)
-        task = asyncio.create_task(_poll_forever(app, monitor), name="lag-poller")
+    while True:
         try:
-            yield
-        finally:
-            task.cancel()
-            try:
-                await task
-            except asyncio.CancelledError:
-                pass
+            async with LagReader(settings.kafka_bootstrap_servers) as reader:
+                monitor = LagMonitor(
+                    reader, window=settings.lag_window_samples, groups=settings.lag_groups
+                )
+                await _poll_forever(app, monitor)
+        except (ClicktrackError, KafkaError, OSError) as exc:
+            app[POLL_ERRORS].inc()
+            log.warning("lag exporter cannot reach kafka", extra={"error": str(exc)})
+            await asyncio.sleep(settings.lag_poll_ms / 1000)
 
 
 async def _poll_forever(app: web.Application, monitor: LagMonitor) -> None:

@@ -63,16 +63,21 @@ async def test_kill_9_at_random_moments_leaves_exact_counts(rig: Rig) -> None:
 
 @pytest.mark.timeout(300)
 async def test_two_counters_one_killed_and_restarted_stay_exact(rig: Rig) -> None:
-    workload = await rig.publish(30_000, seed=7)
-    a, b = rig.counter("a"), rig.counter("b")
+    workload = await rig.publish(100_000, seed=7)
+    # batches of 1,000, and enough clicks that both are still counting when a is killed
+    a = rig.counter("a", COUNTER_BATCH_MAX_RECORDS="1000")
+    b = rig.counter("b", COUNTER_BATCH_MAX_RECORDS="1000")
     # b first: it is in the group before a joins, so it counts whatever a rebalance leaves it
     # (started together, a fast a could finish everything before b joined).
     b.start()
     await b.wait_ready()
     a.start()
     await a.wait_ready()
-    await rig.wait_for_progress(len(workload.records) // 4)
+    joined = await rig.progress()
+    print(f"two counters: a joined at {joined} of {len(workload.records)} records")
+    await rig.wait_for_progress(joined + 2_000)
     a.kill()  # its partitions move to b after the session timeout: a rebalance
+    assert await rig.progress() < len(workload.records)
     await asyncio.sleep(random.uniform(0.0, 1.0))
     a.start()  # and a new member joins: another rebalance
     assert await rig.counted_exactly(workload) == []
@@ -86,10 +91,13 @@ async def test_two_counters_one_killed_and_restarted_stay_exact(rig: Rig) -> Non
 @pytest.mark.timeout(300)
 async def test_redis_flushed_mid_run_converges_to_postgres(rig: Rig) -> None:
     workload = await rig.publish(30_000, seed=8)
-    counter = rig.counter("counter")
+    counter = rig.counter(
+        "counter", COUNTER_BATCH_MAX_RECORDS="1000"
+    )  # still counting at the flush
     counter.start()
     await rig.wait_for_progress(len(workload.records) // 3)
     await rig.redis.flushdb()
+    assert await rig.progress() < len(workload.records)
     assert await rig.counted_exactly(workload) == []
     # once at start (Redis was empty) and once after the flush
     assert await counter.metric("clicktrack_redis_rebuilds_total") == 2
@@ -99,15 +107,17 @@ async def test_redis_flushed_mid_run_converges_to_postgres(rig: Rig) -> None:
 @pytest.mark.timeout(300)
 async def test_sigterm_commits_the_last_batch(rig: Rig) -> None:
     workload = await rig.publish(20_000, seed=9)
-    counter = rig.counter("counter")
+    # batches of 1,000, so that the stop lands mid-run (two default batches are all 20,000)
+    counter = rig.counter("counter", COUNTER_BATCH_MAX_RECORDS="1000")
     counter.start()
     await rig.wait_for_progress(0)
     assert counter.terminate() == 0
     stopped_at = await rig.progress()
-    assert 0 < stopped_at
+    assert 0 < stopped_at < len(workload.records)
     # the last batch read is in Postgres, and its offsets went to Kafka (advisory) as well
     assert await kafka_committed(rig.settings) == stopped_at
     restarted = rig.counter("restarted")
     restarted.start()
+    await restarted.wait_ready()
     assert await rig.counted_exactly(workload) == []
     assert restarted.terminate() == 0

@@ -78,7 +78,7 @@ async def test_postgres_restarted_mid_run_the_counter_waits_and_ends_exact(
 ) -> None:
     rig = dedicated_rig
     workload = await rig.publish(30_000, seed=11)
-    counter = rig.counter("counter")
+    counter = rig.counter("counter", COUNTER_BATCH_MAX_RECORDS="1000")  # still counting at the stop
     counter.start()
     await rig.wait_for_progress(len(workload.records) // 4)
     stack("down", dedicated_postgres)

@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
+from contextlib import suppress
 from dataclasses import replace
 
 import aiohttp
@@ -185,6 +187,84 @@ async def test_the_exporter_serves_kafka_lag_exporter_metrics(
     (lag_s,) = [x for x in lines if x.startswith(f"kafka_consumergroup_group_lag_seconds{{{p0}}}")]
     assert AGE_S <= float(lag_s.rsplit(" ", 1)[1]) < AGE_S + 60
     assert [(b["group"], b["status"], b["sum_lag"]) for b in body] == [(group, "STOP", 4)]
+
+
+async def test_the_exporter_starts_without_kafka_and_is_ready_once_kafka_answers(
+    settings: Settings, producer: AIOKafkaProducer
+) -> None:
+    """Kafka down at start: the exporter serves /healthz, says /readyz 503 and counts failed
+    polls; once Kafka answers on its address (a forwarder to the real broker, opened late), it
+    polls and is ready, without a restart."""
+    group = settings.counter_group
+    await consume_part(settings, producer, group)
+    with socket.socket() as probe:  # a free port: nothing answers there yet
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    watched = replace(
+        settings,
+        kafka_bootstrap_servers=f"127.0.0.1:{port}",
+        lag_groups=(group,),
+        lag_poll_ms=100,
+        lag_window_samples=2,
+    )
+    server = TestServer(create_app(watched), host="127.0.0.1")
+    await server.start_server()
+    forwarder: asyncio.Server | None = None
+    try:
+        async with aiohttp.ClientSession() as http:
+            base = str(server.make_url("")).rstrip("/")
+            async with http.get(f"{base}/healthz") as resp:
+                assert resp.status == 200
+            async with http.get(f"{base}/readyz") as resp:
+                assert resp.status == 503
+            errors = await _wait_for_metric(http, base, "clicktrack_lag_poll_errors_total", 1.0)
+            assert errors >= 1.0
+
+            kafka_host, kafka_port = settings.kafka_bootstrap_servers.split(",")[0].split(":")
+
+            async def forward(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+                up_reader, up_writer = await asyncio.open_connection(kafka_host, int(kafka_port))
+
+                async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+                    with suppress(OSError):
+                        while data := await src.read(65536):
+                            dst.write(data)
+                            await dst.drain()
+                    dst.close()
+
+                await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+
+            forwarder = await asyncio.start_server(forward, "127.0.0.1", port)
+            for _ in range(300):
+                async with http.get(f"{base}/readyz") as resp:
+                    if resp.status == 200:
+                        break
+                await asyncio.sleep(0.1)
+            assert resp.status == 200
+            async with http.get(f"{base}/lag") as resp:
+                body = await resp.json()
+    finally:
+        await server.close()
+        if forwarder is not None:
+            forwarder.close()
+    assert [(b["group"], b["sum_lag"]) for b in body] == [(group, 4)]
+
+
+async def _wait_for_metric(
+    http: aiohttp.ClientSession, base: str, name: str, least: float, seconds: float = 30.0
+) -> float:
+    """The value of the unlabelled metric `name` once it is at least `least` (or the last one)."""
+    deadline = time.monotonic() + seconds
+    value = 0.0
+    while time.monotonic() < deadline:
+        async with http.get(f"{base}/metrics") as resp:
+            for line in (await resp.text()).splitlines():
+                if line.startswith(name + " "):
+                    value = float(line.rsplit(" ", 1)[1])
+        if value >= least:
+            break
+        await asyncio.sleep(0.1)
+    return value
 
 
 async def test_lag_command_exit_status_and_json(
