@@ -4,12 +4,15 @@ Service addresses come from KAFKA_BOOTSTRAP_SERVERS, REDIS_URL and POSTGRES_DSN 
 them to the native stack). When they are unset and a Docker engine answers, testcontainers starts
 the three services for the session; when neither, the tests that need them fail saying how to
 start the stack. Each test gets its own Postgres schema, topics, consumer group, and a flushed
-Redis database (TEST_REDIS_DB, default 15), so tests cannot see each other's data.
+Redis database (TEST_REDIS_DB, default 15), so tests cannot see each other's data. The topics
+tests made are deleted when the session ends.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
+import re
 import shutil
 import subprocess
 import uuid
@@ -21,6 +24,8 @@ import asyncpg
 import pytest
 import redis.asyncio as aioredis
 from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaError
 
 from shared import db
 from shared.kafka import ensure_topics
@@ -35,6 +40,32 @@ HOW_TO_START = (
     " stack), or start it with `make stack-up` and export KAFKA_BOOTSTRAP_SERVERS, REDIS_URL and"
     " POSTGRES_DSN, or install a Docker engine so testcontainers can start them."
 )
+TEST_TOPIC = re.compile(r"^clicks\.(dlq\.)?(test|fuzz|logs)\.[0-9a-f]{6,32}(\.webhooks-dlq)?$")
+"""The names of the topics tests make for themselves (a test's tag in each)."""
+_brokers_used: set[str] = set()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _delete_test_topics() -> Iterator[None]:
+    """When the session ends, delete the topics the tests made (left over from earlier sessions
+    too): a broker that keeps thousands of them takes minutes to stop and start again."""
+    yield
+    for servers in _brokers_used:
+        asyncio.run(_delete_topics_of_tests(servers))
+
+
+async def _delete_topics_of_tests(servers: str) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=servers)
+    try:
+        await admin.start()
+    except (KafkaError, OSError):
+        return  # the broker is gone already: nothing to clean
+    try:
+        names = sorted(t for t in await admin.list_topics() if TEST_TOPIC.match(t))
+        for start in range(0, len(names), 200):
+            await admin.delete_topics(names[start : start + 200])
+    finally:
+        await admin.close()
 
 
 def _docker_available() -> bool:
@@ -74,6 +105,7 @@ def settings(service_addresses: dict[str, str], tmp_path: Path) -> Settings:
     """Settings pointing at the real services, with names of this test's own."""
     tag = uuid.uuid4().hex[:10]
     base = Settings.from_env(service_addresses)
+    _brokers_used.add(base.kafka_bootstrap_servers)
     redis_url = base.redis_url.reveal().rsplit("/", 1)[0] + f"/{TEST_REDIS_DB}"
     return replace(
         base,
