@@ -187,6 +187,9 @@ class Counter:
                             # the one before finishes (offsets, Redis), so Postgres never idles
                             await previous
                         previous = batch
+                        if previous is not None and self.settings.counter_batches_in_flight < 2:
+                            await previous  # one batch at a time: counted to the end now
+                            previous = None
                     else:
                         if previous is not None:
                             await previous

@@ -150,7 +150,7 @@ async def test_a_failed_batch_keeps_the_batch_after_it_from_storing_offsets(
     for event in clicks:  # one partition (one key), in batches of 100 below
         await producer.send(settings.clicks_topic, value=events.encode(event), key=b"k")
     await producer.flush()
-    counter = Counter(replace(settings, counter_batch_max_records=100))
+    counter = Counter(replace(settings, counter_batch_max_records=100, counter_batches_in_flight=2))
     await counter.start()
     try:
         assert await wait_for(lambda: pg_counts(pool, 31), (600, 600, 0)) == (600, 600, 0)

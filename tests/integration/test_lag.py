@@ -152,12 +152,7 @@ async def test_the_exporter_serves_kafka_lag_exporter_metrics(
     try:
         async with aiohttp.ClientSession() as http:
             base = str(server.make_url("")).rstrip("/")
-            for _ in range(100):
-                async with http.get(f"{base}/readyz") as resp:
-                    if resp.status == 200:
-                        break
-                await asyncio.sleep(0.1)
-            assert resp.status == 200
+            assert await _readyz_once_ready(http, base, seconds=10) == 200
             async with http.get(f"{base}/metrics") as resp:
                 text = await resp.text()
             async with http.get(f"{base}/lag") as resp:
@@ -235,12 +230,7 @@ async def test_the_exporter_starts_without_kafka_and_is_ready_once_kafka_answers
                 await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
 
             forwarder = await asyncio.start_server(forward, "127.0.0.1", port)
-            for _ in range(300):
-                async with http.get(f"{base}/readyz") as resp:
-                    if resp.status == 200:
-                        break
-                await asyncio.sleep(0.1)
-            assert resp.status == 200
+            assert await _readyz_once_ready(http, base, seconds=30) == 200
             async with http.get(f"{base}/lag") as resp:
                 body = await resp.json()
     finally:
@@ -248,6 +238,16 @@ async def test_the_exporter_starts_without_kafka_and_is_ready_once_kafka_answers
         if forwarder is not None:
             forwarder.close()
     assert [(b["group"], b["sum_lag"]) for b in body] == [(group, 4)]
+
+
+async def _readyz_once_ready(http: aiohttp.ClientSession, base: str, seconds: float) -> int:
+    """The status of /readyz once it is 200, or the last one after `seconds`."""
+    deadline = time.monotonic() + seconds
+    while True:
+        async with http.get(f"{base}/readyz") as resp:
+            if resp.status == 200 or time.monotonic() > deadline:
+                return resp.status
+        await asyncio.sleep(0.1)
 
 
 async def _wait_for_metric(
