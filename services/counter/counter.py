@@ -60,6 +60,9 @@ RETRIABLE = (
     EarlierBatchFailed,
     asyncpg.PostgresError,
     asyncpg.InterfaceError,
+    # A connection whose server went away mid-statement can fail its reset on release ("cannot
+    # switch to state 15; another operation is in progress"); the pool closes that connection.
+    asyncpg.InternalClientError,
     OSError,
     RedisError,
     RedisEmptyError,
@@ -208,6 +211,10 @@ class Counter:
                     self._known_days.clear()
                     with suppress(TimeoutError):
                         await asyncio.wait_for(self._stopping.wait(), RETRY_S)
+        except Exception:
+            # the loop ends (/readyz says "stopped"): say why, or nothing would
+            log.exception("counter loop stopped by an unexpected error")
+            raise
         finally:
             await _drop(ahead)  # read ahead but not counted: read again after a restart
             await self._settle()  # the batches in flight finish and store their offsets
