@@ -3,7 +3,7 @@
 #   Kafka 4.1 (KRaft, single combined node, jars fetched by Maven),
 #   Redis (Debian's redis-server), PostgreSQL (Debian's server binaries).
 #
-# Usage: deploy/stack.sh up|down|status
+# Usage: deploy/stack.sh up|down|purge|status
 #
 # Configuration (same defaults as the Python code):
 #   KAFKA_BOOTSTRAP_SERVERS  127.0.0.1:9092   (Kafka controller uses port+1)
@@ -741,6 +741,18 @@ cmd_down() {
     msg "down: all services started by this script are stopped"
 }
 
+# `down`, then delete the services' data and logs (the Kafka jars stay): a fresh start for `up`.
+cmd_purge() {
+    cmd_down
+    pg_resolve_location
+    rm -rf "$KAFKA_DATA" "$KAFKA_LOGS" "$KAFKA_CONF" "$REDIS_DIR" "$PG_HOME"
+    case $PG_BASE in
+        /var/tmp/clicktrack-*/postgres) rm -rf "$(dirname "$PG_BASE")" ;;
+    esac
+    [[ $PG_SOCKDIR == /tmp/clicktrack-pg-* ]] && rm -rf "$PG_SOCKDIR"
+    msg "purge: the data of Kafka, Redis and Postgres under $STACK_DIR is deleted"
+}
+
 cmd_status() {
     parse_config
     local ok=0 pid
@@ -768,9 +780,10 @@ cmd_status() {
 
 usage() {
     cat <<EOF
-usage: $0 up|down|status
+usage: $0 up|down|purge|status
   up      install what is missing, start Kafka, Redis and Postgres (idempotent)
   down    stop what 'up' started (never touches reused external services)
+  purge   down, then delete their data and logs (Postgres's too where it lives in /var/tmp)
   status  one line per service; exit 0 if all answer, 3 otherwise
   kafka-libs  fetch the Kafka jars only and print their folder (used by kafka-cluster.sh)
 state: $STACK_DIR
@@ -781,6 +794,7 @@ case ${1:-} in
     up) cmd_up ;;
     kafka-libs) find_java || die "kafka: no Java 17+ found"; kafka_fetch_libs; echo "$KAFKA_LIBS" ;;
     down) cmd_down ;;
+    purge) cmd_purge ;;
     status) cmd_status ;;
     -h|--help|help) usage ;;
     *) usage >&2; exit 2 ;;

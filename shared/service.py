@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import signal
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import suppress
 from typing import Any, Protocol
@@ -24,12 +26,30 @@ log = logging.getLogger(__name__)
 
 Batches = dict[TopicPartition, list[ConsumerRecord]]
 
+LOOP_ALIVE: web.AppKey[Callable[[], bool]] = web.AppKey("loop_alive")
+"""Set by a worker's app: whether its loop still runs. `run_app` ends the process when it stops."""
+
+WATCH_S = 1.0
+"""How often `run_app` looks at a worker's loop."""
+
+LOOP_DIED_EXIT_STATUS = 70
+"""The process's exit status when its worker's loop stopped by itself (EX_SOFTWARE)."""
+
 
 def run_app(app: web.Application, host: str, port: int, log_level: str) -> None:
-    """Serve `app` on uvloop until SIGINT/SIGTERM, with JSON logs; 30 s to drain at shutdown."""
+    """Serve `app` on uvloop until SIGINT/SIGTERM, with JSON logs; 30 s to drain at shutdown.
+
+    If the app runs a worker (`LOOP_ALIVE`) and its loop stops by itself, the process shuts down
+    and exits with `LOOP_DIED_EXIT_STATUS`: a live process with a dead loop would keep its Kafka
+    partitions and count nothing from them, and only its `/readyz` would say so. Exiting lets the
+    group hand them to a live member and the process supervisor start a new one.
+    """
     setup_logging(log_level)
     loop = uvloop.new_event_loop()
     asyncio.set_event_loop(loop)
+    died: list[bool] = []
+    if LOOP_ALIVE in app:
+        app.cleanup_ctx.append(_watch(app[LOOP_ALIVE], died))
     web.run_app(
         app,
         host=host,
@@ -39,6 +59,33 @@ def run_app(app: web.Application, host: str, port: int, log_level: str) -> None:
         shutdown_timeout=30,
         loop=loop,
     )
+    if died:
+        sys.exit(LOOP_DIED_EXIT_STATUS)
+
+
+def _watch(
+    alive: Callable[[], bool], died: list[bool]
+) -> Callable[[web.Application], AsyncIterator[None]]:
+    """A cleanup context (after the worker's: it starts once the worker runs, and ends before the
+    worker stops) that shuts the process down, as SIGTERM does, once the loop stopped."""
+
+    async def watch() -> None:
+        while alive():  # noqa: ASYNC110 (a worker's `alive` is a property, not an event)
+            await asyncio.sleep(WATCH_S)
+        log.critical("the worker's loop stopped: shutting the process down to be restarted")
+        died.append(True)
+        signal.raise_signal(signal.SIGTERM)
+
+    async def context(app: web.Application) -> AsyncIterator[None]:
+        task = asyncio.create_task(watch(), name="loop-watch")
+        try:
+            yield
+        finally:
+            task.cancel()
+            with suppress(asyncio.CancelledError):
+                await task
+
+    return context
 
 
 class Worker(Protocol):
@@ -80,6 +127,7 @@ def worker_app(worker: Worker) -> web.Application:
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     app.cleanup_ctx.append(lifetime)
+    app[LOOP_ALIVE] = lambda: worker.alive
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
@@ -138,6 +186,14 @@ class ConsumerLoop:
         self._task = None
 
     async def _run(self) -> None:
+        try:
+            await self._loop()
+        except Exception:
+            # the loop ends (/readyz says "stopped", `run_app` ends the process): say why
+            log.exception("consume loop stopped by an unexpected error", extra={"loop": self._name})
+            raise
+
+    async def _loop(self) -> None:
         while not self._stopping.is_set():
             batches: Any = await self._consumer.getmany(
                 timeout_ms=self._wait_ms, max_records=self._max_records

@@ -8,6 +8,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from services.counter.counter import Counter
+from shared.service import LOOP_ALIVE
 from shared.settings import Settings
 
 COUNTER = web.AppKey("counter", Counter)
@@ -16,8 +17,9 @@ COUNTER = web.AppKey("counter", Counter)
 def create_app(settings: Settings) -> web.Application:
     """An app whose lifetime is the counter's: started at startup, drained and stopped at exit."""
     app = web.Application()
-    app[COUNTER] = Counter(settings)
+    counter = app[COUNTER] = Counter(settings)
     app.cleanup_ctx.append(_run_counter)
+    app[LOOP_ALIVE] = lambda: counter.alive
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)

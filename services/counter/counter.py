@@ -346,8 +346,7 @@ class Counter:
         ways = self.settings.counter_statements if len(clicks) >= SPLIT_MIN_CLICKS else 1
         shares = store.split_by_campaign(clicks, ways) if ways > 1 else [clicks]
         if after is not None and after.done():
-            if not after.cancelled() and after.exception() is not None:
-                raise EarlierBatchFailed
+            _raise_if_failed(after)
             after = None
         if len(shares) < 2 and after is None:
             async with self._pool.acquire() as conn:
@@ -373,8 +372,7 @@ class Counter:
             raise failed[0]
         if after is not None:
             await asyncio.wait({after})
-            if after.cancelled() or after.exception() is not None:
-                raise EarlierBatchFailed
+            _raise_if_failed(after)
         async with self._pool.acquire() as conn:
             await store.store_offsets(conn, group=group, topic=topic, offsets=offsets)
         return store.BatchResult(
@@ -505,6 +503,13 @@ class _Read:
     records: dict[TopicPartition, list[ConsumerRecord]]
     clicks: dict[TopicPartition, list[Click]]
     refused: dict[TopicPartition, list[tuple[ConsumerRecord, str]]]
+
+
+def _raise_if_failed(earlier: asyncio.Task[None]) -> None:
+    """Fail with `EarlierBatchFailed` if the (ended) batch read before this one did not store its
+    offsets: this one's must not be stored past them."""
+    if earlier.cancelled() or earlier.exception() is not None:
+        raise EarlierBatchFailed
 
 
 def _batch_done(task: asyncio.Task[None]) -> None:

@@ -43,13 +43,14 @@ def stack(action: str, folder: Path) -> None:
 
 @pytest.fixture
 def dedicated_postgres(tmp_path: Path) -> Iterator[Path]:
-    """A Postgres of this test's own on 127.0.0.1:25432; stopped (by its pid file) at the end."""
+    """A Postgres of this test's own on 127.0.0.1:25432; stopped (by its pid file) and its data
+    deleted at the end (it may live in /var/tmp, where the postgres user can reach it)."""
     folder = tmp_path / "stack"
     stack("up", folder)
     try:
         yield folder
     finally:
-        stack("down", folder)
+        stack("purge", folder)
 
 
 @pytest.fixture

@@ -93,6 +93,38 @@ async def test_poison_goes_to_the_dlq_and_counting_goes_on(
         await counter.stop()
 
 
+@pytest.mark.parametrize("in_flight", [1, 2])
+async def test_many_small_batches_count_exactly_with_one_or_two_in_flight(
+    in_flight: int,
+    settings: Settings,
+    pool: asyncpg.Pool,
+    redis: aioredis.Redis,
+    producer: AIOKafkaProducer,
+) -> None:
+    clicks = [click(5, f"v:{i % 300}") for i in range(1_500)]  # 300 visitors, 5 clicks each
+    bots = [click(5, f"v:bot{i % 7}", bot=True) for i in range(40)]
+    values = [events.encode(e) for e in [*clicks, *bots, *clicks[:200]]]  # 200 delivered twice
+    sent = [await producer.send(settings.clicks_topic, value=v, key=b"k") for v in values]
+    await asyncio.gather(*sent)
+    counter = Counter(
+        replace(settings, counter_batch_max_records=100, counter_batches_in_flight=in_flight)
+    )
+    await counter.start()
+    try:
+        assert await wait_for(lambda: pg_counts(pool, 5), (1_500, 300, 40)) == (1_500, 300, 40)
+        assert await wait_for(lambda: redis_counts(CountStore(redis), 5), (1_500, 300, 40)) == (
+            1_500,
+            300,
+            40,
+        )
+        assert await wait_for(lambda: _offsets_total(pool, settings), 1_740) == 1_740
+        assert counter.registry.get_sample_value("clicktrack_events_counted_total") == 1_540
+        assert counter.registry.get_sample_value("clicktrack_events_duplicate_total") == 200
+        assert counter.registry.get_sample_value("clicktrack_batch_records_count") >= 18
+    finally:
+        await counter.stop()
+
+
 async def test_a_restarted_counter_resumes_from_the_stored_offsets(
     settings: Settings, pool: asyncpg.Pool, redis: aioredis.Redis, producer: AIOKafkaProducer
 ) -> None:
