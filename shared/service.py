@@ -11,7 +11,7 @@ import asyncio
 import logging
 import signal
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from contextlib import suppress
 from typing import Any, Protocol
 
@@ -69,15 +69,23 @@ def _watch(
     """A cleanup context (after the worker's: it starts once the worker runs, and ends before the
     worker stops) that shuts the process down, as SIGTERM does, once the loop stopped."""
 
-    async def watch() -> None:
+    async def watch(app: web.Application) -> None:
         while alive():  # noqa: ASYNC110 (a worker's `alive` is a property, not an event)
             await asyncio.sleep(WATCH_S)
         log.critical("the worker's loop stopped: shutting the process down to be restarted")
         died.append(True)
         signal.raise_signal(signal.SIGTERM)
 
+    return background(watch, "loop-watch")
+
+
+def background(
+    run: Callable[[web.Application], Coroutine[Any, Any, None]], name: str
+) -> Callable[[web.Application], AsyncIterator[None]]:
+    """A cleanup context that runs `run(app)` as a task while the app runs, cancelled at exit."""
+
     async def context(app: web.Application) -> AsyncIterator[None]:
-        task = asyncio.create_task(watch(), name="loop-watch")
+        task = asyncio.create_task(run(app), name=name)
         try:
             yield
         finally:

@@ -23,8 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Iterator
-from contextlib import suppress
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from aiohttp import web
@@ -36,6 +35,7 @@ from prometheus_client.registry import Collector
 from services.ops.lag import GroupLag, LagMonitor, LagReader
 from services.ops.lag_status import Status
 from shared.errors import ClicktrackError
+from shared.service import background
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -69,22 +69,12 @@ def create_app(settings: Settings) -> web.Application:
     app[POLL_ERRORS] = Counter(
         "clicktrack_lag_poll_errors", "Lag polls that failed", registry=registry
     )
-    app.cleanup_ctx.append(_poller)
+    app.cleanup_ctx.append(background(_connect_and_poll, "lag-poller"))
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/lag", lag_json)
     return app
-
-
-async def _poller(app: web.Application) -> AsyncIterator[None]:
-    task = asyncio.create_task(_connect_and_poll(app), name="lag-poller")
-    try:
-        yield
-    finally:
-        task.cancel()
-        with suppress(asyncio.CancelledError):
-            await task
 
 
 async def _connect_and_poll(app: web.Application) -> None:
