@@ -99,3 +99,11 @@ def test_postgres_credentials_match_the_dsn() -> None:
         f"postgresql://{env['POSTGRES_USER']}:{env['POSTGRES_PASSWORD']}@postgres:5432/"
         f"{env['POSTGRES_DB']}"
     )
+
+
+def test_the_long_running_services_are_restarted_when_they_fail() -> None:
+    # the counter and the relay exit 70 when their consume loop stops (shared.service.run_app)
+    services = compose()["services"]
+    for name in ("redirector", "counter", "api", "relay", "lag-exporter"):
+        assert services[name]["restart"] == "on-failure", name
+    assert "restart" not in services["setup"]  # a one-shot job: it runs once
