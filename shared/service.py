@@ -191,6 +191,8 @@ class ConsumerLoop:
             self._task.cancel()
             with suppress(asyncio.CancelledError):
                 await self._task
+        except Exception:
+            pass  # the loop logged why it stopped; close everything all the same
         self._task = None
 
     async def _run(self) -> None:

@@ -167,6 +167,8 @@ class Counter:
                 self._task.cancel()
                 with suppress(asyncio.CancelledError):
                     await self._task
+            except Exception:
+                pass  # the loop logged why it stopped; close everything all the same
             self._task = None
         self.running = False
         await self._stack.aclose()

@@ -49,9 +49,10 @@ def counter_env(settings: Settings, port: int, **extra: str) -> dict[str, str]:
 class CounterProcess:
     """`python -m services.counter` as a child process; stopped by its pid, never by name."""
 
-    def __init__(self, env: dict[str, str], log: Path) -> None:
+    def __init__(self, env: dict[str, str], log: Path, argv: list[str] | None = None) -> None:
         self._env = env
         self._log = log
+        self._argv = argv or ["-m", "services.counter"]
         self.port = int(env["COUNTER_PORT"])
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -84,7 +85,7 @@ class CounterProcess:
     def start(self) -> None:
         with self._log.open("ab") as out:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "services.counter"],
+                [sys.executable, *self._argv],
                 cwd=ROOT,
                 env=self._env,
                 stdout=out,
@@ -107,6 +108,9 @@ class CounterProcess:
             except subprocess.TimeoutExpired:
                 self.kill()
         return self.proc.returncode
+
+    def log_text(self) -> str:
+        return self._log.read_text(errors="replace")
 
     @property
     def running(self) -> bool:
@@ -193,10 +197,11 @@ class Rig:
         await produce(self.settings, workload.records)
         return workload
 
-    def counter(self, name: str, **env: str) -> CounterProcess:
-        """A counter process (not started) logging to `<name>.log`, on a port of its own."""
+    def counter(self, name: str, argv: list[str] | None = None, **env: str) -> CounterProcess:
+        """A counter process (not started) logging to `<name>.log`, on a port of its own; `argv`
+        (after the interpreter) runs something else than `-m services.counter`."""
         process = CounterProcess(
-            counter_env(self.settings, self.take_port(), **env), self.logs / f"{name}.log"
+            counter_env(self.settings, self.take_port(), **env), self.logs / f"{name}.log", argv
         )
         self.processes.append(process)
         return process

@@ -121,3 +121,44 @@ async def test_sigterm_commits_the_last_batch(rig: Rig) -> None:
     await restarted.wait_ready()
     assert await rig.counted_exactly(workload) == []
     assert restarted.terminate() == 0
+
+
+# `python -m services.counter` whose loop ends on an error it does not expect (a bug, say) at
+# its fourth batch.
+DYING_COUNTER = """
+import runpy
+from services.counter.counter import Counter
+
+real_begin, batches = Counter._begin, []
+
+async def begin(self, read):
+    batches.append(read)
+    if len(batches) == 4:
+        raise RuntimeError("injected: a bug in the counter loop")
+    return await real_begin(self, read)
+
+Counter._begin = begin
+runpy.run_module("services.counter", run_name="__main__")
+"""
+
+
+@pytest.mark.timeout(300)
+async def test_a_counter_whose_loop_dies_exits_and_its_partitions_move_on(rig: Rig) -> None:
+    dying = rig.counter("dying", ["-c", DYING_COUNTER], COUNTER_BATCH_MAX_RECORDS="1000")
+    other = rig.counter("other", COUNTER_BATCH_MAX_RECORDS="1000")
+    other.start()
+    await other.wait_ready()
+    dying.start()
+    await dying.wait_ready()
+    # published once both are in the group, so the dying one has partitions with work on them
+    workload = await rig.publish(30_000, seed=13)
+    assert dying.proc is not None
+    status = await asyncio.to_thread(dying.proc.wait, 60)
+    assert status == 70  # shared.service.LOOP_DIED_EXIT_STATUS: restart me
+    # its partitions' clicks past its third batch were left for the other one
+    assert await rig.progress() < len(workload.records)
+    assert await rig.counted_exactly(workload) == []
+    log = dying.log_text()
+    assert "injected: a bug in the counter loop" in log
+    assert "the worker's loop stopped: shutting the process down to be restarted" in log
+    assert other.terminate() == 0
