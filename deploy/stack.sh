@@ -745,7 +745,7 @@ cmd_down() {
 cmd_purge() {
     cmd_down
     pg_resolve_location
-    rm -rf "$KAFKA_DATA" "$KAFKA_LOGS" "$KAFKA_CONF" "$REDIS_DIR" "$PG_HOME"
+    rm -rf "$KAFKA_DATA" "$KAFKA_LOGS" "$KAFKA_CONF" "$KAFKA_DIR/formatted-for" "$REDIS_DIR" "$PG_HOME"
     case $PG_BASE in
         /var/tmp/clicktrack-*/postgres) rm -rf "$(dirname "$PG_BASE")" ;;
     esac
