@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import TypeVar
 
+from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaConnectionError, KafkaError, TopicAlreadyExistsError
 
@@ -37,6 +38,19 @@ async def start_with_retries(
     raise DependencyError(
         f"cannot start {what}: Kafka at {servers} did not answer ({last}); is the stack up?"
     ) from last
+
+
+async def require_topics(producer: AIOKafkaProducer, topics: Iterable[str], servers: str) -> None:
+    """Fail with a clear error when a topic the process reads or writes does not exist (asked of
+    Kafka through a started `producer`): a consumer subscribed to a missing topic waits in its
+    `start()` for ever, logging "not found in cluster metadata", and its process never serves."""
+    metadata = await producer.client.fetch_all_metadata()
+    missing = sorted(set(topics) - metadata.topics())
+    if missing:
+        raise DependencyError(
+            f"Kafka at {servers} has no topic {', '.join(missing)}: "
+            "create the topics with `clicktrack topics`"
+        )
 
 
 def topic_configs(settings: Settings, replicas: int = 1) -> dict[str, str]:

@@ -1,8 +1,8 @@
 """What every Clicktrack process shares: running an aiohttp app, the small HTTP face of a worker
 (`/healthz`, `/readyz`, `/metrics`), and the batch loop of a Kafka consumer.
 
-The counter predates this module and still has its own copies (services/counter/app.py,
-`Counter._run`/`stop`); the webhook relay and the lag exporter use these.
+The counter, the webhook relay and the lag exporter serve their apps with these; the counter
+has a consume loop of its own (`Counter._run`: two batches in flight, offsets in Postgres).
 """
 
 from __future__ import annotations
@@ -109,9 +109,13 @@ class Worker(Protocol):
     def alive(self) -> bool: ...
 
 
-def worker_app(worker: Worker) -> web.Application:
+def worker_app(
+    worker: Worker,
+    dependencies: Callable[[], Awaitable[dict[str, bool]]] | None = None,
+) -> web.Application:
     """An app whose lifetime is the worker's, serving `/healthz`, `/readyz` (503 once the worker
-    stopped) and `/metrics` (the worker's registry)."""
+    stopped, or while one of its `dependencies` does not answer, naming each) and `/metrics`
+    (the worker's registry)."""
     app = web.Application()
 
     async def lifetime(app: web.Application) -> AsyncIterator[None]:
@@ -125,9 +129,12 @@ def worker_app(worker: Worker) -> web.Application:
         return web.json_response({"status": "ok"})
 
     async def readyz(request: web.Request) -> web.Response:
-        running = worker.alive
+        if not worker.alive:
+            return web.json_response({"status": "stopped"}, status=503)
+        found = await dependencies() if dependencies is not None else {}
+        ok = all(found.values())
         return web.json_response(
-            {"status": "ok" if running else "stopped"}, status=200 if running else 503
+            {"status": "ok" if ok else "degraded", **found}, status=200 if ok else 503
         )
 
     async def metrics(request: web.Request) -> web.Response:

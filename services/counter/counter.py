@@ -33,7 +33,7 @@ from services.counter.metrics import CounterMetrics
 from shared import db
 from shared.counts import Counts, CountStore, RedisEmptyError
 from shared.errors import DependencyError, EventError
-from shared.kafka import start_with_retries
+from shared.kafka import require_topics, start_with_retries
 from shared.redis_client import redis_client
 from shared.settings import Settings
 
@@ -116,6 +116,7 @@ class Counter:
             )
             await start_with_retries(dlq.start, "DLQ producer", s.kafka_bootstrap_servers)
             self._stack.push_async_callback(dlq.stop)
+            await require_topics(dlq, [s.clicks_topic, s.dlq_topic], s.kafka_bootstrap_servers)
             self._dead_letters = DeadLetters(dlq, s.dlq_topic, self.metrics.dead_lettered)
             self._consumer = AIOKafkaConsumer(
                 bootstrap_servers=s.kafka_bootstrap_servers,

@@ -26,7 +26,7 @@ from services.relay.delivery import Deliverer, Outcome
 from services.relay.endpoints import Endpoint
 from shared import db, events
 from shared.errors import DependencyError, EventError
-from shared.kafka import start_with_retries
+from shared.kafka import require_topics, start_with_retries
 from shared.service import Batches, ConsumerLoop
 from shared.settings import Settings
 
@@ -101,6 +101,9 @@ class Relay:
                 self._dlq.start, "webhook DLQ producer", s.kafka_bootstrap_servers
             )
             self._stack.push_async_callback(self._dlq.stop)
+            await require_topics(
+                self._dlq, [s.clicks_topic, s.webhook_dlq_topic], s.kafka_bootstrap_servers
+            )
             self._consumer = AIOKafkaConsumer(
                 s.clicks_topic,
                 bootstrap_servers=s.kafka_bootstrap_servers,

@@ -21,8 +21,9 @@ from services.counter.counter import Counter
 from services.counter.intake import admit
 from shared import events
 from shared.counts import Counts, CountStore
-from shared.settings import Settings
-from tests.helpers import pg_counts, read_topic, redis_counts, wait_for
+from shared.errors import DependencyError
+from shared.settings import Secret, Settings
+from tests.helpers import Forwarder, pg_counts, read_topic, redis_counts, wait_for
 from tests.unit.test_events import make_event
 
 pytestmark = pytest.mark.integration
@@ -359,8 +360,47 @@ async def test_readyz_and_metrics_report_dependencies_and_lag(
         await client.close()
 
 
+async def test_readyz_names_the_dependency_that_went_away(
+    settings: Settings, topics: list[str]
+) -> None:
+    host_port, _, db = settings.redis_url.reveal().removeprefix("redis://").partition("/")
+    redis = Forwarder(host_port)
+    await redis.start()
+    through = replace(settings, redis_url=Secret(f"redis://{redis.address}/{db}"))
+    client = TestClient(TestServer(create_app(through)))
+    await client.start_server()
+    try:
+        ready = await client.get("/readyz")
+        assert (ready.status, await ready.json()) == (
+            200,
+            {"status": "ok", "postgres": True, "redis": True},
+        )
+        await redis.close()  # Redis goes away
+        ready = await client.get("/readyz")
+        assert (ready.status, await ready.json()) == (
+            503,
+            {"status": "degraded", "postgres": True, "redis": False},
+        )
+    finally:
+        await client.close()
+
+
 async def _metrics_with_lag(client: TestClient) -> str:
     body = await (await client.get("/metrics")).text()
     lines = [line for line in body.splitlines() if line.startswith("clicktrack_consumer_lag{")]
     # key b"k" puts the three records in one partition: it reads 0 once they are counted
     return "lag reported" if lines and all(line.endswith(" 0.0") for line in lines) else body
+
+
+async def test_a_counter_without_its_topic_says_so_at_start(
+    settings: Settings, topics: list[str]
+) -> None:
+    # auto-creation is off: subscribed to a missing topic, aiokafka's start() would wait for ever
+    missing = replace(settings, clicks_topic=f"{settings.clicks_topic}.missing")
+    counter = Counter(missing)
+    with pytest.raises(DependencyError) as raised:
+        await asyncio.wait_for(counter.start(), 30)
+    assert str(raised.value) == (
+        f"Kafka at {settings.kafka_bootstrap_servers} has no topic {missing.clicks_topic}: "
+        "create the topics with `clicktrack topics`"
+    )

@@ -9,7 +9,6 @@ import socket
 import subprocess
 import sys
 import time
-from contextlib import suppress
 from dataclasses import replace
 
 import aiohttp
@@ -29,6 +28,7 @@ from services.ops.topics import check_topics
 from shared import events
 from shared.kafka import ensure_topics
 from shared.settings import Settings
+from tests.helpers import Forwarder
 from tests.unit.test_events import make_event
 
 pytestmark = pytest.mark.integration
@@ -204,7 +204,7 @@ async def test_the_exporter_starts_without_kafka_and_is_ready_once_kafka_answers
     )
     server = TestServer(create_app(watched), host="127.0.0.1")
     await server.start_server()
-    forwarder: asyncio.Server | None = None
+    kafka = Forwarder(settings.kafka_bootstrap_servers.split(",")[0], port)
     try:
         async with aiohttp.ClientSession() as http:
             base = str(server.make_url("")).rstrip("/")
@@ -214,29 +214,13 @@ async def test_the_exporter_starts_without_kafka_and_is_ready_once_kafka_answers
                 assert resp.status == 503
             errors = await _wait_for_metric(http, base, "clicktrack_lag_poll_errors_total", 1.0)
             assert errors >= 1.0
-
-            kafka_host, kafka_port = settings.kafka_bootstrap_servers.split(",")[0].split(":")
-
-            async def forward(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-                up_reader, up_writer = await asyncio.open_connection(kafka_host, int(kafka_port))
-
-                async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
-                    with suppress(OSError):
-                        while data := await src.read(65536):
-                            dst.write(data)
-                            await dst.drain()
-                    dst.close()
-
-                await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
-
-            forwarder = await asyncio.start_server(forward, "127.0.0.1", port)
+            await kafka.start()  # Kafka's address answers from now on
             assert await _readyz_once_ready(http, base, seconds=30) == 200
             async with http.get(f"{base}/lag") as resp:
                 body = await resp.json()
     finally:
         await server.close()
-        if forwarder is not None:
-            forwarder.close()
+        await kafka.close()
     assert [(b["group"], b["sum_lag"]) for b in body] == [(group, 4)]
 
 
