@@ -221,6 +221,8 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
         for i in range(args.processes)
     ]
     result["counter_processes"] = args.processes
+    # the counter processes inherit the environment: COUNTER_BATCHES_IN_FLIGHT=1 compares modes
+    result["batches_in_flight"] = Settings.from_env().counter_batches_in_flight
     async with db.pool(settings, max_size=2) as pool:
         async with pool.acquire() as conn:
             await db.migrate(conn, settings.postgres_schema)
