@@ -96,6 +96,19 @@ def background(
     return context
 
 
+async def finish(loop: asyncio.Task[None], timeout_s: float) -> None:
+    """Let a consume loop told to stop end by itself for up to `timeout_s`, then cancel it. Its
+    own error is not raised again: it logged why it stopped, and its owner still closes all."""
+    try:
+        await asyncio.wait_for(asyncio.shield(loop), timeout_s)
+    except TimeoutError:
+        loop.cancel()
+        with suppress(asyncio.CancelledError):
+            await loop
+    except Exception:
+        pass
+
+
 class Worker(Protocol):
     """A background worker with a lifetime and metrics (a consumer, a relay, ...)."""
 
@@ -192,14 +205,7 @@ class ConsumerLoop:
         if self._task is None:
             return
         self._stopping.set()
-        try:
-            await asyncio.wait_for(asyncio.shield(self._task), self._stop_timeout_s)
-        except TimeoutError:
-            self._task.cancel()
-            with suppress(asyncio.CancelledError):
-                await self._task
-        except Exception:
-            pass  # the loop logged why it stopped; close everything all the same
+        await finish(self._task, self._stop_timeout_s)
         self._task = None
 
     async def _run(self) -> None:

@@ -35,6 +35,7 @@ from shared.counts import Counts, CountStore, RedisEmptyError
 from shared.errors import DependencyError, EventError
 from shared.kafka import require_topics, start_with_retries
 from shared.redis_client import redis_client
+from shared.service import finish
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -162,14 +163,7 @@ class Counter:
                 await self._maintenance
             self._maintenance = None
         if self._task is not None:
-            try:
-                await asyncio.wait_for(asyncio.shield(self._task), STOP_TIMEOUT_S)
-            except TimeoutError:
-                self._task.cancel()
-                with suppress(asyncio.CancelledError):
-                    await self._task
-            except Exception:
-                pass  # the loop logged why it stopped; close everything all the same
+            await finish(self._task, STOP_TIMEOUT_S)
             self._task = None
         self.running = False
         await self._stack.aclose()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from dataclasses import replace
 
 import asyncpg
@@ -27,14 +26,6 @@ from tests.helpers import Forwarder, pg_counts, read_topic, redis_counts, wait_f
 from tests.unit.test_events import make_event
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-async def producer(settings: Settings, topics: list[str]) -> AsyncIterator[AIOKafkaProducer]:
-    created = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers, acks="all")
-    await created.start()
-    yield created
-    await created.stop()
 
 
 async def send(producer: AIOKafkaProducer, topic: str, *values: bytes | None) -> None:
