@@ -39,6 +39,18 @@ async def pg_counts(pool: asyncpg.Pool, link_id: int) -> tuple[int, int, int]:
     return (row[0], row[1], row[2]) if row else (0, 0, 0)
 
 
+async def counts_in_both(
+    pool: asyncpg.Pool, store: CountStore, link_id: int, expected: tuple[int, int, int]
+) -> tuple[tuple[int, int, int], tuple[int, int, int]]:
+    """A link's (Postgres, Redis) counts once both are `expected` (Redis is written right after
+    the Postgres commit: wait for both, do not race it), or the last ones after 30 s."""
+
+    async def both() -> tuple[tuple[int, int, int], tuple[int, int, int]]:
+        return await pg_counts(pool, link_id), await redis_counts(store, link_id)
+
+    return await wait_for(both, (expected, expected))
+
+
 async def redis_counts(store: CountStore, link_id: int) -> tuple[int, int, int]:
     """(total, unique, bots) of a link in Redis; zeros when it has none."""
     got = await store.get(link_id)

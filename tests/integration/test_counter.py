@@ -22,7 +22,14 @@ from shared import events
 from shared.counts import Counts, CountStore
 from shared.errors import DependencyError
 from shared.settings import Secret, Settings
-from tests.helpers import Forwarder, pg_counts, read_topic, redis_counts, wait_for
+from tests.helpers import (
+    Forwarder,
+    counts_in_both,
+    pg_counts,
+    read_topic,
+    redis_counts,
+    wait_for,
+)
 from tests.unit.test_events import make_event
 
 pytestmark = pytest.mark.integration
@@ -45,9 +52,7 @@ async def test_redelivered_events_count_once(
     counter = Counter(settings)
     await counter.start()
     try:
-        assert await wait_for(lambda: pg_counts(pool, 1), (2, 2, 1)) == (2, 2, 1)
-        # Redis is written right after the Postgres commit: wait for it too, do not race it.
-        assert await wait_for(lambda: redis_counts(CountStore(redis), 1), (2, 2, 1)) == (2, 2, 1)
+        assert await counts_in_both(pool, CountStore(redis), 1, (2, 2, 1)) == ((2, 2, 1),) * 2
         total = await wait_for(
             lambda: _offsets_total(pool, settings), 5
         )  # every record moved the stored offsets
@@ -103,12 +108,8 @@ async def test_many_small_batches_count_exactly_with_one_or_two_in_flight(
     )
     await counter.start()
     try:
-        assert await wait_for(lambda: pg_counts(pool, 5), (1_500, 300, 40)) == (1_500, 300, 40)
-        assert await wait_for(lambda: redis_counts(CountStore(redis), 5), (1_500, 300, 40)) == (
-            1_500,
-            300,
-            40,
-        )
+        counted = await counts_in_both(pool, CountStore(redis), 5, (1_500, 300, 40))
+        assert counted == ((1_500, 300, 40),) * 2
         assert await wait_for(lambda: _offsets_total(pool, settings), 1_740) == 1_740
         assert counter.registry.get_sample_value("clicktrack_events_counted_total") == 1_540
         assert counter.registry.get_sample_value("clicktrack_events_duplicate_total") == 200
@@ -133,12 +134,7 @@ async def test_a_restarted_counter_resumes_from_the_stored_offsets(
     again = Counter(settings)
     await again.start()
     try:
-        assert await wait_for(lambda: pg_counts(pool, 3), (50, 40, 0)) == (50, 40, 0)
-        assert await wait_for(lambda: redis_counts(CountStore(redis), 3), (50, 40, 0)) == (
-            50,
-            40,
-            0,
-        )
+        assert await counts_in_both(pool, CountStore(redis), 3, (50, 40, 0)) == ((50, 40, 0),) * 2
         # it re-read the last stored batch (30 records, to write Redis again) and the 21 new ones
         assert again.registry.get_sample_value("clicktrack_events_consumed_total") == 51
         assert again.registry.get_sample_value("clicktrack_events_counted_total") == 20
