@@ -26,12 +26,14 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import orjson
 import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from bench.outcome import finish
 from services.cli.loadgen import Outcome, Plan, click_number, run
 from shared import db
 from shared.counts import CountStore
@@ -96,16 +98,18 @@ class Stack:
             raise RuntimeError(f"stack.sh {command} failed:\n{done.stdout}\n{done.stderr}")
 
     def pid(self, service: str) -> int:
-        files = {"kafka": "kafka/kafka.pid", "redis": "redis/redis.pid"}
-        if service == "postgres":
-            location = self.folder / "postgres" / "location"
-            data = (
-                Path(location.read_text().strip())
-                if location.exists()
-                else self.folder / "postgres" / "data"
-            )
-            return int((data / "postmaster.pid").read_text().split()[0])
-        return int((self.folder / files[service]).read_text().split()[0])
+        """The pid of `service` as the stack recorded it (`stack.sh pid`), not recomputed here:
+        Postgres's data folder may live outside STACK_DIR (its `location` file says where)."""
+        done = subprocess.run(
+            ["bash", str(ROOT / "deploy" / "stack.sh"), "pid", service],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"stack.sh pid {service} failed:\n{done.stdout}\n{done.stderr}")
+        return int(done.stdout.split()[-1])
 
 
 class Process:
@@ -422,13 +426,18 @@ async def _gone(pid: int) -> bool:
     return _gone_sync(pid)
 
 
-async def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--profile", choices=sorted(PROFILES), default="short")
-    parser.add_argument(
-        "--keep", action="store_true", help="leave the soak's stack folder for reading"
-    )
-    args = parser.parse_args()
+CHECKED = (
+    "lost_pg",
+    "double_pg",
+    "lost_redis",
+    "double_redis",
+    "unique_mismatch_pg",
+    "unique_mismatch_redis",
+)
+
+
+async def run_profile(args: argparse.Namespace) -> dict[str, Any]:
+    """Run the profile on a stack of its own and return its report."""
     folder = ROOT / ".stack" / f"chaos-{args.profile}"
     shutil.rmtree(folder, ignore_errors=True)
     soak = Soak(PROFILES[args.profile], folder)
@@ -439,9 +448,10 @@ async def main() -> int:
             if proc.running:
                 proc.signal(signal.SIGKILL)
                 await proc.wait(10)
+        # purge, not down: Postgres's data may live in /var/tmp, outside the folder removed below
         await asyncio.to_thread(
             subprocess.run,
-            ["bash", str(ROOT / "deploy" / "stack.sh"), "down"],
+            ["bash", str(ROOT / "deploy" / "stack.sh"), "down" if args.keep else "purge"],
             env=soak.stack.env,
             capture_output=True,
             timeout=180,
@@ -449,20 +459,27 @@ async def main() -> int:
         if not args.keep:
             shutil.rmtree(folder, ignore_errors=True)
     result["profile"] = args.profile
-    print(orjson.dumps(result).decode(), flush=True)
-    ok = all(
-        result[k] == 0
-        for k in (
-            "lost_pg",
-            "double_pg",
-            "lost_redis",
-            "double_redis",
-            "unique_mismatch_pg",
-            "unique_mismatch_redis",
-        )
+    return result
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--profile", choices=sorted(PROFILES), default="short")
+    parser.add_argument(
+        "--keep", action="store_true", help="leave the soak's stack folder for reading"
     )
+    args = parser.parse_args()
+    result: dict[str, Any] = {}
+
+    def measure() -> dict[str, Any]:
+        result.update(asyncio.run(run_profile(args)))
+        return result
+
+    if finish("chaos", measure) != 0:
+        return 1
+    ok = all(result[k] == 0 for k in CHECKED)
     return 0 if ok and result["caught_up"] else 1
 
 
 if __name__ == "__main__":
-    sys.exit(asyncio.run(main()))
+    sys.exit(main())

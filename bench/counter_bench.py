@@ -35,6 +35,7 @@ import orjson
 import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from bench.outcome import finish
 from shared import db, events
 from shared.counts import counter_key
 from shared.kafka import delete_topics, ensure_topics
@@ -262,7 +263,7 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
     return result
 
 
-def main() -> None:
+def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--events", type=int, default=200_000, help="clicks pre-filled")
     parser.add_argument("--rate", type=int, default=5_000, help="steady clicks per second")
@@ -274,10 +275,8 @@ def main() -> None:
         "--processes", type=int, default=1, help="counter processes in the group (scale-out)"
     )
     args = parser.parse_args()
-    result = asyncio.run(run(args))
-    print(orjson.dumps(result).decode())
-    sys.stdout.flush()
+    return finish("counter", lambda: asyncio.run(run(args)))
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

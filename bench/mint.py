@@ -20,8 +20,7 @@ import sys
 import time
 from dataclasses import replace
 
-import orjson
-
+from bench.outcome import finish
 from shared import db
 from shared.codes import mint_code
 from shared.links import create_campaign, create_link, create_org
@@ -131,14 +130,13 @@ async def run(codes: int, baseline_codes: int) -> dict[str, object]:
     }
 
 
-def main() -> None:
+def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--codes", type=int, default=1_000_000)
     parser.add_argument("--baseline-codes", type=int, default=20_000)
     args = parser.parse_args()
-    result = asyncio.run(run(args.codes, args.baseline_codes))
-    sys.stdout.write(orjson.dumps(result).decode() + "\n")
+    return finish("mint", lambda: asyncio.run(run(args.codes, args.baseline_codes)))
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

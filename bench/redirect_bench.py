@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import http.client
-import json
 import os
 import re
 import shutil
@@ -27,6 +26,7 @@ from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient
 
+from bench.outcome import finish
 from shared import db
 from shared.codes import mint_code
 from shared.kafka import ensure_topics
@@ -404,7 +404,7 @@ def run(bench: Bench) -> dict[str, Any]:
     return result
 
 
-def main() -> None:
+def measure() -> dict[str, Any]:
     started = time.monotonic()
     load_start = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="clicktrack-bench-") as tmp:
@@ -418,8 +418,7 @@ def main() -> None:
             bench.stop_all()
             bench.broker("down")
             asyncio.run(bench.cleanup())
-    result = {
-        "bench": "redirect",
+    return {
         "cpus": os.cpu_count(),
         "loadavg_1m_start": round(load_start[0], 2),
         "loadavg_1m_end": round(os.getloadavg()[0], 2),
@@ -430,8 +429,7 @@ def main() -> None:
         **result,
         "wall_s": round(time.monotonic() - started, 1),
     }
-    print(json.dumps(result))
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(finish("redirect", measure))

@@ -778,13 +778,26 @@ cmd_status() {
     ((ok == 0)) || exit 3
 }
 
+# The pid of a service this script started for STACK_DIR, as the stack recorded it (pid files and
+# Postgres's `location`): tests and benchmarks that stop or pause a service ask here.
+cmd_pid() {
+    parse_config
+    case ${1:-} in
+        kafka) kafka_our_pid ;;
+        redis) redis_our_pid ;;
+        postgres) pg_resolve_location; pg_our_pid ;;
+        *) die "pid: name kafka, redis or postgres" ;;
+    esac || die "${1}: not running as started by this script for $STACK_DIR"
+}
+
 usage() {
     cat <<EOF
-usage: $0 up|down|purge|status
+usage: $0 up|down|purge|status|pid SERVICE
   up      install what is missing, start Kafka, Redis and Postgres (idempotent)
   down    stop what 'up' started (never touches reused external services)
   purge   down, then delete their data and logs (Postgres's too where it lives in /var/tmp)
   status  one line per service; exit 0 if all answer, 3 otherwise
+  pid     SERVICE (kafka, redis, postgres): the pid of the one 'up' started, else exit 1
   kafka-libs  fetch the Kafka jars only and print their folder (used by kafka-cluster.sh)
 state: $STACK_DIR
 EOF
@@ -796,6 +809,7 @@ case ${1:-} in
     down) cmd_down ;;
     purge) cmd_purge ;;
     status) cmd_status ;;
+    pid) cmd_pid "${2:-}" ;;
     -h|--help|help) usage ;;
     *) usage >&2; exit 2 ;;
 esac

@@ -29,11 +29,12 @@ from aiokafka.errors import KafkaError
 
 from shared import db
 from shared.kafka import ensure_topics
-from shared.settings import Secret, Settings
+from shared.settings import Settings
 
 SERVICE_VARS = ("KAFKA_BOOTSTRAP_SERVERS", "REDIS_URL", "POSTGRES_DSN")
 # Redis has no schemas: tests use one database, flushed per test. Two suites running at once
-# against the same Redis (e.g. from two worktrees) must set different TEST_REDIS_DB values.
+# against the same Redis (e.g. from two worktrees) must set different TEST_REDIS_DB values, and
+# all but one TEST_KEEP_TOPICS=1 (the session's end deletes every test topic it finds).
 TEST_REDIS_DB = int(os.environ.get("TEST_REDIS_DB", "15"))
 HOW_TO_START = (
     "the integration tests need Kafka, Redis and Postgres. Run `make test` (it starts the native"
@@ -50,6 +51,8 @@ def _delete_test_topics() -> Iterator[None]:
     """When the session ends, delete the topics the tests made (left over from earlier sessions
     too): a broker that keeps thousands of them takes minutes to stop and start again."""
     yield
+    if os.environ.get("TEST_KEEP_TOPICS"):
+        return  # another suite runs against the same broker (e.g. from a second worktree)
     for servers in _brokers_used:
         asyncio.run(_delete_topics_of_tests(servers))
 
@@ -75,11 +78,18 @@ def _docker_available() -> bool:
     return done.returncode == 0
 
 
+def _on_test_db(addresses: dict[str, str]) -> dict[str, str]:
+    """The addresses with Redis's database replaced by the tests' own (TEST_REDIS_DB): a process a
+    test starts from them never writes into the database of the services `make up` started."""
+    redis_url = addresses["REDIS_URL"].rsplit("/", 1)[0] + f"/{TEST_REDIS_DB}"
+    return {**addresses, "REDIS_URL": redis_url}
+
+
 @pytest.fixture(scope="session")
 def service_addresses() -> Iterator[dict[str, str]]:
-    """KAFKA_BOOTSTRAP_SERVERS, REDIS_URL and POSTGRES_DSN of running services."""
+    """KAFKA_BOOTSTRAP_SERVERS, REDIS_URL (its TEST_REDIS_DB) and POSTGRES_DSN of the services."""
     if all(os.environ.get(v) for v in SERVICE_VARS):
-        yield {v: os.environ[v] for v in SERVICE_VARS}
+        yield _on_test_db({v: os.environ[v] for v in SERVICE_VARS})
         return
     if not _docker_available():
         pytest.fail(HOW_TO_START, pytrace=False)
@@ -92,34 +102,51 @@ def service_addresses() -> Iterator[dict[str, str]]:
         RedisContainer("redis:7-alpine") as redis,
         PostgresContainer("postgres:15-alpine", driver=None) as postgres,
     ):
-        yield {
-            "KAFKA_BOOTSTRAP_SERVERS": kafka.get_bootstrap_server(),
-            "REDIS_URL": f"redis://{redis.get_container_host_ip()}:"
-            f"{redis.get_exposed_port(6379)}/0",
-            "POSTGRES_DSN": postgres.get_connection_url(),
-        }
+        yield _on_test_db(
+            {
+                "KAFKA_BOOTSTRAP_SERVERS": kafka.get_bootstrap_server(),
+                "REDIS_URL": f"redis://{redis.get_container_host_ip()}:"
+                f"{redis.get_exposed_port(6379)}/0",
+                "POSTGRES_DSN": postgres.get_connection_url(),
+            }
+        )
 
 
-@pytest.fixture
-def settings(service_addresses: dict[str, str], tmp_path: Path) -> Settings:
-    """Settings pointing at the real services, with names of this test's own."""
-    tag = uuid.uuid4().hex[:10]
+def own_settings(
+    service_addresses: dict[str, str], folder: Path, tag: str | None = None
+) -> Settings:
+    """Settings pointing at the real services with everything a test could share of its own.
+
+    A Postgres schema, topics, consumer groups, the test Redis database, ports chosen by the
+    kernel and a spool folder under `folder`: nothing here is what the services `make up`
+    started use, so tests pass whether or not that stack is running.
+    """
+    tag = tag or uuid.uuid4().hex[:10]
     base = Settings.from_env(service_addresses)
     _brokers_used.add(base.kafka_bootstrap_servers)
-    redis_url = base.redis_url.reveal().rsplit("/", 1)[0] + f"/{TEST_REDIS_DB}"
     return replace(
         base,
-        redis_url=Secret(redis_url),
         postgres_schema=f"t_{tag}",
         clicks_topic=f"clicks.test.{tag}",
         dlq_topic=f"clicks.dlq.test.{tag}",
+        webhook_dlq_topic=f"clicks.test.{tag}.webhooks-dlq",
         counter_group=f"counter-test-{tag}",
+        relay_group=f"relay-test-{tag}",
         topic_partitions=3,
         redirector_port=0,
         redirector_metrics_port=0,
         counter_port=0,
-        spool_dir=str(tmp_path / "spool"),
+        api_port=0,
+        lag_port=0,
+        relay_port=0,
+        spool_dir=str(folder / "spool"),
     )
+
+
+@pytest.fixture
+def settings(service_addresses: dict[str, str], tmp_path: Path) -> Settings:
+    """Settings pointing at the real services, with names, ports and a spool of this test's own."""
+    return own_settings(service_addresses, tmp_path)
 
 
 @pytest.fixture

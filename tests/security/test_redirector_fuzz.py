@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import socket
 import threading
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 
@@ -22,7 +21,7 @@ from services.redirector.app import Redirector
 from shared import db
 from shared.kafka import ensure_topics
 from shared.links import create_link, create_org
-from shared.settings import Settings
+from tests.conftest import own_settings
 
 pytestmark = pytest.mark.integration
 
@@ -39,16 +38,12 @@ class Live:
 
 
 @pytest.fixture(scope="module")
-def live(service_addresses: dict[str, str]) -> Iterator[Live]:
+def live(
+    service_addresses: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Live]:
     """A real redirector on 127.0.0.1, served from a thread so that sync tests can fuzz it."""
-    tag = uuid.uuid4().hex[:10]
     conf = replace(
-        Settings.from_env(service_addresses),
-        postgres_schema=f"t_{tag}",
-        clicks_topic=f"clicks.fuzz.{tag}",
-        dlq_topic=f"clicks.dlq.fuzz.{tag}",
-        topic_partitions=1,
-        redirector_metrics_port=0,
+        own_settings(service_addresses, tmp_path_factory.mktemp("fuzz")), topic_partitions=1
     )
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, daemon=True)
