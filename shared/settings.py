@@ -1,7 +1,11 @@
 """Settings read once from the environment into a frozen record.
 
-Every variable has a local default that matches the native stack (`make up`), so a developer
-needs to set nothing. A malformed value raises `SettingsError` naming the variable.
+Every variable is one field of `Settings`: its name upper-cased is the variable, its docstring says
+what it does, its default matches the native stack (`make up`), and `var(...)` states what a value
+must be (bounds, URL schemes, choices, a check). One loader, `Settings.from_env`, reads every
+field from those definitions: a new variable is one field, nothing else. A malformed value raises
+`SettingsError` naming the variable. Order, as starlette's: the environment, then a `.env` file
+in the working folder (if any), then the defaults.
 """
 
 from __future__ import annotations
@@ -9,8 +13,13 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+import typing
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from dotenv import dotenv_values
 
 from shared.errors import SettingsError
 
@@ -40,89 +49,148 @@ def mask_url(url: str) -> str:
 
 
 @dataclass(frozen=True)
+class Rule:
+    """What a variable's value must be, beyond its type (the field's annotation)."""
+
+    low: int | None = None
+    """Smallest whole number allowed."""
+    high: int | None = None
+    """Largest whole number allowed."""
+    schemes: tuple[str, ...] = ()
+    """A URL with one of these schemes."""
+    choices: tuple[str, ...] = ()
+    """One of these, in any case; stored spelled as here."""
+    empty: bool = False
+    """May be set to nothing (otherwise "set but empty" is an error)."""
+    check: Callable[[str, str], str] | None = None
+    """`check(variable, value)`: the value to keep, or `SettingsError`; for a list, per item."""
+
+
+def var(default: Any, **rule: Any) -> Any:
+    """A settings field with its default and its `Rule`."""
+    return field(default=default, metadata={"rule": Rule(**rule)})
+
+
+def _identifier(name: str, value: str) -> str:
+    if not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", value):
+        raise SettingsError(f"{name} must be a lower-case SQL identifier, got {value!r}")
+    return value
+
+
+def _no_trailing_slash(name: str, value: str) -> str:
+    return value.rstrip("/")
+
+
+def _host(name: str, value: str) -> str:
+    if any(ch.isspace() or not ch.isprintable() for ch in value) or value.endswith("/"):
+        raise SettingsError(
+            f"{name} must be a host without spaces or a trailing '/', got {value!r}"
+        )
+    return value
+
+
+def _operator_token(name: str, value: str) -> str:
+    if value and len(value) < 32:
+        raise SettingsError(f"{name} must be at least 32 characters (it guards the operator API)")
+    return value
+
+
+def _cidr(name: str, value: str) -> str:
+    try:
+        return str(ipaddress.ip_network(value, strict=False))
+    except ValueError:
+        raise SettingsError(f"{name} must list CIDRs like 10.0.0.0/8, got {value!r}") from None
+
+
+@dataclass(frozen=True)
 class Settings:
     """Everything a Clicktrack process needs to know about its surroundings."""
 
     kafka_bootstrap_servers: str = "127.0.0.1:9092"
     """Comma-separated host:port list of Kafka brokers (`KAFKA_BOOTSTRAP_SERVERS`)."""
-    redis_url: Secret = Secret("redis://127.0.0.1:6379/0")
+    redis_url: Secret = var(Secret("redis://127.0.0.1:6379/0"), schemes=("redis", "rediss"))
     """Redis URL, may carry a password (`REDIS_URL`)."""
-    postgres_dsn: Secret = Secret("postgresql://clicktrack:clicktrack@127.0.0.1:5432/clicktrack")
+    postgres_dsn: Secret = var(
+        Secret("postgresql://clicktrack:clicktrack@127.0.0.1:5432/clicktrack"),
+        schemes=("postgresql", "postgres"),
+    )
     """asyncpg DSN (`POSTGRES_DSN`)."""
-    postgres_schema: str = "public"
+    postgres_schema: str = var("public", check=_identifier)
     """Schema the tables live in (`POSTGRES_SCHEMA`); tests use one schema per test."""
     clicks_topic: str = "clicks.v1"
     """Topic the redirector publishes click events to (`CLICKS_TOPIC`)."""
     dlq_topic: str = "clicks.dlq"
     """Dead-letter topic for events the counter cannot read (`DLQ_TOPIC`)."""
-    topic_partitions: int = 6
+    topic_partitions: int = var(6, low=1, high=10_000)
     """Partitions of the clicks topic when `clicktrack topics` creates it (`TOPIC_PARTITIONS`)."""
-    topic_retention_hours: int = 168
+    topic_retention_hours: int = var(168, low=1, high=100_000)
     """Retention of the clicks topic, hours (`TOPIC_RETENTION_HOURS`, default 7 days)."""
     counter_group: str = "clicktrack-counter"
     """Consumer group id of the counter (`COUNTER_GROUP`)."""
     redirector_host: str = "127.0.0.1"
     """Address the redirector listens on (`REDIRECTOR_HOST`)."""
-    redirector_port: int = 8080
+    redirector_port: int = var(8080, low=0, high=65535)
     """Port of the redirector (`REDIRECTOR_PORT`)."""
     redirector_metrics_host: str = "127.0.0.1"
     """Address of the redirector's `/metrics`, apart from the public port
     (`REDIRECTOR_METRICS_HOST`)."""
-    redirector_metrics_port: int = 8090
+    redirector_metrics_port: int = var(8090, low=0, high=65535)
     """Port of the redirector's `/metrics` (`REDIRECTOR_METRICS_PORT`); with N workers, worker
     i uses this port + i. The public port does not serve `/metrics`."""
     counter_host: str = "127.0.0.1"
     """Address of the counter's health and metrics server (`COUNTER_HOST`)."""
-    counter_port: int = 8081
+    counter_port: int = var(8081, low=0, high=65535)
     """Port of the counter's health and metrics server (`COUNTER_PORT`)."""
-    short_base_url: str = "http://127.0.0.1:8080"
+    short_base_url: str = var(
+        "http://127.0.0.1:8080", schemes=("http", "https"), check=_no_trailing_slash
+    )
     """Base of the short links handed out, without a trailing slash (`SHORT_BASE_URL`)."""
-    publish_queue_size: int = 10_000
+    publish_queue_size: int = var(10_000, low=1, high=10_000_000)
     """Events the redirector holds in memory for the sink (`PUBLISH_QUEUE_SIZE`)."""
     visitor_hash_key: Secret = Secret("dev-only-visitor-key")
     """Key of the HMAC that turns IP and user agent into a visitor id (`VISITOR_HASH_KEY`)."""
-    log_level: str = "INFO"
+    log_level: str = var("INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
     """Root log level (`LOG_LEVEL`)."""
     api_host: str = "127.0.0.1"
     """Address the links API listens on (`API_HOST`)."""
-    api_port: int = 8082
+    api_port: int = var(8082, low=0, high=65535)
     """Port of the links API (`API_PORT`)."""
-    api_rate_per_s: int = 50
+    api_rate_per_s: int = var(50, low=1, high=1_000_000)
     """Requests per second one caller (API key, or address without one) may make to one API
     process (`API_RATE_PER_S`); over it: 429 with Retry-After."""
-    api_rate_burst: int = 100
+    api_rate_burst: int = var(100, low=1, high=1_000_000)
     """Requests a caller may make at once before the rate applies (`API_RATE_BURST`)."""
-    api_auth_failures_burst: int = 20
+    api_auth_failures_burst: int = var(20, low=1, high=1_000_000)
     """Refused credentials one client address may send before it is slowed to one per 5 s
     (`API_AUTH_FAILURES_BURST`): guessing keys stays hopeless."""
-    short_domain: str = "127.0.0.1:8080"
+    short_domain: str = var("127.0.0.1:8080", check=_host)
     """What an SMS carries before `/<code>`: the redirector's host, optionally with a scheme or
     port (`SHORT_DOMAIN`; default: SHORT_BASE_URL without its scheme)."""
-    code_length: int = 10
+    code_length: int = var(10, low=8, high=20)
     """Characters in a new short code, base62 (`CODE_LENGTH`, 8 to 20)."""
-    dlt_var_limit: int = 30
+    dlt_var_limit: int = var(30, low=1, high=2000)
     """Characters a DLT `{#var#}` value may hold (`DLT_VAR_LIMIT`); the short link must fit."""
-    operator_token: Secret = Secret("")
+    operator_token: Secret = var(Secret(""), empty=True, check=_operator_token)
     """Bearer credential of the operator API (`OPERATOR_TOKEN`, at least 32 characters);
     unset: the operator routes are refused and only the CLI can create organisations."""
-    counter_batch_max_records: int = 10_000
+    counter_batch_max_records: int = var(10_000, low=1, high=100_000)
     """Most records the counter takes into one batch, and so one transaction
     (`COUNTER_BATCH_MAX_RECORDS`). Reached only with a backlog (a steady stream fills a batch for
     `counter_batch_wait_ms`); then each counter row a batch touches is written once for more
     clicks: in `bench/counter`, 5,000 counted about a quarter faster than 2,000, and 10,000
     about a tenth faster than 5,000."""
-    counter_batch_wait_ms: int = 100
+    counter_batch_wait_ms: int = var(100, low=1, high=60_000)
     """Longest the counter waits to fill a batch, milliseconds (`COUNTER_BATCH_WAIT_MS`)."""
-    counter_statements: int = 2
+    counter_statements: int = var(2, low=1, high=8)
     """Postgres statements a batch is split into, run at once on their own connections, each
     taking whole campaigns so that no two write the same row (`COUNTER_STATEMENTS`; 1: one
     statement that also stores the offsets)."""
-    counter_batches_in_flight: int = 2
+    counter_batches_in_flight: int = var(2, low=1, high=2)
     """Batches the counter counts at once (`COUNTER_BATCHES_IN_FLIGHT`, 1 or 2). With 2, a batch's
     statements run while the batch before stores its offsets and writes Redis (its offsets wait
     for that batch's, and fail with it): about a quarter faster in `bench/counter`. 1 counts each
     batch to the end before the next."""
-    counter_session_timeout_ms: int = 10_000
+    counter_session_timeout_ms: int = var(10_000, low=1_000, high=3_600_000)
     """Kafka group session timeout of the counter, milliseconds: how long a dead member holds its
     partitions (`COUNTER_SESSION_TIMEOUT_MS`; the broker accepts 6000 and more by default)."""
     counter_instance_id: str | None = None
@@ -130,246 +198,122 @@ class Settings:
     default): a restarted process with the same id takes its partitions back at once instead of
     waiting for the session timeout, and no rebalance moves them meanwhile; the other side of it:
     the partitions of a process that stops for good wait out the session timeout."""
-    event_max_bytes: int = 65_536
+    event_max_bytes: int = var(65_536, low=1_024, high=1_000_000)
     """Largest click record the counter accepts; bigger ones are dead-lettered, bytes
     (`EVENT_MAX_BYTES`)."""
-    dedup_retention_days: int = 9
+    dedup_retention_days: int = var(9, low=2, high=3_650)
     """Days of event ids kept for deduplication (`DEDUP_RETENTION_DAYS`); must exceed the topic's
     retention so that any record still in the topic finds its id. Pruned by dropping daily
     partitions."""
     # --- operations: topic replication, the lag exporter, the webhook relay (issue 7) ---
-    topic_replication_factor: int = 0
+    topic_replication_factor: int = var(0, low=0, high=16)
     """Replicas per partition when topics are created (`TOPIC_REPLICATION_FACTOR`); 0 means
     min(3, brokers in the cluster). With more than one replica, `min.insync.replicas` is set to
     replicas - 1."""
     lag_host: str = "127.0.0.1"
     """Address of the lag exporter (`LAG_HOST`)."""
-    lag_port: int = 8083
+    lag_port: int = var(8083, low=0, high=65535)
     """Port of the lag exporter's `/metrics` (`LAG_PORT`)."""
     lag_groups: tuple[str, ...] = ()
     """Consumer groups the lag exporter watches (`LAG_GROUPS`, comma-separated); empty: all."""
-    lag_poll_ms: int = 10_000
+    lag_poll_ms: int = var(10_000, low=100, high=3_600_000)
     """Milliseconds between two lag samples of the exporter (`LAG_POLL_MS`)."""
-    lag_window_samples: int = 10
+    lag_window_samples: int = var(10, low=2, high=1000)
     """Samples in the sliding window a group's status is judged on (`LAG_WINDOW_SAMPLES`)."""
     lag_cluster_name: str = "clicktrack"
     """Value of the `cluster_name` label of the lag metrics (`LAG_CLUSTER_NAME`)."""
     relay_group: str = "clicktrack-webhooks"
     """Consumer group of the webhook relay (`RELAY_GROUP`)."""
-    relay_start_from: str = "latest"
+    relay_start_from: str = var("latest", choices=("latest", "earliest"))
     """Where a relay group with no committed offsets starts (`RELAY_START_FROM`): `latest` (only
     clicks from now on) or `earliest` (everything the topic still holds)."""
     relay_host: str = "127.0.0.1"
     """Address of the relay's health and metrics server (`RELAY_HOST`)."""
-    relay_port: int = 8086
+    relay_port: int = var(8086, low=0, high=65535)
     """Port of the relay's health and metrics server (`RELAY_PORT`)."""
     webhook_dlq_topic: str = "webhooks.dlq"
     """Where the relay puts events no retry could deliver (`WEBHOOK_DLQ_TOPIC`)."""
-    webhook_max_attempts: int = 6
+    webhook_max_attempts: int = var(6, low=1, high=100)
     """Tries per delivery before it is dead-lettered (`WEBHOOK_MAX_ATTEMPTS`)."""
-    webhook_backoff_ms: int = 1000
+    webhook_backoff_ms: int = var(1000, low=0, high=3_600_000)
     """First retry delay in milliseconds, doubled on each retry, with jitter
     (`WEBHOOK_BACKOFF_MS`)."""
-    webhook_timeout_ms: int = 10_000
+    webhook_timeout_ms: int = var(10_000, low=100, high=600_000)
     """Time an endpoint has to answer one delivery, milliseconds (`WEBHOOK_TIMEOUT_MS`)."""
-    webhook_batch_max: int = 100
+    webhook_batch_max: int = var(100, low=1, high=10_000)
     """Most events in one webhook POST (`WEBHOOK_BATCH_MAX`)."""
     webhook_allow_insecure: bool = False
     """Allow `http://` endpoints and private, loopback or link-local addresses
     (`WEBHOOK_ALLOW_INSECURE`); for local development and tests only."""
     # --- redirector: resolution, bots, publishing and spool ---
-    redirector_workers: int = 1
+    redirector_workers: int = var(1, low=1, high=256)
     """Redirector processes sharing the port through SO_REUSEPORT (`REDIRECTOR_WORKERS`)."""
-    code_min_length: int = 4
+    code_min_length: int = var(4, low=1, high=64)
     """Shortest code the redirector looks up; shorter ones are 404 at once (`CODE_MIN_LENGTH`)."""
-    code_max_length: int = 32
+    code_max_length: int = var(32, low=1, high=64)
     """Longest code the redirector looks up (`CODE_MAX_LENGTH`)."""
-    local_cache_size: int = 100_000
+    local_cache_size: int = var(100_000, low=0, high=100_000_000)
     """Codes (and as many links) each redirector process keeps in memory (`LOCAL_CACHE_SIZE`)."""
-    local_cache_ttl_s: int = 30
+    local_cache_ttl_s: int = var(30, low=0, high=86_400)
     """Seconds a link stays fresh in process memory; bounds staleness when a pub/sub message
     is missed (`LOCAL_CACHE_TTL_S`). An expired link is reloaded in the background while its
     last value keeps being served."""
-    local_code_ttl_s: int = 86_400
+    local_code_ttl_s: int = var(86_400, low=0, high=30 * 86_400)
     """Seconds a code stays in process memory (`LOCAL_CODE_TTL_S`). A code never changes the
     link and recipient it was minted for, so only memory bounds it."""
-    negative_cache_ttl_s: int = 60
+    negative_cache_ttl_s: int = var(60, low=0, high=86_400)
     """Seconds an unknown code is remembered as unknown, in memory and Redis
     (`NEGATIVE_CACHE_TTL_S`)."""
-    redis_cache_ttl_s: int = 3600
+    redis_cache_ttl_s: int = var(3600, low=1, high=30 * 86_400)
     """Seconds a resolved code and its link stay in Redis (`REDIS_CACHE_TTL_S`)."""
-    resolve_budget_ms: int = 500
+    resolve_budget_ms: int = var(500, low=1, high=60_000)
     """Time a cache miss may spend on Redis and Postgres before the answer is 503
     (`RESOLVE_BUDGET_MS`)."""
-    publish_high_water: int = 8_000
+    publish_high_water: int = var(8_000, low=1, high=10_000_000)
     """Queue depth at which the redirector stops queueing and spools to disk
     (`PUBLISH_HIGH_WATER`); must not exceed `PUBLISH_QUEUE_SIZE`."""
-    publish_linger_ms: int = 50
+    publish_linger_ms: int = var(50, low=0, high=5_000)
     """Time the redirector gathers click events before one send to Kafka, ms
     (`PUBLISH_LINGER_MS`). A send costs about a millisecond of CPU whatever its size, so a
     larger batch is far cheaper per click; the visitor never waits for it."""
-    publish_send_timeout_ms: int = 5_000
+    publish_send_timeout_ms: int = var(5_000, low=100, high=600_000)
     """Time one batch may take to be acknowledged before it is spooled, ms
     (`PUBLISH_SEND_TIMEOUT_MS`)."""
     spool_dir: str = ".stack/spool/redirector"
     """Folder of this process's spool files; one folder per process (`SPOOL_DIR`)."""
-    spool_max_mb: int = 1024
+    spool_max_mb: int = var(1024, low=1, high=10_000_000)
     """Total size of the spool, MiB; past it events are dropped and counted (`SPOOL_MAX_MB`)."""
-    spool_file_mb: int = 64
+    spool_file_mb: int = var(64, low=1, high=4096)
     """Size at which the spool starts a new file, MiB (`SPOOL_FILE_MB`)."""
-    spool_fsync_ms: int = 50
+    spool_fsync_ms: int = var(50, low=1, high=10_000)
     """Interval of the spool's group fsync, ms: the most a crash can lose (`SPOOL_FSYNC_MS`)."""
-    bot_cidrs: tuple[str, ...] = ()
+    bot_cidrs: tuple[str, ...] = var((), check=_cidr)
     """Client networks whose clicks are bots, e.g. carrier link scanners (`BOT_CIDRS`, comma
     separated CIDRs)."""
-    trusted_proxies: tuple[str, ...] = ()
+    trusted_proxies: tuple[str, ...] = var((), check=_cidr)
     """Load balancers whose `X-Forwarded-For` is believed (`TRUSTED_PROXIES`, comma separated
     CIDRs); empty: the peer address is the client."""
 
     @classmethod
+    def variables(cls) -> tuple[str, ...]:
+        """The names of the environment variables the settings read, in field order."""
+        return tuple(f.name.upper() for f in fields(cls))
+
+    @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
-        """Build settings from `env` (default: `os.environ`); unset variables keep their default."""
-        env = os.environ if env is None else env
-        defaults = cls()
-        return cls(
-            kafka_bootstrap_servers=_text(
-                env, "KAFKA_BOOTSTRAP_SERVERS", defaults.kafka_bootstrap_servers
-            ),
-            redis_url=Secret(
-                _url(env, "REDIS_URL", defaults.redis_url.reveal(), ("redis", "rediss"))
-            ),
-            postgres_dsn=Secret(
-                _url(
-                    env, "POSTGRES_DSN", defaults.postgres_dsn.reveal(), ("postgresql", "postgres")
-                )
-            ),
-            postgres_schema=_identifier(env, "POSTGRES_SCHEMA", defaults.postgres_schema),
-            clicks_topic=_text(env, "CLICKS_TOPIC", defaults.clicks_topic),
-            dlq_topic=_text(env, "DLQ_TOPIC", defaults.dlq_topic),
-            topic_partitions=_int(env, "TOPIC_PARTITIONS", defaults.topic_partitions, 1, 10_000),
-            topic_retention_hours=_int(
-                env, "TOPIC_RETENTION_HOURS", defaults.topic_retention_hours, 1, 100_000
-            ),
-            counter_group=_text(env, "COUNTER_GROUP", defaults.counter_group),
-            redirector_host=_text(env, "REDIRECTOR_HOST", defaults.redirector_host),
-            redirector_port=_int(env, "REDIRECTOR_PORT", defaults.redirector_port, 0, 65535),
-            redirector_metrics_host=_text(
-                env, "REDIRECTOR_METRICS_HOST", defaults.redirector_metrics_host
-            ),
-            redirector_metrics_port=_int(
-                env, "REDIRECTOR_METRICS_PORT", defaults.redirector_metrics_port, 0, 65535
-            ),
-            counter_host=_text(env, "COUNTER_HOST", defaults.counter_host),
-            counter_port=_int(env, "COUNTER_PORT", defaults.counter_port, 0, 65535),
-            short_base_url=_url(
-                env, "SHORT_BASE_URL", defaults.short_base_url, ("http", "https")
-            ).rstrip("/"),
-            publish_queue_size=_int(
-                env, "PUBLISH_QUEUE_SIZE", defaults.publish_queue_size, 1, 10_000_000
-            ),
-            visitor_hash_key=Secret(
-                _text(env, "VISITOR_HASH_KEY", defaults.visitor_hash_key.reveal())
-            ),
-            log_level=_choice(
-                env, "LOG_LEVEL", defaults.log_level, ("DEBUG", "INFO", "WARNING", "ERROR")
-            ),
-            api_host=_text(env, "API_HOST", defaults.api_host),
-            api_port=_int(env, "API_PORT", defaults.api_port, 0, 65535),
-            api_rate_per_s=_int(env, "API_RATE_PER_S", defaults.api_rate_per_s, 1, 1_000_000),
-            api_rate_burst=_int(env, "API_RATE_BURST", defaults.api_rate_burst, 1, 1_000_000),
-            api_auth_failures_burst=_int(
-                env, "API_AUTH_FAILURES_BURST", defaults.api_auth_failures_burst, 1, 1_000_000
-            ),
-            short_domain=_short_domain(env, "SHORT_DOMAIN", env.get("SHORT_BASE_URL")),
-            code_length=_int(env, "CODE_LENGTH", defaults.code_length, 8, 20),
-            dlt_var_limit=_int(env, "DLT_VAR_LIMIT", defaults.dlt_var_limit, 1, 2000),
-            operator_token=_operator_token(env, "OPERATOR_TOKEN"),
-            counter_batch_max_records=_int(
-                env, "COUNTER_BATCH_MAX_RECORDS", defaults.counter_batch_max_records, 1, 100_000
-            ),
-            counter_batch_wait_ms=_int(
-                env, "COUNTER_BATCH_WAIT_MS", defaults.counter_batch_wait_ms, 1, 60_000
-            ),
-            counter_statements=_int(env, "COUNTER_STATEMENTS", defaults.counter_statements, 1, 8),
-            counter_batches_in_flight=_int(
-                env, "COUNTER_BATCHES_IN_FLIGHT", defaults.counter_batches_in_flight, 1, 2
-            ),
-            counter_session_timeout_ms=_int(
-                env,
-                "COUNTER_SESSION_TIMEOUT_MS",
-                defaults.counter_session_timeout_ms,
-                1_000,
-                3_600_000,
-            ),
-            counter_instance_id=env.get("COUNTER_INSTANCE_ID", "").strip() or None,
-            event_max_bytes=_int(
-                env, "EVENT_MAX_BYTES", defaults.event_max_bytes, 1_024, 1_000_000
-            ),
-            dedup_retention_days=_int(
-                env, "DEDUP_RETENTION_DAYS", defaults.dedup_retention_days, 2, 3_650
-            ),
-            topic_replication_factor=_int(
-                env, "TOPIC_REPLICATION_FACTOR", defaults.topic_replication_factor, 0, 16
-            ),
-            lag_host=_text(env, "LAG_HOST", defaults.lag_host),
-            lag_port=_int(env, "LAG_PORT", defaults.lag_port, 0, 65535),
-            lag_groups=_list(env, "LAG_GROUPS", defaults.lag_groups),
-            lag_poll_ms=_int(env, "LAG_POLL_MS", defaults.lag_poll_ms, 100, 3_600_000),
-            lag_window_samples=_int(
-                env, "LAG_WINDOW_SAMPLES", defaults.lag_window_samples, 2, 1000
-            ),
-            lag_cluster_name=_text(env, "LAG_CLUSTER_NAME", defaults.lag_cluster_name),
-            relay_group=_text(env, "RELAY_GROUP", defaults.relay_group),
-            relay_start_from=_choice(
-                env, "RELAY_START_FROM", defaults.relay_start_from.upper(), ("LATEST", "EARLIEST")
-            ).lower(),
-            relay_host=_text(env, "RELAY_HOST", defaults.relay_host),
-            relay_port=_int(env, "RELAY_PORT", defaults.relay_port, 0, 65535),
-            webhook_dlq_topic=_text(env, "WEBHOOK_DLQ_TOPIC", defaults.webhook_dlq_topic),
-            webhook_max_attempts=_int(
-                env, "WEBHOOK_MAX_ATTEMPTS", defaults.webhook_max_attempts, 1, 100
-            ),
-            webhook_backoff_ms=_int(
-                env, "WEBHOOK_BACKOFF_MS", defaults.webhook_backoff_ms, 0, 3_600_000
-            ),
-            webhook_timeout_ms=_int(
-                env, "WEBHOOK_TIMEOUT_MS", defaults.webhook_timeout_ms, 100, 600_000
-            ),
-            webhook_batch_max=_int(env, "WEBHOOK_BATCH_MAX", defaults.webhook_batch_max, 1, 10_000),
-            webhook_allow_insecure=_bool(
-                env, "WEBHOOK_ALLOW_INSECURE", defaults.webhook_allow_insecure
-            ),
-            redirector_workers=_int(env, "REDIRECTOR_WORKERS", defaults.redirector_workers, 1, 256),
-            code_min_length=_int(env, "CODE_MIN_LENGTH", defaults.code_min_length, 1, 64),
-            code_max_length=_int(env, "CODE_MAX_LENGTH", defaults.code_max_length, 1, 64),
-            local_cache_size=_int(
-                env, "LOCAL_CACHE_SIZE", defaults.local_cache_size, 0, 100_000_000
-            ),
-            local_cache_ttl_s=_int(env, "LOCAL_CACHE_TTL_S", defaults.local_cache_ttl_s, 0, 86_400),
-            local_code_ttl_s=_int(
-                env, "LOCAL_CODE_TTL_S", defaults.local_code_ttl_s, 0, 30 * 86_400
-            ),
-            negative_cache_ttl_s=_int(
-                env, "NEGATIVE_CACHE_TTL_S", defaults.negative_cache_ttl_s, 0, 86_400
-            ),
-            redis_cache_ttl_s=_int(
-                env, "REDIS_CACHE_TTL_S", defaults.redis_cache_ttl_s, 1, 30 * 86_400
-            ),
-            resolve_budget_ms=_int(env, "RESOLVE_BUDGET_MS", defaults.resolve_budget_ms, 1, 60_000),
-            publish_high_water=_int(
-                env, "PUBLISH_HIGH_WATER", defaults.publish_high_water, 1, 10_000_000
-            ),
-            publish_linger_ms=_int(env, "PUBLISH_LINGER_MS", defaults.publish_linger_ms, 0, 5_000),
-            publish_send_timeout_ms=_int(
-                env, "PUBLISH_SEND_TIMEOUT_MS", defaults.publish_send_timeout_ms, 100, 600_000
-            ),
-            spool_dir=_text(env, "SPOOL_DIR", defaults.spool_dir),
-            spool_max_mb=_int(env, "SPOOL_MAX_MB", defaults.spool_max_mb, 1, 10_000_000),
-            spool_file_mb=_int(env, "SPOOL_FILE_MB", defaults.spool_file_mb, 1, 4096),
-            spool_fsync_ms=_int(env, "SPOOL_FSYNC_MS", defaults.spool_fsync_ms, 1, 10_000),
-            bot_cidrs=_cidrs(env, "BOT_CIDRS", defaults.bot_cidrs),
-            trusted_proxies=_cidrs(env, "TRUSTED_PROXIES", defaults.trusted_proxies),
-        )._checked()
+        """Build settings from `env` (default: the environment over `.env`); unset variables
+        keep their default."""
+        env = _environment() if env is None else env
+        hints = typing.get_type_hints(cls)
+        values = {
+            f.name: _parse(f.name.upper(), env[f.name.upper()], hints[f.name], _rule_of(f))
+            for f in fields(cls)
+            if f.name.upper() in env
+        }
+        if "SHORT_DOMAIN" not in env:  # the redirector's host, taken from the base URL
+            base = values.get("short_base_url", cls.short_base_url)
+            values["short_domain"] = _host("SHORT_DOMAIN", base.split("://", 1)[-1])
+        return cls(**values)._checked()
 
     def _checked(self) -> Settings:
         if self.dedup_retention_days * 24 <= self.topic_retention_hours:
@@ -385,97 +329,71 @@ class Settings:
         return self
 
 
-def _text(env: Mapping[str, str], name: str, default: str) -> str:
-    value = env.get(name, default).strip()
-    if not value:
+def _environment() -> dict[str, str]:
+    """The process's environment over the `.env` file of the working folder, if there is one."""
+    dotenv = Path(".env")
+    found = dotenv_values(dotenv) if dotenv.is_file() else {}
+    return {**{k: v for k, v in found.items() if v is not None}, **os.environ}
+
+
+def _rule_of(f: Any) -> Rule:
+    rule: Rule = f.metadata.get("rule", _NO_RULE)
+    return rule
+
+
+_NO_RULE = Rule()
+
+
+def _parse(name: str, raw: str, kind: Any, rule: Rule) -> Any:
+    """`raw`, the value of variable `name`, as a value of the field's type `kind`."""
+    if kind is int:
+        return _int(name, raw, rule)
+    if kind is bool:
+        return _bool(name, raw)
+    if kind == tuple[str, ...]:
+        parts = (part.strip() for part in raw.split(","))
+        return tuple(rule.check(name, p) if rule.check else p for p in parts if p)
+    if kind == str | None:
+        return raw.strip() or None
+    text = _text(name, raw, rule)
+    return Secret(text) if kind is Secret else text
+
+
+def _text(name: str, raw: str, rule: Rule) -> str:
+    value = raw.strip()
+    if not value and not rule.empty:
         raise SettingsError(f"{name} is set but empty")
-    return value
+    if rule.choices:
+        spelled = {choice.lower(): choice for choice in rule.choices}
+        if value.lower() not in spelled:
+            raise SettingsError(f"{name} must be one of {', '.join(rule.choices)}, got {value!r}")
+        value = spelled[value.lower()]
+    if rule.schemes:
+        scheme = value.split("://", 1)[0].lower() if "://" in value else ""
+        if scheme not in rule.schemes:
+            raise SettingsError(
+                f"{name} must be a URL starting with"
+                f" {' or '.join(s + '://' for s in rule.schemes)}, got {mask_url(value)!r}"
+            )
+    return rule.check(name, value) if rule.check else value
 
 
-def _int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
-    raw = env.get(name)
-    if raw is None:
-        return default
+def _int(name: str, raw: str, rule: Rule) -> int:
     try:
         value = int(raw)
     except ValueError:
         raise SettingsError(f"{name} must be a whole number, got {raw!r}") from None
+    low = rule.low if rule.low is not None else value
+    high = rule.high if rule.high is not None else value
     if not low <= value <= high:
         raise SettingsError(f"{name} must be between {low} and {high}, got {value}")
     return value
 
 
-def _list(env: Mapping[str, str], name: str, default: tuple[str, ...]) -> tuple[str, ...]:
-    raw = env.get(name)
-    if raw is None:
-        return default
-    return tuple(part.strip() for part in raw.split(",") if part.strip())
-
-
-def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
-    raw = env.get(name)
-    if raw is None:
-        return default
+def _bool(name: str, raw: str) -> bool:
     value = raw.strip().lower()
     if value in ("1", "true", "yes", "on"):
         return True
     if value in ("0", "false", "no", "off"):
         return False
     raise SettingsError(f"{name} must be true or false, got {raw!r}")
-
-
-def _url(env: Mapping[str, str], name: str, default: str, schemes: tuple[str, ...]) -> str:
-    value = _text(env, name, default)
-    scheme = value.split("://", 1)[0].lower() if "://" in value else ""
-    if scheme not in schemes:
-        raise SettingsError(
-            f"{name} must be a URL starting with {' or '.join(s + '://' for s in schemes)},"
-            f" got {mask_url(value)!r}"
-        )
-    return value
-
-
-def _identifier(env: Mapping[str, str], name: str, default: str) -> str:
-    value = _text(env, name, default)
-    if not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", value):
-        raise SettingsError(f"{name} must be a lower-case SQL identifier, got {value!r}")
-    return value
-
-
-def _short_domain(env: Mapping[str, str], name: str, base_url: str | None) -> str:
-    default = (base_url or Settings.short_base_url).strip().rstrip("/")
-    value = _text(env, name, default.split("://", 1)[-1])
-    if any(ch.isspace() or not ch.isprintable() for ch in value) or value.endswith("/"):
-        raise SettingsError(
-            f"{name} must be a host without spaces or a trailing '/', got {value!r}"
-        )
-    return value
-
-
-def _operator_token(env: Mapping[str, str], name: str) -> Secret:
-    value = env.get(name, "").strip()
-    if value and len(value) < 32:
-        raise SettingsError(f"{name} must be at least 32 characters (it guards the operator API)")
-    return Secret(value)
-
-
-def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:
-    value = _text(env, name, default).upper()
-    if value not in choices:
-        raise SettingsError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
-    return value
-
-
-def _cidrs(env: Mapping[str, str], name: str, default: tuple[str, ...]) -> tuple[str, ...]:
-    raw = env.get(name)
-    if raw is None:
-        return default
-    found: list[str] = []
-    for part in (p.strip() for p in raw.split(",")):
-        if not part:
-            continue
-        try:
-            found.append(str(ipaddress.ip_network(part, strict=False)))
-        except ValueError:
-            raise SettingsError(f"{name} must list CIDRs like 10.0.0.0/8, got {part!r}") from None
-    return tuple(found)

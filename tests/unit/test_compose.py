@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +18,7 @@ def compose() -> dict[str, Any]:
 
 
 def settings_variables() -> set[str]:
-    source = (ROOT / "shared" / "settings.py").read_text()
-    return set(re.findall(r'env, "([A-Z_]+)"', source))
+    return set(Settings.variables())
 
 
 def test_compose_has_the_whole_stack_with_health_checks() -> None:

@@ -53,7 +53,7 @@ def test_values_come_from_the_environment() -> None:
         ),
         ({"LAG_WINDOW_SAMPLES": "1"}, "LAG_WINDOW_SAMPLES must be between 2 and 1000, got 1"),
         ({"LAG_POLL_MS": "10"}, "LAG_POLL_MS must be between 100 and 3600000, got 10"),
-        ({"RELAY_START_FROM": "middle"}, "RELAY_START_FROM must be one of LATEST, EARLIEST"),
+        ({"RELAY_START_FROM": "middle"}, "RELAY_START_FROM must be one of latest, earliest"),
         ({"WEBHOOK_MAX_ATTEMPTS": "0"}, "WEBHOOK_MAX_ATTEMPTS must be between 1 and 100, got 0"),
     ],
 )

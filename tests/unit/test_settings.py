@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+from dataclasses import fields
+from pathlib import Path
+
 import pytest
 
 from shared.errors import SettingsError
@@ -54,3 +57,53 @@ def test_mask_url_keeps_urls_without_password() -> None:
     assert mask_url("redis://127.0.0.1:6379/0") == "redis://127.0.0.1:6379/0"
     assert mask_url("redis://:pw@h:6379/0") == "redis://:***@h:6379/0"
     assert repr(Secret("plain-api-key")) == "Secret('***')"
+
+
+def test_every_field_is_read_from_its_variable() -> None:
+    """A field needs nothing but its definition to be read: set each one, read it back."""
+    env: dict[str, str] = {}
+    want: dict[str, object] = {}
+    for f in fields(Settings):
+        rule = f.metadata.get("rule")
+        default = getattr(Settings(), f.name)
+        if isinstance(default, bool):
+            env[f.name.upper()], want[f.name] = "yes", True
+        elif isinstance(default, int):
+            value = rule.low if rule and rule.low is not None else default + 1
+            env[f.name.upper()], want[f.name] = str(value), value
+        elif rule is None and (default is None or isinstance(default, str)):
+            env[f.name.upper()], want[f.name] = f" {f.name}-set ", f"{f.name}-set"
+    assert len(env) > 50
+    env["PUBLISH_HIGH_WATER"] = env["PUBLISH_QUEUE_SIZE"]  # the one rule across two variables
+    want["publish_high_water"] = want["publish_queue_size"]
+    env["DEDUP_RETENTION_DAYS"], want["dedup_retention_days"] = "365", 365
+    got = Settings.from_env(env)
+    assert {name: getattr(got, name) for name in want} == want
+
+
+def test_the_environment_wins_over_dotenv_which_wins_over_defaults(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / ".env").write_text(
+        "# local overrides\nCLICKS_TOPIC=from-dotenv\nDLQ_TOPIC='dlq-from-dotenv'\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("CLICKS_TOPIC", "from-environment")
+    monkeypatch.delenv("DLQ_TOPIC", raising=False)
+    monkeypatch.delenv("COUNTER_GROUP", raising=False)
+    s = Settings.from_env()
+    assert (s.clicks_topic, s.dlq_topic, s.counter_group) == (
+        "from-environment",
+        "dlq-from-dotenv",
+        "clicktrack-counter",
+    )
+
+
+def test_a_malformed_dotenv_value_names_its_variable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / ".env").write_text("COUNTER_PORT=eighty\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("COUNTER_PORT", raising=False)
+    with pytest.raises(SettingsError, match="COUNTER_PORT must be a whole number, got 'eighty'"):
+        Settings.from_env()
