@@ -27,11 +27,7 @@ __all__ = [
     "link_for_destination",
     "list_links",
     "update_link",
-    "validate_destination",
 ]
-
-validate_destination = normalise_destination
-"""Accept only absolute http(s) URLs with a host; returns the normalised URL."""
 
 _COLUMNS = "id, org_id, campaign_id, destination, disabled, expires_at, fallback_url, created_at"
 CHANGEABLE = ("destination", "disabled", "expires_at", "fallback_url")
