@@ -9,7 +9,6 @@ from datetime import UTC, datetime
 import asyncpg
 
 from shared.campaigns import Campaign, create_campaign, link_lineage
-from shared.codes import CODE_LENGTH
 from shared.errors import InvalidLinkError
 from shared.minting import mint
 from shared.orgs import create_org, owned_row
@@ -85,9 +84,10 @@ async def create_link(
     recipients: list[str] | None = None,
     expires_at: datetime | None = None,
     fallback_url: str | None = None,
-    code_length: int = CODE_LENGTH,
+    code_length: int,
 ) -> CreatedLink:
-    """Create a link and its codes (one per recipient, else one shared) in one transaction."""
+    """Create a link and its codes (one per recipient, else one shared) in one transaction;
+    codes are `code_length` characters (`Settings.code_length`)."""
     destination = normalise_destination(destination)
     fallback = check_expiry(expires_at, fallback_url)
     async with pool.acquire() as conn, conn.transaction():

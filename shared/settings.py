@@ -99,7 +99,8 @@ class Settings:
     """What an SMS carries before `/<code>`: the redirector's host, optionally with a scheme or
     port (`SHORT_DOMAIN`; default: SHORT_BASE_URL without its scheme)."""
     code_length: int = 10
-    """Characters in a new short code, base62 (`CODE_LENGTH`, 8 to 20)."""
+    """Characters in a new short code, base62 (`CODE_LENGTH`, 8 to 20): 62**10 is about 8e17,
+    so guessing a live code is hopeless. Every minting path (API, CLI, demo) takes it from here."""
     dlt_var_limit: int = 30
     """Characters a DLT `{#var#}` value may hold (`DLT_VAR_LIMIT`); the short link must fit."""
     operator_token: Secret = Secret("")
