@@ -25,9 +25,9 @@ def mint_code(length: int) -> str:
 
 
 def mint_codes(count: int, length: int) -> list[str]:
-    """`count` random codes at once (about a million a second): uniform base62 from
-    `os.urandom`, by rejection sampling of bytes. Codes may repeat with the tiny probability of a
-    birthday collision; the database's primary key is what makes them unique."""
+    """`count` random codes at once, for bulk minting (rate: docs/operations.md): uniform base62
+    from `os.urandom`, by rejection sampling of bytes. Codes may repeat with the tiny probability
+    of a birthday collision; the database's primary key is what makes them unique."""
     need = count * length
     chars = b""
     while len(chars) < need:

@@ -113,7 +113,7 @@ async def _mint(
 ) -> Minted:
     # Sorted codes paired with sorted recipients: both unique indexes then take their new
     # entries in order, which is what makes a million-row COPY fast (random-order inserts into
-    # a B-tree cost Postgres about three times the CPU). The pairing reveals nothing useful:
+    # a B-tree cost Postgres far more CPU: docs/operations.md). The pairing reveals nothing useful:
     # codes stay uniformly random, and finding the code next to a known one takes as many
     # guesses as finding any live code (code space / live codes).
     if not todo:
