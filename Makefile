@@ -1,4 +1,5 @@
-# Clicktrack: `make up` runs the pipeline with a demo, `make test` runs every test, `make down` stops.
+# Clicktrack: `make up` runs the pipeline with a demo, `make test` runs every test, `make down` stops;
+# `make test-unit` runs the tests that need no services, without starting any.
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
@@ -9,7 +10,7 @@ export KAFKA_BOOTSTRAP_SERVERS ?= 127.0.0.1:9092
 export REDIS_URL ?= redis://127.0.0.1:6379/0
 export POSTGRES_DSN ?= postgresql://clicktrack:clicktrack@127.0.0.1:5432/clicktrack
 
-.PHONY: up down test install stack-up stack-down services-up services-down schema demo status lint promtool \
+.PHONY: up down test test-unit install stack-up stack-down services-up services-down schema demo status lint promtool \
 	browser
 
 up: install stack-up schema services-up demo
@@ -24,6 +25,11 @@ up: install stack-up schema services-up demo
 
 test: install stack-up schema lint promtool browser
 	$(BIN)/pytest
+
+# Every test without the integration or faults marker (today tests/unit): no Kafka, Redis or
+# Postgres needed, and none started.
+test-unit: install promtool
+	$(BIN)/pytest -m "not integration and not faults"
 
 down: services-down stack-down
 

@@ -271,7 +271,11 @@ class Soak:
             campaign = await create_campaign(pool, org, "Soak", "one_time")
             links = [
                 await create_link(
-                    pool, org_id=org, campaign_id=campaign, destination=f"https://example.com/{i}"
+                    pool,
+                    org_id=org,
+                    campaign_id=campaign,
+                    destination=f"https://example.com/{i}",
+                    code_length=self.settings.code_length,
                 )
                 for i in range(p.links)
             ]

@@ -60,10 +60,18 @@ async def run(codes: int, baseline_codes: int) -> dict[str, object]:
             org_id = await create_org(pool, "Bench", tracking=True)
             campaign_id = await create_campaign(pool, org_id, "Bench", "one_time")
             ours_link = await create_link(
-                pool, org_id=org_id, campaign_id=campaign_id, destination="https://b.example/1"
+                pool,
+                org_id=org_id,
+                campaign_id=campaign_id,
+                destination="https://b.example/1",
+                code_length=settings.code_length,
             )
             base_link = await create_link(
-                pool, org_id=org_id, campaign_id=campaign_id, destination="https://b.example/2"
+                pool,
+                org_id=org_id,
+                campaign_id=campaign_id,
+                destination="https://b.example/2",
+                code_length=settings.code_length,
             )
             # Phone numbers in no particular order, as a CRM export would give them.
             recipients = [f"+91{i:010d}" for i in range(codes)]
@@ -72,7 +80,9 @@ async def run(codes: int, baseline_codes: int) -> dict[str, object]:
             async with pool.acquire() as conn:
                 backend = Cpu(await conn.fetchval("SELECT pg_backend_pid()"))
                 started = time.perf_counter()
-                minted = await mint(conn, ours_link.link_id, recipients)
+                minted = await mint(
+                    conn, ours_link.link_id, recipients, length=settings.code_length
+                )
                 seconds = time.perf_counter() - started
                 cpu = backend.seconds()
             assert minted.minted == codes, minted.minted
@@ -84,7 +94,7 @@ async def run(codes: int, baseline_codes: int) -> dict[str, object]:
             # A resend to the same people: every recipient keeps its code, nothing is minted.
             started = time.perf_counter()
             async with pool.acquire() as conn:
-                again = await mint(conn, ours_link.link_id, recipients)
+                again = await mint(conn, ours_link.link_id, recipients, length=settings.code_length)
             reuse_seconds = time.perf_counter() - started
             assert (again.minted, again.reused) == (0, codes)
             assert again.codes == minted.codes and again.recipients == minted.recipients
@@ -95,7 +105,7 @@ async def run(codes: int, baseline_codes: int) -> dict[str, object]:
                     await conn.fetchval(
                         "INSERT INTO codes (code, link_id, recipient_id) VALUES ($1, $2, $3)"
                         " ON CONFLICT (code) DO NOTHING RETURNING code",
-                        mint_code(),
+                        mint_code(settings.code_length),
                         base_link.link_id,
                         recipient,
                     )

@@ -124,9 +124,13 @@ class Bench:
             org = await create_org(pool, "Bench", tracking=True)
             campaign = await create_campaign(pool, org, "Bench", "one_time")
             link = await create_link(
-                pool, org_id=org, campaign_id=campaign, destination=DESTINATION
+                pool,
+                org_id=org,
+                campaign_id=campaign,
+                destination=DESTINATION,
+                code_length=s.code_length,
             )
-            codes = list({mint_code() for _ in range(CODES)})
+            codes = list({mint_code(s.code_length) for _ in range(CODES)})
             await pool.copy_records_to_table(
                 "codes",
                 records=[(c, link.link_id, f"r{i}") for i, c in enumerate(codes)],

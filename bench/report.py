@@ -197,16 +197,29 @@ async def _measure(args: argparse.Namespace, settings: Settings, pool: Any) -> d
     original = await create_campaign(pool, org_id, "Diwali", "one_time")
     resend = await create_campaign(pool, org_id, "Diwali reminder", "resend", parent_id=original)
     link = await create_link(
-        pool, org_id=org_id, campaign_id=original, destination="https://shop.example.in/diwali"
+        pool,
+        org_id=org_id,
+        campaign_id=original,
+        destination="https://shop.example.in/diwali",
+        code_length=settings.code_length,
     )
     again = await create_link(
-        pool, org_id=org_id, campaign_id=resend, destination="https://shop.example.in/last-call"
+        pool,
+        org_id=org_id,
+        campaign_id=resend,
+        destination="https://shop.example.in/last-call",
+        code_length=settings.code_length,
     )
     recipients = [f"+91{9_000_000_000 + i}" for i in range(args.recipients)]
     started = time.perf_counter()
     async with pool.acquire() as conn:
-        first = await mint(conn, link.link_id, recipients)
-        second = await mint(conn, again.link_id, recipients[: int(len(recipients) * RESEND_SHARE)])
+        first = await mint(conn, link.link_id, recipients, length=settings.code_length)
+        second = await mint(
+            conn,
+            again.link_id,
+            recipients[: int(len(recipients) * RESEND_SHARE)],
+            length=settings.code_length,
+        )
     mint_seconds = time.perf_counter() - started
     targets = [
         (link.link_id, original, "one_time", [str(r) for r in first.recipients[:-1]],

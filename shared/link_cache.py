@@ -36,8 +36,3 @@ async def invalidate_link(redis: aioredis.Redis, link_id: int) -> None:
         pipe.delete(link_key(link_id))
         pipe.publish(LINK_CHANGES, str(link_id))
         await pipe.execute()
-
-
-async def forget_code(redis: aioredis.Redis, code: str) -> None:
-    """Drop a code's Redis entry (e.g. a negative one, right after the code is created)."""
-    await redis.delete(code_key(code))

@@ -9,7 +9,6 @@ from datetime import UTC, datetime
 import asyncpg
 
 from shared.campaigns import Campaign, create_campaign, link_lineage
-from shared.codes import CODE_LENGTH
 from shared.errors import InvalidLinkError
 from shared.minting import mint
 from shared.orgs import create_org, owned_row
@@ -27,11 +26,7 @@ __all__ = [
     "link_for_destination",
     "list_links",
     "update_link",
-    "validate_destination",
 ]
-
-validate_destination = normalise_destination
-"""Accept only absolute http(s) URLs with a host; returns the normalised URL."""
 
 _COLUMNS = "id, org_id, campaign_id, destination, disabled, expires_at, fallback_url, created_at"
 CHANGEABLE = ("destination", "disabled", "expires_at", "fallback_url")
@@ -89,9 +84,10 @@ async def create_link(
     recipients: list[str] | None = None,
     expires_at: datetime | None = None,
     fallback_url: str | None = None,
-    code_length: int = CODE_LENGTH,
+    code_length: int,
 ) -> CreatedLink:
-    """Create a link and its codes (one per recipient, else one shared) in one transaction."""
+    """Create a link and its codes (one per recipient, else one shared) in one transaction;
+    codes are `code_length` characters (`Settings.code_length`)."""
     destination = normalise_destination(destination)
     fallback = check_expiry(expires_at, fallback_url)
     async with pool.acquire() as conn, conn.transaction():

@@ -19,7 +19,7 @@ from typing import cast
 
 import asyncpg
 
-from shared.codes import CODE_LENGTH, mint_codes
+from shared.codes import mint_codes
 from shared.errors import ClicktrackError, InvalidInputError
 
 MAX_RECIPIENT = 128
@@ -87,11 +87,12 @@ async def mint(
     link_id: int,
     recipients: Sequence[object],
     *,
-    length: int = CODE_LENGTH,
+    length: int,
     generate: Callable[[int, int], list[str]] = mint_codes,
 ) -> Minted:
     """The code of each recipient on `link_id`, minting the missing ones, all in one transaction
-    (a savepoint inside the caller's). `generate(count, length)` makes the candidate codes.
+    (a savepoint inside the caller's). Codes are `length` characters (`Settings.code_length`);
+    `generate(count, length)` makes the candidate codes.
 
     The answer lists each recipient once, in code-point order with the shared code (None) last:
     the order the rows are written in, and the cheapest to produce for a million recipients.
@@ -112,7 +113,7 @@ async def _mint(
 ) -> Minted:
     # Sorted codes paired with sorted recipients: both unique indexes then take their new
     # entries in order, which is what makes a million-row COPY fast (random-order inserts into
-    # a B-tree cost Postgres about three times the CPU). The pairing reveals nothing useful:
+    # a B-tree cost Postgres far more CPU: docs/operations.md). The pairing reveals nothing useful:
     # codes stay uniformly random, and finding the code next to a known one takes as many
     # guesses as finding any live code (code space / live codes).
     if not todo:

@@ -167,7 +167,8 @@ class Settings:
     """What an SMS carries before `/<code>`: the redirector's host, optionally with a scheme or
     port (`SHORT_DOMAIN`; default: SHORT_BASE_URL without its scheme)."""
     code_length: int = var(10, low=8, high=20)
-    """Characters in a new short code, base62 (`CODE_LENGTH`, 8 to 20)."""
+    """Characters in a new short code, base62 (`CODE_LENGTH`, 8 to 20): 62**10 is about 8e17,
+    so guessing a live code is hopeless. Every minting path (API, CLI, demo) takes it from here."""
     dlt_var_limit: int = var(30, low=1, high=2000)
     """Characters a DLT `{#var#}` value may hold (`DLT_VAR_LIMIT`); the short link must fit."""
     operator_token: Secret = var(Secret(""), empty=True, check=_operator_token)
@@ -177,8 +178,7 @@ class Settings:
     """Most records the counter takes into one batch, and so one transaction
     (`COUNTER_BATCH_MAX_RECORDS`). Reached only with a backlog (a steady stream fills a batch for
     `counter_batch_wait_ms`); then each counter row a batch touches is written once for more
-    clicks: in `bench/counter`, 5,000 counted about a quarter faster than 2,000, and 10,000
-    about a tenth faster than 5,000."""
+    clicks (measured sizes: docs/operations.md, Scaling)."""
     counter_batch_wait_ms: int = var(100, low=1, high=60_000)
     """Longest the counter waits to fill a batch, milliseconds (`COUNTER_BATCH_WAIT_MS`)."""
     counter_statements: int = var(2, low=1, high=8)
@@ -188,8 +188,8 @@ class Settings:
     counter_batches_in_flight: int = var(2, low=1, high=2)
     """Batches the counter counts at once (`COUNTER_BATCHES_IN_FLIGHT`, 1 or 2). With 2, a batch's
     statements run while the batch before stores its offsets and writes Redis (its offsets wait
-    for that batch's, and fail with it): about a quarter faster in `bench/counter`. 1 counts each
-    batch to the end before the next."""
+    for that batch's, and fail with it), so Postgres and the rest of a batch overlap
+    (measured: docs/operations.md, Scaling). 1 counts each batch to the end before the next."""
     counter_session_timeout_ms: int = var(10_000, low=1_000, high=3_600_000)
     """Kafka group session timeout of the counter, milliseconds: how long a dead member holds its
     partitions (`COUNTER_SESSION_TIMEOUT_MS`; the broker accepts 6000 and more by default)."""
@@ -274,8 +274,8 @@ class Settings:
     (`PUBLISH_HIGH_WATER`); must not exceed `PUBLISH_QUEUE_SIZE`."""
     publish_linger_ms: int = var(50, low=0, high=5_000)
     """Time the redirector gathers click events before one send to Kafka, ms
-    (`PUBLISH_LINGER_MS`). A send costs about a millisecond of CPU whatever its size, so a
-    larger batch is far cheaper per click; the visitor never waits for it."""
+    (`PUBLISH_LINGER_MS`). A send costs nearly the same CPU whatever its size, so a larger
+    batch is far cheaper per click (docs/redirector.md); the visitor never waits for it."""
     publish_send_timeout_ms: int = var(5_000, low=100, high=600_000)
     """Time one batch may take to be acknowledged before it is spooled, ms
     (`PUBLISH_SEND_TIMEOUT_MS`)."""

@@ -23,12 +23,12 @@ from services.api import (
     reports,
 )
 from services.api.context import END_OFFSETS, METRICS, POOL, REDIS, SETTINGS, Metrics
+from services.api.dlt import short_link_length
 from services.api.errors import Handler, dumps, json_errors
 from services.api.freshness import EndOffsets
 from services.api.openapi import document
 from services.api.ratelimit import RateLimiter
 from shared import db
-from shared.dlt import short_link_length
 from shared.errors import SettingsError
 from shared.settings import Settings
 

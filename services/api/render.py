@@ -16,17 +16,17 @@ from typing import Any
 
 from aiohttp import web
 
+from services.api import dlt
 from services.api.auth import require_org
 from services.api.body import int_field, json_object, list_field, text_field
 from services.api.context import METRICS, POOL, SETTINGS
 from services.api.errors import dumps
-from shared import dlt
+from services.api.sms import SmsLength
 from shared.campaigns import get_campaign
 from shared.errors import InvalidInputError, TemplateError
 from shared.links import link_for_destination
 from shared.minting import Recipient, check_recipient, mint
 from shared.orgs import get_org
-from shared.sms import SmsLength
 from shared.urls import normalise_destination
 
 MAX_SLOTS = 100

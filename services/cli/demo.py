@@ -23,7 +23,11 @@ async def run_demo(settings: Settings, wait_s: float, say: Callable[[str], None]
         org_id = await create_org(pool, "Demo Retail", tracking=True)
         campaign_id = await create_campaign(pool, org_id, "Diwali sale", "one_time")
         created = await create_link(
-            pool, org_id=org_id, campaign_id=campaign_id, destination=DESTINATION
+            pool,
+            org_id=org_id,
+            campaign_id=campaign_id,
+            destination=DESTINATION,
+            code_length=settings.code_length,
         )
         short_url = f"{settings.short_base_url}/{created.codes[None]}"
         say(f"demo: link {created.link_id} {short_url} -> {DESTINATION}")

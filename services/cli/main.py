@@ -85,7 +85,11 @@ def link(settings: Settings, destination: str, org_name: str, recipients: tuple[
         async with db.pool(settings, max_size=1) as pool:
             org_id = await create_org(pool, org_name, tracking=True)
             created = await create_link(
-                pool, org_id=org_id, destination=destination, recipients=list(recipients) or None
+                pool,
+                org_id=org_id,
+                destination=destination,
+                recipients=list(recipients) or None,
+                code_length=settings.code_length,
             )
         click.echo(f"link {created.link_id} -> {created.destination}")
         for recipient, code in created.codes.items():

@@ -2,7 +2,8 @@
 
 The server is aiohttp's low-level `web.Server` with one dispatch function instead of a
 `web.Application`: the redirect path is the whole product, and the application layer (router,
-middleware chain, signals) cost about a fifth of a redirect's CPU time for four fixed routes.
+middleware chain, signals) was a large share of a redirect's CPU time for four fixed routes
+(docs/redirector.md, The benchmark).
 The dispatch below is that router and that middleware, written out:
 
     GET|HEAD /{code}   the redirect (`RedirectHandler`)

@@ -2,8 +2,8 @@
 
 The four metrics every redirect touches (requests by status, latency, outcome, memory hits) are
 plain numbers owned by the event loop, exported through a collector at scrape time: a
-prometheus-client counter takes a lock on every increment, and those locks were a tenth of the
-redirect path's own work. The rest are ordinary prometheus-client metrics.
+prometheus-client counter takes a lock on every increment, a cost the redirect path shows
+(docs/redirector.md, The benchmark). The rest are ordinary prometheus-client metrics.
 """
 
 from __future__ import annotations

@@ -158,7 +158,7 @@ class Publisher:
         while True:
             await self._wakeup.wait()
             if self._linger_s and len(pending) < BATCH_MAX and self._started:
-                # Gather: one send costs about the same CPU for 10 records as for 1,000.
+                # Gather: a send's CPU hardly depends on its size (docs/redirector.md).
                 await asyncio.sleep(self._linger_s)
             batch = [pending.popleft() for _ in range(min(len(pending), BATCH_MAX))]
             if not pending:

@@ -60,9 +60,6 @@ def code_shape(min_length: int, max_length: int) -> re.Pattern[str]:
     return re.compile(rf"[0-9A-Za-z]{{{min_length},{max_length}}}")
 
 
-CODE_SHAPE = code_shape(4, 32)
-"""The shape with the default limits (`CODE_MIN_LENGTH`, `CODE_MAX_LENGTH`)."""
-
 # What `Resolution.outcome` can be.
 REDIRECT = "redirect"
 FALLBACK = "fallback"

@@ -36,7 +36,13 @@ async def test_two_visitors_three_clicks_count_total_3_unique_2(
 ) -> None:
     org_id = await create_org(pool, "Acme", tracking=True)
     campaign_id = await create_campaign(pool, org_id, "Diwali", "one_time")
-    link = await create_link(pool, org_id=org_id, campaign_id=campaign_id, destination=DESTINATION)
+    link = await create_link(
+        pool,
+        org_id=org_id,
+        campaign_id=campaign_id,
+        destination=DESTINATION,
+        code_length=Settings().code_length,
+    )
     url = f"{redirector_url}/{link.codes[None]}"
 
     # unsafe=True: aiohttp keeps no cookies for bare IP hosts such as 127.0.0.1 otherwise

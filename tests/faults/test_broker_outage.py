@@ -56,7 +56,11 @@ async def outage_settings(
 async def code(pool: asyncpg.Pool) -> str:
     """The short code of a fresh link."""
     org_id = await create_org(pool, "Acme", tracking=True)
-    return (await create_link(pool, org_id=org_id, destination=DESTINATION)).codes[None]
+    return (
+        await create_link(
+            pool, org_id=org_id, destination=DESTINATION, code_length=Settings().code_length
+        )
+    ).codes[None]
 
 
 class Traffic:

@@ -17,7 +17,7 @@ import pytest
 
 from tests.faults.harness import Rig, kafka_committed, read_all
 
-pytestmark = [pytest.mark.integration, pytest.mark.faults]
+pytestmark = pytest.mark.integration
 
 EVENTS = int(os.environ.get("FAULT_EVENTS", "100000"))
 KILLS = int(os.environ.get("FAULT_KILLS", "10"))
@@ -25,13 +25,14 @@ POISON = 40
 
 
 @pytest.mark.timeout(600)
-async def test_kill_9_at_random_moments_leaves_exact_counts(rig: Rig) -> None:
+async def test_kill_9_at_random_moments_leaves_exact_counts(
+    rig: Rig, fault_rng: random.Random
+) -> None:
     workload = await rig.publish(EVENTS, seed=5, poison=POISON)
     total = len(workload.records)
     # A static member id, as a deployment with stable process names has: the restarted process
     # takes its partitions back at once instead of after the session timeout.
     counter = rig.counter("counter", COUNTER_INSTANCE_ID="kill9")
-    rng = random.Random()
     mid_run = 0
     for _ in range(KILLS):
         before = await rig.progress()
@@ -40,7 +41,7 @@ async def test_kill_9_at_random_moments_leaves_exact_counts(rig: Rig) -> None:
             await rig.wait_for_progress(before)
         # within about one batch's time: a kill can land at any step of a batch, and the
         # workload outlasts the kills (a batch of 10,000 records takes about 0.2 s)
-        await asyncio.sleep(rng.uniform(0.0, 0.1))
+        await asyncio.sleep(fault_rng.uniform(0.0, 0.1))
         mid_run += await rig.progress() < total
         counter.kill()
     counter.start()
@@ -62,7 +63,9 @@ async def test_kill_9_at_random_moments_leaves_exact_counts(rig: Rig) -> None:
 
 
 @pytest.mark.timeout(300)
-async def test_two_counters_one_killed_and_restarted_stay_exact(rig: Rig) -> None:
+async def test_two_counters_one_killed_and_restarted_stay_exact(
+    rig: Rig, fault_rng: random.Random
+) -> None:
     workload = await rig.publish(100_000, seed=7)
     # batches of 1,000, and enough clicks that both are still counting when a is killed
     a = rig.counter("a", COUNTER_BATCH_MAX_RECORDS="1000")
@@ -78,7 +81,7 @@ async def test_two_counters_one_killed_and_restarted_stay_exact(rig: Rig) -> Non
     await rig.wait_for_progress(joined + 2_000)
     a.kill()  # its partitions move to b after the session timeout: a rebalance
     assert await rig.progress() < len(workload.records)
-    await asyncio.sleep(random.uniform(0.0, 1.0))
+    await asyncio.sleep(fault_rng.uniform(0.0, 1.0))
     a.start()  # and a new member joins: another rebalance
     assert await rig.counted_exactly(workload) == []
     # SIGTERM before a's signal handlers are installed would end it with -15, not a clean exit

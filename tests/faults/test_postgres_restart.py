@@ -21,7 +21,7 @@ from shared import db
 from shared.settings import Secret, Settings
 from tests.faults.harness import ROOT, Rig
 
-pytestmark = [pytest.mark.integration, pytest.mark.faults]
+pytestmark = pytest.mark.integration
 
 DEDICATED_DSN = "postgresql://clicktrack:clicktrack@127.0.0.1:25432/clicktrack"
 

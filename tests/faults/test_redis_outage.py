@@ -59,8 +59,16 @@ async def test_redirects_survive_a_redis_outage(
     own_redis: asyncio.subprocess.Process,
 ) -> None:
     org_id = await create_org(pool, "Acme", tracking=True)
-    warm = (await create_link(pool, org_id=org_id, destination=DESTINATION)).codes[None]
-    cold = (await create_link(pool, org_id=org_id, destination=DESTINATION + "&b")).codes[None]
+    warm = (
+        await create_link(
+            pool, org_id=org_id, destination=DESTINATION, code_length=settings.code_length
+        )
+    ).codes[None]
+    cold = (
+        await create_link(
+            pool, org_id=org_id, destination=DESTINATION + "&b", code_length=settings.code_length
+        )
+    ).codes[None]
     on_own_redis = replace(settings, redis_url=Secret(f"redis://127.0.0.1:{PORT}/0"))
     async with redirector(on_own_redis) as app, aiohttp.ClientSession() as http:
 

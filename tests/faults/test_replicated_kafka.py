@@ -90,7 +90,12 @@ async def test_killing_the_leader_under_load_loses_no_click(
     cluster_settings: Settings, cluster_env: dict[str, str], pool: asyncpg.Pool
 ) -> None:
     org_id = await create_org(pool, "Replicated", tracking=True)
-    link = await create_link(pool, org_id=org_id, destination="https://example.com/r")
+    link = await create_link(
+        pool,
+        org_id=org_id,
+        destination="https://example.com/r",
+        code_length=cluster_settings.code_length,
+    )
     code = link.codes[None]
 
     server = Redirector(cluster_settings)

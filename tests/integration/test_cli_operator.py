@@ -22,13 +22,17 @@ pytestmark = pytest.mark.integration
 CLICKTRACK = str(Path(sys.executable).parent / "clicktrack")
 
 
-async def clicktrack(settings: Settings, *args: str, stdin: bytes = b"") -> tuple[int, str, str]:
-    """(exit status, stdout, stderr) of `clicktrack ARGS` on this test's schema."""
+async def clicktrack(
+    settings: Settings, *args: str, stdin: bytes = b"", env: dict[str, str] | None = None
+) -> tuple[int, str, str]:
+    """(exit status, stdout, stderr) of `clicktrack ARGS` on this test's schema, with `env` added
+    to the environment."""
     env = {
         **os.environ,
         "POSTGRES_DSN": settings.postgres_dsn.reveal(),
         "POSTGRES_SCHEMA": settings.postgres_schema,
         "SHORT_DOMAIN": "s.ex.in",
+        **(env or {}),
     }
     proc = await asyncio.create_subprocess_exec(
         CLICKTRACK,
@@ -41,6 +45,29 @@ async def clicktrack(settings: Settings, *args: str, stdin: bytes = b"") -> tupl
     out, err = await proc.communicate(stdin)
     assert proc.returncode is not None
     return proc.returncode, out.decode(), err.decode()
+
+
+@pytest.mark.parametrize("length", ["8", "17"])
+async def test_link_mints_codes_of_code_length(
+    settings: Settings, pool: asyncpg.Pool, length: str
+) -> None:
+    status, out, err = await clicktrack(
+        settings,
+        *("link", "https://a.example/x", "--recipient", "r1", "--recipient", "r2"),
+        env={"CODE_LENGTH": length, "SHORT_BASE_URL": "http://s.ex.in"},
+    )
+    assert status == 0, err
+    head, *lines = out.splitlines()
+    made = re.fullmatch(r"link (\d+) -> https://a\.example/x", head)
+    assert made is not None, out
+    stored = await pool.fetch(
+        "SELECT recipient_id, code FROM codes WHERE link_id = $1 ORDER BY recipient_id",
+        int(made[1]),
+    )
+    assert [len(r["code"]) for r in stored] == [int(length)] * 2
+    assert lines == [
+        f"  http://s.ex.in/{r['code']} (recipient {r['recipient_id']})" for r in stored
+    ]
 
 
 async def test_a_support_ticket_create_an_org_and_enable_tracking(
@@ -85,7 +112,11 @@ async def test_mint_from_a_file_with_a_progress_bar(settings: Settings, pool: as
     org_id = await create_org(pool, "Acme", tracking=True)
     campaign_id = await create_campaign(pool, org_id, "Sale", "one_time")
     link = await create_link(
-        pool, org_id=org_id, campaign_id=campaign_id, destination="https://a.example/x"
+        pool,
+        org_id=org_id,
+        campaign_id=campaign_id,
+        destination="https://a.example/x",
+        code_length=settings.code_length,
     )
     people = [f"+9199{i:08d}" for i in range(2500)]
     stdin = ("\n".join([*people, "", people[0]]) + "\n").encode()

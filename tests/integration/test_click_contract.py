@@ -44,9 +44,16 @@ async def test_every_kind_of_event_the_redirector_produces_validates(
     org = await create_org(pool, "Contract Co", tracking=True)
     campaign = await create_campaign(pool, org, "Weekly", "recurring")
     personal = await create_link(
-        pool, org_id=org, campaign_id=campaign, destination="https://a.example/", recipients=["r1"]
+        pool,
+        org_id=org,
+        campaign_id=campaign,
+        destination="https://a.example/",
+        recipients=["r1"],
+        code_length=settings.code_length,
     )
-    shared = await create_link(pool, org_id=org, destination="https://b.example/x?y=1")
+    shared = await create_link(
+        pool, org_id=org, destination="https://b.example/x?y=1", code_length=settings.code_length
+    )
     (shared_code,) = shared.codes.values()
     asks = [
         ("GET", personal.codes["r1"], {"User-Agent": "Phone/1", "Referer": "https://sms.example/"}),

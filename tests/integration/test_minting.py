@@ -20,6 +20,8 @@ from shared.settings import Settings
 pytestmark = pytest.mark.integration
 
 DESTINATION = "https://shop.example.in/p/42?ref=sms"
+LENGTH = Settings().code_length
+"""Characters of the codes these tests mint: the setting's default."""
 
 
 @pytest.fixture
@@ -27,7 +29,12 @@ async def link_id(pool: asyncpg.Pool) -> int:
     org_id = await create_org(pool, "Acme", tracking=True)
     campaign_id = await create_campaign(pool, org_id, "Sale", "one_time")
     created = await create_link(
-        pool, org_id=org_id, campaign_id=campaign_id, destination=DESTINATION, recipients=["seed"]
+        pool,
+        org_id=org_id,
+        campaign_id=campaign_id,
+        destination=DESTINATION,
+        recipients=["seed"],
+        code_length=LENGTH,
     )
     return created.link_id
 
@@ -38,7 +45,9 @@ async def test_a_collision_with_a_stored_code_is_minted_again(
     taken = await pool.fetchval("SELECT code FROM codes WHERE link_id = $1", link_id)
     rounds: Iterator[list[str]] = iter([[taken, "AAAAAAAAAA", taken], ["BBBBBBBBBB", "CCCCCCCCCC"]])
     async with pool.acquire() as conn:
-        got = await mint(conn, link_id, ["a", "b", "c"], generate=lambda n, length: next(rounds))
+        got = await mint(
+            conn, link_id, ["a", "b", "c"], generate=lambda n, length: next(rounds), length=LENGTH
+        )
     # COPY aborted on the taken code; the careful path kept one fresh code and minted again for
     # the two recipients paired with the taken one
     assert list(got.by_recipient()) == ["a", "b", "c"]
@@ -60,7 +69,7 @@ async def test_a_failed_mint_leaves_nothing_behind(pool: asyncpg.Pool, link_id: 
 
     async with pool.acquire() as conn:
         with pytest.raises(RuntimeError, match="entropy ran out"):
-            await mint(conn, link_id, ["a", "b", "c"], generate=generate)
+            await mint(conn, link_id, ["a", "b", "c"], generate=generate, length=LENGTH)
     # the code inserted before the failure was rolled back with the rest
     assert await pool.fetchval("SELECT count(*) FROM codes WHERE link_id = $1", link_id) == 1
 
@@ -70,7 +79,9 @@ async def test_a_collision_inside_one_batch_is_minted_again(
 ) -> None:
     rounds = iter([["CCCCCCCCCC", "CCCCCCCCCC"], ["DDDDDDDDDD"]])
     async with pool.acquire() as conn:
-        got = await mint(conn, link_id, ["x", "y"], generate=lambda n, length: next(rounds))
+        got = await mint(
+            conn, link_id, ["x", "y"], generate=lambda n, length: next(rounds), length=LENGTH
+        )
     assert got.by_recipient() == {"x": "CCCCCCCCCC", "y": "DDDDDDDDDD"}
 
 
@@ -81,7 +92,7 @@ async def test_concurrent_mints_agree_on_one_code_per_recipient(
 
     async def one(recipients: list[str]) -> dict[str | None, str]:
         async with pool.acquire() as conn:
-            return (await mint(conn, link_id, recipients)).by_recipient()
+            return (await mint(conn, link_id, recipients, length=LENGTH)).by_recipient()
 
     results = await asyncio.gather(*(one(b) for b in batches))
     stored = {
@@ -99,15 +110,15 @@ async def test_minting_is_idempotent_and_the_shared_code_is_one(
     pool: asyncpg.Pool, link_id: int
 ) -> None:
     async with pool.acquire() as conn:
-        first = await mint(conn, link_id, [None, "seed", "n1", "n1"])
-        again = await mint(conn, link_id, ["n1", None])
+        first = await mint(conn, link_id, [None, "seed", "n1", "n1"], length=LENGTH)
+        again = await mint(conn, link_id, ["n1", None], length=LENGTH)
     assert (first.minted, first.reused) == (2, 1)
     assert (again.minted, again.reused) == (0, 2)
     before = first.by_recipient()
     assert again.by_recipient() == {"n1": before["n1"], None: before[None]}
     assert first.recipients == ["n1", "seed", None]  # code-point order, the shared code last
     async with pool.acquire() as conn:
-        assert await mint(conn, link_id, []) == Minted([], [], 0, 0)
+        assert await mint(conn, link_id, [], length=LENGTH) == Minted([], [], 0, 0)
 
 
 def test_bulk_codes_are_uniform_base62() -> None:
@@ -135,7 +146,7 @@ async def test_bulk_minted_codes_resolve_in_the_redirector(
     pool: asyncpg.Pool, link_id: int, redirector: str
 ) -> None:
     async with pool.acquire() as conn:
-        got = await mint(conn, link_id, [f"p{i}" for i in range(50)])
+        got = await mint(conn, link_id, [f"p{i}" for i in range(50)], length=LENGTH)
     async with aiohttp.ClientSession() as http:
         for code in list(got.by_recipient().values())[:5]:
             async with http.get(f"{redirector}/{code}", allow_redirects=False) as resp:

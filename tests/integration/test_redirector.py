@@ -39,6 +39,7 @@ async def link(pool: asyncpg.Pool) -> CreatedLink:
         campaign_id=campaign_id,
         destination=DESTINATION,
         recipients=["cust-1", "cust-2"],
+        code_length=Settings().code_length,
     )
 
 

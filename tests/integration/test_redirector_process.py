@@ -29,7 +29,11 @@ async def test_workers_share_the_port_and_sigterm_loses_nothing(
     settings: Settings, pool: asyncpg.Pool, topics: list[str], tmp_path: Path
 ) -> None:
     org_id = await create_org(pool, "Acme", tracking=True)
-    code = (await create_link(pool, org_id=org_id, destination=DESTINATION)).codes[None]
+    code = (
+        await create_link(
+            pool, org_id=org_id, destination=DESTINATION, code_length=settings.code_length
+        )
+    ).codes[None]
     env = {
         **os.environ,
         "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,

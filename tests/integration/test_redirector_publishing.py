@@ -39,7 +39,13 @@ SCHEMA = json.loads((resources.files("shared") / "schemas" / "click_event.v1.jso
 async def link(pool: asyncpg.Pool) -> CreatedLink:
     org_id = await create_org(pool, "Acme", tracking=True)
     campaign_id = await create_campaign(pool, org_id, "Resend", "resend")
-    return await create_link(pool, org_id=org_id, campaign_id=campaign_id, destination=DESTINATION)
+    return await create_link(
+        pool,
+        org_id=org_id,
+        campaign_id=campaign_id,
+        destination=DESTINATION,
+        code_length=Settings().code_length,
+    )
 
 
 async def click(

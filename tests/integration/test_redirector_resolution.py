@@ -29,7 +29,12 @@ async def link(pool: asyncpg.Pool) -> CreatedLink:
     org_id = await create_org(pool, "Acme", tracking=True)
     campaign_id = await create_campaign(pool, org_id, "Diwali", "one_time")
     return await create_link(
-        pool, org_id=org_id, campaign_id=campaign_id, destination=DESTINATION, recipients=["r1"]
+        pool,
+        org_id=org_id,
+        campaign_id=campaign_id,
+        destination=DESTINATION,
+        recipients=["r1"],
+        code_length=Settings().code_length,
     )
 
 
@@ -102,8 +107,12 @@ async def test_expired_links_go_to_their_fallback_or_410_and_the_hit_says_so(
     settings: Settings, pool: asyncpg.Pool, topics: list[str]
 ) -> None:
     org_id = await create_org(pool, "Acme", tracking=True)
-    with_fallback = await create_link(pool, org_id=org_id, destination=DESTINATION)
-    without = await create_link(pool, org_id=org_id, destination=DESTINATION)
+    with_fallback = await create_link(
+        pool, org_id=org_id, destination=DESTINATION, code_length=settings.code_length
+    )
+    without = await create_link(
+        pool, org_id=org_id, destination=DESTINATION, code_length=settings.code_length
+    )
     past = datetime.now(UTC) - timedelta(minutes=1)
     await pool.execute(
         "UPDATE links SET expires_at = $1, fallback_url = $2 WHERE id = $3",
@@ -127,7 +136,9 @@ async def test_expiry_applies_to_a_link_already_in_memory(
     settings: Settings, pool: asyncpg.Pool, topics: list[str]
 ) -> None:
     org_id = await create_org(pool, "Acme", tracking=True)
-    soon = await create_link(pool, org_id=org_id, destination=DESTINATION)
+    soon = await create_link(
+        pool, org_id=org_id, destination=DESTINATION, code_length=settings.code_length
+    )
     await pool.execute(
         "UPDATE links SET expires_at = now() + interval '1 second' WHERE id = $1", soon.link_id
     )

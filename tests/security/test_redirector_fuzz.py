@@ -21,6 +21,7 @@ from services.redirector.app import Redirector
 from shared import db
 from shared.kafka import ensure_topics
 from shared.links import create_link, create_org
+from shared.settings import Settings
 from tests.conftest import own_settings
 
 pytestmark = pytest.mark.integration
@@ -54,7 +55,9 @@ def live(
             async with pool.acquire() as conn:
                 await db.migrate(conn, conf.postgres_schema)
             org = await create_org(pool, "Fuzz", tracking=True)
-            link = await create_link(pool, org_id=org, destination=DESTINATION)
+            link = await create_link(
+                pool, org_id=org, destination=DESTINATION, code_length=Settings().code_length
+            )
         await ensure_topics(conf)
         running = Redirector(conf)
         await running.start("127.0.0.1", 0)

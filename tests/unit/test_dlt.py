@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from shared.dlt import VAR, parse_template, render, slot_urls
+from services.api.dlt import VAR, parse_template, render, slot_urls
 from shared.errors import TemplateError
 from shared.urls import find_urls
 

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from shared.sms import (
+from services.api.sms import (
     GSM7_BASIC,
     GSM7_EXTENSION,
     PART_LIMIT,

@@ -20,6 +20,10 @@ from shared.urls import find_urls, normalise_destination
         ("https://bücher.example/straße?q=ü", "https://xn--bcher-kva.example/stra%C3%9Fe?q=%C3%BC"),
         ("https://a.example/p?x=%20&y={1}", "https://a.example/p?x=%20&y=%7B1%7D"),
         ("http://[2001:db8::1]:8080/x", "http://[2001:db8::1]:8080/x"),
+        (
+            "https://shop.example.in/sale?utm_source=sms&x=%20",
+            "https://shop.example.in/sale?utm_source=sms&x=%20",
+        ),
     ],
 )
 def test_destinations_are_normalised(url: str, normal: str) -> None:
@@ -30,6 +34,11 @@ def test_destinations_are_normalised(url: str, normal: str) -> None:
 @pytest.mark.parametrize(
     ("url", "reason"),
     [
+        ("javascript:alert(1)", "destination must be an http:// or https:// URL"),
+        ("//evil.example/x", "destination must be an http:// or https:// URL"),
+        ("https:///nohost", "destination has no host"),
+        ("https://a.example/\r\nSet-Cookie: x=1", "destination contains spaces or control"),
+        ("https://a.example/a b", "destination contains spaces or control"),
         ("https://bank.example@evil.example/", "destination must not carry a user name"),
         ("ftp://a.example/", "destination must be an http:// or https:// URL"),
         ("https:a.example", "destination must be an http:// or https:// URL"),

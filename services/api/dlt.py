@@ -16,8 +16,8 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from services.api.sms import SmsLength, measure
 from shared.errors import TemplateError
-from shared.sms import SmsLength, measure
 from shared.urls import FoundUrl, find_urls
 
 VAR = "{#var#}"
