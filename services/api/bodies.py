@@ -61,9 +61,9 @@ else:
     Kind = Literal[tuple(sorted(CAMPAIGN_KINDS))]
 
 
-def each(name: str) -> Meta:
-    """The schema of a raw item that a handler decodes on its own as the named type."""
-    return Meta(extra_json_schema={"$ref": f"#/components/schemas/{name}"})
+def each(item_type: type[msgspec.Struct]) -> Meta:
+    """The schema of a raw array item that the handler decodes on its own as `item_type`."""
+    return Meta(extra_json_schema={"$ref": f"#/components/schemas/{item_type.__name__}"})
 
 
 class Body(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -173,7 +173,7 @@ class RenderBatchRequest(Body):
     rules = {"template": "template_too_long"}
     template: Template
     messages: Annotated[
-        list[Annotated[msgspec.Raw, each("Message")]],
+        list[Annotated[msgspec.Raw, each(Message)]],
         Meta(
             max_length=MAX_BATCH,
             description="Each is decoded on its own: a bad one is refused in its place.",
