@@ -11,7 +11,7 @@ export REDIS_URL ?= redis://127.0.0.1:6379/0
 export POSTGRES_DSN ?= postgresql://clicktrack:clicktrack@127.0.0.1:5432/clicktrack
 
 .PHONY: up down test test-unit install stack-up stack-down services-up services-down schema demo status lint promtool \
-	browser
+	browser openapi-lint
 
 up: install stack-up schema services-up demo
 	@echo
@@ -23,7 +23,7 @@ up: install stack-up schema services-up demo
 	@echo "  try         $(BIN)/clicktrack link https://example.com   then open the short URL"
 	@echo "  stop        make down"
 
-test: install stack-up schema lint promtool browser
+test: install stack-up schema lint promtool browser openapi-lint
 	$(BIN)/pytest
 
 # Every test without the integration or faults marker (today tests/unit): no Kafka, Redis or
@@ -81,3 +81,17 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+
+# Redocly's CLI, pinned in deploy/openapi/package-lock.json, lints the API's OpenAPI document as
+# the API serves it (written to build/ without a server); rules in deploy/openapi/redocly.yaml.
+OPENAPI := deploy/openapi
+
+openapi-lint: install $(OPENAPI)/node_modules/.installed
+	mkdir -p build
+	$(BIN)/python -m services.api.openapi > build/openapi.json
+	cd $(OPENAPI) && REDOCLY_TELEMETRY=off REDOCLY_SUPPRESS_UPDATE_NOTICE=true \
+		./node_modules/.bin/redocly lint ../../build/openapi.json --config redocly.yaml
+
+$(OPENAPI)/node_modules/.installed: $(OPENAPI)/package.json $(OPENAPI)/package-lock.json
+	cd $(OPENAPI) && npm ci --no-audit --no-fund --ignore-scripts
+	touch $@

@@ -1,117 +1,183 @@
-"""Reading requests: the JSON object of a body, typed fields, ids in paths and pagination."""
+"""Reading requests: a JSON body decoded into its type, ids in paths and pagination.
+
+A body that breaks its type is refused with a 422 that says what is wrong, in the words of the
+type itself: `name must be a string of 1 to 200 characters (got null)`. The error codes:
+`missing_field`, `unknown_field`, `too_many_items` (an array over its limit), `invalid_field` (the
+wrong JSON type, a malformed timestamp) or, for a value of the right type that breaks its field's
+rule, the code the type names in `Body.rules` (`invalid_name`, `invalid_kind`...). A body that is
+not a JSON object at all is a 400 `invalid_json`.
+"""
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any, Literal, overload
+import re
+from typing import Any, TypeVar
 
-import orjson
+import msgspec
 from aiohttp import web
+from msgspec import inspect
 
+from services.api.bodies import MAX_ID, Body
 from services.api.errors import BadRequestError
 from shared.errors import InvalidInputError, NotFoundError
 
-MAX_ID = 2**63 - 1
 MAX_PAGE = 1000
-_MISSING = object()
+_STEP = re.compile(r"\.(\w+)|\[(\d+)\]")
+_FIELD = re.compile(r"Object (?P<how>missing required|contains unknown) field `(?P<name>[^`]*)`")
+_TYPE = re.compile(r"Expected `[^`]+`, got `(?P<got>[^`]+)`")
+
+B = TypeVar("B", bound=Body)
 
 
-async def json_object(request: web.Request, allowed: frozenset[str]) -> dict[str, Any]:
-    """The body as a JSON object; unknown fields are refused so a typo is not silently ignored."""
+async def decode(request: web.Request, body_type: type[B]) -> B:
+    """The request's JSON body as `body_type`, or a 400/422 that says what is wrong."""
     raw = await request.read()
     try:
-        body = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        raise BadRequestError("the body must be a JSON object", code="invalid_json") from None
-    if not isinstance(body, dict):
+        return msgspec.json.decode(raw, type=body_type)
+    except msgspec.ValidationError as exc:
+        refusal = refused(body_type, str(exc))
+    except msgspec.DecodeError:
+        refusal = None
+    if refusal is None:
         raise BadRequestError("the body must be a JSON object", code="invalid_json")
-    unknown = sorted(set(body) - allowed)
-    if unknown:
-        raise InvalidInputError(
-            f"unknown field(s): {', '.join(unknown)};"
-            f" expected some of {', '.join(sorted(allowed))}",
+    raise refusal
+
+
+def decode_item(raw: msgspec.Raw, item_type: type[B], noun: str) -> B:
+    """One item of a body's array (a batch's message) as `item_type`, or `InvalidInputError`."""
+    try:
+        return msgspec.json.decode(raw, type=item_type)
+    except msgspec.ValidationError as exc:
+        refusal = refused(item_type, str(exc))
+    if refusal is None:
+        refusal = InvalidInputError(
+            f"{noun} must be {_describe(inspect.type_info(item_type))}", code="invalid_field"
+        )
+    raise refusal
+
+
+def refused(body_type: type[Body], message: str) -> InvalidInputError | None:
+    """The error to answer for msgspec's `ValidationError` message (`Expected `str`, got `int`
+    - at `$.values[0]``), or None when the body is not an object at all. msgspec is pinned and
+    tests/unit/test_api_body.py holds the answers, so a change of its wording is caught."""
+    what, _, path = message.partition(" - at `$")
+    path = path.removesuffix("`")
+    steps: list[str | int] = [name if name else int(index) for name, index in _STEP.findall(path)]
+    owner, info = _walk(body_type, steps)
+    field = _FIELD.fullmatch(what)
+    if field is not None:
+        prefix = _label(steps, "") + "." if steps else ""
+        if field["how"] == "missing required":
+            return InvalidInputError(
+                f"{prefix}{field['name']} is required",
+                code="missing_field",
+                field=field["name"],
+            )
+        known = ", ".join(f.encode_name for f in _fields(info))
+        return InvalidInputError(
+            f"unknown field {prefix}{field['name']}; expected some of {known}",
             code="unknown_field",
         )
-    return body
-
-
-def _get(body: dict[str, Any], name: str, required: bool) -> Any:
-    """The field's value; an optional field may be absent or null (both mean "not given"),
-    a required one must be present and not null."""
-    value = body.get(name, _MISSING)
-    if required and value is _MISSING:
-        raise InvalidInputError(f"{name} is required", code="missing_field", field=name)
-    if required and value is None:
-        raise _wrong(name, "given (it is required), not null")
-    return None if value is _MISSING else value
-
-
-def _wrong(name: str, what: str) -> InvalidInputError:
-    return InvalidInputError(f"{name} must be {what}", code="invalid_field", field=name)
-
-
-@overload
-def text_field(body: dict[str, Any], name: str) -> str: ...
-@overload
-def text_field(body: dict[str, Any], name: str, *, required: Literal[False]) -> str | None: ...
-def text_field(body: dict[str, Any], name: str, *, required: bool = True) -> str | None:
-    """A string field (None when absent and not required)."""
-    value = _get(body, name, required)
-    if value is not None and not isinstance(value, str):
-        raise _wrong(name, "a string")
-    return value
-
-
-@overload
-def int_field(body: dict[str, Any], name: str) -> int: ...
-@overload
-def int_field(body: dict[str, Any], name: str, *, required: Literal[False]) -> int | None: ...
-def int_field(body: dict[str, Any], name: str, *, required: bool = True) -> int | None:
-    """A positive 64-bit integer field (None when absent and not required)."""
-    value = _get(body, name, required)
-    if value is not None and (
-        isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= MAX_ID
-    ):
-        raise _wrong(name, "a positive integer")
-    return value
-
-
-def bool_field(body: dict[str, Any], name: str) -> bool:
-    """A required boolean field."""
-    value = _get(body, name, True)
-    if not isinstance(value, bool):
-        raise _wrong(name, "true or false")
-    return value
-
-
-def time_field(body: dict[str, Any], name: str) -> datetime | None:
-    """An optional RFC 3339 timestamp with a time zone (`2026-12-31T18:30:00Z`)."""
-    value = _get(body, name, False)
-    if value is None:
+    if not steps:
         return None
-    if not isinstance(value, str):
-        raise _wrong(name, "an RFC 3339 timestamp")
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        raise _wrong(name, "an RFC 3339 timestamp, e.g. 2026-12-31T18:30:00Z") from None
-    if parsed.tzinfo is None:
-        raise _wrong(name, "a timestamp with a time zone (Z or +05:30)")
-    return parsed
+    name = next(step for step in reversed(steps) if isinstance(step, str))
+    index = next((step for step in reversed(steps) if isinstance(step, int)), None)
+    context: dict[str, int | str] = {"field": name}
+    if index is not None:
+        context["index"] = index
+    got = _TYPE.fullmatch(what)
+    detail = f"{_label(steps, name)} must be {_describe(info)}"
+    if got is not None:
+        return InvalidInputError(f"{detail} (got {got['got']})", code="invalid_field", **context)
+    if what.startswith("Expected `array` of length <="):
+        return InvalidInputError(detail, code="too_many_items", **context)
+    if "datetime" in what:  # not a timestamp, or one without a zone: the wrong form of value
+        return InvalidInputError(detail, code="invalid_field", **context)
+    code = owner.rules.get(name, "invalid_field") if owner is not None else "invalid_field"
+    return InvalidInputError(detail, code=code, **context)
 
 
-def list_field(body: dict[str, Any], name: str, *, max_items: int) -> list[Any]:
-    """A required JSON array of at most `max_items` items."""
-    value = _get(body, name, True)
-    if not isinstance(value, list):
-        raise _wrong(name, "an array")
-    if len(value) > max_items:
-        raise InvalidInputError(
-            f"{name} holds {len(value)} items, more than the {max_items} one request may carry",
-            code="too_many_items",
-            field=name,
+def _walk(body_type: type[Body], steps: list[str | int]) -> tuple[type[Body] | None, inspect.Type]:
+    """The Struct that owns the last field on the path, and the type found at the path."""
+    owner: type[Body] | None = body_type
+    info: inspect.Type = inspect.type_info(body_type)
+    for step in steps:
+        info = _plain(info)
+        if isinstance(step, str) and isinstance(info, inspect.StructType):
+            owner = info.cls if issubclass(info.cls, Body) else None
+            info = next(f.type for f in info.fields if f.encode_name == step)
+        elif isinstance(step, int) and isinstance(info, inspect.ListType):
+            info = info.item_type
+    return owner, info
+
+
+def _plain(info: inspect.Type) -> inspect.Type:
+    """The type without its metadata, and without null when that is the only other choice."""
+    while isinstance(info, inspect.Metadata):
+        info = info.type
+    if isinstance(info, inspect.UnionType):
+        choices = [t for t in info.types if not isinstance(t, inspect.NoneType)]
+        if len(choices) == 1:
+            return _plain(choices[0])
+    return info
+
+
+def _fields(info: inspect.Type) -> tuple[inspect.Field, ...]:
+    info = _plain(info)
+    return info.fields if isinstance(info, inspect.StructType) else ()
+
+
+def _label(steps: list[str | int], name: str) -> str:
+    """`values[2]` for the path `.values[2]`; `messages[0].values` and so on."""
+    label = ""
+    for step in steps:
+        label += f"[{step}]" if isinstance(step, int) else f".{step}" if label else step
+    return label or name
+
+
+def _describe(info: inspect.Type) -> str:
+    """What a value of the type is, in words: `a string of at most 2048 characters`."""
+    if isinstance(info, inspect.Metadata):
+        # A raw item, decoded on its own later, names its type in its schema.
+        ref = str((info.extra_json_schema or {}).get("$ref", ""))
+        if isinstance(info.type, inspect.RawType) and ref:
+            return f"a {ref.rsplit('/', 1)[-1]} object"
+        return _describe(info.type)
+    if isinstance(info, inspect.UnionType):
+        choices = [t for t in info.types if not isinstance(t, inspect.NoneType)]
+        nullable = len(choices) < len(info.types)
+        return " or ".join(_describe(t) for t in choices) + (", or null" if nullable else "")
+    if isinstance(info, inspect.StrType):
+        return (
+            "a string"
+            + _sized(info.min_length, info.max_length, "character")
+            + (f" matching {info.pattern}" if info.pattern else "")
         )
-    return value
+    if isinstance(info, inspect.IntType):
+        low, high = info.ge, info.le
+        return f"a whole number from {low} to {high}" if low and high else "a whole number"
+    if isinstance(info, inspect.BoolType):
+        return "true or false"
+    if isinstance(info, inspect.DateTimeType):
+        return "a timestamp with a time zone (RFC 3339, e.g. 2026-12-31T18:30:00Z)"
+    if isinstance(info, inspect.LiteralType):
+        return "one of " + ", ".join(str(v) for v in info.values)
+    if isinstance(info, inspect.ListType):
+        sized = _sized(info.min_length, info.max_length, "item")
+        return f"an array{sized}, each {_describe(info.item_type)}"
+    if isinstance(info, inspect.StructType):
+        return "an object with " + ", ".join(f.encode_name for f in info.fields)
+    return "valid JSON"
+
+
+def _sized(low: int | None, high: int | None, unit: str) -> str:
+    if low and high:
+        return f" of {low} to {high} {unit}s"
+    if high:
+        return f" of at most {high} {unit}s"
+    if low:
+        return f" of at least {low} {unit}{'s' if low > 1 else ''}"
+    return ""
 
 
 def path_id(request: web.Request, name: str) -> int:

@@ -5,7 +5,8 @@ from __future__ import annotations
 from aiohttp import web
 
 from services.api.auth import require_org
-from services.api.body import int_field, json_object, page, paged, path_id, text_field
+from services.api.bodies import CampaignCreate
+from services.api.body import decode, page, paged, path_id
 from services.api.context import POOL
 from services.api.errors import dumps
 from shared import campaigns
@@ -20,15 +21,10 @@ def add_routes(router: web.UrlDispatcher) -> None:
 async def create_campaign(request: web.Request) -> web.Response:
     """A new campaign; a resend or recurrence may name its parent campaign."""
     org_id = await require_org(request)
-    body = await json_object(request, frozenset({"name", "kind", "channel", "parent_id"}))
+    body = await decode(request, CampaignCreate)
     pool = request.app[POOL]
     campaign_id = await campaigns.create_campaign(
-        pool,
-        org_id,
-        text_field(body, "name"),
-        text_field(body, "kind"),
-        text_field(body, "channel", required=False) or "sms",
-        parent_id=int_field(body, "parent_id", required=False),
+        pool, org_id, body.name, body.kind, body.channel or "sms", parent_id=body.parent_id
     )
     created = await campaigns.get_campaign(pool, org_id, campaign_id)
     return web.json_response(created, status=201, dumps=dumps)

@@ -7,19 +7,12 @@ from contextlib import suppress
 
 import redis.asyncio as aioredis
 from aiohttp import web
+from msgspec import UNSET
 from redis.exceptions import RedisError
 
 from services.api.auth import require_org
-from services.api.body import (
-    bool_field,
-    json_object,
-    list_field,
-    page,
-    paged,
-    path_id,
-    text_field,
-    time_field,
-)
+from services.api.bodies import LinkChange, LinkCreate, Recipients
+from services.api.body import decode, page, paged, path_id
 from services.api.context import METRICS, POOL, REDIS, SETTINGS
 from services.api.errors import dumps
 from shared import links
@@ -31,9 +24,6 @@ from shared.minting import mint
 INVALIDATE_AGAIN_S = 2.0
 """Delay of the second cache drop after a link change, seconds."""
 _pending: set[asyncio.Task[None]] = set()
-
-MAX_RECIPIENTS = 100_000
-"""Recipients one request may carry; the CLI streams bigger lists in chunks of this size."""
 
 
 def add_routes(router: web.UrlDispatcher) -> None:
@@ -48,16 +38,16 @@ async def create_link(request: web.Request) -> web.Response:
     """A link to a destination in the campaign: 201 when created; 200 when a resend reuses the
     link of the campaign it resends (its recipients keep their codes)."""
     org_id = await require_org(request)
-    body = await json_object(request, frozenset({"destination", "expires_at", "fallback_url"}))
+    body = await decode(request, LinkCreate)
     pool = request.app[POOL]
     campaign = await get_campaign(pool, org_id, path_id(request, "campaign_id"))
     async with pool.acquire() as conn:
         link, created = await links.add_link(
             conn,
             campaign,
-            text_field(body, "destination"),
-            expires_at=time_field(body, "expires_at"),
-            fallback_url=text_field(body, "fallback_url", required=False),
+            body.destination,
+            expires_at=body.expires_at,
+            fallback_url=body.fallback_url,
         )
     return web.json_response(link, status=201 if created else 200, dumps=dumps)
 
@@ -84,17 +74,15 @@ async def update_link(request: web.Request) -> web.Response:
     `disabled`, `expires_at` or `fallback_url` (null clears those two). Every redirector sees
     the change at once (Redis entry dropped, pub/sub message to every process)."""
     org_id = await require_org(request)
-    body = await json_object(request, frozenset(links.CHANGEABLE))
+    body = await decode(request, LinkChange)
     link_id = path_id(request, "link_id")
-    changes: dict[str, object] = {}
-    if body.get("destination") is not None:
-        changes["destination"] = text_field(body, "destination")
-    if body.get("disabled") is not None:
-        changes["disabled"] = bool_field(body, "disabled")
-    if "expires_at" in body:
-        changes["expires_at"] = time_field(body, "expires_at")
-    if "fallback_url" in body:
-        changes["fallback_url"] = text_field(body, "fallback_url", required=False)
+    # Null means "no change" for the two that cannot be cleared, and clears the other two.
+    given = {name: getattr(body, name) for name in links.CHANGEABLE}
+    changes = {
+        name: value
+        for name, value in given.items()
+        if value is not UNSET and (value is not None or name in ("expires_at", "fallback_url"))
+    }
     pool = request.app[POOL]
     link = await links.update_link(pool, org_id, link_id, changes)
     await _invalidate(request.app[REDIS], link.id)
@@ -126,8 +114,7 @@ async def add_recipients(request: web.Request) -> web.Response:
     """One short code per recipient on the link, minted in bulk (COPY); recipients that have a
     code already keep it. Up to 100,000 recipients per request."""
     org_id = await require_org(request)
-    body = await json_object(request, frozenset({"recipients"}))
-    recipients = list_field(body, "recipients", max_items=MAX_RECIPIENTS)
+    recipients = (await decode(request, Recipients)).recipients
     settings = request.app[SETTINGS]
     pool = request.app[POOL]
     link = await links.get_link(pool, org_id, path_id(request, "link_id"))

@@ -8,7 +8,8 @@ from dataclasses import asdict
 from aiohttp import web
 
 from services.api.auth import caller, require_operator, require_org
-from services.api.body import bool_field, json_object, page, paged, path_id, text_field
+from services.api.bodies import ApiKeyCreate, LinkTracking, OrgCreate
+from services.api.body import decode, page, paged, path_id
 from services.api.context import POOL
 from services.api.errors import dumps
 from shared import apikeys, orgs
@@ -31,9 +32,9 @@ def add_routes(router: web.UrlDispatcher) -> None:
 async def create_org(request: web.Request) -> web.Response:
     """Operator: a new organisation, link tracking off."""
     await require_operator(request)
-    body = await json_object(request, frozenset({"name"}))
+    body = await decode(request, OrgCreate)
     pool = request.app[POOL]
-    org = await orgs.get_org(pool, await orgs.create_org(pool, text_field(body, "name")))
+    org = await orgs.get_org(pool, await orgs.create_org(pool, body.name))
     log.info("organisation created", extra={"org_id": org.id})
     return web.json_response(org, status=201, dumps=dumps)
 
@@ -58,8 +59,7 @@ async def get_org(request: web.Request) -> web.Response:
 async def set_link_tracking(request: web.Request) -> web.Response:
     """Operator: switch an organisation's link tracking on or off."""
     await require_operator(request)
-    body = await json_object(request, frozenset({"enabled"}))
-    enabled = bool_field(body, "enabled")
+    enabled = (await decode(request, LinkTracking)).enabled
     org = await orgs.set_link_tracking(request.app[POOL], path_id(request, "org_id"), enabled)
     log.info("link tracking switched", extra={"org_id": org.id, "enabled": enabled})
     return web.json_response(org, dumps=dumps)
@@ -68,7 +68,7 @@ async def set_link_tracking(request: web.Request) -> web.Response:
 async def issue_key(request: web.Request) -> web.Response:
     """Operator: an API key for an organisation (its first, typically); shown once."""
     await require_operator(request)
-    body = await json_object(request, frozenset({"name"}))
+    body = await decode(request, ApiKeyCreate)
     pool = request.app[POOL]
     org = await orgs.get_org(pool, path_id(request, "org_id"))
     return await _new_key(request, org.id, body)
@@ -77,12 +77,11 @@ async def issue_key(request: web.Request) -> web.Response:
 async def create_key(request: web.Request) -> web.Response:
     """An API key: another key for its own organisation; shown once."""
     org_id = await require_org(request)
-    body = await json_object(request, frozenset({"name"}))
-    return await _new_key(request, org_id, body)
+    return await _new_key(request, org_id, await decode(request, ApiKeyCreate))
 
 
-async def _new_key(request: web.Request, org_id: int, body: dict[str, object]) -> web.Response:
-    name = text_field(body, "name", required=False)
+async def _new_key(request: web.Request, org_id: int, body: ApiKeyCreate) -> web.Response:
+    name = body.name
     if name is not None and not name.strip():
         raise InvalidInputError("name must not be empty", code="invalid_field", field="name")
     name = name or "api key"

@@ -16,9 +16,10 @@ from typing import Any
 
 from aiohttp import web
 
-from services.api import dlt
+from services.api import bodies, dlt
 from services.api.auth import require_org
-from services.api.body import int_field, json_object, list_field, text_field
+from services.api.bodies import RenderBatchRequest, RenderRequest
+from services.api.body import decode, decode_item
 from services.api.context import METRICS, POOL, SETTINGS
 from services.api.errors import dumps
 from services.api.sms import SmsLength
@@ -29,12 +30,6 @@ from shared.minting import Recipient, check_recipient, mint
 from shared.orgs import get_org
 from shared.urls import normalise_destination
 
-MAX_SLOTS = 100
-"""Slot values one message may carry."""
-MAX_BATCH = 10_000
-"""Messages one batch may carry."""
-MAX_TEMPLATE = 10_000
-"""Longest template, characters (a DLT template is far shorter)."""
 _ON = "links replaced by tracked short links"
 _OFF = "link tracking is off for this organisation: links left untouched"
 
@@ -72,11 +67,9 @@ class Job:
 async def render_message(request: web.Request) -> web.Response:
     """Render one message for one recipient (or for everyone, with the link's shared code)."""
     org_id = await require_org(request)
-    body = await json_object(
-        request, frozenset({"template", "values", "campaign_id", "recipient", "var_limit"})
-    )
+    body = await decode(request, RenderRequest)
     job = await _job(request, org_id, body)
-    message = _message(body)
+    message = Message(check_recipient(body.recipient), body.values)
     _check(job, message)
     tracked = await _track(request, job, [message])
     done = _render(job, message, tracked)
@@ -109,20 +102,15 @@ async def render_batch(request: web.Request) -> web.Response:
     """Render one template for many recipients; a message that breaks a rule gets its error in
     its place and mints nothing, the others are rendered."""
     org_id = await require_org(request)
-    body = await json_object(
-        request, frozenset({"template", "messages", "campaign_id", "var_limit"})
-    )
+    body = await decode(request, RenderBatchRequest)
     job = await _job(request, org_id, body)
-    items = list_field(body, "messages", max_items=MAX_BATCH)
+    items = body.messages
     results: list[dict[str, Any]] = [{} for _ in items]
     good: list[tuple[int, Message]] = []
     for i, item in enumerate(items):
         try:
-            if not isinstance(item, dict) or set(item) - {"recipient", "values"}:
-                raise InvalidInputError(
-                    "a message is an object with recipient and values", code="invalid_field"
-                )
-            message = _message(item)
+            given = decode_item(item, bodies.Message, "a message")
+            message = Message(check_recipient(given.recipient), given.values)
             _check(job, message)
         except InvalidInputError as exc:
             results[i] = {"error": exc.code, "detail": exc.detail, **exc.context}
@@ -151,32 +139,18 @@ async def render_batch(request: web.Request) -> web.Response:
     )
 
 
-async def _job(request: web.Request, org_id: int, body: dict[str, Any]) -> Job:
+async def _job(request: web.Request, org_id: int, body: RenderRequest | RenderBatchRequest) -> Job:
     settings = request.app[SETTINGS]
-    text = text_field(body, "template")
-    if len(text) > MAX_TEMPLATE:
-        raise InvalidInputError(
-            f"the template is longer than {MAX_TEMPLATE} characters", code="template_too_long"
-        )
     org = await get_org(request.app[POOL], org_id)
     return Job(
         org_id=org_id,
-        template=dlt.parse_template(text),
-        var_limit=int_field(body, "var_limit", required=False) or settings.dlt_var_limit,
+        template=dlt.parse_template(body.template),
+        var_limit=body.var_limit or settings.dlt_var_limit,
         tracking=org.link_tracking_enabled,
-        campaign_id=int_field(body, "campaign_id", required=False),
+        campaign_id=body.campaign_id,
         short_domain=settings.short_domain,
         short_length=dlt.short_link_length(settings.short_domain, settings.code_length),
     )
-
-
-def _message(raw: dict[str, Any]) -> Message:
-    values = raw.get("values", [])
-    if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
-        raise InvalidInputError("values must be an array of strings", code="invalid_field")
-    if len(values) > MAX_SLOTS:
-        raise InvalidInputError(f"at most {MAX_SLOTS} values", code="too_many_items")
-    return Message(recipient=check_recipient(raw.get("recipient")), values=values)
 
 
 def _check(job: Job, message: Message) -> None:

@@ -111,7 +111,17 @@ async def test_a_batch_is_bounded_and_its_messages_checked(api: ApiClient) -> No
         api, key, template=TEMPLATE, campaign_id=cid, messages=[{"values": ["a"], "phone": "1"}]
     )
     assert got["messages"] == [
-        {"error": "invalid_field", "detail": "a message is an object with recipient and values"}
+        {
+            "error": "unknown_field",
+            "detail": "unknown field phone; expected some of recipient, values",
+        }
+    ]
+    got = await batch(api, key, template=TEMPLATE, campaign_id=cid, messages=[["a", "b"]])
+    assert got["messages"] == [
+        {
+            "error": "invalid_field",
+            "detail": "a message must be an object with recipient, values",
+        }
     ]
     got = await api.call(
         "POST",

@@ -1,14 +1,20 @@
-"""The OpenAPI document matches the routes the API serves, both ways, and is valid OpenAPI 3."""
+"""The OpenAPI document matches the routes the API serves, both ways, is valid OpenAPI 3, and
+its body schemas are those of the types the handlers decode with."""
 
 from __future__ import annotations
 
+import inspect
+import re
 from dataclasses import replace
 
+import msgspec
 import pytest
 from openapi_spec_validator import validate
 
+from services.api import bodies, render
 from services.api.app import create_app
-from services.api.openapi import document
+from services.api.openapi import BODY_TYPES, document
+from services.api.operations import OPERATIONS
 from shared.errors import SettingsError
 from shared.settings import Settings
 
@@ -53,6 +59,46 @@ def test_every_api_route_is_versioned_and_documents_its_errors() -> None:
             if int(status) >= 400:
                 schema = answer["content"]["application/json"]["schema"]
                 assert schema == {"$ref": "#/components/schemas/Error"}
+
+
+def test_each_operation_is_named_for_its_handler() -> None:
+    handlers = {
+        (route.method.lower(), route.resource.canonical): route.handler.__name__
+        for route in create_app(Settings()).router.routes()
+        if route.resource is not None
+    }
+    ids = [op["operationId"] for item in document()["paths"].values() for op in item.values()]
+    assert len(ids) == len(set(ids)) == 33
+    for op in OPERATIONS:
+        assert op.handler.__name__ == handlers[(op.method, op.path)], (op.method, op.path)
+
+
+def test_each_documented_request_body_is_the_type_its_handler_decodes() -> None:
+    for op in OPERATIONS:
+        decoded = re.findall(r"\bdecode\(request, (\w+)\)", inspect.getsource(op.handler))
+        assert decoded == ([op.body.__name__] if op.body else []), op.handler.__name__
+    # A batch's messages are decoded one by one, as the schema of their items says.
+    assert "decode_item(item, bodies.Message," in inspect.getsource(render.render_batch)
+    messages = document()["components"]["schemas"]["RenderBatchRequest"]["properties"]["messages"]
+    assert messages["items"] == {"$ref": "#/components/schemas/Message"}
+
+
+def test_the_document_holds_exactly_the_schemas_the_types_generate() -> None:
+    """The document's components are generated, not written: what the handlers decode with
+    (and the bodies they answer with) is what the document says, field for field."""
+    _, generated = msgspec.json.schema_components(
+        BODY_TYPES, ref_template="#/components/schemas/{name}"
+    )
+    assert document()["components"]["schemas"] == generated
+    for body in bodies.REQUEST_BODIES:
+        schema = generated[body.__name__]
+        assert schema["additionalProperties"] is False, body.__name__
+        fields = {f.encode_name for f in msgspec.structs.fields(body)}
+        assert set(schema["properties"]) == fields, body.__name__
+    referenced = set(re.findall(r"#/components/schemas/(\w+)", str(document()["paths"])))
+    request_bodies = {op.body.__name__ for op in OPERATIONS if op.body}
+    assert request_bodies | {"Message"} == {b.__name__ for b in bodies.REQUEST_BODIES}
+    assert request_bodies <= referenced
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,240 @@
+"""The operations of the OpenAPI document: one `Op` per route under /v1/ (but the document
+itself), naming its handler, credential, body types, errors and query parameters.
+
+The bodies' schemas are generated from their types (`services.api.bodies`, `.responses`,
+`.report_responses`); `services.api.openapi` assembles the document.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+
+from services.api import campaigns, chart, export, links, orgs, render, reports
+from services.api.bodies import (
+    ApiKeyCreate,
+    Body,
+    CampaignCreate,
+    LinkChange,
+    LinkCreate,
+    LinkTracking,
+    OrgCreate,
+    Recipients,
+    RenderBatchRequest,
+    RenderRequest,
+)
+from services.api.body import MAX_PAGE
+from services.api.errors import Handler
+from services.api.report_responses import CampaignReport, LinkReport, OrgReport
+from services.api.responses import (
+    ApiKey,
+    ApiKeyList,
+    Campaign,
+    CampaignPage,
+    Link,
+    LinkPage,
+    Minted,
+    NewApiKey,
+    Org,
+    OrgPage,
+    RenderBatch,
+    Rendering,
+)
+
+Schema = dict[str, Any]
+
+ID: Schema = {"type": "integer", "minimum": 1}
+ERRORS = {
+    400: "The body is not a JSON object.",
+    401: "No credential, or an unknown or revoked one.",
+    403: "The credential may not do this.",
+    404: "Not found (or another organisation's).",
+    422: "A field breaks a rule; `error` names it.",
+    429: "Too many requests from this caller (`rate_limited`); wait `Retry-After` seconds.",
+    503: "Postgres is unreachable (`dependency_unavailable`); try again.",
+}
+
+
+def ref(name: str) -> Schema:
+    """A reference to a schema of `components`."""
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def answer(description: str, schema: str) -> Schema:
+    """A response with a JSON body of the named schema."""
+    return {"description": description, "content": {"application/json": {"schema": ref(schema)}}}
+
+
+def path_parameters(path: str) -> list[Schema]:
+    """The parameters of the `{names}` in a path: ids, or a plain string."""
+    return [
+        {
+            "name": name,
+            "in": "path",
+            "required": True,
+            "schema": ID if name.endswith("_id") else {"type": "string"},
+        }
+        for name in re.findall(r"{(\w+)}", path)
+    ]
+
+
+@dataclass(frozen=True, slots=True)
+class Op:
+    """One documented operation; its `operationId` is its handler's name."""
+
+    method: str
+    path: str
+    handler: Handler
+    summary: str
+    auth: str
+    ok: tuple[int, type[msgspec.Struct] | str]
+    """Success status and the type of its body (a description for a body that is not JSON)."""
+    body: type[Body] | None = None
+    """Type of the JSON body, if any (which adds the 400 and 422 answers)."""
+    errors: tuple[int, ...] = (401, 403, 404)
+    paged: bool = False
+    """Takes `?after=&limit=`."""
+    also: tuple[int, str, type[msgspec.Struct]] | None = None
+    """Another success: (status, why, type)."""
+    media: str = "application/json"
+    """Media type of the success body (`text/csv`, `image/svg+xml`: no JSON schema)."""
+    query: tuple[Schema, ...] = ()
+    """Query parameters other than paging (the reports' window)."""
+
+    def operation(self) -> Schema:
+        """The operation object of the document."""
+        status, returns = self.ok
+        responses: dict[str, Any] = {
+            str(status): answer("OK", returns.__name__)
+            if not isinstance(returns, str)
+            else {"description": returns, "content": {self.media: {"schema": {"type": "string"}}}}
+        }
+        if self.also is not None:
+            responses[str(self.also[0])] = answer(self.also[1], self.also[2].__name__)
+        for code in ((400, 422) if self.body else ()) + self.errors + (429, 503):
+            responses[str(code)] = answer(ERRORS[code], "Error")
+        parameters = path_parameters(self.path) + (PAGE if self.paged else []) + [*self.query]
+        operation: Schema = {
+            "operationId": self.handler.__name__,
+            "summary": self.summary,
+            "description": f"Credential: {self.auth}.",
+            "security": [{"bearer": []}],
+            "responses": responses,
+        }
+        if parameters:
+            operation["parameters"] = parameters
+        if self.body:
+            operation["requestBody"] = {
+                "required": True,
+                "content": {"application/json": {"schema": ref(self.body.__name__)}},
+            }
+        return operation
+
+
+PAGE: list[Schema] = [
+    {"name": "after", "in": "query", "schema": {"type": "integer", "minimum": 0}},
+    {
+        "name": "limit",
+        "in": "query",
+        "schema": {"type": "integer", "minimum": 1, "maximum": MAX_PAGE, "default": 100},
+    },
+]
+WINDOW: tuple[Schema, ...] = (
+    {
+        "name": "from",
+        "in": "query",
+        "description": "Date (midnight in tz) or RFC 3339 time; floored to the hour."
+        " Default: 7 days before `to`.",
+        "schema": {"type": "string"},
+    },
+    {
+        "name": "to",
+        "in": "query",
+        "description": "Exclusive end, date or RFC 3339 time; ceiled to the hour. Default: now.",
+        "schema": {"type": "string"},
+    },
+    {
+        "name": "bucket",
+        "in": "query",
+        "description": "Default: hour for windows up to 7 days, else day (at most 92 days of"
+        " hours).",
+        "schema": {"type": "string", "enum": ["hour", "day"]},
+    },
+    {
+        "name": "tz",
+        "in": "query",
+        "description": "IANA time zone of the day buckets and the times shown.",
+        "schema": {"type": "string", "default": "UTC"},
+    },
+)
+OPERATOR, KEY, EITHER = "operator", "API key", "operator, or an API key of that organisation"
+_NO_404 = (401, 403)
+_REPORT_ERRORS = (401, 403, 404, 422)
+_CAMPAIGN_LINKS = "/v1/campaigns/{campaign_id}/links"
+_CSV = (
+    "One row per bucket, link and channel with clicks: bucket_start, campaign_id, campaign_kind,"
+    " link_id, channel, total_clicks, unique_clicks, bot_clicks. Freshness in the headers"
+    " X-Clicktrack-As-Of, X-Clicktrack-Lag, X-Clicktrack-Lag-Records."
+)
+_CHART = "Line chart of total, unique and bot clicks"
+
+OPERATIONS = (
+    Op("post", "/v1/orgs", orgs.create_org, "Create an organisation (tracking off)", OPERATOR,
+       (201, Org), body=OrgCreate, errors=_NO_404),
+    Op("get", "/v1/orgs", orgs.list_orgs, "List organisations", OPERATOR, (200, OrgPage),
+       errors=(*_NO_404, 422), paged=True),
+    Op("get", "/v1/orgs/{org_id}", orgs.get_org, "Read an organisation", EITHER, (200, Org)),
+    Op("put", "/v1/orgs/{org_id}/link-tracking", orgs.set_link_tracking,
+       "Switch link tracking on or off", OPERATOR, (200, Org), body=LinkTracking),
+    Op("post", "/v1/orgs/{org_id}/api-keys", orgs.issue_key, "Issue an API key (shown once)",
+       OPERATOR, (201, NewApiKey), body=ApiKeyCreate),
+    Op("get", "/v1/api-keys", orgs.list_keys, "List the organisation's keys", KEY,
+       (200, ApiKeyList), errors=_NO_404),
+    Op("post", "/v1/api-keys", orgs.create_key, "Create another key (shown once)", KEY,
+       (201, NewApiKey), body=ApiKeyCreate, errors=_NO_404),
+    Op("delete", "/v1/api-keys/{key_id}", orgs.revoke_key, "Revoke a key", KEY, (200, ApiKey)),
+    Op("post", "/v1/campaigns", campaigns.create_campaign, "Create a campaign", KEY,
+       (201, Campaign), body=CampaignCreate, errors=_NO_404),
+    Op("get", "/v1/campaigns", campaigns.list_campaigns, "List campaigns", KEY,
+       (200, CampaignPage), errors=(*_NO_404, 422), paged=True),
+    Op("get", "/v1/campaigns/{campaign_id}", campaigns.get_campaign, "Read a campaign", KEY,
+       (200, Campaign)),
+    Op("post", _CAMPAIGN_LINKS, links.create_link, "Add a link", KEY, (201, Link),
+       body=LinkCreate, also=(200, "A resend reuses the link of the campaign it resends", Link)),
+    Op("get", _CAMPAIGN_LINKS, links.list_links, "List a campaign's links", KEY, (200, LinkPage),
+       errors=(401, 403, 404, 422), paged=True),
+    Op("get", "/v1/links/{link_id}", links.get_link, "Read a link", KEY, (200, Link)),
+    Op("patch", "/v1/links/{link_id}", links.update_link,
+       "Change a link (destination, disabled, expiry)", KEY, (200, Link), body=LinkChange),
+    Op("post", "/v1/links/{link_id}/recipients", links.add_recipients,
+       "Mint one code per recipient (bulk)", KEY, (200, Minted), body=Recipients),
+    Op("post", "/v1/render", render.render_message, "Render a DLT template for a recipient", KEY,
+       (200, Rendering), body=RenderRequest),
+    Op("post", "/v1/render/batch", render.render_batch,
+       "Render a template for up to 10,000 recipients", KEY, (200, RenderBatch),
+       body=RenderBatchRequest),
+    Op("get", "/v1/links/{link_id}/report", reports.link_report, "Report of a link", KEY,
+       (200, LinkReport), errors=_REPORT_ERRORS, query=WINDOW),
+    Op("get", "/v1/campaigns/{campaign_id}/report", reports.campaign_report,
+       "Report of a campaign and its family", KEY, (200, CampaignReport), errors=_REPORT_ERRORS,
+       query=WINDOW),
+    Op("get", "/v1/report", reports.org_report, "Report of the organisation", KEY,
+       (200, OrgReport), errors=(*_NO_404, 422), query=WINDOW),
+    Op("get", "/v1/links/{link_id}/report.csv", export.link_csv,
+       "A link's report as CSV (streamed)", KEY, (200, _CSV), errors=_REPORT_ERRORS,
+       query=WINDOW, media="text/csv"),
+    Op("get", "/v1/campaigns/{campaign_id}/report.csv", export.campaign_csv,
+       "A campaign's report as CSV (streamed)", KEY, (200, _CSV), errors=_REPORT_ERRORS,
+       query=WINDOW, media="text/csv"),
+    Op("get", "/v1/report.csv", export.org_csv, "The organisation's report as CSV (streamed)",
+       KEY, (200, _CSV), errors=(*_NO_404, 422), query=WINDOW, media="text/csv"),
+    Op("get", "/v1/campaigns/{campaign_id}/chart.svg", chart.campaign_chart,
+       "A campaign's clicks over time (SVG)", KEY, (200, _CHART), errors=_REPORT_ERRORS,
+       query=WINDOW, media="image/svg+xml"),
+    Op("get", "/v1/chart.svg", chart.org_chart, "The organisation's clicks over time (SVG)", KEY,
+       (200, _CHART), errors=(*_NO_404, 422), query=WINDOW, media="image/svg+xml"),
+)  # fmt: skip
+"""Every operation under /v1/ but the document itself."""

@@ -1,0 +1,160 @@
+"""The reports' response bodies (`services.api.reports`), declared as msgspec Structs; the
+OpenAPI document's schemas of them are generated from these types."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Annotated, Literal
+
+import msgspec
+from msgspec import Meta
+
+from services.api.bodies import Id, Time, doc
+from services.api.responses import Campaign, Closed, Link
+from shared.events import CAMPAIGN_KINDS
+
+Count = Annotated[int, Meta(ge=0)]
+Source = Annotated[
+    Literal["redis", "postgres"],
+    doc("Where the live totals were read (Postgres when Redis cannot answer)."),
+]
+if TYPE_CHECKING:
+    KindOrNone = str
+else:
+    # Clicks of links outside any campaign are reported under the kind "none".
+    KindOrNone = Literal[(*sorted(CAMPAIGN_KINDS), "none")]
+
+
+class Counts(Closed):
+    """Clicks: human, unique, and bots."""
+
+    total: Annotated[Count, doc("Human clicks.")]
+    unique: Annotated[
+        Count,
+        doc(
+            "Live totals: distinct human visitors. Windows, series and breakdowns: visitors a"
+            " link met for the first time there (summed over links)."
+        ),
+    ]
+    bots: Annotated[Count, doc("Link previews and scanners, never in total or unique.")]
+
+
+class Lag(Closed):
+    """How far the counts are behind the clicks."""
+
+    status: Annotated[
+        Literal["current", "behind", "unknown"],
+        doc("current: every published click is counted; unknown: Kafka did not answer within 1 s."),
+    ]
+    records: Annotated[int | None, doc("Clicks published, not yet counted.")]
+    last_counted_at: Time | None
+
+
+class Window(Closed):
+    """The report's window."""
+
+    start: Annotated[Time, doc("First hour in the window (in tz).")] = msgspec.field(name="from")
+    to: Annotated[Time, doc("End of the window, exclusive (in tz).")]
+    bucket: Literal["hour", "day"]
+    tz: str
+
+
+class Bucket(Counts):
+    """The clicks of one bucket of the window."""
+
+    start: Annotated[Time, doc("Bucket start, in tz.")]
+
+
+class ChannelCounts(Counts):
+    """The clicks of one channel."""
+
+    channel: str
+
+
+class KindCounts(Counts):
+    """The clicks of one campaign kind."""
+
+    kind: KindOrNone
+
+
+class Report(Closed):
+    """What every report carries."""
+
+    as_of: Annotated[Time, doc("When the report's reads began (UTC).")]
+    lag: Lag
+    window: Window
+    totals: Annotated[Counts, doc("All time, live.")]
+    in_window: Counts
+    series: Annotated[
+        list[Bucket], doc("Every bucket of the window in order, empty ones as zeros.")
+    ]
+
+
+class LinkReport(Report):
+    """Report of a link."""
+
+    link: Link
+    totals_source: Source
+    by_channel: list[ChannelCounts]
+
+
+class LinkCounts(Counts):
+    """A link of a campaign: its window counts, and all-time totals."""
+
+    link_id: Id
+    destination: str
+    totals: Counts
+
+
+class FamilyMember(Closed):
+    """A campaign of the family and its counts."""
+
+    campaign: Campaign
+    totals: Counts
+    in_window: Counts
+    first_24h: Annotated[
+        Counts,
+        doc(
+            "The 24 UTC hours from the hour the campaign was created: the same stretch after"
+            " each send."
+        ),
+    ]
+
+
+class CampaignReport(Report):
+    """Report of a campaign and its family."""
+
+    campaign: Campaign
+    totals_source: Source
+    by_channel: list[ChannelCounts]
+    by_link: Annotated[
+        list[LinkCounts],
+        doc("The campaign's links (up to 1,000): window counts, then all-time."),
+    ]
+    family: Annotated[
+        list[FamilyMember],
+        doc("The original campaign, its resends and recurrences, oldest first."),
+    ]
+
+
+class CampaignTotals(Closed):
+    """A campaign and its live all-time totals."""
+
+    campaign: Campaign
+    totals: Counts
+
+
+class OrgReport(Report):
+    """Report of the organisation."""
+
+    org_id: Id
+    by_channel: list[ChannelCounts]
+    by_kind: list[KindCounts]
+    campaigns: Annotated[
+        list[CampaignTotals], doc("The newest 500 campaigns with their live all-time totals.")
+    ]
+    campaigns_source: Source
+    campaigns_truncated: bool
+
+
+REPORT_BODIES: tuple[type[msgspec.Struct], ...] = (LinkReport, CampaignReport, OrgReport)
+"""The reports' JSON bodies (their parts are reached from these)."""

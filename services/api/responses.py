@@ -1,0 +1,221 @@
+"""The response bodies of the links API, declared as msgspec Structs.
+
+The OpenAPI document's response schemas are generated from these types; the tests check every
+answer they receive against them (tests/integration/api_client.py and schemathesis). The reports'
+bodies are in `services.api.report_responses`.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+import msgspec
+from msgspec import Meta
+
+from services.api.bodies import Id, Kind, Time, doc
+
+
+class Closed(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """A response object that carries exactly the fields declared."""
+
+
+class Error(msgspec.Struct, kw_only=True):
+    """Every failure; some add context, such as a template's `position`."""
+
+    error: Annotated[str, doc("Stable machine-readable code.")]
+    detail: Annotated[str, doc("What went wrong, for people.")]
+
+
+class Org(Closed):
+    """An organisation."""
+
+    id: Id
+    name: str
+    link_tracking_enabled: bool
+    created_at: Time
+    tracking_changed_at: Time | None
+
+
+class OrgPage(msgspec.Struct):
+    """A page of organisations."""
+
+    items: list[Org]
+    next_after: Annotated[Id | None, doc("Pass as `after` for the next page; null at end.")]
+
+
+class ApiKey(Closed):
+    """An API key's record (never the key itself)."""
+
+    id: Id
+    org_id: Id
+    name: str
+    prefix: Annotated[str, doc("First characters of the key.")]
+    created_at: Time
+    revoked_at: Time | None
+
+
+class NewApiKey(ApiKey):
+    """A new API key's record and the key."""
+
+    key: Annotated[str, doc("The key itself: shown this once only.")]
+
+
+class ApiKeyList(msgspec.Struct):
+    """The organisation's keys."""
+
+    items: list[ApiKey]
+
+
+class Campaign(Closed):
+    """A campaign."""
+
+    id: Id
+    org_id: Id
+    name: str
+    kind: Kind
+    channel: str
+    parent_id: Id | None
+    created_at: Time
+
+
+class CampaignPage(msgspec.Struct):
+    """A page of campaigns."""
+
+    items: list[Campaign]
+    next_after: Annotated[Id | None, doc("Pass as `after` for the next page; null at end.")]
+
+
+class Link(Closed):
+    """A tracked link."""
+
+    id: Id
+    org_id: Id
+    campaign_id: Id | None
+    destination: Annotated[str, doc("Normalised http(s) URL.")]
+    disabled: bool
+    expires_at: Time | None
+    fallback_url: str | None
+    created_at: Time
+
+
+class LinkPage(msgspec.Struct):
+    """A page of links."""
+
+    items: list[Link]
+    next_after: Annotated[Id | None, doc("Pass as `after` for the next page; null at end.")]
+
+
+class MintedCode(Closed):
+    """A recipient's code."""
+
+    recipient: str | None
+    code: str
+    short_url: str
+
+
+class Minted(Closed):
+    """Codes minted for the recipients of a link."""
+
+    link_id: Id
+    minted: Annotated[int, doc("Codes created by this request.")]
+    reused: Annotated[int, doc("Recipients that already had a code.")]
+    codes: list[MintedCode]
+
+
+class SmsMeasure(Closed):
+    """A text and its size as an SMS."""
+
+    text: str
+    encoding: Literal["GSM-7", "UCS-2"]
+    characters: Annotated[int, doc("Unicode code points.")]
+    length: Annotated[int, doc("Septets (GSM-7) or UTF-16 code units (UCS-2).")]
+    segments: Annotated[int, doc("SMS parts: 160/153 GSM-7, 70/67 UCS-2.")]
+
+
+class LengthChange(Closed):
+    """What shortening the links changed."""
+
+    characters: int
+    units: Annotated[int, doc("Each text counted in its own encoding's units.")]
+    segments: int
+
+
+class Tracking(Closed):
+    """Whether links were replaced by tracked short links."""
+
+    enabled: bool
+    detail: str
+
+
+class RenderedMessage(SmsMeasure):
+    """A rendered message of a batch."""
+
+    recipient: str | None
+    original: SmsMeasure
+    length_change: LengthChange
+
+
+class BatchTotals(Closed):
+    """Counts over a batch."""
+
+    messages: int
+    rendered: int
+    refused: Annotated[int, doc("Messages answered with an error.")]
+    segments: Annotated[int, doc("SMS parts of all rendered messages.")]
+    original_segments: int
+
+
+_RENDERED = {"$ref": "#/components/schemas/RenderedMessage"}
+_ERROR = {"$ref": "#/components/schemas/Error"}
+
+
+class RenderBatch(Closed):
+    """A rendered batch."""
+
+    tracking: Tracking
+    var_limit: int
+    totals: BatchTotals
+    messages: Annotated[
+        list[Annotated[msgspec.Raw, Meta(extra_json_schema={"oneOf": [_RENDERED, _ERROR]})]],
+        doc("One per message, in order: its rendering, or its error."),
+    ]
+
+
+class RenderedLink(Closed):
+    """A link found in a slot value, and what replaced it."""
+
+    slot: int
+    url: str
+    short_url: str | None
+    link_id: Id | None
+    code: str | None
+
+
+class Rendering(SmsMeasure):
+    """A rendered message."""
+
+    original: SmsMeasure
+    length_change: LengthChange
+    tracking: Tracking
+    var_limit: int
+    values: list[str]
+    links: list[RenderedLink]
+
+
+RESPONSE_BODIES: tuple[type[msgspec.Struct], ...] = (
+    Error,
+    Org,
+    OrgPage,
+    ApiKey,
+    NewApiKey,
+    ApiKeyList,
+    Campaign,
+    CampaignPage,
+    Link,
+    LinkPage,
+    Minted,
+    RenderedMessage,
+    RenderBatch,
+    Rendering,
+)
+"""The JSON bodies the API answers with (and their parts, reached from these)."""
