@@ -68,7 +68,7 @@ async def test_every_kind_of_event_the_redirector_produces_validates(
         body = orjson.loads(record.value)
         check.validate(body)
         assert record.key == str(body["code"]).encode()
-        assert set(body) == set(events.ClickEvent.__dataclass_fields__)
+        assert set(body) == set(events.ClickEvent.__struct_fields__)
         by_key.setdefault(record.key, []).append(body)
     mine = by_key[personal.codes["r1"].encode()]
     assert sorted((b["is_bot"], b["referer"]) for b in mine) == [
@@ -93,6 +93,9 @@ def test_the_schema_refuses_what_the_contract_forbids() -> None:
         ("is_bot", "no"),
         ("schema_version", 2),
         ("campaign_kind", "newsletter"),
+        ("channel", "SMS"),
+        ("channel", "sms\n"),
+        ("org_id", 2**63),
     ]:
         with pytest.raises(jsonschema.ValidationError):
             check.validate({**good, field: value})
