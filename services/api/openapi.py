@@ -11,13 +11,15 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from shared.campaigns import CAMPAIGN_KINDS, CHANNEL_PATTERN, DEFAULT_CHANNEL
+
 Schema = dict[str, Any]
 
 _TIME: Schema = {"type": "string", "format": "date-time"}
 _TIME_OR_NULL: Schema = {"type": ["string", "null"], "format": "date-time"}
 _ID: Schema = {"type": "integer", "minimum": 1}
 _ID_OR_NULL: Schema = {"type": ["integer", "null"], "minimum": 1}
-_KINDS = ["one_time", "recurring", "coupon_expiry_reminder", "resend"]
+_KINDS = list(CAMPAIGN_KINDS)
 
 
 def _obj(required: list[str], **props: Schema) -> Schema:
@@ -114,7 +116,7 @@ SCHEMAS: dict[str, Schema] = {
         ["name", "kind"],
         name={"type": "string", "minLength": 1, "maxLength": 200},
         kind={"type": "string", "enum": _KINDS},
-        channel={"type": "string", "pattern": "^[a-z][a-z0-9_]{0,31}$", "default": "sms"},
+        channel={"type": "string", "pattern": CHANNEL_PATTERN, "default": DEFAULT_CHANNEL},
         parent_id={**_ID, "description": "Resends and recurrences only; same organisation."},
     ),
     "CampaignPage": _page("Campaign"),
