@@ -19,13 +19,14 @@ import timeit
 import types
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from shared import events  # noqa: E402
 
-EVENT = (
+EVENT: tuple[Any, ...] = (
     "0192f0c1-7d3e-7abc-8def-0123456789ab",  # event_id
     "2026-11-26T19:25:28.123Z",  # occurred_at
     "AbC123xYz9",  # code
