@@ -1,6 +1,8 @@
 """Campaigns: one send (or a series of sends) of a message; links live inside campaigns.
 
-Kinds: `one_time`, `recurring`, `coupon_expiry_reminder` and `resend`. A resend or a recurrence
+Kinds: `one_time`, `recurring`, `coupon_expiry_reminder` and `resend` (`CampaignKind`, the one
+list of them: the click event's type, its JSON Schema, the API and the `CHECK`s of migration 0014
+derive from it, and a unit test holds the SQL equal to it). A resend or a recurrence
 may name a parent campaign of the same organisation. A resend goes to people who already got the
 parent's message, so it reuses the parent's links and each recipient's code there: a recipient
 who taps both messages is still one unique visitor. A recurrence is a new send with its own links.
@@ -11,16 +13,26 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Literal, get_args
 
 import asyncpg
 
 from shared.errors import InvalidInputError
-from shared.events import CAMPAIGN_KINDS
 from shared.orgs import clean_name, owned_row
 
+CampaignKind = Literal["one_time", "recurring", "coupon_expiry_reminder", "resend"]
+"""What a campaign is. Adding one: here, then a migration rewriting the `CHECK`s, deployed (with
+the counter) before the API creates campaigns of the new kind."""
+CAMPAIGN_KINDS: tuple[CampaignKind, ...] = get_args(CampaignKind)
+"""The kinds, in the order the schema and the SQL list them."""
+CHANNEL_PATTERN = r"^[a-z][a-z0-9_]{0,31}(?!\n)$"
+"""A channel (`sms`, `whatsapp`, ...): open-ended, so a pattern rather than a list; a reporting
+dimension. The same text is a Python, ECMA-262 (JSON Schema, OpenAPI) and Postgres regular
+expression: `(?!\n)` stops Python's `$` from also matching before a final newline."""
+DEFAULT_CHANNEL = "sms"
 PARENT_KINDS = frozenset({"resend", "recurring"})
 """Kinds that may name a parent campaign."""
-_CHANNEL = re.compile(r"[a-z][a-z0-9_]{0,31}")
+_CHANNEL = re.compile(CHANNEL_PATTERN)
 _COLUMNS = "id, org_id, name, kind, channel, parent_id, created_at"
 
 
@@ -31,8 +43,7 @@ class Campaign:
     id: int
     org_id: int
     name: str
-    kind: str
-    """`one_time`, `recurring`, `coupon_expiry_reminder` or `resend`."""
+    kind: CampaignKind
     channel: str
     """Delivery channel (`sms`, ...): a reporting dimension."""
     parent_id: int | None
@@ -45,7 +56,7 @@ async def create_campaign(
     org_id: int,
     name: str,
     kind: str,
-    channel: str = "sms",
+    channel: str = DEFAULT_CHANNEL,
     *,
     parent_id: int | None = None,
 ) -> int:

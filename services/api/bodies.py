@@ -14,13 +14,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
-from typing import TYPE_CHECKING, Annotated, ClassVar, Literal
+from typing import Annotated, ClassVar
 
 import msgspec
 from msgspec import UNSET, Meta, UnsetType
 
-from shared.campaigns import _CHANNEL
-from shared.events import CAMPAIGN_KINDS
+from shared.campaigns import CHANNEL_PATTERN, CampaignKind
 from shared.minting import MAX_RECIPIENT
 from shared.orgs import MAX_NAME
 from shared.urls import MAX_URL_LENGTH
@@ -52,13 +51,9 @@ Template = Annotated[
     str, Meta(max_length=MAX_TEMPLATE, description="DLT template with {#var#} slots.")
 ]
 Values = Annotated[list[str], Meta(max_length=MAX_SLOTS)]
-Channel = Annotated[str, Meta(pattern=f"^{_CHANNEL.pattern}$")]
-if TYPE_CHECKING:
-    Kind = str
-else:
-    # The kinds live in one place; a Literal built from them makes msgspec check them and the
-    # schema list them (mypy cannot follow a Literal built at run time, hence the branch).
-    Kind = Literal[tuple(sorted(CAMPAIGN_KINDS))]
+Channel = Annotated[str, Meta(pattern=CHANNEL_PATTERN)]
+Kind = CampaignKind
+"""The kinds live in one place (shared.campaigns): msgspec checks them, the schema lists them."""
 
 
 def each(item_type: type[msgspec.Struct]) -> Meta:

@@ -135,6 +135,12 @@ def _label(steps: list[str | int], name: str) -> str:
     return label or name
 
 
+def _readable(pattern: str) -> str:
+    """A pattern as a reader needs it: `(?!\\n)` only stops Python's `$` matching before a final
+    newline (shared.campaigns.CHANNEL_PATTERN), which says nothing to a client."""
+    return pattern.replace("(?!\\n)", "")
+
+
 def _describe(info: inspect.Type) -> str:
     """What a value of the type is, in words: `a string of at most 2048 characters`."""
     if isinstance(info, inspect.Metadata):
@@ -151,7 +157,7 @@ def _describe(info: inspect.Type) -> str:
         return (
             "a string"
             + _sized(info.min_length, info.max_length, "character")
-            + (f" matching {info.pattern}" if info.pattern else "")
+            + (f" matching {_readable(info.pattern)}" if info.pattern else "")
         )
     if isinstance(info, inspect.IntType):
         low, high = info.ge, info.le

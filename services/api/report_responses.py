@@ -3,25 +3,22 @@ OpenAPI document's schemas of them are generated from these types."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated, Literal
+from typing import Annotated, Literal
 
 import msgspec
 from msgspec import Meta
 
 from services.api.bodies import Id, Time, doc
 from services.api.responses import Campaign, Closed, Link
-from shared.events import CAMPAIGN_KINDS
+from shared.campaigns import CampaignKind
 
 Count = Annotated[int, Meta(ge=0)]
 Source = Annotated[
     Literal["redis", "postgres"],
     doc("Where the live totals were read (Postgres when Redis cannot answer)."),
 ]
-if TYPE_CHECKING:
-    KindOrNone = str
-else:
-    # Clicks of links outside any campaign are reported under the kind "none".
-    KindOrNone = Literal[(*sorted(CAMPAIGN_KINDS), "none")]
+# Clicks of links outside any campaign are reported under the kind "none".
+KindOrNone = CampaignKind | Literal["none"]
 
 
 class Counts(Closed):

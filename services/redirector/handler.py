@@ -128,22 +128,25 @@ class RedirectHandler:
             )
         self._publisher.publish(
             code.encode(),
-            events.encode_click(
-                str(uuid7()),
-                self._clock.now(),
-                code,
-                entry.link_id,
-                link.org_id,
-                link.campaign_id,
-                link.campaign_kind,
-                link.channel,
-                recipient,
-                vid,
-                user_agent,
-                truncate_ip(ip),
-                referer,
-                bot,
-                found.outcome,
+            events.encode(
+                events.ClickEvent(  # positional, in field order: 8x cheaper than keywords
+                    str(uuid7()),
+                    self._clock.now(),
+                    code,
+                    entry.link_id,
+                    link.org_id,
+                    link.channel,
+                    vid,
+                    bot is not None,
+                    link.campaign_id,
+                    link.campaign_kind,
+                    recipient,
+                    user_agent,
+                    truncate_ip(ip),
+                    referer,
+                    bot,
+                    found.outcome,
+                )
             ),
         )
         if new_cookie is not None and bot is None:

@@ -30,6 +30,7 @@ from redis.exceptions import RedisError
 
 from services.redirector.cache import TtlLru
 from services.redirector.metrics import RedirectorMetrics
+from shared.campaigns import CampaignKind
 from shared.errors import DependencyError
 from shared.link_cache import NEGATIVE, code_key, link_key
 from shared.settings import Settings
@@ -83,7 +84,7 @@ class LinkEntry:
     destination: str
     org_id: int
     campaign_id: int | None
-    campaign_kind: str | None
+    campaign_kind: CampaignKind | None
     channel: str
     disabled: bool
     expires_at: float | None

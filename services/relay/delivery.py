@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 import aiohttp
-import orjson
+import msgspec
 from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import DefaultResolver
 
@@ -58,8 +58,8 @@ def message_id(endpoint: Endpoint, events: Sequence[ClickEvent]) -> str:
 
 
 def payload(events: Sequence[ClickEvent]) -> bytes:
-    """The JSON body of one delivery."""
-    return orjson.dumps(
+    """The JSON body of one delivery (msgspec: it writes a `ClickEvent` as the topic does)."""
+    return msgspec.json.encode(
         {"type": "clicks.v1", "timestamp": utc_now_iso(), "data": {"events": events}}
     )
 

@@ -20,6 +20,7 @@ from aiokafka import AIOKafkaProducer
 
 from services.counter.counter import Counter
 from shared import events
+from shared.campaigns import CAMPAIGN_KINDS
 from shared.links import create_campaign, create_link
 from shared.orgs import create_org
 from shared.settings import Settings
@@ -75,7 +76,7 @@ async def test_every_kind_of_event_the_redirector_produces_validates(
         body = orjson.loads(record.value)
         check.validate(body)
         assert record.key == str(body["code"]).encode()
-        assert set(body) == set(events.ClickEvent.__dataclass_fields__)
+        assert set(body) == set(events.ClickEvent.__struct_fields__)
         by_key.setdefault(record.key, []).append(body)
     mine = by_key[personal.codes["r1"].encode()]
     assert sorted((b["is_bot"], b["referer"]) for b in mine) == [
@@ -100,6 +101,9 @@ def test_the_schema_refuses_what_the_contract_forbids() -> None:
         ("is_bot", "no"),
         ("schema_version", 2),
         ("campaign_kind", "newsletter"),
+        ("channel", "SMS"),
+        ("channel", "sms\n"),
+        ("org_id", 2**63),
     ]:
         with pytest.raises(jsonschema.ValidationError):
             check.validate({**good, field: value})
@@ -137,3 +141,48 @@ async def test_an_event_with_unknown_fields_is_counted_by_the_real_counter(
     finally:
         await counter.stop()
     assert counter.registry.get_sample_value("clicktrack_events_dead_lettered_total") == 0
+
+
+async def test_postgres_refuses_kinds_and_channels_outside_the_shared_lists(
+    pool: asyncpg.Pool,
+) -> None:
+    org = await create_org(pool, "Checks Co", tracking=True)
+    insert = "INSERT INTO campaigns (org_id, name, kind, channel) VALUES ($1, 'c', $2, $3)"
+    for kind in CAMPAIGN_KINDS:
+        await pool.execute(insert, org, kind, "whatsapp")
+    for kind, channel in [("newsletter", "sms"), ("resend", "SMS"), ("resend", "sms\n")]:
+        with pytest.raises(asyncpg.CheckViolationError):
+            await pool.execute(insert, org, kind, channel)
+    hourly = (
+        "INSERT INTO hourly_counters (link_id, hour, channel, org_id, campaign_kind)"
+        " VALUES (1, now(), $1, 1, $2)"
+    )
+    await pool.execute(hourly, "sms", None)
+    for channel, kind in [("rcs", "newsletter"), ("", "resend")]:
+        with pytest.raises(asyncpg.CheckViolationError):
+            await pool.execute(hourly, channel, kind)
+
+
+async def test_events_postgres_would_refuse_are_dead_lettered_and_counting_goes_on(
+    settings: Settings, pool: asyncpg.Pool, redis: aioredis.Redis, producer: AIOKafkaProducer
+) -> None:
+    # Without the decoder's checks one such event would fail its whole batch on the CHECKs.
+    good = orjson.loads(events.encode(make_event(link_id=78, visitor_id="v:a")))
+    poison = [
+        orjson.dumps({**good, "campaign_kind": "newsletter"}),
+        orjson.dumps({**good, "channel": "SMS"}),
+    ]
+    later = events.encode(make_event(link_id=78, visitor_id="v:b"))
+    for value in [orjson.dumps(good), *poison, later]:
+        await producer.send_and_wait(settings.clicks_topic, value, key=b"k")
+    counter = Counter(settings)
+    await counter.start()
+    try:
+        assert await wait_for(lambda: pg_counts(pool, 78), (2, 2, 0)) == (2, 2, 0)
+        dead = await read_topic(settings, settings.dlq_topic, len(poison))
+    finally:
+        await counter.stop()
+    assert [(r.value, dict(r.headers)["reason"].decode()) for r in dead] == [
+        (poison[0], "field 'campaign_kind': invalid enum value 'newsletter'"),
+        (poison[1], "field 'channel' 'SMS' does not match ^[a-z][a-z0-9_]{0,31}(?!\\n)$"),
+    ]

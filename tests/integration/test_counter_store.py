@@ -187,7 +187,8 @@ async def test_visitors_from_before_migration_0013_keep_their_daily_rows(
                     f" ('{d1}', 'c', 10, 'v:old'), ('{d2}', 'l', 9, 'v:old')"
                 )
             async with pool.acquire() as conn:
-                assert await db.migrate(conn, schema) == ["0013_visitor_first_day"]
+                applied = await db.migrate(conn, schema)
+                assert applied == [v for v, _ in db.migration_files() if v >= "0013"]
                 await apply(conn, [clk(9, "v:old", TODAY), clk(9, "v:old", YESTERDAY)], 0, 2)
                 await apply(conn, [clk(9, "v:old", TODAY.replace(minute=1))], 2, 3)
                 await apply(conn, [clk(9, "v:new", TODAY), clk(9, "v:new", TODAY)], 3, 5)
