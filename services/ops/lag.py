@@ -5,7 +5,7 @@ committed offsets (OffsetFetch), the log-end offsets of those partitions (ListOf
 each lagging partition the timestamp of the oldest unconsumed record, i.e. the record at the
 committed offset (one small fetch; an offset's timestamp never changes, so it is cached).
 These calls work against our Kafka 4.1.1 broker with aiokafka 0.14 (the integration tests run
-them), except aiokafka's own DescribeGroups, which misreads v3 responses: `groups.py` pins v2.
+them), all but aiokafka's own DescribeGroups, which misreads v3 responses: `groups.py` pins v2.
 
 `LagMonitor` adds each poll to a `LagHistory` and judges every group Burrow-style.
 """
@@ -21,12 +21,10 @@ from types import TracebackType
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
-from aiokafka.errors import KafkaError
 
 from services.ops.groups import describe_groups
 from services.ops.lag_status import LagHistory, PartitionKey, Sample, Status, worst
-from shared.errors import DependencyError
-from shared.kafka import start_with_retries
+from shared.kafka import end_offsets, errors, start_with_retries
 
 TIMESTAMP_FETCH_S = 3.0
 _TIMESTAMP_CACHE_MAX = 50_000
@@ -151,7 +149,7 @@ class LagReader:
     async def groups(self, wanted: Iterable[str] = ()) -> list[_Polled]:
         """State, live members and committed offsets of `wanted` (default: every group)."""
         assert self._admin is not None
-        try:
+        with errors("reading groups", self._servers):
             names = sorted(set(wanted)) or sorted(
                 g[0] for g in await self._admin.list_consumer_groups()
             )
@@ -170,27 +168,11 @@ class LagReader:
                     members = 0
                 polled.append(_Polled(name, group.state, members, committed))
             return polled
-        except KafkaError as exc:
-            raise DependencyError(f"Kafka at {self._servers}: cannot read groups: {exc}") from exc
 
     async def end_offsets(self, partitions: Iterable[TopicPartition]) -> dict[TopicPartition, int]:
-        """Log-end offset (high watermark) of each partition."""
+        """Log-end offset (high watermark) of each partition of a topic that exists."""
         assert self._consumer is not None
-        try:
-            # A group may still hold offsets of a deleted topic: ask only about existing ones.
-            known = await self._consumer.topics()
-            wanted = sorted(tp for tp in set(partitions) if tp.topic in known)
-            if not wanted:
-                return {}
-            # One metadata request for all the topics; left to itself, aiokafka looks up the
-            # leaders topic by topic, 100 ms apart (15 s for 150 topics).
-            await self._consumer._client.set_topics(sorted({tp.topic for tp in wanted}))
-            ends: dict[TopicPartition, int] = await self._consumer.end_offsets(wanted)
-        except KafkaError as exc:
-            raise DependencyError(
-                f"Kafka at {self._servers}: cannot read end offsets: {exc}"
-            ) from exc
-        return ends
+        return await end_offsets(self._consumer, partitions, self._servers)
 
     async def record_timestamps(
         self,
@@ -222,21 +204,20 @@ class LagReader:
         deadline = time.monotonic() + timeout_s
         empty: set[TopicPartition] = set()
         try:
-            while len(found) + len(empty) < len(positions) and time.monotonic() < deadline:
-                batches = await consumer.getmany(timeout_ms=100, max_records=len(missing) * 50)
-                for tp, records in batches.items():
-                    if tp in found or not records:
-                        continue
-                    found[tp] = records[0].timestamp
-                    self._remember(tp, missing[tp], records[0].timestamp)
-                    consumer.pause(tp)
-                for tp in missing.keys() - found.keys() - empty:
-                    # Read up to the end without a record: only transaction markers were there.
-                    if tp in ends and await consumer.position(tp) >= ends[tp]:
-                        empty.add(tp)
+            with errors("reading records", self._servers):
+                while len(found) + len(empty) < len(positions) and time.monotonic() < deadline:
+                    batches = await consumer.getmany(timeout_ms=100, max_records=len(missing) * 50)
+                    for tp, records in batches.items():
+                        if tp in found or not records:
+                            continue
+                        found[tp] = records[0].timestamp
+                        self._remember(tp, missing[tp], records[0].timestamp)
                         consumer.pause(tp)
-        except KafkaError as exc:
-            raise DependencyError(f"Kafka at {self._servers}: cannot read records: {exc}") from exc
+                    for tp in missing.keys() - found.keys() - empty:
+                        # Read up to the end without a record: only transaction markers there.
+                        if tp in ends and await consumer.position(tp) >= ends[tp]:
+                            empty.add(tp)
+                            consumer.pause(tp)
         finally:
             # Pause rather than `assign([])`: aiokafka 0.14's fetcher swallows the cancellation
             # of `stop()` if it comes while it is dropping an assignment, and `stop()` then hangs.

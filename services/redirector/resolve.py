@@ -26,11 +26,11 @@ from typing import Any
 import asyncpg
 import orjson
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
 
 from services.redirector.cache import TtlLru
 from services.redirector.metrics import RedirectorMetrics
-from shared.errors import DependencyError
+from shared import db, redis_client
+from shared.errors import DependencyError, QueryError
 from shared.link_cache import NEGATIVE, code_key, link_key
 from shared.settings import Settings
 
@@ -248,8 +248,8 @@ class Resolver:
 
     async def _code_from_redis(self, code: str) -> tuple[CodeEntry | None, bool]:
         try:
-            raw = await self._redis.get(code_key(code))
-        except (RedisError, OSError) as exc:
+            raw = await redis_client.get(self._redis, code_key(code))
+        except DependencyError as exc:
             self._redis_failed(exc)
             return None, False
         if raw is None:
@@ -264,8 +264,8 @@ class Resolver:
 
     async def _link_from_redis(self, link_id: int) -> LinkEntry | None:
         try:
-            raw = await self._redis.get(link_key(link_id))
-        except (RedisError, OSError) as exc:
+            raw = await redis_client.get(self._redis, link_key(link_id))
+        except DependencyError as exc:
             self._redis_failed(exc)
             return None
         if raw is None:
@@ -306,19 +306,20 @@ class Resolver:
     async def _query(self, sql: str, arg: object) -> Any:
         self._m.postgres_lookups.inc()
         try:
-            return await self._pool.fetchrow(sql, arg, timeout=max(self._budget_s * 4, 1.0))
-        except (asyncpg.PostgresError, OSError, TimeoutError) as exc:
+            with db.errors("Postgres did not answer a lookup: the visitor gets a 503"):
+                return await self._pool.fetchrow(sql, arg, timeout=max(self._budget_s * 4, 1.0))
+        except DependencyError:
             self._m.dependency_errors.labels("postgres").inc()
-            raise DependencyError(f"Postgres lookup failed: {exc!r}") from exc
+            raise
+        except QueryError as exc:
+            self._m.dependency_errors.labels("postgres").inc()
+            raise DependencyError(f"Postgres lookup failed: {exc}") from exc
 
     async def _store(self, values: dict[str, bytes], ttl_s: int) -> None:
         # A failed cache write costs a later lookup, never this answer.
         try:
-            async with self._redis.pipeline(transaction=False) as pipe:
-                for key, value in values.items():
-                    pipe.set(key, value, ex=ttl_s)
-                await pipe.execute()
-        except (RedisError, OSError) as exc:
+            await redis_client.set_all(self._redis, values, ttl_s)
+        except DependencyError as exc:
             self._redis_failed(exc)
 
     def _redis_failed(self, exc: BaseException) -> None:
