@@ -31,8 +31,6 @@ import redis.asyncio as aioredis
 from shared.errors import RedisEmptyError
 from shared.redis_client import errors
 
-__all__ = ["RedisEmptyError"]
-
 FIELDS = ("total", "unique", "bots")
 MARKER_KEY = "ct:meta:counters"
 SCOPES = ("link", "campaign")

@@ -117,11 +117,6 @@ class Settings:
     """Postgres statements a batch is split into, run at once on their own connections, each
     taking whole campaigns so that no two write the same row (`COUNTER_STATEMENTS`; 1: one
     statement that also stores the offsets)."""
-    counter_batches_in_flight: int = 2
-    """Batches the counter counts at once (`COUNTER_BATCHES_IN_FLIGHT`, 1 or 2). With 2, a batch's
-    statements run while the batch before stores its offsets and writes Redis (its offsets wait
-    for that batch's, and fail with it): about a quarter faster in `bench/counter`. 1 counts each
-    batch to the end before the next."""
     counter_session_timeout_ms: int = 10_000
     """Kafka group session timeout of the counter, milliseconds: how long a dead member holds its
     partitions (`COUNTER_SESSION_TIMEOUT_MS`; the broker accepts 6000 and more by default)."""
@@ -291,9 +286,6 @@ class Settings:
                 env, "COUNTER_BATCH_WAIT_MS", defaults.counter_batch_wait_ms, 1, 60_000
             ),
             counter_statements=_int(env, "COUNTER_STATEMENTS", defaults.counter_statements, 1, 8),
-            counter_batches_in_flight=_int(
-                env, "COUNTER_BATCHES_IN_FLIGHT", defaults.counter_batches_in_flight, 1, 2
-            ),
             counter_session_timeout_ms=_int(
                 env,
                 "COUNTER_SESSION_TIMEOUT_MS",
