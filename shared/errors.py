@@ -23,6 +23,9 @@
     ├── DeliveryError            a webhook POST failed (retriable: the relay retries with backoff)
     └── SignatureError           a webhook's signature or timestamp does not verify
 
+Services add leaves of their own under these (`services.api.errors.BadRequestError`,
+`services.cli.loadgen.LoadgenError`); nothing raised on purpose stands outside the root.
+
 Every class has a `code` (a stable, machine-readable name used as the `error` of an HTTP error
 body) and `context` (extra facts for that body, such as the `position` in a template).
 
