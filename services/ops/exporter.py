@@ -31,7 +31,8 @@ from prometheus_client import CollectorRegistry, Counter
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from services.ops.lag import GroupLag, LagMonitor, LagReader
+from services.ops.lag import GroupLag, LagMonitor
+from services.ops.lag_reader import LagReader
 from services.ops.lag_status import Status
 from shared.errors import ClicktrackError
 from shared.kafka import errors

@@ -17,10 +17,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from typing import Any
 
 import asyncpg
@@ -29,9 +28,22 @@ import redis.asyncio as aioredis
 
 from services.redirector.cache import TtlLru
 from services.redirector.metrics import RedirectorMetrics
+from services.redirector.resolution import (
+    FALLBACK,
+    GONE,
+    MALFORMED,
+    NOT_FOUND,
+    REDIRECT,
+    CodeEntry,
+    LinkEntry,
+    Resolution,
+    code_shape,
+    link_of,
+)
 from shared import db, redis_client
 from shared.errors import DependencyError, QueryError
 from shared.link_cache import NEGATIVE, code_key, link_key
+from shared.service import cancel
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -53,55 +65,6 @@ FROM links l
 LEFT JOIN campaigns cp ON cp.id = l.campaign_id
 WHERE l.id = $1
 """
-
-
-def code_shape(min_length: int, max_length: int) -> re.Pattern[str]:
-    """The pattern a possible code matches: base62, `min_length` to `max_length` characters."""
-    return re.compile(rf"[0-9A-Za-z]{{{min_length},{max_length}}}")
-
-
-CODE_SHAPE = code_shape(4, 32)
-"""The shape with the default limits (`CODE_MIN_LENGTH`, `CODE_MAX_LENGTH`)."""
-
-# What `Resolution.outcome` can be.
-REDIRECT = "redirect"
-FALLBACK = "fallback"
-GONE = "gone"
-NOT_FOUND = "not_found"
-MALFORMED = "malformed"
-
-
-@dataclass(frozen=True, slots=True)
-class CodeEntry:
-    """What a code is bound to; never changes once minted."""
-
-    link_id: int
-    recipient_id: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class LinkEntry:
-    """The attributes of a link the redirector needs; may change (see `invalidate_link`)."""
-
-    destination: str
-    org_id: int
-    campaign_id: int | None
-    campaign_kind: str | None
-    channel: str
-    disabled: bool
-    expires_at: float | None
-    """Unix time, seconds, after which the link sends visitors to `fallback_url` or answers 410."""
-    fallback_url: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class Resolution:
-    """The answer for one request: the outcome, where to go, and what to record."""
-
-    outcome: str
-    location: str | None = None
-    code: CodeEntry | None = None
-    link: LinkEntry | None = None
 
 
 _MALFORMED = Resolution(MALFORMED)
@@ -197,10 +160,8 @@ class Resolver:
             self.links.put(link_id, link)
 
     async def close(self) -> None:
-        """Wait for background link reloads to end (cancelled)."""
-        for task in list(self._refreshing.values()):
-            task.cancel()
-        await asyncio.gather(*self._refreshing.values(), return_exceptions=True)
+        """Cancel the background link reloads and wait for them to end."""
+        await asyncio.gather(*(cancel(task) for task in list(self._refreshing.values())))
 
     def _decide(self, entry: CodeEntry, link: LinkEntry) -> Resolution:
         if link.disabled:
@@ -279,7 +240,7 @@ class Resolver:
         row = await self._query(_BY_LINK, link_id)
         if row is None:
             return None
-        link = _link_of(row)
+        link = link_of(row)
         await self._store({link_key(link_id): orjson.dumps(asdict(link))}, self._redis_ttl_s)
         return link
 
@@ -291,7 +252,7 @@ class Resolver:
             return None
         self._m.hits["postgres"].inc()
         entry = CodeEntry(row["link_id"], row["recipient_id"])
-        link = _link_of(row)
+        link = link_of(row)
         await self._store(
             {
                 code_key(code): orjson.dumps(asdict(entry)),
@@ -325,17 +286,3 @@ class Resolver:
     def _redis_failed(self, exc: BaseException) -> None:
         self._m.dependency_errors.labels("redis").inc()
         log.warning("redis cache unavailable, asking postgres", extra={"error": repr(exc)})
-
-
-def _link_of(row: Any) -> LinkEntry:
-    expires = row["expires_at"]
-    return LinkEntry(
-        destination=row["destination"],
-        org_id=row["org_id"],
-        campaign_id=row["campaign_id"],
-        campaign_kind=row["campaign_kind"],
-        channel=row["channel"],
-        disabled=row["disabled"],
-        expires_at=None if expires is None else expires.timestamp(),
-        fallback_url=row["fallback_url"],
-    )

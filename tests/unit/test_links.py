@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from services.redirector.resolve import CODE_SHAPE
+from services.redirector.resolution import CODE_SHAPE
 from services.redirector.visitors import visitor_id
 from shared.codes import ALPHABET, CODE_LENGTH, mint_code
 from shared.links import InvalidLinkError, validate_destination
