@@ -35,6 +35,7 @@ import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from bench.outcome import finish
+from services.counter.pipeline import BATCHES_IN_FLIGHT
 from shared import db, events
 from shared.counts import counter_key
 from shared.kafka import delete_topics, ensure_topics
@@ -221,8 +222,7 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
         for i in range(args.processes)
     ]
     result["counter_processes"] = args.processes
-    # the counter processes inherit the environment: COUNTER_BATCHES_IN_FLIGHT=1 compares modes
-    result["batches_in_flight"] = Settings.from_env().counter_batches_in_flight
+    result["batches_in_flight"] = BATCHES_IN_FLIGHT
     async with db.pool(settings, max_size=2) as pool:
         async with pool.acquire() as conn:
             await db.migrate(conn, settings.postgres_schema)

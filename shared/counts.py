@@ -28,6 +28,9 @@ from datetime import date
 
 import redis.asyncio as aioredis
 
+from shared.errors import RedisEmptyError
+from shared.redis_client import errors
+
 FIELDS = ("total", "unique", "bots")
 MARKER_KEY = "ct:meta:counters"
 SCOPES = ("link", "campaign")
@@ -86,10 +89,6 @@ def link_key(link_id: int) -> str:
     return counter_key("link", link_id)
 
 
-class RedisEmptyError(Exception):
-    """Redis lacks the marker key: it lost its data and must be rebuilt from Postgres."""
-
-
 class CountStore:
     """Reads and monotonic writes of click counters in one Redis database."""
 
@@ -108,25 +107,30 @@ class CountStore:
         keys = [MARKER_KEY, *(c.key for c in counts)]
         args: list[str | int] = ["force" if force else "check"]
         args.extend(v for c in counts for v in (c.total, c.unique, c.bots))
-        written = await self._set_if_greater(keys=keys, args=args)
+        with errors("writing counters"):
+            written = await self._set_if_greater(keys=keys, args=args)
         if written == -1:
             raise RedisEmptyError(f"Redis has no {MARKER_KEY} key: rebuild it from Postgres")
 
     async def ping(self) -> bool:
         """True when Redis answers."""
-        return bool(await self._client.ping())
+        with errors("pinging"):
+            return bool(await self._client.ping())
 
     async def mark_complete(self, when: str) -> None:
         """Set the marker: Redis now holds every counter (`when`: the rebuild's UTC time)."""
-        await self._client.set(MARKER_KEY, when)
+        with errors("setting the counters' marker"):
+            await self._client.set(MARKER_KEY, when)
 
     async def is_complete(self) -> bool:
         """True while the marker is present."""
-        return bool(await self._client.exists(MARKER_KEY))
+        with errors("looking for the counters' marker"):
+            return bool(await self._client.exists(MARKER_KEY))
 
     async def get_counts(self, scope: str, scope_id: int, day: date | None = None) -> Counts | None:
         """The counters of a scope (and day), or None if Redis has none."""
-        raw = await self._client.hgetall(counter_key(scope, scope_id, day))
+        with errors("reading counters"):
+            raw = await self._client.hgetall(counter_key(scope, scope_id, day))
         if not raw:
             return None
         values = {k.decode() if isinstance(k, bytes) else k: int(v) for k, v in raw.items()}

@@ -1,4 +1,5 @@
-"""Postgres helpers: a connection pool that retries at start-up, and the migration runner.
+"""Postgres helpers: a connection pool that retries at start-up, the migration runner, and the
+boundary where asyncpg's errors become ours (`errors`).
 
 Migrations are the numbered `*.sql` files in `shared/migrations/`, applied in order, each in its
 own transaction, under an advisory lock so two processes starting together do not race. We keep
@@ -16,12 +17,54 @@ from importlib import resources
 
 import asyncpg
 
-from shared.errors import DependencyError
+from shared.errors import (
+    Boundary,
+    ClicktrackError,
+    ConflictError,
+    DependencyError,
+    MissingRowError,
+    QueryError,
+)
 from shared.settings import Settings, mask_url
 
 log = logging.getLogger(__name__)
 
 _MIGRATION_LOCK = 0x0C11C7  # an arbitrary key for pg_advisory_xact_lock
+
+_UNAVAILABLE = (
+    OSError,
+    TimeoutError,
+    asyncpg.InterfaceError,
+    asyncpg.PostgresConnectionError,
+    # the server is shutting down or refuses connections for now (AdminShutdown, ...)
+    asyncpg.OperatorInterventionError,
+    # A connection whose server went away mid-statement can fail its reset on release ("cannot
+    # switch to state 15; another operation is in progress"); the pool closes that connection.
+    asyncpg.InternalClientError,
+)
+_FAILURES = (*_UNAVAILABLE, asyncpg.PostgresError)
+
+
+def errors(unavailable: str) -> Boundary:
+    """A context manager that turns an asyncpg error raised in it into one of ours:
+
+    - Postgres unreachable, gone mid-statement, shutting down, timed out: `DependencyError`
+      (retriable) with the message `unavailable` ("what went wrong, what to do") and the cause;
+    - a unique key taken: `ConflictError`; a foreign key that finds no row: `MissingRowError`;
+    - any other refusal (deadlock, serialization failure, a trigger's error): `QueryError`
+      (retriable).
+    """
+    return Boundary(_FAILURES, lambda exc: _translate(unavailable, exc))
+
+
+def _translate(unavailable: str, exc: BaseException) -> ClicktrackError:
+    if isinstance(exc, asyncpg.UniqueViolationError):
+        return ConflictError(f"Postgres: a row with this key exists already ({exc})")
+    if isinstance(exc, asyncpg.ForeignKeyViolationError):
+        return MissingRowError(f"Postgres: a row this one refers to does not exist ({exc})")
+    if isinstance(exc, _UNAVAILABLE):
+        return DependencyError(unavailable)
+    return QueryError(f"Postgres refused a statement: {exc!r}")
 
 
 @asynccontextmanager
@@ -52,7 +95,7 @@ async def pool(
                 },
             )
             break
-        except (OSError, asyncpg.PostgresError) as exc:
+        except _FAILURES as exc:
             last = exc
             log.warning(
                 "postgres not reachable", extra={"dsn": mask_url(dsn), "retries_left": attempt - 1}

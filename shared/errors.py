@@ -3,6 +3,14 @@
     ClicktrackError              root; `retriable` says whether trying again may help
     ├── SettingsError            a variable is missing or malformed (not retriable)
     ├── DependencyError          Kafka, Redis or Postgres did not answer (retriable)
+    │   ├── RedisEmptyError      Redis lost its counters: rebuild them from Postgres (retriable)
+    │   └── EarlierBatchFailed   the counter's batch before this one failed (retriable: both
+    │                            are read again from the stored offsets)
+    ├── QueryError               Postgres refused a statement: a deadlock, a trigger's error, a
+    │   │                        bug (retriable: the counter reads its batch again; the API
+    │   │                        answers 500 without the details)
+    │   ├── ConflictError        a row with this unique key exists already (not retriable)
+    │   └── MissingRowError      a row the statement refers to does not exist (not retriable)
     ├── EventError               a click event cannot be read or fails its schema (not retriable:
     │                            the record goes to the dead-letter topic)
     ├── NotFoundError            a code, link or campaign does not exist (not retriable)
@@ -15,14 +23,22 @@
     ├── DeliveryError            a webhook POST failed (retriable: the relay retries with backoff)
     └── SignatureError           a webhook's signature or timestamp does not verify
 
+Services add leaves of their own under these (`services.api.errors.BadRequestError`,
+`services.cli.loadgen.LoadgenError`); nothing raised on purpose stands outside the root.
+
 Every class has a `code` (a stable, machine-readable name used as the `error` of an HTTP error
 body) and `context` (extra facts for that body, such as the `position` in a template).
 
-Library errors (aiokafka, redis, asyncpg) are translated at the helper boundary with
-`raise DependencyError("what went wrong, and what to do") from exc`.
+Library errors (aiokafka, redis, asyncpg) are translated at the helper boundary, and only there:
+`shared.db.errors`, `shared.redis_client.errors` and `shared.kafka.errors` raise
+`DependencyError("what went wrong, and what to do") from exc` (or a `QueryError`), so services
+branch on `retriable` and on these classes, never on a library's types.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from types import TracebackType
 
 
 class ClicktrackError(Exception):
@@ -52,6 +68,40 @@ class DependencyError(ClicktrackError):
 
     retriable = True
     code = "dependency_unavailable"
+
+
+class RedisEmptyError(DependencyError):
+    """Redis lacks the marker key: it lost its data and must be rebuilt from Postgres."""
+
+    code = "redis_empty"
+
+
+class EarlierBatchFailed(DependencyError):
+    """The counter's batch read before this one failed: this one's offsets must not be stored."""
+
+    code = "earlier_batch_failed"
+
+
+class QueryError(ClicktrackError):
+    """Postgres refused a statement (a deadlock, a serialization failure, a trigger's error, a
+    bug). Retriable: the same statement may pass on a second try; the message says which."""
+
+    retriable = True
+    code = "query_failed"
+
+
+class ConflictError(QueryError):
+    """A unique key already has a row (`UNIQUE`, `PRIMARY KEY`)."""
+
+    retriable = False
+    code = "conflict"
+
+
+class MissingRowError(QueryError):
+    """A row the statement refers to does not exist (a `FOREIGN KEY` found nothing)."""
+
+    retriable = False
+    code = "missing_row"
 
 
 class EventError(ClicktrackError):
@@ -122,3 +172,38 @@ class SignatureError(ClicktrackError):
     """A received webhook does not carry a valid signature within the time tolerance."""
 
     code = "invalid_signature"
+
+
+class Boundary:
+    """A context manager that raises `translate(exc)` from an exception of `kinds` raised in it,
+    and lets everything else (our own errors, cancellation) through unchanged.
+
+    The boundary modules (`shared.db`, `shared.redis_client`, `shared.kafka`) build these; a
+    `with` costs nothing measurable when nothing is raised.
+    """
+
+    __slots__ = ("_kinds", "_translate")
+
+    def __init__(
+        self,
+        kinds: tuple[type[BaseException], ...],
+        translate: Callable[[BaseException], ClicktrackError],
+    ) -> None:
+        self._kinds = kinds
+        self._translate = translate
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if exc is not None and isinstance(exc, self._kinds):
+            raise self._translate(exc) from exc
+
+
+def retriable(exc: BaseException) -> bool:
+    """Whether trying again may help: one of ours with `retriable` set, or a timeout."""
+    if isinstance(exc, ClicktrackError):
+        return exc.retriable
+    return isinstance(exc, TimeoutError)

@@ -1,4 +1,5 @@
-"""Kafka helpers: start-up with bounded retries, and topic creation with explicit configuration."""
+"""Kafka helpers: start-up with bounded retries, topic creation with explicit configuration, the
+log-end offsets of partitions, and the boundary where aiokafka's errors become ours (`errors`)."""
 
 from __future__ import annotations
 
@@ -7,16 +8,66 @@ import logging
 from collections.abc import Awaitable, Callable, Iterable
 from typing import TypeVar
 
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaConnectionError, KafkaError, TopicAlreadyExistsError
 
-from shared.errors import DependencyError
+from shared.errors import Boundary, DependencyError
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+_FAILURES = (KafkaError, OSError)
+
+
+def errors(what: str, servers: str) -> Boundary:
+    """A context manager that turns an aiokafka error raised in it into a `DependencyError`
+    (retriable) saying Kafka at `servers` failed while doing `what` ("reading end offsets")."""
+    return Boundary(
+        _FAILURES,
+        lambda exc: DependencyError(
+            f"Kafka at {servers} failed while {what}: {exc!r}; it is tried again later"
+        ),
+    )
+
+
+async def end_offsets(
+    consumer: AIOKafkaConsumer, partitions: Iterable[TopicPartition], servers: str
+) -> dict[TopicPartition, int]:
+    """Log-end offset (high watermark) of each of `partitions` that exists, asked through a
+    started group-less `consumer`; `DependencyError` if Kafka at `servers` fails.
+
+    Partitions of topics that do not exist (a group may still hold offsets of a deleted topic)
+    are left out of the answer.
+    """
+    with errors("reading end offsets", servers):
+        known = await consumer.topics()
+        wanted = sorted(tp for tp in set(partitions) if tp.topic in known)
+        if not wanted:
+            return {}
+        # One metadata request for all the topics; left to itself, aiokafka looks up the
+        # leaders topic by topic, 100 ms apart (15 s for 150 topics).
+        await consumer._client.set_topics(sorted({tp.topic for tp in wanted}))
+        ends: dict[TopicPartition, int] = await consumer.end_offsets(wanted)
+    return ends
+
+
+async def abandon_producer(producer: AIOKafkaProducer) -> None:
+    """Close a producer without waiting for its pending batches, which fail at once.
+
+    aiokafka's `stop()` waits until every pending batch is delivered, which never happens while
+    the broker is away. A failure to close is logged: the producer is dropped either way.
+    """
+    producer._closed = True
+    try:
+        if producer._sender is not None:
+            await producer._sender.close()
+        producer._message_accumulator.fail_all(KafkaError("producer abandoned"))
+        await producer.client.close()
+    except _FAILURES as exc:
+        log.warning("closing an abandoned kafka producer failed", extra={"error": repr(exc)})
 
 
 async def start_with_retries(
@@ -27,7 +78,7 @@ async def start_with_retries(
     for attempt in range(retries, 0, -1):
         try:
             return await start()
-        except (KafkaError, OSError) as exc:
+        except _FAILURES as exc:
             last = exc
             log.warning(
                 "kafka not reachable",

@@ -1,4 +1,5 @@
-"""Redis connection with bounded retries at start-up."""
+"""Redis: a connection with bounded retries at start-up, and the boundary where redis-py's errors
+become ours (`errors`, and `get` and `set_all` for the redirector's cache reads and writes)."""
 
 from __future__ import annotations
 
@@ -6,14 +7,50 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any, cast
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from shared.errors import DependencyError
+from shared.errors import Boundary, DependencyError
 from shared.settings import Settings, mask_url
 
 log = logging.getLogger(__name__)
+
+_FAILURES = (RedisError, OSError)
+"""What redis-py raises when Redis is down, slow (its `TimeoutError` is a `RedisError`) or
+refuses a command."""
+
+
+def errors(what: str) -> Boundary:
+    """A context manager that turns a redis-py error raised in it into a `DependencyError`
+    (retriable) saying Redis failed while doing `what` ("writing counters")."""
+    return Boundary(_FAILURES, lambda exc: _failed(what, exc))
+
+
+def _failed(what: str, exc: BaseException) -> DependencyError:
+    return DependencyError(f"Redis failed while {what}: {exc!r}; it is tried again later")
+
+
+async def get(client: aioredis.Redis, key: str) -> bytes | None:
+    """`GET key`; `DependencyError` if Redis fails (the redirector's hot path: no wrapper)."""
+    try:
+        value: Any = await client.get(key)  # bytes: the clients we make do not decode
+    except _FAILURES as exc:
+        raise _failed(f"reading {key}", exc) from exc
+    return cast("bytes | None", value)
+
+
+async def set_all(client: aioredis.Redis, values: dict[str, bytes], ttl_s: int) -> None:
+    """`SET key value EX ttl_s` for each item, in one round trip (no transaction);
+    `DependencyError` if Redis fails."""
+    try:
+        async with client.pipeline(transaction=False) as pipe:
+            for key, value in values.items():
+                pipe.set(key, value, ex=ttl_s)
+            await pipe.execute()
+    except _FAILURES as exc:
+        raise _failed("writing the cache", exc) from exc
 
 
 @asynccontextmanager
@@ -32,7 +69,7 @@ async def redis_client(
             try:
                 await client.ping()
                 break
-            except (RedisError, OSError) as exc:
+            except _FAILURES as exc:
                 if not required:
                     log.warning(
                         "redis not reachable, starting without it",

@@ -1,8 +1,9 @@
-"""What every Clicktrack process shares: running an aiohttp app, the small HTTP face of a worker
-(`/healthz`, `/readyz`, `/metrics`), and the batch loop of a Kafka consumer.
+"""What every Clicktrack process shares: running an aiohttp app, the app of a worker (its
+lifetime, and `shared.probes` for `/healthz`, `/readyz`, `/metrics`), and the one way to stop a
+background task (`cancel`, and `finish` for a loop that may end by itself first).
 
-The counter, the webhook relay and the lag exporter serve their apps with these; the counter
-has a consume loop of its own (`Counter._run`: two batches in flight, offsets in Postgres).
+The counter, the webhook relay and the lag exporter serve their apps with these; their consume
+loops are `shared.consume.ConsumerLoop`s.
 """
 
 from __future__ import annotations
@@ -12,19 +13,19 @@ import logging
 import signal
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
-from contextlib import suppress
 from typing import Any, Protocol
 
 import uvloop
 from aiohttp import web
-from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry
 
 from shared.logs import setup_logging
+from shared.probes import Probes, Readiness
 
 log = logging.getLogger(__name__)
 
-Batches = dict[TopicPartition, list[ConsumerRecord]]
+CANCEL_TIMEOUT_S = 5.0
+"""Longest `cancel` waits for a cancelled task to end, seconds."""
 
 LOOP_ALIVE: web.AppKey[Callable[[], bool]] = web.AppKey("loop_alive")
 """Set by a worker's app: whether its loop still runs. `run_app` ends the process when it stops."""
@@ -89,24 +90,47 @@ def background(
         try:
             yield
         finally:
-            task.cancel()
-            with suppress(asyncio.CancelledError):
-                await task
+            await cancel(task)
 
     return context
 
 
-async def finish(loop: asyncio.Task[None], timeout_s: float) -> None:
-    """Let a consume loop told to stop end by itself for up to `timeout_s`, then cancel it. Its
-    own error is not raised again: it logged why it stopped, and its owner still closes all."""
-    try:
-        await asyncio.wait_for(asyncio.shield(loop), timeout_s)
-    except TimeoutError:
-        loop.cancel()
-        with suppress(asyncio.CancelledError):
-            await loop
-    except Exception:
-        pass
+async def cancel(
+    task: asyncio.Task[Any], timeout_s: float = CANCEL_TIMEOUT_S, *, once: bool = False
+) -> None:
+    """Cancel `task` and wait until it ends, at most `timeout_s`; never raises its error.
+
+    The cancellation is repeated every half second while waiting: on Python 3.11 a cancel that
+    lands as an inner `asyncio.timeout` fires can be swallowed, and a single `await task` would
+    then hang. `once`: cancel a single time, for a task whose clean-up (its `finally`) must run
+    to its end. A task that failed (rather than being cancelled), or outlives the wait, is logged.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    task.cancel()
+    while not task.done():
+        await asyncio.wait({task}, timeout=min(0.5, max(deadline - loop.time(), 0.0)))
+        if loop.time() >= deadline:
+            break
+        if not once:
+            task.cancel()
+    if not task.done():
+        log.error("background task did not stop", extra={"task": task.get_name()})
+    elif not task.cancelled() and task.exception() is not None:
+        log.error(
+            "background task failed", extra={"task": task.get_name()}, exc_info=task.exception()
+        )
+
+
+async def finish(task: asyncio.Task[Any], timeout_s: float) -> None:
+    """Let a task told to stop (a consume loop) end by itself for up to `timeout_s`, then
+    `cancel` it. Its own error is not raised again: it logged why it stopped, and its owner
+    still closes all."""
+    await asyncio.wait({task}, timeout=timeout_s)
+    if not task.done():
+        await cancel(task, timeout_s, once=True)
+    elif not task.cancelled():
+        task.exception()  # seen: reported by the loop itself
 
 
 class Worker(Protocol):
@@ -126,10 +150,16 @@ def worker_app(
     worker: Worker,
     dependencies: Callable[[], Awaitable[dict[str, bool]]] | None = None,
 ) -> web.Application:
-    """An app whose lifetime is the worker's, serving `/healthz`, `/readyz` (503 once the worker
-    stopped, or while one of its `dependencies` does not answer, naming each) and `/metrics`
-    (the worker's registry)."""
+    """An app whose lifetime is the worker's, serving `shared.probes`: `/readyz` is 503 once the
+    worker stopped, or while one of its `dependencies` does not answer (naming each); `/metrics`
+    is the worker's registry."""
     app = web.Application()
+
+    async def ready() -> Readiness:
+        if not worker.alive:
+            return "stopped", {}
+        found = await dependencies() if dependencies is not None else {}
+        return ("ok" if all(found.values()) else "degraded"), dict(found)
 
     async def lifetime(app: web.Application) -> AsyncIterator[None]:
         await worker.start()
@@ -138,94 +168,7 @@ def worker_app(
         finally:
             await worker.stop()
 
-    async def healthz(request: web.Request) -> web.Response:
-        return web.json_response({"status": "ok"})
-
-    async def readyz(request: web.Request) -> web.Response:
-        if not worker.alive:
-            return web.json_response({"status": "stopped"}, status=503)
-        found = await dependencies() if dependencies is not None else {}
-        ok = all(found.values())
-        return web.json_response(
-            {"status": "ok" if ok else "degraded", **found}, status=200 if ok else 503
-        )
-
-    async def metrics(request: web.Request) -> web.Response:
-        body = generate_latest(worker.registry)
-        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
-
     app.cleanup_ctx.append(lifetime)
     app[LOOP_ALIVE] = lambda: worker.alive
-    app.router.add_get("/healthz", healthz)
-    app.router.add_get("/readyz", readyz)
-    app.router.add_get("/metrics", metrics)
+    Probes(worker.registry, ready).add_routes(app.router)
     return app
-
-
-class ConsumerLoop:
-    """Feeds a consumer's batches to `process` until stopped.
-
-    A batch that fails with one of `retriable` is logged, and after a second `rewind()` puts the
-    consumer back where the last good batch ended, so it is read again. `stop()` lets the batch
-    in hand finish for up to `stop_timeout_s`, then cancels it (idempotent).
-    """
-
-    def __init__(
-        self,
-        consumer: AIOKafkaConsumer,
-        process: Callable[[Batches], Awaitable[None]],
-        rewind: Callable[[], Awaitable[None]],
-        *,
-        retriable: tuple[type[BaseException], ...],
-        name: str,
-        max_records: int,
-        wait_ms: int = 200,
-        stop_timeout_s: float = 30.0,
-    ) -> None:
-        self._consumer = consumer
-        self._process = process
-        self._rewind = rewind
-        self._retriable = retriable
-        self._name = name
-        self._max_records = max_records
-        self._wait_ms = wait_ms
-        self._stop_timeout_s = stop_timeout_s
-        self._stopping = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name=self._name)
-
-    @property
-    def alive(self) -> bool:
-        """True while the loop runs."""
-        return self._task is not None and not self._task.done()
-
-    async def stop(self) -> None:
-        if self._task is None:
-            return
-        self._stopping.set()
-        await finish(self._task, self._stop_timeout_s)
-        self._task = None
-
-    async def _run(self) -> None:
-        try:
-            await self._loop()
-        except Exception:
-            # the loop ends (/readyz says "stopped", `run_app` ends the process): say why
-            log.exception("consume loop stopped by an unexpected error", extra={"loop": self._name})
-            raise
-
-    async def _loop(self) -> None:
-        while not self._stopping.is_set():
-            batches: Any = await self._consumer.getmany(
-                timeout_ms=self._wait_ms, max_records=self._max_records
-            )
-            if not batches:
-                continue
-            try:
-                await self._process(batches)
-            except self._retriable as exc:
-                log.error("batch failed, retrying", extra={"loop": self._name, "error": repr(exc)})
-                await asyncio.sleep(1)
-                await self._rewind()

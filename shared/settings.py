@@ -185,11 +185,6 @@ class Settings:
     """Postgres statements a batch is split into, run at once on their own connections, each
     taking whole campaigns so that no two write the same row (`COUNTER_STATEMENTS`; 1: one
     statement that also stores the offsets)."""
-    counter_batches_in_flight: int = var(2, low=1, high=2)
-    """Batches the counter counts at once (`COUNTER_BATCHES_IN_FLIGHT`, 1 or 2). With 2, a batch's
-    statements run while the batch before stores its offsets and writes Redis (its offsets wait
-    for that batch's, and fail with it), so Postgres and the rest of a batch overlap
-    (measured: docs/operations.md, Scaling). 1 counts each batch to the end before the next."""
     counter_session_timeout_ms: int = var(10_000, low=1_000, high=3_600_000)
     """Kafka group session timeout of the counter, milliseconds: how long a dead member holds its
     partitions (`COUNTER_SESSION_TIMEOUT_MS`; the broker accepts 6000 and more by default)."""

@@ -9,7 +9,6 @@ from collections.abc import AsyncIterator
 
 import redis.asyncio as aioredis
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from services.api import (
     campaigns,
@@ -30,6 +29,7 @@ from services.api.openapi import document
 from services.api.ratelimit import RateLimiter
 from shared import db
 from shared.errors import SettingsError
+from shared.probes import Probes, Readiness
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -60,9 +60,11 @@ def create_app(settings: Settings) -> web.Application:
     app[SETTINGS] = settings
     app[METRICS] = Metrics.create()
     app.cleanup_ctx.append(_resources)
-    app.router.add_get("/healthz", healthz)
-    app.router.add_get("/readyz", readyz)
-    app.router.add_get("/metrics", metrics)
+
+    async def ready() -> Readiness:
+        return await readiness(app)
+
+    Probes(app[METRICS].registry, ready).add_routes(app.router)
     app.router.add_get("/v1/openapi.json", openapi)
     for module in (orgs, campaigns, links, render, reports, export, chart, dashboard):
         module.add_routes(app.router)
@@ -117,29 +119,21 @@ async def count_requests(request: web.Request, handler: Handler) -> web.StreamRe
         )
 
 
-async def healthz(request: web.Request) -> web.Response:
-    return web.json_response({"status": "ok"})
-
-
-async def readyz(request: web.Request) -> web.Response:
+async def readiness(app: web.Application) -> Readiness:
     """Ready when Postgres answers within 2 s and every shipped migration is applied."""
     try:
         async with asyncio.timeout(READY_TIMEOUT_S):
-            rows = await request.app[POOL].fetch("SELECT version FROM schema_migrations")
+            rows = await app[POOL].fetch("SELECT version FROM schema_migrations")
     except Exception as exc:  # any failure (refused, timed out, pool closed) means not ready
         log.warning("not ready: postgres check failed", extra={"error": repr(exc)})
-        return web.json_response({"status": "degraded", "postgres": "failing"}, status=503)
+        return "degraded", {"postgres": "failing"}
     missing = sorted({v for v, _ in db.migration_files()} - {r["version"] for r in rows})
     if missing:
-        schema = f"missing {', '.join(missing)}: run clicktrack migrate"
-        body = {"status": "degraded", "postgres": "ok", "schema": schema}
-        return web.json_response(body, status=503)
-    return web.json_response({"status": "ok", "postgres": "ok", "schema": "ok"})
-
-
-async def metrics(request: web.Request) -> web.Response:
-    body = generate_latest(request.app[METRICS].registry)
-    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+        return "degraded", {
+            "postgres": "ok",
+            "schema": f"missing {', '.join(missing)}: run clicktrack migrate",
+        }
+    return "ok", {"postgres": "ok", "schema": "ok"}
 
 
 async def openapi(request: web.Request) -> web.Response:

@@ -22,8 +22,9 @@ from typing import Any
 import asyncpg
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
-from aiokafka.errors import KafkaError
 
+from shared.errors import DependencyError
+from shared.kafka import end_offsets, errors
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -74,12 +75,15 @@ class EndOffsets:
         """partition -> end offset, or None when Kafka does not answer within the budget."""
         if time.monotonic() - self._failed_at < RETRY_AFTER_S:
             return None
+        servers = self._settings.kafka_bootstrap_servers
         try:
             async with asyncio.timeout(KAFKA_BUDGET_S), self._lock:
-                consumer = await self._started()
-                ends = await consumer.end_offsets(await self._topic_partitions())
+                with errors("starting its clients", servers):
+                    consumer = await self._started()
+                    partitions = await self._topic_partitions()
+                ends = await end_offsets(consumer, partitions, servers)
                 return {tp.partition: offset for tp, offset in ends.items()}
-        except (KafkaError, OSError, TimeoutError) as exc:
+        except (DependencyError, TimeoutError) as exc:
             log.warning("kafka end offsets unavailable", extra={"error": repr(exc)})
             self._failed_at = time.monotonic()
             await self.close()
@@ -124,11 +128,12 @@ class EndOffsets:
         admin, self._admin = self._admin, None
         self._partitions_at = -PARTITIONS_TTL_S
         try:
-            if consumer is not None:
-                await consumer.stop()
-            if admin is not None:
-                await admin.close()
-        except (KafkaError, OSError) as exc:
+            with errors("stopping its clients", self._settings.kafka_bootstrap_servers):
+                if consumer is not None:
+                    await consumer.stop()
+                if admin is not None:
+                    await admin.close()
+        except DependencyError as exc:
             log.warning("kafka client stop failed", extra={"error": repr(exc)})
 
 

@@ -19,10 +19,11 @@ from typing import Any
 
 import asyncpg
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
 
 from services.api.window import Window
 from shared.counts import MARKER_KEY, counter_key
+from shared.errors import DependencyError
+from shared.redis_client import errors as redis_errors
 
 log = logging.getLogger(__name__)
 
@@ -66,16 +67,17 @@ async def live_totals(
     found: dict[int, Tally] = {}
     source = "redis"
     try:
-        async with redis.pipeline(transaction=False) as pipe:
-            pipe.exists(MARKER_KEY)
-            for i in ids:
-                pipe.hgetall(counter_key(scope, i))
-            marker, *hashes = await pipe.execute()
+        with redis_errors("reading totals"):
+            async with redis.pipeline(transaction=False) as pipe:
+                pipe.exists(MARKER_KEY)
+                for i in ids:
+                    pipe.hgetall(counter_key(scope, i))
+                marker, *hashes = await pipe.execute()
         if marker:
             found = {i: _tally(h) for i, h in zip(ids, hashes, strict=True) if h}
         else:
             source = "postgres"
-    except (RedisError, OSError) as exc:
+    except DependencyError as exc:
         log.warning("redis unavailable for totals", extra={"error": repr(exc)})
         source = "postgres"
     missing = [i for i in ids if i not in found]

@@ -8,7 +8,6 @@ from contextlib import suppress
 import redis.asyncio as aioredis
 from aiohttp import web
 from msgspec import UNSET
-from redis.exceptions import RedisError
 
 from services.api.auth import require_org
 from services.api.bodies import LinkChange, LinkCreate, Recipients
@@ -20,6 +19,7 @@ from shared.campaigns import get_campaign
 from shared.errors import DependencyError
 from shared.link_cache import invalidate_link
 from shared.minting import mint
+from shared.redis_client import errors as redis_errors
 
 INVALIDATE_AGAIN_S = 2.0
 """Delay of the second cache drop after a link change, seconds."""
@@ -93,8 +93,9 @@ async def _invalidate(redis: aioredis.Redis, link_id: int) -> None:
     """Drop the link from every cache now, and once more a little later: a redirector that read
     the old row just before the change may write it back to Redis after the first drop."""
     try:
-        await invalidate_link(redis, link_id)
-    except (RedisError, OSError) as exc:
+        with redis_errors("telling the redirectors of a link change"):
+            await invalidate_link(redis, link_id)
+    except DependencyError as exc:
         raise DependencyError(
             "the change is saved, but the redirectors' cache could not be told;"
             " send the same request again"
@@ -102,7 +103,7 @@ async def _invalidate(redis: aioredis.Redis, link_id: int) -> None:
 
     async def again() -> None:
         await asyncio.sleep(INVALIDATE_AGAIN_S)
-        with suppress(RedisError, OSError):
+        with suppress(DependencyError), redis_errors("telling the redirectors again"):
             await invalidate_link(redis, link_id)
 
     task = asyncio.create_task(again())

@@ -21,6 +21,8 @@ from urllib.parse import urlsplit
 import aiohttp
 import orjson
 
+from shared.errors import InvalidInputError
+
 PHONE_UA = (
     "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko)"
     " Chrome/124.0 Mobile Safari/537.36"
@@ -28,8 +30,10 @@ PHONE_UA = (
 UA_MARK = " ct-click/"
 
 
-class LoadgenError(ValueError):
+class LoadgenError(InvalidInputError, ValueError):
     """The load generator was asked for something it refuses (e.g. a non-loopback target)."""
+
+    code = "loadgen_refused"
 
 
 @dataclass(frozen=True)

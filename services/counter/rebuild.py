@@ -1,4 +1,4 @@
-"""Rebuild the Redis counters from Postgres, the truth.
+"""Rebuild the Redis counters from Postgres, the truth, and keep them whole (`Healer`).
 
 Used by `clicktrack counters rebuild` and by the counter when it finds Redis empty (no marker key,
 see `shared.counts`). Every counter row is read from one consistent snapshot and written through
@@ -10,19 +10,25 @@ in last; a writer that found no marker rebuilds too, so every committed batch re
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
 import asyncpg
 import redis.asyncio as aioredis
+from prometheus_client import Counter as Metric
 
+from shared import db
 from shared.counts import MARKER_KEY, SCOPES, Counts, CountStore
+from shared.errors import RedisEmptyError
 from shared.events import utc_now_iso
 
 log = logging.getLogger(__name__)
 
 CHUNK = 1000
 """Counters written per Redis call."""
+CHECK_S = 5.0
+"""How often an idle counter checks that Redis still holds its counters, seconds."""
 
 _SOURCES: list[tuple[str, Callable[[Any], Counts]]] = [
     (
@@ -58,6 +64,41 @@ async def rebuild(pool: asyncpg.Pool, counts: CountStore) -> int:
     await counts.mark_complete(started)
     log.info("redis counters rebuilt from postgres", extra={"counters": written})
     return written
+
+
+class Healer:
+    """The counter's writer of Redis: it writes the values Postgres returned and rebuilds Redis
+    from Postgres when it finds it emptied, on a write or (`check`) while idle."""
+
+    def __init__(self, pool: asyncpg.Pool, counts: CountStore, rebuilds: Metric) -> None:
+        self._pool = pool
+        self._counts = counts
+        self._rebuilds = rebuilds
+        self._checked = 0.0
+
+    async def write(self, counts: list[Counts]) -> None:
+        """Raise the counters to `counts`, rebuilding Redis first if it lost them."""
+        try:
+            await self._counts.raise_to(counts)
+        except RedisEmptyError:
+            await self._rebuild()
+            await self._counts.raise_to(counts)
+        self._checked = time.monotonic()
+
+    async def check(self) -> None:
+        """Rebuild Redis if it lost its counters (looked at every `CHECK_S` at most)."""
+        now = time.monotonic()
+        if now - self._checked < CHECK_S:
+            return
+        self._checked = now
+        if not await self._counts.is_complete():
+            await self._rebuild()
+
+    async def _rebuild(self) -> None:
+        log.warning("redis has lost its counters: rebuilding them from postgres")
+        self._rebuilds.inc()
+        with db.errors("Postgres did not answer the rebuild of Redis: it is tried again"):
+            await rebuild(self._pool, self._counts)
 
 
 async def clear(client: aioredis.Redis) -> int:

@@ -1,5 +1,4 @@
-"""One Postgres statement per batch (or per share of a batch): the exactly-once heart of the
-counter.
+"""One Postgres statement per batch (or per share of one): the exactly-once heart of the counter.
 
 A single statement is a single transaction. In it we insert the batch's event ids (a conflict
 means the event was counted before), insert visitor rows for the new human events (a row inserted
@@ -19,10 +18,9 @@ at once wait for each other instead of deadlocking. The statement returns the ne
 of every Redis counter the batch touched, redelivered events included (with a zero delta), so a
 batch read again after a crash writes Redis again.
 
-A big batch may be counted as several shares at once (`split_by_campaign`: no two shares write
-the same row), each statement without the offsets, which `store_offsets` then stores once all
-shares committed. Exactly-once does not depend on the offsets: every event is counted in the
-same transaction that records its id, so a batch read again counts only what was not counted.
+A big batch may be counted as several shares at once (`split_by_campaign`: no two write the same
+row), without the offsets, which `offsets.store` stores once all shares committed: every event
+is counted in the transaction that records its id, so a batch read again counts only the rest.
 """
 
 from __future__ import annotations
@@ -31,6 +29,7 @@ from dataclasses import dataclass
 
 import asyncpg
 
+from services.counter import offsets as stored_offsets
 from services.counter.intake import Click
 from shared.counts import Counts
 
@@ -44,16 +43,6 @@ class BatchResult:
     duplicates: int
 
 
-@dataclass(frozen=True, slots=True)
-class ResumePoint:
-    """Where to read a partition from after assignment or a crash."""
-
-    replay_from: int
-    """First offset of the last batch stored: re-read so that its Redis write happens again."""
-    next_offset: int
-    """First offset not yet counted."""
-
-
 _ADD_COUNTS = (
     "total_clicks = c.total_clicks + EXCLUDED.total_clicks,"
     " unique_clicks = c.unique_clicks + EXCLUDED.unique_clicks,"
@@ -61,30 +50,6 @@ _ADD_COUNTS = (
     " updated_at = now()"
 )
 """The SET list of every counter upsert: the batch's deltas added to the stored values."""
-
-
-def _store_offsets(first: int) -> str:
-    """The upsert that moves stored offsets forward; its five parameters (group, topic, then
-    partitions, next offsets and first offsets as arrays) are numbered from `first`."""
-    g, t, p, o, f = (f"${first + i}" for i in range(5))
-    return f"""
-    INSERT INTO consumer_offsets (group_id, topic, partition, next_offset, replay_from)
-    SELECT {g}, {t}, p, o, f FROM unnest({p}::int[], {o}::bigint[], {f}::bigint[]) AS t(p, o, f)
-    ORDER BY p
-    ON CONFLICT (group_id, topic, partition) DO UPDATE
-    SET replay_from = CASE
-            WHEN EXCLUDED.next_offset > consumer_offsets.next_offset
-            THEN EXCLUDED.replay_from ELSE consumer_offsets.replay_from END,
-        next_offset = greatest(consumer_offsets.next_offset, EXCLUDED.next_offset),
-        updated_at = now()
-"""
-
-
-def _offset_arrays(offsets: dict[int, tuple[int, int]]) -> tuple[list[int], ...]:
-    """(partitions, next offsets, first offsets) of `offsets`, in partition order."""
-    parts = sorted(offsets)
-    return parts, [offsets[p][1] for p in parts], [offsets[p][0] for p in parts]
-
 
 PLANNER = {"jit": "off", "plan_cache_mode": "force_custom_plan", "enable_mergejoin": "off"}
 """Planner settings of the counter's connections, each measured on the counting statement:
@@ -290,7 +255,7 @@ days AS (
     SET {_ADD_COUNTS}
     RETURNING scope, scope_id, day, total_clicks, unique_clicks, bot_clicks
 ),
-stored_offsets AS ({_store_offsets(10)})
+stored_offsets AS ({stored_offsets.upsert(10)})
 SELECT * FROM links
 UNION ALL SELECT * FROM campaigns
 UNION ALL SELECT * FROM days
@@ -313,7 +278,7 @@ async def apply_batch(
     """
     distinct = list({c.event_id: c for c in clicks}.values())
     columns = list(zip(*distinct, strict=True))[:9] if distinct else [()] * 9
-    rows = await conn.fetch(COUNT_BATCH, *columns, group, topic, *_offset_arrays(offsets))
+    rows = await conn.fetch(COUNT_BATCH, *columns, group, topic, *stored_offsets.columns(offsets))
     counted = 0
     counts: list[Counts] = []
     for scope, scope_id, day, total, unique, bots in rows:
@@ -322,10 +287,6 @@ async def apply_batch(
         else:
             counts.append(Counts(scope, scope_id, total, unique, bots, day))
     return BatchResult(counts=counts, counted=counted, duplicates=len(clicks) - counted)
-
-
-STORE_OFFSETS = _store_offsets(1)
-"""The offsets step of `COUNT_BATCH` on its own, for a batch counted in several statements."""
 
 
 def split_by_campaign(clicks: list[Click], ways: int) -> list[list[Click]]:
@@ -337,30 +298,3 @@ def split_by_campaign(clicks: list[Click], ways: int) -> list[list[Click]]:
         key = click.campaign_id if click.campaign_id is not None else -click.link_id
         shares[key % ways].append(click)
     return [share for share in shares if share]
-
-
-async def store_offsets(
-    conn: asyncpg.Connection, *, group: str, topic: str, offsets: dict[int, tuple[int, int]]
-) -> None:
-    """Move the stored offsets forward (partition -> (first offset of the batch, next))."""
-    await conn.execute(STORE_OFFSETS, group, topic, *_offset_arrays(offsets))
-
-
-async def stored_offsets(
-    conn: asyncpg.Connection | asyncpg.Pool, group: str, topic: str
-) -> dict[int, int]:
-    """partition -> next offset to read, as committed with the counts."""
-    return {p: r.next_offset for p, r in (await resume_points(conn, group, topic)).items()}
-
-
-async def resume_points(
-    conn: asyncpg.Connection | asyncpg.Pool, group: str, topic: str
-) -> dict[int, ResumePoint]:
-    """partition -> where to resume reading it, as committed with the counts."""
-    rows = await conn.fetch(
-        "SELECT partition, next_offset, coalesce(replay_from, next_offset) AS replay_from"
-        " FROM consumer_offsets WHERE group_id = $1 AND topic = $2",
-        group,
-        topic,
-    )
-    return {r["partition"]: ResumePoint(r["replay_from"], r["next_offset"]) for r in rows}

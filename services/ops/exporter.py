@@ -27,14 +27,16 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from aiohttp import web
-from aiokafka.errors import KafkaError
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
+from prometheus_client import CollectorRegistry, Counter
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from services.ops.lag import GroupLag, LagMonitor, LagReader
+from services.ops.lag import GroupLag, LagMonitor
+from services.ops.lag_reader import LagReader
 from services.ops.lag_status import Status
 from shared.errors import ClicktrackError
+from shared.kafka import errors
+from shared.probes import Probes, Readiness
 from shared.service import background
 from shared.settings import Settings
 
@@ -53,7 +55,6 @@ class LagState:
 
 SETTINGS = web.AppKey("settings", Settings)
 STATE = web.AppKey("lag_state", LagState)
-REGISTRY = web.AppKey("registry", CollectorRegistry)
 POLL_ERRORS = web.AppKey("poll_errors", Counter)
 
 
@@ -65,14 +66,15 @@ def create_app(settings: Settings) -> web.Application:
     registry.register(LagCollector(state, settings.lag_cluster_name))
     app[SETTINGS] = settings
     app[STATE] = state
-    app[REGISTRY] = registry
     app[POLL_ERRORS] = Counter(
         "clicktrack_lag_poll_errors", "Lag polls that failed", registry=registry
     )
     app.cleanup_ctx.append(background(_connect_and_poll, "lag-poller"))
-    app.router.add_get("/metrics", metrics)
-    app.router.add_get("/healthz", healthz)
-    app.router.add_get("/readyz", readyz)
+
+    async def ready() -> Readiness:
+        return readiness(state, settings)
+
+    Probes(registry, ready).add_routes(app.router)
     app.router.add_get("/lag", lag_json)
     return app
 
@@ -84,12 +86,13 @@ async def _connect_and_poll(app: web.Application) -> None:
     settings = app[SETTINGS]
     while True:
         try:
-            async with LagReader(settings.kafka_bootstrap_servers) as reader:
-                monitor = LagMonitor(
-                    reader, window=settings.lag_window_samples, groups=settings.lag_groups
-                )
-                await _poll_forever(app, monitor)
-        except (ClicktrackError, KafkaError, OSError) as exc:
+            with errors("polling lag", settings.kafka_bootstrap_servers):
+                async with LagReader(settings.kafka_bootstrap_servers) as reader:
+                    monitor = LagMonitor(
+                        reader, window=settings.lag_window_samples, groups=settings.lag_groups
+                    )
+                    await _poll_forever(app, monitor)
+        except ClicktrackError as exc:
             app[POLL_ERRORS].inc()
             log.warning("lag exporter cannot reach kafka", extra={"error": str(exc)})
             await asyncio.sleep(settings.lag_poll_ms / 1000)
@@ -194,25 +197,12 @@ class LagCollector(Collector):
         yield from (status, members, poll)
 
 
-async def metrics(request: web.Request) -> web.Response:
-    body = generate_latest(request.app[REGISTRY])
-    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
-
-
-async def healthz(request: web.Request) -> web.Response:
-    return web.json_response({"status": "ok"})
-
-
-async def readyz(request: web.Request) -> web.Response:
-    state, settings = request.app[STATE], request.app[SETTINGS]
-    # Ready once a poll succeeded, and as long as the last success is at most 3 polls old.
+def readiness(state: LagState, settings: Settings) -> Readiness:
+    """Ready once a poll succeeded, and as long as the last success is at most 3 polls old."""
     fresh = state.polled_at is not None and (
         time.time() - state.polled_at <= 3 * settings.lag_poll_ms / 1000 + 30
     )
-    return web.json_response(
-        {"status": "ok" if fresh else "stale", "groups": len(state.groups)},
-        status=200 if fresh else 503,
-    )
+    return ("ok" if fresh else "stale"), {"groups": len(state.groups)}
 
 
 async def lag_json(request: web.Request) -> web.Response:

@@ -5,9 +5,10 @@ committed offsets (OffsetFetch), the log-end offsets of those partitions (ListOf
 each lagging partition the timestamp of the oldest unconsumed record, i.e. the record at the
 committed offset (one small fetch; an offset's timestamp never changes, so it is cached).
 These calls work against our Kafka 4.1.1 broker with aiokafka 0.14 (the integration tests run
-them), except aiokafka's own DescribeGroups, which misreads v3 responses: `groups.py` pins v2.
+them), all but aiokafka's own DescribeGroups, which misreads v3 responses: `groups.py` pins v2.
 
-`LagMonitor` adds each poll to a `LagHistory` and judges every group Burrow-style.
+`lag_reader.LagReader` makes those calls; `LagMonitor` adds each poll to a `LagHistory` and
+judges every group Burrow-style.
 """
 
 from __future__ import annotations
@@ -15,22 +16,12 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Iterable
-from contextlib import AsyncExitStack
 from dataclasses import dataclass
-from types import TracebackType
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
-from aiokafka.errors import KafkaError
+from aiokafka import TopicPartition
 
-from services.ops.groups import describe_groups
+from services.ops.lag_reader import LagReader, Polled
 from services.ops.lag_status import LagHistory, PartitionKey, Sample, Status, worst
-from shared.errors import DependencyError
-from shared.kafka import start_with_retries
-
-TIMESTAMP_FETCH_S = 3.0
-_TIMESTAMP_CACHE_MAX = 50_000
-_LIVE_STATES = frozenset({"Stable", "PreparingRebalance", "CompletingRebalance"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,159 +94,6 @@ class GroupLag:
         }
 
 
-@dataclass(frozen=True, slots=True)
-class _Polled:
-    group: str
-    state: str
-    members: int | None
-    committed: dict[TopicPartition, int]
-
-
-class LagReader:
-    """Reads committed offsets, log-end offsets and record timestamps (an async context manager)."""
-
-    def __init__(self, bootstrap_servers: str) -> None:
-        self._servers = bootstrap_servers
-        self._stack = AsyncExitStack()
-        self._admin: AIOKafkaAdminClient | None = None
-        self._consumer: AIOKafkaConsumer | None = None
-        self._timestamps: dict[tuple[str, int, int], int] = {}
-        self._no_record: set[tuple[str, int, int, int]] = set()
-
-    async def __aenter__(self) -> LagReader:
-        try:
-            admin = AIOKafkaAdminClient(bootstrap_servers=self._servers)
-            await start_with_retries(admin.start, "kafka admin client", self._servers, retries=3)
-            self._stack.push_async_callback(admin.close)
-            consumer = AIOKafkaConsumer(
-                bootstrap_servers=self._servers,
-                group_id=None,
-                enable_auto_commit=False,
-                auto_offset_reset="earliest",  # a committed offset already deleted: oldest kept
-                max_partition_fetch_bytes=64 * 1024,
-                fetch_max_wait_ms=100,
-            )
-            await start_with_retries(consumer.start, "lag consumer", self._servers, retries=3)
-            self._stack.push_async_callback(consumer.stop)
-        except BaseException:
-            await self._stack.aclose()
-            raise
-        self._admin, self._consumer = admin, consumer
-        return self
-
-    async def __aexit__(
-        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self._stack.aclose()
-
-    async def groups(self, wanted: Iterable[str] = ()) -> list[_Polled]:
-        """State, live members and committed offsets of `wanted` (default: every group)."""
-        assert self._admin is not None
-        try:
-            names = sorted(set(wanted)) or sorted(
-                g[0] for g in await self._admin.list_consumer_groups()
-            )
-            if not names:
-                return []
-            described = await describe_groups(self._admin, names)
-            polled = []
-            for name in names:
-                group = described[name]
-                offsets = await self._admin.list_consumer_group_offsets(
-                    name, group_coordinator_id=group.coordinator
-                )
-                committed = {tp: meta.offset for tp, meta in offsets.items() if meta.offset >= 0}
-                members = group.members
-                if members is not None and group.state not in _LIVE_STATES:
-                    members = 0
-                polled.append(_Polled(name, group.state, members, committed))
-            return polled
-        except KafkaError as exc:
-            raise DependencyError(f"Kafka at {self._servers}: cannot read groups: {exc}") from exc
-
-    async def end_offsets(self, partitions: Iterable[TopicPartition]) -> dict[TopicPartition, int]:
-        """Log-end offset (high watermark) of each partition."""
-        assert self._consumer is not None
-        try:
-            # A group may still hold offsets of a deleted topic: ask only about existing ones.
-            known = await self._consumer.topics()
-            wanted = sorted(tp for tp in set(partitions) if tp.topic in known)
-            if not wanted:
-                return {}
-            # One metadata request for all the topics; left to itself, aiokafka looks up the
-            # leaders topic by topic, 100 ms apart (15 s for 150 topics).
-            await self._consumer._client.set_topics(sorted({tp.topic for tp in wanted}))
-            ends: dict[TopicPartition, int] = await self._consumer.end_offsets(wanted)
-        except KafkaError as exc:
-            raise DependencyError(
-                f"Kafka at {self._servers}: cannot read end offsets: {exc}"
-            ) from exc
-        return ends
-
-    async def record_timestamps(
-        self,
-        positions: dict[TopicPartition, int],
-        ends: dict[TopicPartition, int],
-        timeout_s: float = TIMESTAMP_FETCH_S,
-    ) -> dict[TopicPartition, int]:
-        """Timestamp (ms since the epoch) of the first record at or after each position.
-
-        Partitions with no record up to their end offset (`ends`: only transaction markers), or
-        whose record did not arrive within `timeout_s`, are left out, and that position is not
-        asked about again until the partition's end offset moves.
-        """
-        assert self._consumer is not None
-        found: dict[TopicPartition, int] = {}
-        missing: dict[TopicPartition, int] = {}
-        for tp, offset in positions.items():
-            cached = self._timestamps.get((tp.topic, tp.partition, offset))
-            if cached is not None:
-                found[tp] = cached
-            elif (tp.topic, tp.partition, offset, ends.get(tp, -1)) not in self._no_record:
-                missing[tp] = offset
-        if not missing:
-            return found
-        consumer = self._consumer
-        consumer.assign(list(missing))
-        for tp, offset in missing.items():
-            consumer.seek(tp, offset)
-        deadline = time.monotonic() + timeout_s
-        empty: set[TopicPartition] = set()
-        try:
-            while len(found) + len(empty) < len(positions) and time.monotonic() < deadline:
-                batches = await consumer.getmany(timeout_ms=100, max_records=len(missing) * 50)
-                for tp, records in batches.items():
-                    if tp in found or not records:
-                        continue
-                    found[tp] = records[0].timestamp
-                    self._remember(tp, missing[tp], records[0].timestamp)
-                    consumer.pause(tp)
-                for tp in missing.keys() - found.keys() - empty:
-                    # Read up to the end without a record: only transaction markers were there.
-                    if tp in ends and await consumer.position(tp) >= ends[tp]:
-                        empty.add(tp)
-                        consumer.pause(tp)
-        except KafkaError as exc:
-            raise DependencyError(f"Kafka at {self._servers}: cannot read records: {exc}") from exc
-        finally:
-            # Pause rather than `assign([])`: aiokafka 0.14's fetcher swallows the cancellation
-            # of `stop()` if it comes while it is dropping an assignment, and `stop()` then hangs.
-            consumer.pause(*consumer.assignment())
-        # Nothing there (only transaction markers, or deleted): do not wait on it every poll.
-        self._no_record.update(
-            (tp.topic, tp.partition, o, ends.get(tp, -1))
-            for tp, o in missing.items()
-            if tp not in found
-        )
-        return found
-
-    def _remember(self, tp: TopicPartition, offset: int, timestamp: int) -> None:
-        if len(self._timestamps) >= _TIMESTAMP_CACHE_MAX:
-            self._timestamps.clear()  # rare; a cold cache only costs one fetch per partition
-            self._no_record.clear()
-        self._timestamps[(tp.topic, tp.partition, offset)] = timestamp
-
-
 class LagMonitor:
     """Polls a `LagReader` and keeps a Burrow window per partition.
 
@@ -273,7 +111,7 @@ class LagMonitor:
         ends = await self.reader.end_offsets(tp for g in polled for tp in g.committed)
         # Offsets a group still holds on a deleted topic are not lag: leave them out.
         polled = [
-            _Polled(
+            Polled(
                 g.group, g.state, g.members, {tp: o for tp, o in g.committed.items() if tp in ends}
             )
             for g in polled
@@ -307,7 +145,7 @@ class LagMonitor:
         return result
 
     async def _oldest_per_group(
-        self, polled: list[_Polled], ends: dict[TopicPartition, int]
+        self, polled: list[Polled], ends: dict[TopicPartition, int]
     ) -> dict[tuple[TopicPartition, int], int]:
         # Groups on the same partition usually sit at different offsets: one fetch per position.
         positions: set[tuple[TopicPartition, int]] = {

@@ -11,10 +11,9 @@ from dataclasses import dataclass, field
 
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
-from aiokafka.errors import KafkaError
 
 from shared.errors import DependencyError
-from shared.kafka import replication_factor, start_with_retries, topic_configs
+from shared.kafka import errors, replication_factor, start_with_retries, topic_configs
 from shared.settings import Settings
 
 
@@ -43,13 +42,14 @@ async def check_topics(settings: Settings, names: list[str]) -> list[TopicReport
         admin.start, "kafka admin client", settings.kafka_bootstrap_servers, retries=3
     )
     try:
-        replicas = await replication_factor(admin, settings)
-        existing = set(await admin.list_topics())
-        present = [n for n in names if n in existing]
-        described = {t["topic"]: t for t in await admin.describe_topics(present)} if present else {}
-        configs = await _configs(admin, present)
-    except KafkaError as exc:
-        raise DependencyError(f"Kafka at {settings.kafka_bootstrap_servers}: {exc}") from exc
+        with errors("describing topics", settings.kafka_bootstrap_servers):
+            replicas = await replication_factor(admin, settings)
+            existing = set(await admin.list_topics())
+            present = [n for n in names if n in existing]
+            described = (
+                {t["topic"]: t for t in await admin.describe_topics(present)} if present else {}
+            )
+            configs = await _configs(admin, present)
     finally:
         await admin.close()
     expected = topic_configs(settings, replicas)

@@ -25,7 +25,7 @@ import time
 from contextlib import AsyncExitStack
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry
 
 from services.redirector.handler import RedirectHandler, error_response
 from services.redirector.invalidation import LinkChanges
@@ -33,6 +33,7 @@ from services.redirector.metrics import LocalCounter, RedirectorMetrics
 from services.redirector.publisher import Publisher
 from services.redirector.resolve import Resolver
 from shared import db
+from shared.probes import Probes, Readiness
 from shared.redis_client import redis_client
 from shared.settings import Settings
 
@@ -67,6 +68,7 @@ class Redirector:
         self._publisher: Publisher | None = None
         self._handler: RedirectHandler | None = None
         self._by_status: dict[int, LocalCounter] = {}
+        self._probes = Probes(self.metrics.registry, self._ready)
 
     @property
     def resolver(self) -> Resolver:
@@ -139,8 +141,7 @@ class Redirector:
     async def _metrics_page(self, request: web.BaseRequest) -> web.StreamResponse:
         if request.path != "/metrics":
             return error_response(404, "not_found", "Not Found")
-        body = generate_latest(self.metrics.registry)
-        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+        return await self._probes.metrics(request)
 
     async def _dispatch(self, request: web.BaseRequest) -> web.StreamResponse:
         started = time.perf_counter()
@@ -165,22 +166,17 @@ class Redirector:
             return response
         path = request.path
         if path == "/healthz":
-            return web.json_response({"status": "ok"})
+            return await self._probes.healthz(request)
         if path == "/readyz":
-            return self._readyz()
+            return await self._probes.readyz(request)
         code = path[1:]
         if not code or "/" in code:
             return error_response(404, "not_found", "Not Found")
         assert self._handler is not None
         return await self._handler(request, code)
 
-    def _readyz(self) -> web.Response:
+    async def _ready(self) -> Readiness:
         publisher = self.publisher
         if publisher.healthy:
-            return web.json_response({"status": "ok", "sink": "ok"})
-        body = {
-            "status": "degraded",
-            "sink": "spooling",
-            "spool_bytes": publisher.spool.size_bytes,
-        }
-        return web.json_response(body, status=503)
+            return "ok", {"sink": "ok"}
+        return "degraded", {"sink": "spooling", "spool_bytes": publisher.spool.size_bytes}

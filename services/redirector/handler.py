@@ -12,7 +12,8 @@ from uuid_utils import uuid7
 from services.redirector.bots import BotDetector
 from services.redirector.metrics import RedirectorMetrics
 from services.redirector.publisher import Publisher
-from services.redirector.resolve import FALLBACK, GONE, MALFORMED, REDIRECT, Resolution, Resolver
+from services.redirector.resolution import FALLBACK, GONE, MALFORMED, REDIRECT, Resolution
+from services.redirector.resolve import Resolver
 from services.redirector.security import ClientAddress, clip, safe_location
 from services.redirector.visitors import COOKIE_MAX_AGE_S, COOKIE_NAME, visitor_id
 from shared import events

@@ -5,14 +5,16 @@ from __future__ import annotations
 import asyncio
 import logging
 from contextlib import suppress
+from typing import Any
 
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
 
 from services.redirector.metrics import RedirectorMetrics
 from services.redirector.resolve import Resolver
-from services.redirector.tasks import cancel_and_wait
+from shared.errors import DependencyError
 from shared.link_cache import LINK_CHANGES
+from shared.redis_client import errors
+from shared.service import cancel
 
 log = logging.getLogger(__name__)
 
@@ -48,14 +50,14 @@ class LinkChanges:
         if self._task is not None:
             done, _ = await asyncio.wait({self._task}, timeout=POLL_S * 3)
             if not done:
-                await cancel_and_wait(self._task)
+                await cancel(self._task)
             self._task = None
 
     async def _run(self) -> None:
         while not self._stopping:
             try:
                 await self._listen()
-            except (RedisError, OSError) as exc:
+            except DependencyError as exc:
                 self.subscribed.clear()
                 log.warning("link-change subscription lost", extra={"error": repr(exc)})
                 await asyncio.sleep(RETRY_S)
@@ -63,20 +65,23 @@ class LinkChanges:
     async def _listen(self) -> None:
         pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
         try:
-            await pubsub.subscribe(LINK_CHANGES)
-            self._resolver.forget_links()
-            self.subscribed.set()
-            while not self._stopping:
-                message = await pubsub.get_message(timeout=POLL_S)
-                if message is None:
-                    continue
-                try:
-                    link_id = int(message["data"])
-                except (TypeError, ValueError):
-                    log.warning("ignored malformed link-change message")
-                    continue
-                self._m.invalidations.inc()
-                self._resolver.forget_link(link_id)
+            with errors("listening to link changes"):
+                await pubsub.subscribe(LINK_CHANGES)
+                self._resolver.forget_links()
+                self.subscribed.set()
+                while not self._stopping:
+                    message = await pubsub.get_message(timeout=POLL_S)
+                    if message is not None:
+                        self._forget(message)
         finally:
-            with suppress(RedisError, OSError):
+            with suppress(DependencyError), errors("closing the link-change subscription"):
                 await pubsub.aclose()  # type: ignore[no-untyped-call]
+
+    def _forget(self, message: dict[str, Any]) -> None:
+        try:
+            link_id = int(message["data"])
+        except (TypeError, ValueError):
+            log.warning("ignored malformed link-change message")
+            return
+        self._m.invalidations.inc()
+        self._resolver.forget_link(link_id)

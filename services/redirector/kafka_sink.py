@@ -20,10 +20,10 @@ from functools import lru_cache
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaError
 from aiokafka.partitioner import murmur2
 
 from shared.errors import DependencyError
+from shared.kafka import abandon_producer, errors
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -62,13 +62,16 @@ class KafkaSink:
         within the send timeout (some may have been written: delivery is at least once)."""
         try:
             async with asyncio.timeout(self._timeout_s):
-                producer = self._producer or await self._connect()
-                futures = await self._enqueue(producer, records)
+                with errors("taking a batch of clicks", self._servers):
+                    producer = self._producer or await self._connect()
+                    futures = await self._enqueue(producer, records)
                 results = await asyncio.gather(*futures, return_exceptions=True)
-        except (KafkaError, OSError, TimeoutError) as exc:
+        except (DependencyError, TimeoutError) as exc:
             await self._abandon()
+            if isinstance(exc, DependencyError):
+                raise
             raise DependencyError(
-                f"Kafka at {self._servers} did not take the batch: {exc!r}"
+                f"Kafka at {self._servers} did not take the batch in time: {exc!r}"
             ) from exc
         failed = [r for r in results if isinstance(r, BaseException)]
         if failed:
@@ -84,7 +87,7 @@ class KafkaSink:
             async with asyncio.timeout(self._timeout_s):
                 await producer.stop()
         except TimeoutError:
-            await _abandon(producer)
+            await abandon_producer(producer)
 
     async def _connect(self) -> Any:
         async with self._connecting:
@@ -106,7 +109,7 @@ class KafkaSink:
         try:
             await producer.start()
         except BaseException:
-            await _abandon(producer)
+            await abandon_producer(producer)
             raise
         self._producer = producer
         log.info("kafka producer connected", extra={"servers": self._servers})
@@ -136,17 +139,4 @@ class KafkaSink:
     async def _abandon(self) -> None:
         producer, self._producer = self._producer, None
         if producer is not None:
-            await _abandon(producer)
-
-
-async def _abandon(producer: Any) -> None:
-    # aiokafka's stop() waits until every pending batch is delivered, which never happens while
-    # the broker is away. Fail the pending batches (their records are spooled) and close.
-    producer._closed = True
-    try:
-        if producer._sender is not None:
-            await producer._sender.close()
-        producer._message_accumulator.fail_all(KafkaError("producer abandoned"))
-        await producer.client.close()
-    except (KafkaError, OSError) as exc:
-        log.warning("closing an abandoned kafka producer failed", extra={"error": repr(exc)})
+            await abandon_producer(producer)

@@ -28,8 +28,8 @@ from prometheus_client import Gauge
 from services.redirector.kafka_sink import KafkaSink, Record
 from services.redirector.metrics import RedirectorMetrics
 from services.redirector.spool import Spool
-from services.redirector.tasks import cancel_and_wait
 from shared.errors import DependencyError
+from shared.service import cancel
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -127,9 +127,9 @@ class Publisher:
         self._started = False
         if self._tasks:
             send_task, recover_task = self._tasks
-            await cancel_and_wait(recover_task)
+            await cancel(recover_task)
             await self._idle.wait()  # the sender sends or spools each queued record
-            await cancel_and_wait(send_task)
+            await cancel(send_task)
             self._tasks = []
         await self.kafka.close()
         await self.spool.__aexit__(None, None, None)

@@ -17,22 +17,33 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from typing import Any
 
 import asyncpg
 import orjson
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
 
 from services.redirector.cache import TtlLru
 from services.redirector.metrics import RedirectorMetrics
-from shared.campaigns import CampaignKind
-from shared.errors import DependencyError
+from services.redirector.resolution import (
+    FALLBACK,
+    GONE,
+    MALFORMED,
+    NOT_FOUND,
+    REDIRECT,
+    CodeEntry,
+    LinkEntry,
+    Resolution,
+    code_shape,
+    link_of,
+)
+from shared import db, redis_client
+from shared.errors import DependencyError, QueryError
 from shared.link_cache import NEGATIVE, code_key, link_key
+from shared.service import cancel
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -54,52 +65,6 @@ FROM links l
 LEFT JOIN campaigns cp ON cp.id = l.campaign_id
 WHERE l.id = $1
 """
-
-
-def code_shape(min_length: int, max_length: int) -> re.Pattern[str]:
-    """The pattern a possible code matches: base62, `min_length` to `max_length` characters."""
-    return re.compile(rf"[0-9A-Za-z]{{{min_length},{max_length}}}")
-
-
-# What `Resolution.outcome` can be.
-REDIRECT = "redirect"
-FALLBACK = "fallback"
-GONE = "gone"
-NOT_FOUND = "not_found"
-MALFORMED = "malformed"
-
-
-@dataclass(frozen=True, slots=True)
-class CodeEntry:
-    """What a code is bound to; never changes once minted."""
-
-    link_id: int
-    recipient_id: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class LinkEntry:
-    """The attributes of a link the redirector needs; may change (see `invalidate_link`)."""
-
-    destination: str
-    org_id: int
-    campaign_id: int | None
-    campaign_kind: CampaignKind | None
-    channel: str
-    disabled: bool
-    expires_at: float | None
-    """Unix time, seconds, after which the link sends visitors to `fallback_url` or answers 410."""
-    fallback_url: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class Resolution:
-    """The answer for one request: the outcome, where to go, and what to record."""
-
-    outcome: str
-    location: str | None = None
-    code: CodeEntry | None = None
-    link: LinkEntry | None = None
 
 
 _MALFORMED = Resolution(MALFORMED)
@@ -195,10 +160,8 @@ class Resolver:
             self.links.put(link_id, link)
 
     async def close(self) -> None:
-        """Wait for background link reloads to end (cancelled)."""
-        for task in list(self._refreshing.values()):
-            task.cancel()
-        await asyncio.gather(*self._refreshing.values(), return_exceptions=True)
+        """Cancel the background link reloads and wait for them to end."""
+        await asyncio.gather(*(cancel(task) for task in list(self._refreshing.values())))
 
     def _decide(self, entry: CodeEntry, link: LinkEntry) -> Resolution:
         if link.disabled:
@@ -246,8 +209,8 @@ class Resolver:
 
     async def _code_from_redis(self, code: str) -> tuple[CodeEntry | None, bool]:
         try:
-            raw = await self._redis.get(code_key(code))
-        except (RedisError, OSError) as exc:
+            raw = await redis_client.get(self._redis, code_key(code))
+        except DependencyError as exc:
             self._redis_failed(exc)
             return None, False
         if raw is None:
@@ -262,8 +225,8 @@ class Resolver:
 
     async def _link_from_redis(self, link_id: int) -> LinkEntry | None:
         try:
-            raw = await self._redis.get(link_key(link_id))
-        except (RedisError, OSError) as exc:
+            raw = await redis_client.get(self._redis, link_key(link_id))
+        except DependencyError as exc:
             self._redis_failed(exc)
             return None
         if raw is None:
@@ -277,7 +240,7 @@ class Resolver:
         row = await self._query(_BY_LINK, link_id)
         if row is None:
             return None
-        link = _link_of(row)
+        link = link_of(row)
         await self._store({link_key(link_id): orjson.dumps(asdict(link))}, self._redis_ttl_s)
         return link
 
@@ -289,7 +252,7 @@ class Resolver:
             return None
         self._m.hits["postgres"].inc()
         entry = CodeEntry(row["link_id"], row["recipient_id"])
-        link = _link_of(row)
+        link = link_of(row)
         await self._store(
             {
                 code_key(code): orjson.dumps(asdict(entry)),
@@ -304,35 +267,22 @@ class Resolver:
     async def _query(self, sql: str, arg: object) -> Any:
         self._m.postgres_lookups.inc()
         try:
-            return await self._pool.fetchrow(sql, arg, timeout=max(self._budget_s * 4, 1.0))
-        except (asyncpg.PostgresError, OSError, TimeoutError) as exc:
+            with db.errors("Postgres did not answer a lookup: the visitor gets a 503"):
+                return await self._pool.fetchrow(sql, arg, timeout=max(self._budget_s * 4, 1.0))
+        except DependencyError:
             self._m.dependency_errors.labels("postgres").inc()
-            raise DependencyError(f"Postgres lookup failed: {exc!r}") from exc
+            raise
+        except QueryError as exc:
+            self._m.dependency_errors.labels("postgres").inc()
+            raise DependencyError(f"Postgres lookup failed: {exc}") from exc
 
     async def _store(self, values: dict[str, bytes], ttl_s: int) -> None:
         # A failed cache write costs a later lookup, never this answer.
         try:
-            async with self._redis.pipeline(transaction=False) as pipe:
-                for key, value in values.items():
-                    pipe.set(key, value, ex=ttl_s)
-                await pipe.execute()
-        except (RedisError, OSError) as exc:
+            await redis_client.set_all(self._redis, values, ttl_s)
+        except DependencyError as exc:
             self._redis_failed(exc)
 
     def _redis_failed(self, exc: BaseException) -> None:
         self._m.dependency_errors.labels("redis").inc()
         log.warning("redis cache unavailable, asking postgres", extra={"error": repr(exc)})
-
-
-def _link_of(row: Any) -> LinkEntry:
-    expires = row["expires_at"]
-    return LinkEntry(
-        destination=row["destination"],
-        org_id=row["org_id"],
-        campaign_id=row["campaign_id"],
-        campaign_kind=row["campaign_kind"],
-        channel=row["channel"],
-        disabled=row["disabled"],
-        expires_at=None if expires is None else expires.timestamp(),
-        fallback_url=row["fallback_url"],
-    )

@@ -25,7 +25,7 @@ import zlib
 from contextlib import suppress
 from pathlib import Path
 
-from services.redirector.tasks import cancel_and_wait
+from shared.service import cancel
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +112,7 @@ class Spool:
 
     async def __aexit__(self, *exc: object) -> None:
         if self._writer is not None:
-            await cancel_and_wait(self._writer)
+            await cancel(self._writer)
             self._writer = None
         try:
             await self.flush()

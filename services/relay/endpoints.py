@@ -17,7 +17,8 @@ from urllib.parse import urlsplit
 import asyncpg
 
 from services.relay.signing import new_secret
-from shared.errors import NotFoundError, WebhookError
+from shared import db
+from shared.errors import ConflictError, MissingRowError, NotFoundError, WebhookError
 from shared.settings import Secret
 
 URL_MAX = 2048
@@ -76,15 +77,17 @@ async def register(
     check_url(url, allow_insecure=allow_insecure)
     secret = new_secret()
     try:
-        endpoint_id = await pool.fetchval(
-            "INSERT INTO webhook_endpoints (org_id, url, secret) VALUES ($1, $2, $3) RETURNING id",
-            org_id,
-            url,
-            secret,
-        )
-    except asyncpg.ForeignKeyViolationError:
+        with db.errors("Postgres did not answer: register the endpoint again"):
+            endpoint_id = await pool.fetchval(
+                "INSERT INTO webhook_endpoints (org_id, url, secret)"
+                " VALUES ($1, $2, $3) RETURNING id",
+                org_id,
+                url,
+                secret,
+            )
+    except MissingRowError:
         raise NotFoundError(f"organisation {org_id} does not exist") from None
-    except asyncpg.UniqueViolationError:
+    except ConflictError:
         raise WebhookError(f"organisation {org_id} already has an endpoint at this URL") from None
     return Endpoint(endpoint_id, org_id, url, Secret(secret)), secret
 

@@ -15,26 +15,30 @@ from __future__ import annotations
 import asyncio
 import logging
 from contextlib import AsyncExitStack
+from dataclasses import dataclass
+from functools import partial
 
 import asyncpg
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from aiokafka.errors import KafkaError
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from prometheus_client import CollectorRegistry, Counter
 
 from services.relay import endpoints
 from services.relay.delivery import Deliverer, Outcome
 from services.relay.endpoints import Endpoint
 from shared import db, events
-from shared.errors import DependencyError, EventError
-from shared.kafka import require_topics, start_with_retries
-from shared.service import Batches, ConsumerLoop
+from shared.consume import ConsumerLoop
+from shared.errors import EventError
+from shared.kafka import errors, require_topics, start_with_retries
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)
 
 BATCH_MAX_RECORDS = 500
 STOP_TIMEOUT_S = 30.0
-RETRIABLE = (asyncpg.PostgresError, OSError, KafkaError, DependencyError)
+WAIT_MS = 200
+"""Longest wait for a batch, milliseconds (then the loop looks whether it should stop)."""
+
+Batches = dict[TopicPartition, list[ConsumerRecord]]
 
 
 class RelayMetrics:
@@ -64,6 +68,16 @@ class RelayMetrics:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class _Parts:
+    """What a started relay works with."""
+
+    pool: asyncpg.Pool
+    consumer: AIOKafkaConsumer
+    dlq: AIOKafkaProducer
+    deliverer: Deliverer
+
+
 class Relay:
     """Consumer-group member that posts organisations' clicks to their webhook endpoints.
 
@@ -77,16 +91,13 @@ class Relay:
         self.metrics = RelayMetrics(self.registry)
         self._stack = AsyncExitStack()
         self._loop: ConsumerLoop | None = None
-        self._pool: asyncpg.Pool | None = None
-        self._consumer: AIOKafkaConsumer | None = None
-        self._dlq: AIOKafkaProducer | None = None
-        self._deliverer: Deliverer | None = None
+        self._parts: _Parts | None = None
 
     async def start(self) -> None:
         s = self.settings
         try:
-            self._pool = await self._stack.enter_async_context(db.pool(s, max_size=2))
-            self._deliverer = await self._stack.enter_async_context(
+            pool = await self._stack.enter_async_context(db.pool(s, max_size=2))
+            deliverer = await self._stack.enter_async_context(
                 Deliverer(
                     max_attempts=s.webhook_max_attempts,
                     backoff_s=s.webhook_backoff_ms / 1000,
@@ -94,17 +105,15 @@ class Relay:
                     allow_insecure=s.webhook_allow_insecure,
                 )
             )
-            self._dlq = AIOKafkaProducer(
+            dlq = AIOKafkaProducer(
                 bootstrap_servers=s.kafka_bootstrap_servers, acks="all", enable_idempotence=True
             )
-            await start_with_retries(
-                self._dlq.start, "webhook DLQ producer", s.kafka_bootstrap_servers
-            )
-            self._stack.push_async_callback(self._dlq.stop)
+            await start_with_retries(dlq.start, "webhook DLQ producer", s.kafka_bootstrap_servers)
+            self._stack.push_async_callback(dlq.stop)
             await require_topics(
-                self._dlq, [s.clicks_topic, s.webhook_dlq_topic], s.kafka_bootstrap_servers
+                dlq, [s.clicks_topic, s.webhook_dlq_topic], s.kafka_bootstrap_servers
             )
-            self._consumer = AIOKafkaConsumer(
+            consumer = AIOKafkaConsumer(
                 s.clicks_topic,
                 bootstrap_servers=s.kafka_bootstrap_servers,
                 group_id=s.relay_group,
@@ -112,23 +121,24 @@ class Relay:
                 auto_offset_reset=s.relay_start_from,
                 isolation_level="read_committed",
             )
-            await start_with_retries(
-                self._consumer.start, "relay consumer", s.kafka_bootstrap_servers
-            )
-            self._stack.push_async_callback(self._consumer.stop)
+            await start_with_retries(consumer.start, "relay consumer", s.kafka_bootstrap_servers)
+            self._stack.push_async_callback(consumer.stop)
         except BaseException:
             await self._stack.aclose()
             raise
+        self._parts = _Parts(pool, consumer, dlq, deliverer)
         self._loop = ConsumerLoop(
-            self._consumer,
-            self._process,
-            self._rewind,
-            retriable=RETRIABLE,
+            partial(self._step, self._parts),
+            partial(self._rewind, self._parts),
             name="relay-loop",
-            max_records=BATCH_MAX_RECORDS,
             stop_timeout_s=STOP_TIMEOUT_S,
         )
         self._loop.start()
+
+    @property
+    def _consumer(self) -> AIOKafkaConsumer | None:
+        """The started consumer (tests read its committed offsets), or None."""
+        return self._parts.consumer if self._parts is not None else None
 
     @property
     def alive(self) -> bool:
@@ -140,18 +150,28 @@ class Relay:
             await self._loop.stop()
         await self._stack.aclose()
 
-    async def _rewind(self) -> None:
+    async def _rewind(self, parts: _Parts, failure: BaseException) -> None:
         # Nothing of a failed batch was committed: read it again from the committed offsets.
-        assert self._consumer is not None
-        for tp in self._consumer.assignment():
-            committed = await self._consumer.committed(tp)
-            if committed is None:
-                await self._consumer.seek_to_beginning(tp)
-            else:
-                self._consumer.seek(tp, committed)
+        consumer = parts.consumer
+        with errors("rewinding the relay", self.settings.kafka_bootstrap_servers):
+            for tp in consumer.assignment():
+                committed = await consumer.committed(tp)
+                if committed is None:
+                    await consumer.seek_to_beginning(tp)
+                else:
+                    consumer.seek(tp, committed)
 
-    async def _process(self, batches: Batches) -> None:
-        assert self._pool and self._consumer
+    async def _step(self, parts: _Parts) -> None:
+        """Read the next batch (waiting `WAIT_MS` at most) and deliver it."""
+        servers = self.settings.kafka_bootstrap_servers
+        with errors("reading clicks", servers):
+            batches: Batches = await parts.consumer.getmany(
+                timeout_ms=WAIT_MS, max_records=BATCH_MAX_RECORDS
+            )
+        if batches:
+            await self._process(parts, batches)
+
+    async def _process(self, parts: _Parts, batches: Batches) -> None:
         clicks: list[events.ClickEvent] = []
         for records in batches.values():
             for record in records:
@@ -163,31 +183,35 @@ class Relay:
                 if not event.is_bot:
                     clicks.append(event)
         if clicks:
-            targets = await endpoints.of_orgs(self._pool, {e.org_id for e in clicks})
+            with db.errors("Postgres did not answer: the batch is read again"):
+                targets = await endpoints.of_orgs(parts.pool, {e.org_id for e in clicks})
             per_endpoint: dict[int, tuple[Endpoint, list[events.ClickEvent]]] = {}
             for event in clicks:
                 for endpoint in targets.get(event.org_id, ()):
                     per_endpoint.setdefault(endpoint.id, (endpoint, []))[1].append(event)
-            await asyncio.gather(*(self._send(ep, evs) for ep, evs in per_endpoint.values()))
-        await self._consumer.commit(
-            {tp: records[-1].offset + 1 for tp, records in batches.items() if records}
-        )
+            await asyncio.gather(*(self._send(parts, ep, evs) for ep, evs in per_endpoint.values()))
+        with errors("committing offsets", self.settings.kafka_bootstrap_servers):
+            await parts.consumer.commit(
+                {tp: records[-1].offset + 1 for tp, records in batches.items() if records}
+            )
 
-    async def _send(self, endpoint: Endpoint, clicks: list[events.ClickEvent]) -> None:
-        assert self._deliverer is not None
+    async def _send(
+        self, parts: _Parts, endpoint: Endpoint, clicks: list[events.ClickEvent]
+    ) -> None:
         size = self.settings.webhook_batch_max
         for start in range(0, len(clicks), size):
             chunk = clicks[start : start + size]
-            outcome = await self._deliverer.deliver(endpoint, chunk)
+            outcome = await parts.deliverer.deliver(endpoint, chunk)
             self.metrics.requests.labels("failed").inc(outcome.attempts - outcome.delivered)
             if outcome.delivered:
                 self.metrics.requests.labels("ok").inc()
                 self.metrics.delivered.inc(len(chunk))
             else:
-                await self._dead_letter(endpoint, outcome, len(chunk))
+                await self._dead_letter(parts.dlq, endpoint, outcome, len(chunk))
 
-    async def _dead_letter(self, endpoint: Endpoint, outcome: Outcome, count: int) -> None:
-        assert self._dlq is not None
+    async def _dead_letter(
+        self, dlq: AIOKafkaProducer, endpoint: Endpoint, outcome: Outcome, count: int
+    ) -> None:
         reason = outcome.error or "unknown"
         headers = [
             ("endpoint_id", str(endpoint.id).encode()),
@@ -196,12 +220,13 @@ class Relay:
             ("attempts", str(outcome.attempts).encode()),
             ("reason", reason.encode()),
         ]
-        await self._dlq.send_and_wait(
-            self.settings.webhook_dlq_topic,
-            value=outcome.body,
-            key=str(endpoint.id).encode(),
-            headers=headers,
-        )
+        with errors("dead-lettering a delivery", self.settings.kafka_bootstrap_servers):
+            await dlq.send_and_wait(
+                self.settings.webhook_dlq_topic,
+                value=outcome.body,
+                key=str(endpoint.id).encode(),
+                headers=headers,
+            )
         self.metrics.dead_lettered.inc(count)
         log.warning(
             "webhook delivery dead-lettered",

@@ -19,7 +19,7 @@ import asyncpg
 import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from services.counter import store
+from services.counter.offsets import stored_offsets
 from shared.settings import Settings
 from tests.faults.validator import validate
 from tests.faults.workload import Workload, make_workload, produce
@@ -161,9 +161,7 @@ async def read_all(settings: Settings, topic: str) -> list[bytes | None]:
 
 async def progress(pool: asyncpg.Pool, settings: Settings) -> int:
     """Records the counter has stored offsets past (all partitions)."""
-    return sum(
-        (await store.stored_offsets(pool, settings.counter_group, settings.clicks_topic)).values()
-    )
+    return sum((await stored_offsets(pool, settings.counter_group, settings.clicks_topic)).values())
 
 
 async def wait_until_counted(

@@ -130,9 +130,9 @@ async def test_sigterm_commits_the_last_batch(rig: Rig) -> None:
 # its fourth batch.
 DYING_COUNTER = """
 import runpy
-from services.counter.counter import Counter
+from services.counter.pipeline import Pipeline
 
-real_begin, batches = Counter._begin, []
+real_begin, batches = Pipeline._begin, []
 
 async def begin(self, read):
     batches.append(read)
@@ -140,7 +140,7 @@ async def begin(self, read):
         raise RuntimeError("injected: a bug in the counter loop")
     return await real_begin(self, read)
 
-Counter._begin = begin
+Pipeline._begin = begin
 runpy.run_module("services.counter", run_name="__main__")
 """
 

@@ -18,6 +18,7 @@ from services.counter import retention, store
 from services.counter.app import create_app
 from services.counter.counter import Counter
 from services.counter.intake import admit
+from services.counter.offsets import stored_offsets
 from shared import events
 from shared.counts import Counts, CountStore
 from shared.errors import DependencyError
@@ -90,9 +91,7 @@ async def test_poison_goes_to_the_dlq_and_counting_goes_on(
         await counter.stop()
 
 
-@pytest.mark.parametrize("in_flight", [1, 2])
-async def test_many_small_batches_count_exactly_with_one_or_two_in_flight(
-    in_flight: int,
+async def test_many_small_batches_count_exactly_with_two_in_flight(
     settings: Settings,
     pool: asyncpg.Pool,
     redis: aioredis.Redis,
@@ -103,9 +102,7 @@ async def test_many_small_batches_count_exactly_with_one_or_two_in_flight(
     values = [events.encode(e) for e in [*clicks, *bots, *clicks[:200]]]  # 200 delivered twice
     sent = [await producer.send(settings.clicks_topic, value=v, key=b"k") for v in values]
     await asyncio.gather(*sent)
-    counter = Counter(
-        replace(settings, counter_batch_max_records=100, counter_batches_in_flight=in_flight)
-    )
+    counter = Counter(replace(settings, counter_batch_max_records=100))
     await counter.start()
     try:
         counted = await counts_in_both(pool, CountStore(redis), 5, (1_500, 300, 40))
@@ -170,7 +167,7 @@ async def test_a_failed_batch_keeps_the_batch_after_it_from_storing_offsets(
     for event in clicks:  # one partition (one key), in batches of 100 below
         await producer.send(settings.clicks_topic, value=events.encode(event), key=b"k")
     await producer.flush()
-    counter = Counter(replace(settings, counter_batch_max_records=100, counter_batches_in_flight=2))
+    counter = Counter(replace(settings, counter_batch_max_records=100))
     await counter.start()
     try:
         assert await wait_for(lambda: pg_counts(pool, 31), (600, 600, 0)) == (600, 600, 0)
@@ -197,11 +194,11 @@ async def test_migrations_are_idempotent(settings: Settings, pool: asyncpg.Pool)
 
     async with pool.acquire() as conn:
         assert await db.migrate(conn, settings.postgres_schema) == []
-    assert await store.stored_offsets(pool, "nobody", "nothing") == {}
+    assert await stored_offsets(pool, "nobody", "nothing") == {}
 
 
 async def _offsets_total(pool: asyncpg.Pool, settings: Settings) -> int:
-    offsets = await store.stored_offsets(pool, settings.counter_group, settings.clicks_topic)
+    offsets = await stored_offsets(pool, settings.counter_group, settings.clicks_topic)
     return sum(offsets.values())
 
 

@@ -14,6 +14,7 @@ from click.testing import CliRunner
 from services.cli.main import cli
 from services.counter import retention, store
 from services.counter.intake import Click, admit
+from services.counter.offsets import ResumePoint, resume_points
 from shared import db, events
 from shared.counts import Counts
 from shared.settings import Settings
@@ -104,8 +105,8 @@ async def test_one_batch_after_another_counts_every_dimension(pool: asyncpg.Pool
     }
     row = await pool.fetchrow("SELECT org_id, campaign_id FROM link_counters WHERE link_id = 1")
     assert tuple(row) == (3, 10)
-    offsets = await store.resume_points(pool, "g", "t")
-    assert offsets == {0: store.ResumePoint(replay_from=5, next_offset=7)}
+    offsets = await resume_points(pool, "g", "t")
+    assert offsets == {0: ResumePoint(replay_from=5, next_offset=7)}
 
 
 async def test_a_batch_read_again_counts_nothing_and_returns_the_same_values(
@@ -122,14 +123,14 @@ async def test_a_batch_read_again_counts_nothing_and_returns_the_same_values(
     assert (again.counted, again.duplicates) == (0, 4)
     assert set(again.counts) == set(first)
     assert await stored_counts(pool) == before
-    assert await store.resume_points(pool, "g", "t") == {0: store.ResumePoint(0, 3)}
+    assert await resume_points(pool, "g", "t") == {0: ResumePoint(0, 3)}
 
 
 async def test_an_older_batch_never_moves_the_stored_offsets_back(pool: asyncpg.Pool) -> None:
     async with pool.acquire() as conn:
         await apply(conn, [clk(6, "v:a", TODAY)], 10, 20)
         await apply(conn, [clk(6, "v:b", TODAY)], 0, 10)  # a late writer after a rebalance
-    assert await store.resume_points(pool, "g", "t") == {0: store.ResumePoint(10, 20)}
+    assert await resume_points(pool, "g", "t") == {0: ResumePoint(10, 20)}
     assert (await stored_counts(pool))["links"] == {6: (2, 2, 0)}
 
 
@@ -362,7 +363,7 @@ async def test_a_batch_split_by_campaign_counts_the_same_and_survives_a_crash_be
             )
         )
         assert sum(r.counted for r in done) == 6
-        assert await store.resume_points(pool, "g", "t") == {}  # crashed before the offsets
+        assert await resume_points(pool, "g", "t") == {}  # crashed before the offsets
         again = await store.apply_batch(
             one, group="g", topic="t", clicks=batch, offsets={0: (0, 6)}
         )
@@ -370,4 +371,4 @@ async def test_a_batch_split_by_campaign_counts_the_same_and_survives_a_crash_be
     stored = await stored_counts(pool)
     assert stored["links"] == {1: (2, 2, 0), 2: (2, 2, 0), 3: (1, 1, 0), 4: (0, 0, 1)}
     assert stored["campaigns"] == {10: (2, 2, 0), 11: (2, 2, 0)}
-    assert await store.resume_points(pool, "g", "t") == {0: store.ResumePoint(0, 6)}
+    assert await resume_points(pool, "g", "t") == {0: ResumePoint(0, 6)}

@@ -22,7 +22,8 @@ from click.testing import CliRunner, Result
 
 from services.cli.main import cli
 from services.ops.exporter import create_app
-from services.ops.lag import GroupLag, LagMonitor, LagReader, read_lag
+from services.ops.lag import GroupLag, LagMonitor, read_lag
+from services.ops.lag_reader import LagReader
 from services.ops.lag_status import Status
 from services.ops.topics import check_topics
 from shared import events

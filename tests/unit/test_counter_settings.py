@@ -14,13 +14,7 @@ def test_counter_defaults() -> None:
     assert (s.counter_batch_max_records, s.counter_batch_wait_ms) == (10_000, 100)
     assert (s.counter_session_timeout_ms, s.counter_instance_id) == (10_000, None)
     assert (s.event_max_bytes, s.dedup_retention_days) == (65_536, 9)
-    assert (s.counter_statements, s.counter_batches_in_flight) == (2, 2)
-
-
-def test_at_most_two_batches_in_flight() -> None:
-    assert Settings.from_env({"COUNTER_BATCHES_IN_FLIGHT": "1"}).counter_batches_in_flight == 1
-    with pytest.raises(SettingsError):
-        Settings.from_env({"COUNTER_BATCHES_IN_FLIGHT": "3"})
+    assert s.counter_statements == 2
 
 
 def test_counter_values_come_from_the_environment() -> None:

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from services.redirector.resolve import code_shape
+from services.redirector.resolution import code_shape
 from services.redirector.visitors import visitor_id
 from shared.codes import ALPHABET, mint_code
 from shared.settings import Settings

@@ -1,0 +1,74 @@
+"""Reading the counter's next batch from Kafka: filled up to a size within a wait, each record
+admitted as a `Click` or refused with its reason (`intake.admit`)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+
+from services.counter.intake import Click, admit
+from shared import kafka
+from shared.errors import EventError
+from shared.settings import Settings
+
+
+@dataclass(frozen=True, slots=True)
+class Read:
+    """A batch read from Kafka, per partition: the records, and each one admitted or refused."""
+
+    records: dict[TopicPartition, list[ConsumerRecord]]
+    clicks: dict[TopicPartition, list[Click]]
+    refused: dict[TopicPartition, list[tuple[ConsumerRecord, str]]]
+
+
+class Reader:
+    """Reads batches through the counter's consumer until `stopping` is set."""
+
+    def __init__(
+        self, consumer: AIOKafkaConsumer, settings: Settings, stopping: asyncio.Event
+    ) -> None:
+        self._consumer = consumer
+        self._settings = settings
+        self._stopping = stopping
+
+    async def read(self) -> Read:
+        """The next batch, each record admitted (a `Click`) or refused with its reason."""
+        batches = await self._fetch_batch()
+        read = Read(batches, {}, {})
+        limit = self._settings.event_max_bytes
+        now = datetime.now(UTC)
+        for tp, records in batches.items():
+            clicks: list[Click] = []
+            refused: list[tuple[ConsumerRecord, str]] = []
+            for record in records:
+                try:
+                    clicks.append(admit(record.value, max_bytes=limit, now=now))
+                except EventError as exc:
+                    refused.append((record, str(exc)))
+            read.clicks[tp], read.refused[tp] = clicks, refused
+        return read
+
+    async def _fetch_batch(self) -> dict[TopicPartition, list[ConsumerRecord]]:
+        """Up to `counter_batch_max_records` records, waiting at most `counter_batch_wait_ms` to
+        fill the batch: `getmany` alone returns whatever one fetch brought, often a few hundred
+        records, and each batch costs one transaction."""
+        s = self._settings
+        deadline = time.monotonic() + s.counter_batch_wait_ms / 1000
+        merged: dict[TopicPartition, list[ConsumerRecord]] = {}
+        count = 0
+        while count < s.counter_batch_max_records and not self._stopping.is_set():
+            left_ms = int((deadline - time.monotonic()) * 1000)
+            with kafka.errors("reading clicks", s.kafka_bootstrap_servers):
+                got = await self._consumer.getmany(
+                    timeout_ms=max(0, left_ms), max_records=s.counter_batch_max_records - count
+                )
+            for tp, records in got.items():
+                merged.setdefault(tp, []).extend(records)
+                count += len(records)
+            if left_ms <= 0:
+                break
+        return merged
