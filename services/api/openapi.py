@@ -16,10 +16,18 @@ import msgspec
 
 from services.api.bodies import REQUEST_BODIES
 from services.api.operations import ERRORS, OPERATIONS, Schema, answer, path_parameters
-from services.api.report_responses import REPORT_BODIES
-from services.api.responses import RESPONSE_BODIES
+from services.api.responses import REFERENCED
 
-BODY_TYPES: tuple[type[msgspec.Struct], ...] = REQUEST_BODIES + RESPONSE_BODIES + REPORT_BODIES
+
+def _named_by_operations() -> tuple[type[msgspec.Struct], ...]:
+    """The body types the operations name (request, success, other success), each once."""
+    named = (t for op in OPERATIONS for t in (op.body, op.ok[1], op.also and op.also[2]))
+    return tuple(dict.fromkeys(t for t in named if isinstance(t, type)))
+
+
+BODY_TYPES: tuple[type[msgspec.Struct], ...] = tuple(
+    dict.fromkeys(REQUEST_BODIES + REFERENCED + _named_by_operations())
+)
 """Every type whose schema is a component of the document (their parts are added with them)."""
 
 # operationId, path, summary, and whether the rate limit applies (429).

@@ -151,7 +151,3 @@ class OrgReport(Report):
     ]
     campaigns_source: Source
     campaigns_truncated: bool
-
-
-REPORT_BODIES: tuple[type[msgspec.Struct], ...] = (LinkReport, CampaignReport, OrgReport)
-"""The reports' JSON bodies (their parts are reached from these)."""

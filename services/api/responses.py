@@ -202,20 +202,6 @@ class Rendering(SmsMeasure):
     links: list[RenderedLink]
 
 
-RESPONSE_BODIES: tuple[type[msgspec.Struct], ...] = (
-    Error,
-    Org,
-    OrgPage,
-    ApiKey,
-    NewApiKey,
-    ApiKeyList,
-    Campaign,
-    CampaignPage,
-    Link,
-    LinkPage,
-    Minted,
-    RenderedMessage,
-    RenderBatch,
-    Rendering,
-)
-"""The JSON bodies the API answers with (and their parts, reached from these)."""
+REFERENCED: tuple[type[msgspec.Struct], ...] = (Error, RenderedMessage)
+"""Bodies no operation names as its type, reached only by a `$ref` in a raw item's schema (and
+every error answer); the rest of the document's bodies come from the operations themselves."""
