@@ -24,7 +24,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -175,10 +175,9 @@ class Soak:
     def __init__(self, profile: Profile, folder: Path) -> None:
         self.profile = profile
         self.stack = Stack(folder)
-        self.settings = replace(
-            Settings.from_env(self.stack.env),
-            redirector_port=PORTS["redirector"],
-            counter_port=PORTS["counter"],
+        self.settings = Settings.from_env(self.stack.env).changed(
+            REDIRECTOR_PORT=PORTS["redirector"],
+            COUNTER_PORT=PORTS["counter"],
         )
         service_env = {
             **self.stack.env,
@@ -263,10 +262,10 @@ class Soak:
         p = self.profile
         log(f"starting a stack of its own in {self.stack.folder}")
         await asyncio.to_thread(self.stack.script, "up")
-        async with db.pool(self.settings, max_size=2) as pool:
+        async with db.pool(self.settings.postgres, max_size=2) as pool:
             async with pool.acquire() as conn:
-                await db.migrate(conn, self.settings.postgres_schema)
-            await ensure_topics(self.settings)
+                await db.migrate(conn, self.settings.postgres.schema)
+            await ensure_topics(self.settings.kafka)
             org = await create_org(pool, "Chaos Ltd", tracking=True)
             campaign = await create_campaign(pool, org, "Soak", "one_time")
             links = [
@@ -275,7 +274,7 @@ class Soak:
                     org_id=org,
                     campaign_id=campaign,
                     destination=f"https://example.com/{i}",
-                    code_length=self.settings.code_length,
+                    code_length=self.settings.links.code_length,
                 )
                 for i in range(p.links)
             ]
@@ -310,10 +309,10 @@ class Soak:
         s = self.settings
         expected = outcome.expected()
         consumer = AIOKafkaConsumer(
-            bootstrap_servers=s.kafka_bootstrap_servers, enable_auto_commit=False
+            bootstrap_servers=s.kafka.bootstrap_servers, enable_auto_commit=False
         )
         await consumer.start()
-        async with db.pool(s, max_size=2) as pool:
+        async with db.pool(s.postgres, max_size=2) as pool:
             caught_up = await wait_until(lambda: self._caught_up(pool, consumer), 300)
             counted_ids = {
                 str(r[0]) for r in await pool.fetch("SELECT event_id FROM processed_events")
@@ -324,7 +323,7 @@ class Soak:
                     "SELECT link_id, total_clicks, unique_clicks FROM link_counters"
                 )
             }
-            redis = aioredis.Redis.from_url(s.redis_url.reveal())
+            redis = aioredis.Redis.from_url(s.redis.url.reveal())
             store = CountStore(redis)
 
             async def redis_agrees() -> bool:
@@ -389,8 +388,8 @@ class Soak:
             for r in await pool.fetch(
                 "SELECT partition, next_offset FROM consumer_offsets"
                 " WHERE group_id = $1 AND topic = $2",
-                s.counter_group,
-                s.clicks_topic,
+                s.counter.group,
+                s.kafka.clicks_topic,
             )
         }
         ends = await consumer.end_offsets(self._partitions(consumer))
@@ -398,8 +397,8 @@ class Soak:
 
     def _partitions(self, consumer: AIOKafkaConsumer) -> list[TopicPartition]:
         # The soak created the topic (ensure_topics), so its partition count is known.
-        topic = self.settings.clicks_topic
-        return [TopicPartition(topic, p) for p in range(self.settings.topic_partitions)]
+        topic = self.settings.kafka.clicks_topic
+        return [TopicPartition(topic, p) for p in range(self.settings.kafka.topic_partitions)]
 
     async def _numbers_counted(self, consumer: AIOKafkaConsumer, counted_ids: set[str]) -> set[int]:
         """Click numbers of the events Postgres counted, read back from the topic."""

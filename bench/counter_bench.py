@@ -27,7 +27,6 @@ import sys
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import replace
 from pathlib import Path
 
 import orjson
@@ -51,14 +50,13 @@ PROBE_LINK_BASE = 10_000_000
 def bench_settings(redis_db: int) -> Settings:
     tag = uuid.uuid4().hex[:8]
     base = Settings.from_env()
-    return replace(
-        base,
-        redis_url=Secret(base.redis_url.reveal().rsplit("/", 1)[0] + f"/{redis_db}"),
-        postgres_schema=f"bench_{tag}",
-        clicks_topic=f"clicks.bench.{tag}",
-        dlq_topic=f"clicks.dlq.bench.{tag}",
-        counter_group=f"counter-bench-{tag}",
-        topic_partitions=6,
+    return base.changed(
+        REDIS_URL=Secret(base.redis.url.reveal().rsplit("/", 1)[0] + f"/{redis_db}"),
+        POSTGRES_SCHEMA=f"bench_{tag}",
+        CLICKS_TOPIC=f"clicks.bench.{tag}",
+        DLQ_TOPIC=f"clicks.dlq.bench.{tag}",
+        COUNTER_GROUP=f"counter-bench-{tag}",
+        TOPIC_PARTITIONS=6,
     )
 
 
@@ -68,14 +66,14 @@ async def bare_consume(
     """Records per second of a bare consumer that reads and decodes the whole topic (`decode`:
     into a `ClickEvent` by default, the contract's reader)."""
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap_servers,
+        bootstrap_servers=settings.kafka.bootstrap_servers,
         group_id=None,
         enable_auto_commit=False,
         auto_offset_reset="earliest",
     )
     await consumer.start()
     try:
-        parts = [TopicPartition(settings.clicks_topic, p) for p in range(6)]
+        parts = [TopicPartition(settings.kafka.clicks_topic, p) for p in range(6)]
         consumer.assign(parts)
         await consumer.seek_to_beginning(*parts)
         seen = 0
@@ -131,7 +129,7 @@ async def steady_latency(
 ) -> dict[str, float]:
     """Publish `rate` clicks a second for `seconds`; latency of the probes to Redis."""
     producer = AIOKafkaProducer(
-        bootstrap_servers=settings.kafka_bootstrap_servers,
+        bootstrap_servers=settings.kafka.bootstrap_servers,
         acks="all",
         enable_idempotence=True,
         linger_ms=5,
@@ -153,13 +151,13 @@ async def steady_latency(
                 if n % PROBE_EVERY == 0:
                     probe = probe_event(n)
                     sent[counter_key("link", probe.link_id)] = time.perf_counter()
-                    await producer.send(settings.clicks_topic, events.encode(probe), key=b"p")
+                    await producer.send(settings.kafka.clicks_topic, events.encode(probe), key=b"p")
                 else:
                     other = orjson.loads(filler)
                     other["event_id"] = events.new_event_id()
                     other["occurred_at"] = events.utc_now_iso()
                     other["link_id"] = 1 + n % 200
-                    await producer.send(settings.clicks_topic, orjson.dumps(other), key=b"f")
+                    await producer.send(settings.kafka.clicks_topic, orjson.dumps(other), key=b"f")
             start_next = start + (n // per_tick) * tick
             await asyncio.sleep(max(0.0, start_next - time.perf_counter()))
         await producer.flush()
@@ -207,11 +205,11 @@ async def steady_latency(
 
 async def run(args: argparse.Namespace) -> dict[str, object]:
     settings = bench_settings(args.redis_db)
-    await ensure_topics(settings)
+    await ensure_topics(settings.kafka)
     # clicks of the last hour, as a live pipeline sees them
     workload = make_workload(args.events, links=200, campaigns=20, visitors=50_000, days=1 / 24)
     total = len(workload.records)
-    client = aioredis.Redis.from_url(settings.redis_url.reveal())
+    client = aioredis.Redis.from_url(settings.redis.url.reveal())
     await client.flushdb()
     result: dict[str, object] = {"bench": "counter", "events": len(workload.clicks)}
     result["records"] = total
@@ -223,9 +221,9 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
     ]
     result["counter_processes"] = args.processes
     result["batches_in_flight"] = BATCHES_IN_FLIGHT
-    async with db.pool(settings, max_size=2) as pool:
+    async with db.pool(settings.postgres, max_size=2) as pool:
         async with pool.acquire() as conn:
-            await db.migrate(conn, settings.postgres_schema)
+            await db.migrate(conn, settings.postgres.schema)
         try:
             started = time.perf_counter()
             await produce(settings, workload.records)
@@ -249,10 +247,10 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
         finally:
             for counter in counters:
                 counter.kill()
-            await pool.execute(f'DROP SCHEMA IF EXISTS "{settings.postgres_schema}" CASCADE')
+            await pool.execute(f'DROP SCHEMA IF EXISTS "{settings.postgres.schema}" CASCADE')
     await client.flushdb()
     await client.aclose()
-    await delete_topics(settings)
+    await delete_topics(settings.kafka)
     result["cpus"] = os.cpu_count()
     result["loadavg_1m"] = round(os.getloadavg()[0], 2)
     return result

@@ -18,7 +18,6 @@ import platform
 import random
 import sys
 import time
-from dataclasses import replace
 
 from bench.outcome import finish
 from shared import db
@@ -52,10 +51,10 @@ class Cpu:
 
 async def run(codes: int, baseline_codes: int) -> dict[str, object]:
     load_before = round(os.getloadavg()[0], 2)
-    settings = replace(Settings.from_env(), postgres_schema=f"bench_mint_{os.getpid()}")
-    async with db.pool(settings, max_size=2) as pool:
+    settings = Settings.from_env().changed(POSTGRES_SCHEMA=f"bench_mint_{os.getpid()}")
+    async with db.pool(settings.postgres, max_size=2) as pool:
         async with pool.acquire() as conn:
-            await db.migrate(conn, settings.postgres_schema)
+            await db.migrate(conn, settings.postgres.schema)
         try:
             org_id = await create_org(pool, "Bench", tracking=True)
             campaign_id = await create_campaign(pool, org_id, "Bench", "one_time")
@@ -64,14 +63,14 @@ async def run(codes: int, baseline_codes: int) -> dict[str, object]:
                 org_id=org_id,
                 campaign_id=campaign_id,
                 destination="https://b.example/1",
-                code_length=settings.code_length,
+                code_length=settings.links.code_length,
             )
             base_link = await create_link(
                 pool,
                 org_id=org_id,
                 campaign_id=campaign_id,
                 destination="https://b.example/2",
-                code_length=settings.code_length,
+                code_length=settings.links.code_length,
             )
             # Phone numbers in no particular order, as a CRM export would give them.
             recipients = [f"+91{i:010d}" for i in range(codes)]
@@ -81,7 +80,7 @@ async def run(codes: int, baseline_codes: int) -> dict[str, object]:
                 backend = Cpu(await conn.fetchval("SELECT pg_backend_pid()"))
                 started = time.perf_counter()
                 minted = await mint(
-                    conn, ours_link.link_id, recipients, length=settings.code_length
+                    conn, ours_link.link_id, recipients, length=settings.links.code_length
                 )
                 seconds = time.perf_counter() - started
                 cpu = backend.seconds()
@@ -94,7 +93,9 @@ async def run(codes: int, baseline_codes: int) -> dict[str, object]:
             # A resend to the same people: every recipient keeps its code, nothing is minted.
             started = time.perf_counter()
             async with pool.acquire() as conn:
-                again = await mint(conn, ours_link.link_id, recipients, length=settings.code_length)
+                again = await mint(
+                    conn, ours_link.link_id, recipients, length=settings.links.code_length
+                )
             reuse_seconds = time.perf_counter() - started
             assert (again.minted, again.reused) == (0, codes)
             assert again.codes == minted.codes and again.recipients == minted.recipients
@@ -105,13 +106,13 @@ async def run(codes: int, baseline_codes: int) -> dict[str, object]:
                     await conn.fetchval(
                         "INSERT INTO codes (code, link_id, recipient_id) VALUES ($1, $2, $3)"
                         " ON CONFLICT (code) DO NOTHING RETURNING code",
-                        mint_code(settings.code_length),
+                        mint_code(settings.links.code_length),
                         base_link.link_id,
                         recipient,
                     )
             base_seconds = time.perf_counter() - started
         finally:
-            await pool.execute(f'DROP SCHEMA "{settings.postgres_schema}" CASCADE')
+            await pool.execute(f'DROP SCHEMA "{settings.postgres.schema}" CASCADE')
     ours_rate = codes / seconds
     client_cpu, server_cpu = cpu
     base_rate = baseline_codes / base_seconds

@@ -20,7 +20,6 @@ import tempfile
 import time
 import urllib.request
 import uuid
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -100,11 +99,10 @@ class Bench:
         self.lua.write_text(LUA)
         tag = uuid.uuid4().hex[:8]
         base = Settings.from_env()
-        self.settings = replace(
-            base,
-            postgres_schema=f"bench_{tag}",
-            clicks_topic=f"clicks.bench.{tag}",
-            dlq_topic=f"clicks.dlq.bench.{tag}",
+        self.settings = base.changed(
+            POSTGRES_SCHEMA=f"bench_{tag}",
+            CLICKS_TOPIC=f"clicks.bench.{tag}",
+            DLQ_TOPIC=f"clicks.dlq.bench.{tag}",
         )
         self.procs: list[subprocess.Popen[bytes]] = []
         self.broker_env = {
@@ -118,9 +116,9 @@ class Bench:
     async def prepare(self) -> None:
         """A schema with one link and `CODES` per-recipient codes, and the topics."""
         s = self.settings
-        async with db.pool(s, max_size=2) as pool:
+        async with db.pool(s.postgres, max_size=2) as pool:
             async with pool.acquire() as conn:
-                await db.migrate(conn, s.postgres_schema)
+                await db.migrate(conn, s.postgres.schema)
             org = await create_org(pool, "Bench", tracking=True)
             campaign = await create_campaign(pool, org, "Bench", "one_time")
             link = await create_link(
@@ -128,27 +126,27 @@ class Bench:
                 org_id=org,
                 campaign_id=campaign,
                 destination=DESTINATION,
-                code_length=s.code_length,
+                code_length=s.links.code_length,
             )
-            codes = list({mint_code(s.code_length) for _ in range(CODES)})
+            codes = list({mint_code(s.links.code_length) for _ in range(CODES)})
             await pool.copy_records_to_table(
                 "codes",
                 records=[(c, link.link_id, f"r{i}") for i, c in enumerate(codes)],
                 columns=["code", "link_id", "recipient_id"],
-                schema_name=s.postgres_schema,
+                schema_name=s.postgres.schema,
             )
         self.codes_file.write_text("\n".join(codes) + "\n")
-        await ensure_topics(s)
-        await ensure_topics(replace(s, kafka_bootstrap_servers=OWN_BROKER))
+        await ensure_topics(s.kafka)
+        await ensure_topics(s.changed(KAFKA_BOOTSTRAP_SERVERS=OWN_BROKER).kafka)
 
     async def cleanup(self) -> None:
         s = self.settings
-        async with db.pool(s, max_size=1) as pool:
-            await pool.execute(f'DROP SCHEMA IF EXISTS "{s.postgres_schema}" CASCADE')
-        admin = AIOKafkaAdminClient(bootstrap_servers=s.kafka_bootstrap_servers)
+        async with db.pool(s.postgres, max_size=1) as pool:
+            await pool.execute(f'DROP SCHEMA IF EXISTS "{s.postgres.schema}" CASCADE')
+        admin = AIOKafkaAdminClient(bootstrap_servers=s.kafka.bootstrap_servers)
         await admin.start()
         try:
-            await admin.delete_topics([s.clicks_topic, s.dlq_topic])
+            await admin.delete_topics([s.kafka.clicks_topic, s.kafka.dlq_topic])
         finally:
             await admin.close()
 
@@ -185,8 +183,8 @@ class Bench:
             "REDIRECTOR_PORT": str(port),
             "REDIRECTOR_WORKERS": str(workers),
             "REDIRECTOR_METRICS_PORT": str(port + METRICS_PORT_OFFSET),
-            "POSTGRES_SCHEMA": self.settings.postgres_schema,
-            "CLICKS_TOPIC": self.settings.clicks_topic,
+            "POSTGRES_SCHEMA": self.settings.postgres.schema,
+            "CLICKS_TOPIC": self.settings.kafka.clicks_topic,
             "KAFKA_BOOTSTRAP_SERVERS": kafka,
             "SPOOL_DIR": str(self.work / f"spool-{name}"),
             "LOG_LEVEL": "WARNING",
@@ -352,7 +350,7 @@ def run(bench: Bench) -> dict[str, Any]:
         for p in procs:
             bench.stop(p)
 
-    kafka = bench.settings.kafka_bootstrap_servers
+    kafka = bench.settings.kafka.bootstrap_servers
     log("(c) redirector, one process, publishing to Kafka")
     proc = bench.redirector("one", PORTS["one"], 1, kafka)
     wait_http(PORTS["one"], "/readyz")

@@ -20,7 +20,6 @@ import json
 import os
 import time
 import uuid
-from dataclasses import replace
 
 import aiohttp
 from aiohttp import web
@@ -62,15 +61,14 @@ def make_events(org_id: int, n: int) -> list[events.ClickEvent]:
 
 async def main(n: int) -> dict[str, object]:
     tag = uuid.uuid4().hex[:8]
-    settings = replace(
-        Settings.from_env(),
-        postgres_schema=f"bench_{tag}",
-        clicks_topic=f"clicks.bench.{tag}",
-        webhook_dlq_topic=f"webhooks.dlq.bench.{tag}",
-        relay_group=f"relay-bench-{tag}",
-        relay_start_from="earliest",
-        webhook_allow_insecure=True,
-        topic_partitions=3,
+    settings = Settings.from_env().changed(
+        POSTGRES_SCHEMA=f"bench_{tag}",
+        CLICKS_TOPIC=f"clicks.bench.{tag}",
+        WEBHOOK_DLQ_TOPIC=f"webhooks.dlq.bench.{tag}",
+        RELAY_GROUP=f"relay-bench-{tag}",
+        RELAY_START_FROM="earliest",
+        WEBHOOK_ALLOW_INSECURE=True,
+        TOPIC_PARTITIONS=3,
     )
     received = 0
     first_at = 0.0
@@ -93,9 +91,9 @@ async def main(n: int) -> dict[str, object]:
     await web.TCPSite(runner, "127.0.0.1", PORT).start()
     url = f"http://127.0.0.1:{PORT}/hook"
     try:
-        async with db.pool(settings, max_size=2) as pool:
+        async with db.pool(settings.postgres, max_size=2) as pool:
             async with pool.acquire() as conn:
-                await db.migrate(conn, settings.postgres_schema)
+                await db.migrate(conn, settings.postgres.schema)
             try:
                 org = await create_org(pool, "Bench", tracking=True)
                 endpoint, secret = await endpoints.register(pool, org, url, allow_insecure=True)
@@ -114,15 +112,17 @@ async def main(n: int) -> dict[str, object]:
                 assert received == n
                 received, _ = 0, done.clear()
 
-                await ensure_topics(settings, [settings.clicks_topic, settings.webhook_dlq_topic])
+                await ensure_topics(
+                    settings.kafka, [settings.kafka.clicks_topic, settings.relay.webhook_dlq_topic]
+                )
                 producer = AIOKafkaProducer(
-                    bootstrap_servers=settings.kafka_bootstrap_servers, linger_ms=5
+                    bootstrap_servers=settings.kafka.bootstrap_servers, linger_ms=5
                 )
                 await producer.start()
                 try:
                     for e in clicks:
                         await producer.send(
-                            settings.clicks_topic, events.encode(e), key=b"BenchCode1"
+                            settings.kafka.clicks_topic, events.encode(e), key=b"BenchCode1"
                         )
                     await producer.flush()
                 finally:
@@ -143,7 +143,7 @@ async def main(n: int) -> dict[str, object]:
                 finally:
                     await relay.stop()
             finally:
-                await pool.execute(f'DROP SCHEMA "{settings.postgres_schema}" CASCADE')
+                await pool.execute(f'DROP SCHEMA "{settings.postgres.schema}" CASCADE')
     finally:
         await runner.cleanup()
     return {

@@ -30,7 +30,6 @@ import sys
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -111,7 +110,7 @@ def make_clicks(
 
 async def publish(settings: Settings, clicks: list[events.ClickEvent]) -> float:
     producer = AIOKafkaProducer(
-        bootstrap_servers=settings.kafka_bootstrap_servers, acks="all", linger_ms=20
+        bootstrap_servers=settings.kafka.bootstrap_servers, acks="all", linger_ms=20
     )
     await producer.start()
     started = time.perf_counter()
@@ -120,7 +119,7 @@ async def publish(settings: Settings, clicks: list[events.ClickEvent]) -> float:
             batch = clicks[at : at + 5000]
             sent = [
                 await producer.send(
-                    settings.clicks_topic, value=events.encode(e), key=e.code.encode()
+                    settings.kafka.clicks_topic, value=events.encode(e), key=e.code.encode()
                 )
                 for e in batch
             ]
@@ -150,36 +149,35 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     load_before = round(os.getloadavg()[0], 2)
     tag = f"{os.getpid()}_{uuid.uuid4().hex[:6]}"
     base = Settings.from_env()
-    settings = replace(
-        base,
-        postgres_schema=f"bench_report_{tag}",
-        clicks_topic=f"clicks.bench.report.{tag}",
-        dlq_topic=f"clicks.dlq.bench.report.{tag}",
-        counter_group=f"bench-report-{tag}",
-        redis_url=Secret(base.redis_url.reveal().rsplit("/", 1)[0] + f"/{args.redis_db}"),
-        counter_port=0,
-        api_port=args.port,
+    settings = base.changed(
+        POSTGRES_SCHEMA=f"bench_report_{tag}",
+        CLICKS_TOPIC=f"clicks.bench.report.{tag}",
+        DLQ_TOPIC=f"clicks.dlq.bench.report.{tag}",
+        COUNTER_GROUP=f"bench-report-{tag}",
+        REDIS_URL=Secret(base.redis.url.reveal().rsplit("/", 1)[0] + f"/{args.redis_db}"),
+        COUNTER_PORT=0,
+        API_PORT=args.port,
         # The bench measures how fast reports are answered, back to back from one key: the API's
         # own limit (API_RATE_PER_S, 50/s) would answer 429 after its burst and measure nothing.
-        api_rate_per_s=1_000_000,
-        api_rate_burst=1_000_000,
+        API_RATE_PER_S=1_000_000,
+        API_RATE_BURST=1_000_000,
     )
-    redis = aioredis.Redis.from_url(settings.redis_url.reveal())
+    redis = aioredis.Redis.from_url(settings.redis.url.reveal())
     await redis.flushdb()
-    await ensure_topics(settings)
+    await ensure_topics(settings.kafka)
     result: dict[str, Any] = {}
     try:
-        async with db.pool(settings, max_size=4) as pool:
+        async with db.pool(settings.postgres, max_size=4) as pool:
             async with pool.acquire() as conn:
-                await db.migrate(conn, settings.postgres_schema)
+                await db.migrate(conn, settings.postgres.schema)
             try:
                 result = await _measure(args, settings, pool)
             finally:
-                await pool.execute(f'DROP SCHEMA "{settings.postgres_schema}" CASCADE')
+                await pool.execute(f'DROP SCHEMA "{settings.postgres.schema}" CASCADE')
     finally:
         await redis.flushdb()
         await redis.aclose()
-        await delete_topics(settings)
+        await delete_topics(settings.kafka)
     result["machine"] = {
         "cpus": os.cpu_count(),
         "load_1m_before": load_before,
@@ -201,24 +199,24 @@ async def _measure(args: argparse.Namespace, settings: Settings, pool: Any) -> d
         org_id=org_id,
         campaign_id=original,
         destination="https://shop.example.in/diwali",
-        code_length=settings.code_length,
+        code_length=settings.links.code_length,
     )
     again = await create_link(
         pool,
         org_id=org_id,
         campaign_id=resend,
         destination="https://shop.example.in/last-call",
-        code_length=settings.code_length,
+        code_length=settings.links.code_length,
     )
     recipients = [f"+91{9_000_000_000 + i}" for i in range(args.recipients)]
     started = time.perf_counter()
     async with pool.acquire() as conn:
-        first = await mint(conn, link.link_id, recipients, length=settings.code_length)
+        first = await mint(conn, link.link_id, recipients, length=settings.links.code_length)
         second = await mint(
             conn,
             again.link_id,
             recipients[: int(len(recipients) * RESEND_SHARE)],
-            length=settings.code_length,
+            length=settings.links.code_length,
         )
     mint_seconds = time.perf_counter() - started
     targets = [

@@ -1,7 +1,7 @@
 """Short codes: fixed-length base62 strings from the operating system's CSPRNG.
 
-The length of a new short code is a setting (`Settings.code_length`, `CODE_LENGTH`): callers pass
-it, so there is no default here to drift from it.
+The length of a new short code is a setting (`LinkSettings.code_length`, `CODE_LENGTH`): callers
+pass it, so there is no default here to drift from it.
 """
 
 from __future__ import annotations

@@ -25,7 +25,7 @@ from shared.errors import (
     MissingRowError,
     QueryError,
 )
-from shared.settings import Settings, mask_url
+from shared.settings import PostgresSettings, mask_url
 
 log = logging.getLogger(__name__)
 
@@ -69,19 +69,19 @@ def _translate(unavailable: str, exc: BaseException) -> ClicktrackError:
 
 @asynccontextmanager
 async def pool(
-    settings: Settings,
+    postgres: PostgresSettings,
     *,
     min_size: int = 1,
     max_size: int = 10,
     retries: int = 10,
     server_settings: dict[str, str] | None = None,
 ) -> AsyncIterator[asyncpg.Pool]:
-    """An asyncpg pool whose connections use `settings.postgres_schema`; closed on exit.
+    """An asyncpg pool whose connections use `postgres.schema`; closed on exit.
 
     `server_settings`: more run-time parameters for every connection (`{"jit": "off"}`).
     Start-up tries `retries` times, one second apart, logging the host and the tries left.
     """
-    dsn = settings.postgres_dsn.reveal()
+    dsn = postgres.dsn.reveal()
     last: Exception | None = None
     for attempt in range(retries, 0, -1):
         try:
@@ -91,7 +91,7 @@ async def pool(
                 max_size=max_size,
                 server_settings={
                     **(server_settings or {}),
-                    "search_path": settings.postgres_schema,
+                    "search_path": postgres.schema,
                 },
             )
             break

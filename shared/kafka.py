@@ -13,7 +13,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaConnectionError, KafkaError, TopicAlreadyExistsError
 
 from shared.errors import Boundary, DependencyError
-from shared.settings import Settings
+from shared.settings import KafkaSettings
 
 log = logging.getLogger(__name__)
 
@@ -104,14 +104,14 @@ async def require_topics(producer: AIOKafkaProducer, topics: Iterable[str], serv
         )
 
 
-def topic_configs(settings: Settings, replicas: int = 1) -> dict[str, str]:
+def topic_configs(kafka: KafkaSettings, replicas: int = 1) -> dict[str, str]:
     """Topic-level configuration of the clicks and dead-letter topics.
 
     With `replicas` > 1, `min.insync.replicas` is replicas - 1: an `acks=all` write survives
     one broker down, and a second failure refuses writes instead of losing them.
     """
     configs = {
-        "retention.ms": str(settings.topic_retention_hours * 3600 * 1000),
+        "retention.ms": str(kafka.topic_retention_hours * 3600 * 1000),
         "cleanup.policy": "delete",
     }
     if replicas > 1:
@@ -119,31 +119,31 @@ def topic_configs(settings: Settings, replicas: int = 1) -> dict[str, str]:
     return configs
 
 
-async def replication_factor(admin: AIOKafkaAdminClient, settings: Settings) -> int:
-    """`settings.topic_replication_factor`, or min(3, brokers in the cluster) when it is 0."""
-    if settings.topic_replication_factor:
-        return settings.topic_replication_factor
+async def replication_factor(admin: AIOKafkaAdminClient, kafka: KafkaSettings) -> int:
+    """`kafka.topic_replication_factor`, or min(3, brokers in the cluster) when it is 0."""
+    if kafka.topic_replication_factor:
+        return kafka.topic_replication_factor
     cluster = await admin.describe_cluster()
     return max(1, min(3, len(cluster["brokers"])))
 
 
 async def ensure_topics(
-    settings: Settings, topics: list[str] | None = None, *, partitions: int | None = None
+    kafka: KafkaSettings, topics: list[str] | None = None, *, partitions: int | None = None
 ) -> list[str]:
     """Create the clicks and dead-letter topics (or `topics`) if missing; returns those created."""
-    names = topics or [settings.clicks_topic, settings.dlq_topic]
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
-    await start_with_retries(admin.start, "kafka admin client", settings.kafka_bootstrap_servers)
+    names = topics or [kafka.clicks_topic, kafka.dlq_topic]
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka.bootstrap_servers)
+    await start_with_retries(admin.start, "kafka admin client", kafka.bootstrap_servers)
     created: list[str] = []
     try:
         existing = set(await admin.list_topics())
-        replicas = await replication_factor(admin, settings)
+        replicas = await replication_factor(admin, kafka)
         wanted = [
             NewTopic(
                 name=name,
-                num_partitions=partitions or settings.topic_partitions,
+                num_partitions=partitions or kafka.topic_partitions,
                 replication_factor=replicas,
-                topic_configs=topic_configs(settings, replicas),
+                topic_configs=topic_configs(kafka, replicas),
             )
             for name in names
             if name not in existing
@@ -156,19 +156,19 @@ async def ensure_topics(
             created = [t.name for t in wanted]
         await _wait_for_metadata(admin, names)
     except KafkaConnectionError as exc:
-        raise DependencyError(f"Kafka at {settings.kafka_bootstrap_servers}: {exc}") from exc
+        raise DependencyError(f"Kafka at {kafka.bootstrap_servers}: {exc}") from exc
     finally:
         await admin.close()
     return created
 
 
-async def delete_topics(settings: Settings, topics: list[str] | None = None) -> None:
+async def delete_topics(kafka: KafkaSettings, topics: list[str] | None = None) -> None:
     """Delete the clicks and dead-letter topics (or `topics`): what benchmarks and tools that made
     topics of their own use to leave nothing behind."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
-    await start_with_retries(admin.start, "kafka admin client", settings.kafka_bootstrap_servers)
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka.bootstrap_servers)
+    await start_with_retries(admin.start, "kafka admin client", kafka.bootstrap_servers)
     try:
-        await admin.delete_topics(topics or [settings.clicks_topic, settings.dlq_topic])
+        await admin.delete_topics(topics or [kafka.clicks_topic, kafka.dlq_topic])
     finally:
         await admin.close()
 

@@ -87,7 +87,7 @@ async def create_link(
     code_length: int,
 ) -> CreatedLink:
     """Create a link and its codes (one per recipient, else one shared) in one transaction;
-    codes are `code_length` characters (`Settings.code_length`)."""
+    codes are `code_length` characters (`LinkSettings.code_length`)."""
     destination = normalise_destination(destination)
     fallback = check_expiry(expires_at, fallback_url)
     async with pool.acquire() as conn, conn.transaction():

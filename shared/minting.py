@@ -91,7 +91,7 @@ async def mint(
     generate: Callable[[int, int], list[str]] = mint_codes,
 ) -> Minted:
     """The code of each recipient on `link_id`, minting the missing ones, all in one transaction
-    (a savepoint inside the caller's). Codes are `length` characters (`Settings.code_length`);
+    (a savepoint inside the caller's). Codes are `length` characters (`LinkSettings.code_length`);
     `generate(count, length)` makes the candidate codes.
 
     The answer lists each recipient once, in code-point order with the shared code (None) last:

@@ -13,7 +13,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from shared.errors import Boundary, DependencyError
-from shared.settings import Settings, mask_url
+from shared.settings import RedisSettings, mask_url
 
 log = logging.getLogger(__name__)
 
@@ -55,14 +55,14 @@ async def set_all(client: aioredis.Redis, values: dict[str, bytes], ttl_s: int) 
 
 @asynccontextmanager
 async def redis_client(
-    settings: Settings, *, retries: int = 10, required: bool = True
+    redis: RedisSettings, *, retries: int = 10, required: bool = True
 ) -> AsyncIterator[aioredis.Redis]:
     """A connected `redis.asyncio.Redis`, closed on exit; start-up pings `retries` times.
 
     With `required=False` (Redis as a cache) it pings once and, if Redis does not answer, logs
     it and hands out the client anyway: redis-py connects on the next command.
     """
-    url = settings.redis_url.reveal()
+    url = redis.url.reveal()
     client = aioredis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=2)
     try:
         for attempt in range(retries, 0, -1):

@@ -17,7 +17,6 @@ import shutil
 import subprocess
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import replace
 from pathlib import Path
 
 import asyncpg
@@ -123,23 +122,22 @@ def own_settings(
     """
     tag = tag or uuid.uuid4().hex[:10]
     base = Settings.from_env(service_addresses)
-    _brokers_used.add(base.kafka_bootstrap_servers)
-    return replace(
-        base,
-        postgres_schema=f"t_{tag}",
-        clicks_topic=f"clicks.test.{tag}",
-        dlq_topic=f"clicks.dlq.test.{tag}",
-        webhook_dlq_topic=f"clicks.test.{tag}.webhooks-dlq",
-        counter_group=f"counter-test-{tag}",
-        relay_group=f"relay-test-{tag}",
-        topic_partitions=3,
-        redirector_port=0,
-        redirector_metrics_port=0,
-        counter_port=0,
-        api_port=0,
-        lag_port=0,
-        relay_port=0,
-        spool_dir=str(folder / "spool"),
+    _brokers_used.add(base.kafka.bootstrap_servers)
+    return base.changed(
+        POSTGRES_SCHEMA=f"t_{tag}",
+        CLICKS_TOPIC=f"clicks.test.{tag}",
+        DLQ_TOPIC=f"clicks.dlq.test.{tag}",
+        WEBHOOK_DLQ_TOPIC=f"clicks.test.{tag}.webhooks-dlq",
+        COUNTER_GROUP=f"counter-test-{tag}",
+        RELAY_GROUP=f"relay-test-{tag}",
+        TOPIC_PARTITIONS=3,
+        REDIRECTOR_PORT=0,
+        REDIRECTOR_METRICS_PORT=0,
+        COUNTER_PORT=0,
+        API_PORT=0,
+        LAG_PORT=0,
+        RELAY_PORT=0,
+        SPOOL_DIR=str(folder / "spool"),
     )
 
 
@@ -152,17 +150,17 @@ def settings(service_addresses: dict[str, str], tmp_path: Path) -> Settings:
 @pytest.fixture
 async def pool(settings: Settings) -> AsyncIterator[asyncpg.Pool]:
     """A pool on this test's freshly migrated schema; the schema is dropped afterwards."""
-    async with db.pool(settings, max_size=4) as created:
+    async with db.pool(settings.postgres, max_size=4) as created:
         async with created.acquire() as conn:
-            await db.migrate(conn, settings.postgres_schema)
+            await db.migrate(conn, settings.postgres.schema)
         yield created
-        await created.execute(f'DROP SCHEMA "{settings.postgres_schema}" CASCADE')
+        await created.execute(f'DROP SCHEMA "{settings.postgres.schema}" CASCADE')
 
 
 @pytest.fixture
 async def redis(settings: Settings) -> AsyncIterator[aioredis.Redis]:
     """A client on the test Redis database, flushed before the test."""
-    client = aioredis.Redis.from_url(settings.redis_url.reveal())
+    client = aioredis.Redis.from_url(settings.redis.url.reveal())
     await client.flushdb()
     yield client
     await client.aclose()
@@ -171,13 +169,13 @@ async def redis(settings: Settings) -> AsyncIterator[aioredis.Redis]:
 @pytest.fixture
 async def topics(settings: Settings) -> list[str]:
     """This test's clicks and dead-letter topics, created with their configuration."""
-    return await ensure_topics(settings)
+    return await ensure_topics(settings.kafka)
 
 
 @pytest.fixture
 async def producer(settings: Settings, topics: list[str]) -> AsyncIterator[AIOKafkaProducer]:
     """A producer (acks=all) for this test's topics, which exist; stopped afterwards."""
-    created = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers, acks="all")
+    created = AIOKafkaProducer(bootstrap_servers=settings.kafka.bootstrap_servers, acks="all")
     await created.start()
     yield created
     await created.stop()

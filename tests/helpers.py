@@ -63,7 +63,7 @@ async def read_topic(
     """The first `count` records of `topic` (all partitions), waiting at most `seconds`."""
     consumer = AIOKafkaConsumer(
         topic,
-        bootstrap_servers=settings.kafka_bootstrap_servers,
+        bootstrap_servers=settings.kafka.bootstrap_servers,
         auto_offset_reset="earliest",
         enable_auto_commit=False,
         group_id=None,

@@ -6,10 +6,14 @@ from services.api.app import create_app
 from shared.service import run_app
 from shared.settings import Settings
 
+SECTIONS = ("log", "kafka", "postgres", "redis", "links", "api", "counter")
+"""The settings sections the API reads (the counter's for its group, whose lag it reports);
+the others keep their defaults, unread."""
+
 
 def main() -> None:
-    settings = Settings.from_env()
-    run_app(create_app(settings), settings.api_host, settings.api_port, settings.log_level)
+    settings = Settings.from_env(sections=SECTIONS)
+    run_app(create_app(settings), settings.api.host, settings.api.port, settings.log.level)
 
 
 if __name__ == "__main__":

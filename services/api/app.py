@@ -44,15 +44,16 @@ REDIS_TIMEOUT_S = 0.5
 def create_app(settings: Settings) -> web.Application:
     """The API: everything under `/v1/` (documented at `/v1/openapi.json`), plus `/healthz`,
     `/readyz` and `/metrics`. Refuses settings whose short links cannot fit a DLT slot."""
-    length = short_link_length(settings.short_domain, settings.code_length)
-    if length > settings.dlt_var_limit:
+    length = short_link_length(settings.links.short_domain, settings.links.code_length)
+    if length > settings.api.dlt_var_limit:
         raise SettingsError(
-            f"short links would take {length} characters (SHORT_DOMAIN {settings.short_domain!r}"
-            f" + '/' + CODE_LENGTH {settings.code_length}), more than DLT_VAR_LIMIT"
-            f" {settings.dlt_var_limit}: use a shorter domain or shorter codes"
+            f"short links would take {length} characters"
+            f" (SHORT_DOMAIN {settings.links.short_domain!r}"
+            f" + '/' + CODE_LENGTH {settings.links.code_length}), more than DLT_VAR_LIMIT"
+            f" {settings.api.dlt_var_limit}: use a shorter domain or shorter codes"
         )
-    limiter = RateLimiter(settings.api_rate_per_s, settings.api_rate_burst)
-    failures = RateLimiter(ratelimit.AUTH_FAILURES_PER_S, settings.api_auth_failures_burst)
+    limiter = RateLimiter(settings.api.rate_per_s, settings.api.rate_burst)
+    failures = RateLimiter(ratelimit.AUTH_FAILURES_PER_S, settings.api.auth_failures_burst)
     app = web.Application(
         client_max_size=MAX_BODY,
         middlewares=[count_requests, ratelimit.middleware(limiter, failures), json_errors],
@@ -75,12 +76,12 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     # Redis and Kafka are optional for the API: reports fall back to Postgres and an unknown lag.
     redis = aioredis.Redis.from_url(
-        settings.redis_url.reveal(),
+        settings.redis.url.reveal(),
         socket_timeout=REDIS_TIMEOUT_S,
         socket_connect_timeout=REDIS_TIMEOUT_S,
     )
     ends = EndOffsets(settings)
-    async with db.pool(settings) as pool:
+    async with db.pool(settings.postgres) as pool:
         app[POOL] = pool
         app[REDIS] = redis
         app[END_OFFSETS] = ends

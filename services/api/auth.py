@@ -34,7 +34,7 @@ def _bearer(request: web.Request) -> str:
 
 
 def _is_operator(request: web.Request, credential: str) -> bool:
-    token = request.app[SETTINGS].operator_token.reveal()
+    token = request.app[SETTINGS].api.operator_token.reveal()
     return bool(token) and hmac.compare_digest(credential.encode(), token.encode())
 
 
@@ -60,7 +60,7 @@ async def require_org(request: web.Request) -> int:
 
 async def require_operator(request: web.Request) -> None:
     """Pass only the operator; an organisation's key gets `ForbiddenError`."""
-    if not request.app[SETTINGS].operator_token.reveal():
+    if not request.app[SETTINGS].api.operator_token.reveal():
         raise ForbiddenError("the operator API is off: set OPERATOR_TOKEN, or use the CLI")
     who = await caller(request)
     if not who.operator:

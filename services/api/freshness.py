@@ -75,7 +75,7 @@ class EndOffsets:
         """partition -> end offset, or None when Kafka does not answer within the budget."""
         if time.monotonic() - self._failed_at < RETRY_AFTER_S:
             return None
-        servers = self._settings.kafka_bootstrap_servers
+        servers = self._settings.kafka.bootstrap_servers
         try:
             async with asyncio.timeout(KAFKA_BUDGET_S), self._lock:
                 with errors("starting its clients", servers):
@@ -94,12 +94,12 @@ class EndOffsets:
             return self._partitions
         if self._admin is None:
             admin = AIOKafkaAdminClient(
-                bootstrap_servers=self._settings.kafka_bootstrap_servers,
+                bootstrap_servers=self._settings.kafka.bootstrap_servers,
                 request_timeout_ms=int(KAFKA_BUDGET_S * 1000),
             )
             self._admin = admin
             await admin.start()
-        topic = self._settings.clicks_topic
+        topic = self._settings.kafka.clicks_topic
         described = await self._admin.describe_topics([topic])
         self._partitions = [
             TopicPartition(topic, p["partition"])
@@ -113,7 +113,7 @@ class EndOffsets:
     async def _started(self) -> AIOKafkaConsumer:
         if self._consumer is None:
             consumer = AIOKafkaConsumer(
-                bootstrap_servers=self._settings.kafka_bootstrap_servers,
+                bootstrap_servers=self._settings.kafka.bootstrap_servers,
                 group_id=None,
                 enable_auto_commit=False,
                 request_timeout_ms=int(KAFKA_BUDGET_S * 1000),
@@ -128,7 +128,7 @@ class EndOffsets:
         admin, self._admin = self._admin, None
         self._partitions_at = -PARTITIONS_TTL_S
         try:
-            with errors("stopping its clients", self._settings.kafka_bootstrap_servers):
+            with errors("stopping its clients", self._settings.kafka.bootstrap_servers):
                 if consumer is not None:
                     await consumer.stop()
                 if admin is not None:
@@ -142,8 +142,8 @@ async def counter_lag(pool: asyncpg.Pool, ends: EndOffsets, settings: Settings) 
     rows = await pool.fetch(
         "SELECT partition, next_offset, updated_at FROM consumer_offsets"
         " WHERE group_id = $1 AND topic = $2",
-        settings.counter_group,
-        settings.clicks_topic,
+        settings.counter.group,
+        settings.kafka.clicks_topic,
     )
     stored = {r["partition"]: r["next_offset"] for r in rows}
     last = max((r["updated_at"] for r in rows), default=None)

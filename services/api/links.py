@@ -120,9 +120,9 @@ async def add_recipients(request: web.Request) -> web.Response:
     pool = request.app[POOL]
     link = await links.get_link(pool, org_id, path_id(request, "link_id"))
     async with pool.acquire() as conn:
-        minted = await mint(conn, link.id, recipients, length=settings.code_length)
+        minted = await mint(conn, link.id, recipients, length=settings.links.code_length)
     request.app[METRICS].codes_minted.inc(minted.minted)
-    prefix = settings.short_domain + "/"
+    prefix = settings.links.short_domain + "/"
     return web.json_response(
         {
             "link_id": link.id,

@@ -145,11 +145,11 @@ async def _job(request: web.Request, org_id: int, body: RenderRequest | RenderBa
     return Job(
         org_id=org_id,
         template=dlt.parse_template(body.template),
-        var_limit=body.var_limit or settings.dlt_var_limit,
+        var_limit=body.var_limit or settings.api.dlt_var_limit,
         tracking=org.link_tracking_enabled,
         campaign_id=body.campaign_id,
-        short_domain=settings.short_domain,
-        short_length=dlt.short_link_length(settings.short_domain, settings.code_length),
+        short_domain=settings.links.short_domain,
+        short_length=dlt.short_link_length(settings.links.short_domain, settings.links.code_length),
     )
 
 
@@ -201,7 +201,7 @@ async def _track(request: web.Request, job: Job, messages: list[Message]) -> Tra
     async with pool.acquire() as conn, conn.transaction():
         for url, recipients in wanted.items():
             link = await link_for_destination(conn, campaign, url)
-            minted = await mint(conn, link.id, recipients, length=settings.code_length)
+            minted = await mint(conn, link.id, recipients, length=settings.links.code_length)
             request.app[METRICS].codes_minted.inc(minted.minted)
             for recipient, code in zip(minted.recipients, minted.codes, strict=True):
                 tracked[(url, recipient)] = (link.id, code)

@@ -19,7 +19,10 @@ DESTINATION = "https://example.com/offers/diwali?utm_source=sms"
 
 async def run_demo(settings: Settings, wait_s: float, say: Callable[[str], None]) -> bool:
     """True when Postgres and Redis both show total=3, unique=2 within `wait_s` seconds."""
-    async with db.pool(settings, max_size=2) as pool, redis_client(settings) as redis:
+    async with (
+        db.pool(settings.postgres, max_size=2) as pool,
+        redis_client(settings.redis) as redis,
+    ):
         org_id = await create_org(pool, "Demo Retail", tracking=True)
         campaign_id = await create_campaign(pool, org_id, "Diwali sale", "one_time")
         created = await create_link(
@@ -27,9 +30,9 @@ async def run_demo(settings: Settings, wait_s: float, say: Callable[[str], None]
             org_id=org_id,
             campaign_id=campaign_id,
             destination=DESTINATION,
-            code_length=settings.code_length,
+            code_length=settings.links.code_length,
         )
-        short_url = f"{settings.short_base_url}/{created.codes[None]}"
+        short_url = f"{settings.links.short_base_url}/{created.codes[None]}"
         say(f"demo: link {created.link_id} {short_url} -> {DESTINATION}")
         for visitor, clicks in (("Alice's phone", 2), ("Bob's phone", 1)):
             jar = aiohttp.CookieJar(unsafe=True)  # keep cookies for a bare IP host too

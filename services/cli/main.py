@@ -52,8 +52,8 @@ def migrate(settings: Settings) -> None:
     """Apply the SQL migrations that are not applied yet (idempotent)."""
 
     async def go() -> list[str]:
-        async with db.pool(settings, max_size=1) as pool, pool.acquire() as conn:
-            return await db.migrate(conn, settings.postgres_schema)
+        async with db.pool(settings.postgres, max_size=1) as pool, pool.acquire() as conn:
+            return await db.migrate(conn, settings.postgres.schema)
 
     applied = run(go())
     click.echo(f"migrations applied: {', '.join(applied)}" if applied else "schema is up to date")
@@ -65,8 +65,12 @@ def migrate(settings: Settings) -> None:
 def topics(settings: Settings, check: bool) -> None:
     """Create the clicks and dead-letter topics if missing, then check their configuration
     (partitions, replicas, retention, min.insync.replicas); exit status 1 if one differs."""
-    names = [settings.clicks_topic, settings.dlq_topic, settings.webhook_dlq_topic]
-    created = [] if check else run(ensure_topics(settings, names))
+    names = [
+        settings.kafka.clicks_topic,
+        settings.kafka.dlq_topic,
+        settings.relay.webhook_dlq_topic,
+    ]
+    created = [] if check else run(ensure_topics(settings.kafka, names))
     reports = run(check_topics(settings, names))
     for report in reports:
         click.echo(describe_topic(report, report.name in created))
@@ -82,19 +86,19 @@ def link(settings: Settings, destination: str, org_name: str, recipients: tuple[
     """Create a tracked link to DESTINATION (in a new organisation) and print its short URLs."""
 
     async def go() -> None:
-        async with db.pool(settings, max_size=1) as pool:
+        async with db.pool(settings.postgres, max_size=1) as pool:
             org_id = await create_org(pool, org_name, tracking=True)
             created = await create_link(
                 pool,
                 org_id=org_id,
                 destination=destination,
                 recipients=list(recipients) or None,
-                code_length=settings.code_length,
+                code_length=settings.links.code_length,
             )
         click.echo(f"link {created.link_id} -> {created.destination}")
         for recipient, code in created.codes.items():
             who = f" (recipient {recipient})" if recipient else ""
-            click.echo(f"  {settings.short_base_url}/{code}{who}")
+            click.echo(f"  {settings.links.short_base_url}/{code}{who}")
 
     run(go())
 
@@ -106,7 +110,10 @@ def counts(settings: Settings, link_id: int) -> None:
     """Print the click counts of LINK_ID from Postgres (truth) and Redis (fast reads)."""
 
     async def go() -> None:
-        async with db.pool(settings, max_size=1) as pool, redis_client(settings) as redis:
+        async with (
+            db.pool(settings.postgres, max_size=1) as pool,
+            redis_client(settings.redis) as redis,
+        ):
             row = await pool.fetchrow(
                 "SELECT total_clicks, unique_clicks, bot_clicks FROM link_counters"
                 " WHERE link_id = $1",
@@ -137,7 +144,10 @@ def counters_rebuild(settings: Settings, reset: bool) -> None:
     """Rebuild every Redis counter from Postgres (safe while counters run)."""
 
     async def go() -> tuple[int, int]:
-        async with db.pool(settings, max_size=1) as pool, redis_client(settings) as redis:
+        async with (
+            db.pool(settings.postgres, max_size=1) as pool,
+            redis_client(settings.redis) as redis,
+        ):
             deleted = await rebuild.clear(redis) if reset else 0
             return deleted, await rebuild.rebuild(pool, CountStore(redis))
 
@@ -155,11 +165,11 @@ def partitions(settings: Settings, prune: bool) -> None:
     (the counter does this every hour)."""
 
     async def go() -> list[str]:
-        async with db.pool(settings, max_size=1) as pool, pool.acquire() as conn:
+        async with db.pool(settings.postgres, max_size=1) as pool, pool.acquire() as conn:
             today = datetime.now(UTC).date()
             if prune:
                 return await retention.maintain(
-                    conn, keep_days=settings.dedup_retention_days, today=today
+                    conn, keep_days=settings.counter.dedup_retention_days, today=today
                 )
             days = [today + timedelta(days=n) for n in range(-1, retention.DAYS_AHEAD + 1)]
             return await retention.ensure_partitions(conn, days)
@@ -193,7 +203,7 @@ def loadgen(
 ) -> None:
     """Send numbered clicks to a redirector on this machine and record every 302."""
     plan = Plan(
-        base_url=(base_url or settings.short_base_url).rstrip("/"),
+        base_url=(base_url or settings.links.short_base_url).rstrip("/"),
         codes=list(codes),
         clicks=clicks,
         visitors=visitors,

@@ -37,7 +37,7 @@ def org_create(settings: Settings, name: str, key_name: str) -> None:
     """Create organisation NAME (link tracking off) and its first API key, shown once."""
 
     async def go() -> None:
-        async with db.pool(settings, max_size=1) as pool, pool.acquire() as conn:
+        async with db.pool(settings.postgres, max_size=1) as pool, pool.acquire() as conn:
             async with conn.transaction():
                 org_id = await orgs.create_org(conn, name)
                 _, key = await apikeys.create_api_key(conn, org_id, key_name)
@@ -64,7 +64,7 @@ def disable_tracking(settings: Settings, org_ref: str) -> None:
 
 
 async def _set_tracking(settings: Settings, org_ref: str, enabled: bool) -> None:
-    async with db.pool(settings, max_size=1) as pool:
+    async with db.pool(settings.postgres, max_size=1) as pool:
         org_id = await _resolve(pool, org_ref)
         found = await orgs.set_link_tracking(pool, org_id, enabled)
     state = "on" if found.link_tracking_enabled else "off"
@@ -78,7 +78,7 @@ def org_show(settings: Settings, org_ref: str) -> None:
     """Print ORG (an id, or a unique name) and its API keys (never the keys themselves)."""
 
     async def go() -> None:
-        async with db.pool(settings, max_size=1) as pool:
+        async with db.pool(settings.postgres, max_size=1) as pool:
             found = await orgs.get_org(pool, await _resolve(pool, org_ref))
             keys = await apikeys.list_api_keys(pool, found.id)
         tracking = "on" if found.link_tracking_enabled else "off"
@@ -103,7 +103,7 @@ def key_create(settings: Settings, org_ref: str, name: str) -> None:
     """Issue a new API key for ORG; it is shown once."""
 
     async def go() -> None:
-        async with db.pool(settings, max_size=1) as pool:
+        async with db.pool(settings.postgres, max_size=1) as pool:
             org_id = await _resolve(pool, org_ref)
             record, secret = await apikeys.create_api_key(pool, org_id, name)
         click.echo(f"key {record.id} for organisation {org_id} (shown once): {secret}")
@@ -119,7 +119,7 @@ def key_revoke(settings: Settings, org_ref: str, key_id: int) -> None:
     """Revoke key KEY_ID of ORG."""
 
     async def go() -> None:
-        async with db.pool(settings, max_size=1) as pool:
+        async with db.pool(settings.postgres, max_size=1) as pool:
             await apikeys.revoke_api_key(pool, await _resolve(pool, org_ref), key_id)
         click.echo(f"key {key_id} revoked")
 
@@ -152,17 +152,17 @@ def mint_command(settings: Settings, link_id: int, source: IO[str], out: IO[str]
         writer = csv.writer(out)
         writer.writerow(["recipient", "code", "short_url"])
         minted = reused = 0
-        async with db.pool(settings, max_size=1) as pool:
+        async with db.pool(settings.postgres, max_size=1) as pool:
             link = await _link(pool, link_id)
             with click.progressbar(
                 length=len(recipients), label="minting", file=sys.stderr, show_pos=True
             ) as bar:
                 for chunk in _chunks(recipients, CHUNK):
                     async with pool.acquire() as conn:
-                        done = await mint(conn, link.id, chunk, length=settings.code_length)
+                        done = await mint(conn, link.id, chunk, length=settings.links.code_length)
                     minted, reused = minted + done.minted, reused + done.reused
                     writer.writerows(
-                        (r, code, f"{settings.short_domain}/{code}")
+                        (r, code, f"{settings.links.short_domain}/{code}")
                         for r, code in zip(done.recipients, done.codes, strict=True)
                     )
                     bar.update(len(chunk))

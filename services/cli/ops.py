@@ -51,7 +51,7 @@ def lag(
 
     try:
         result = asyncio.run(
-            read_lag(settings.kafka_bootstrap_servers, groups, samples=samples, interval_s=interval)
+            read_lag(settings.kafka.bootstrap_servers, groups, samples=samples, interval_s=interval)
         )
     except ClicktrackError as exc:
         click.echo(f"error: {exc}", err=True)
@@ -102,7 +102,7 @@ def format_table(groups: list[GroupLag]) -> str:
 @click.pass_obj
 def serve_lag(settings: Settings) -> None:
     """Run the lag exporter: Prometheus metrics on LAG_HOST:LAG_PORT/metrics (default 8083)."""
-    run_app(create_app(settings), settings.lag_host, settings.lag_port, settings.log_level)
+    run_app(create_app(settings), settings.lag.host, settings.lag.port, settings.log.level)
 
 
 def describe_topic(report: TopicReport, created: bool) -> str:

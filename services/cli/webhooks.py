@@ -23,9 +23,9 @@ def add(settings: Settings, org_id: int, url: str) -> None:
     """Register URL (https) for ORG_ID's clicks; prints the signing secret, shown only once."""
 
     async def go() -> tuple[endpoints.Endpoint, str]:
-        async with db.pool(settings, max_size=1) as pool:
+        async with db.pool(settings.postgres, max_size=1) as pool:
             return await endpoints.register(
-                pool, org_id, url, allow_insecure=settings.webhook_allow_insecure
+                pool, org_id, url, allow_insecure=settings.relay.webhook_allow_insecure
             )
 
     endpoint, secret = _run(go())
@@ -40,7 +40,7 @@ def list_(settings: Settings, org_id: int) -> None:
     """The enabled endpoints of ORG_ID (secrets are not shown)."""
 
     async def go() -> dict[int, list[endpoints.Endpoint]]:
-        async with db.pool(settings, max_size=1) as pool:
+        async with db.pool(settings.postgres, max_size=1) as pool:
             return await endpoints.of_orgs(pool, [org_id])
 
     found = _run(go()).get(org_id, [])
@@ -58,7 +58,7 @@ def remove(settings: Settings, org_id: int, endpoint_id: int) -> None:
     """Delete ENDPOINT_ID of ORG_ID."""
 
     async def go() -> None:
-        async with db.pool(settings, max_size=1) as pool:
+        async with db.pool(settings.postgres, max_size=1) as pool:
             await endpoints.remove(pool, org_id, endpoint_id)
 
     _run(go())

@@ -6,10 +6,13 @@ from services.counter.app import create_app
 from shared.service import run_app
 from shared.settings import Settings
 
+SECTIONS = ("log", "kafka", "postgres", "redis", "counter")
+"""The settings sections the counter reads; the others keep their defaults, unread."""
+
 
 def main() -> None:
-    settings = Settings.from_env()
-    run_app(create_app(settings), settings.counter_host, settings.counter_port, settings.log_level)
+    settings = Settings.from_env(sections=SECTIONS)
+    run_app(create_app(settings), settings.counter.host, settings.counter.port, settings.log.level)
 
 
 if __name__ == "__main__":

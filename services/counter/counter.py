@@ -61,29 +61,33 @@ class Counter:
         s = self.settings
         try:
             pool = await self._stack.enter_async_context(
-                db.pool(s, max_size=s.counter_statements + 2, server_settings=store.PLANNER)
+                db.pool(
+                    s.postgres, max_size=s.counter.statements + 2, server_settings=store.PLANNER
+                )
             )
-            counts = CountStore(await self._stack.enter_async_context(redis_client(s)))
+            counts = CountStore(await self._stack.enter_async_context(redis_client(s.redis)))
             dlq = AIOKafkaProducer(
-                bootstrap_servers=s.kafka_bootstrap_servers, acks="all", enable_idempotence=True
+                bootstrap_servers=s.kafka.bootstrap_servers, acks="all", enable_idempotence=True
             )
-            await start_with_retries(dlq.start, "DLQ producer", s.kafka_bootstrap_servers)
+            await start_with_retries(dlq.start, "DLQ producer", s.kafka.bootstrap_servers)
             self._stack.push_async_callback(dlq.stop)
-            await require_topics(dlq, [s.clicks_topic, s.dlq_topic], s.kafka_bootstrap_servers)
+            await require_topics(
+                dlq, [s.kafka.clicks_topic, s.kafka.dlq_topic], s.kafka.bootstrap_servers
+            )
             consumer = AIOKafkaConsumer(
-                bootstrap_servers=s.kafka_bootstrap_servers,
-                group_id=s.counter_group,
+                bootstrap_servers=s.kafka.bootstrap_servers,
+                group_id=s.counter.group,
                 enable_auto_commit=False,
                 auto_offset_reset="earliest",
                 isolation_level="read_committed",
-                session_timeout_ms=s.counter_session_timeout_ms,
-                heartbeat_interval_ms=max(100, s.counter_session_timeout_ms // 4),
-                group_instance_id=s.counter_instance_id,
+                session_timeout_ms=s.counter.session_timeout_ms,
+                heartbeat_interval_ms=max(100, s.counter.session_timeout_ms // 4),
+                group_instance_id=s.counter.instance_id,
             )
             parts = Parts(
                 pool=pool,
                 consumer=consumer,
-                dead_letters=DeadLetters(dlq, s.dlq_topic, self.metrics.dead_lettered),
+                dead_letters=DeadLetters(dlq, s.kafka.dlq_topic, self.metrics.dead_lettered),
                 healer=Healer(pool, counts, self.metrics.redis_rebuilds),
                 positions=Positions(consumer, pool, s, self.metrics.lag),
             )
@@ -97,8 +101,10 @@ class Counter:
                 stopping=stopping,
                 stop_timeout_s=STOP_TIMEOUT_S,
             )
-            consumer.subscribe([s.clicks_topic], listener=_SeekToStored(parts.positions, pipeline))
-            await start_with_retries(consumer.start, "consumer", s.kafka_bootstrap_servers)
+            consumer.subscribe(
+                [s.kafka.clicks_topic], listener=_SeekToStored(parts.positions, pipeline)
+            )
+            await start_with_retries(consumer.start, "consumer", s.kafka.bootstrap_servers)
             self._stack.push_async_callback(consumer.stop)
         except BaseException:
             await self._stack.aclose()
@@ -142,7 +148,7 @@ class Counter:
                     async with pool.acquire() as conn:
                         changed = await retention.maintain(
                             conn,
-                            keep_days=self.settings.dedup_retention_days,
+                            keep_days=self.settings.counter.dedup_retention_days,
                             today=datetime.now(UTC).date(),
                         )
                 if changed:

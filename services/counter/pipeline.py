@@ -62,7 +62,7 @@ class Pipeline:
         self._parts = parts
         self._settings = settings
         self._metrics = metrics
-        self._servers = settings.kafka_bootstrap_servers
+        self._servers = settings.kafka.bootstrap_servers
         self.batch_lock = asyncio.Lock()
         """Held while a batch starts; the rebalance listener holds it to let none start."""
         self._reader = Reader(parts.consumer, settings, stopping)
@@ -188,7 +188,7 @@ class Pipeline:
         """Count the batch and store its offsets in Postgres, never before the batch `after`
         (read before it) has stored its own.
 
-        A big batch is split by campaign into `counter_statements` statements that run at once
+        A big batch is split by campaign into `COUNTER_STATEMENTS` statements that run at once
         on their own connections (no two write the same row, so neither waits for the other),
         and the offsets are stored after all of them committed, and after `after` ended well.
         Still exactly once: each statement counts its events and records their ids in one
@@ -196,8 +196,8 @@ class Pipeline:
         offsets, the batch is read again and what was already counted is a duplicate.
         """
         pool = self._parts.pool
-        group, topic = self._settings.counter_group, self._settings.clicks_topic
-        ways = self._settings.counter_statements if len(clicks) >= SPLIT_MIN_CLICKS else 1
+        group, topic = self._settings.counter.group, self._settings.kafka.clicks_topic
+        ways = self._settings.counter.statements if len(clicks) >= SPLIT_MIN_CLICKS else 1
         shares = store.split_by_campaign(clicks, ways) if ways > 1 else [clicks]
         if after is not None and after.done():
             _raise_if_failed(after)

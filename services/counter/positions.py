@@ -40,8 +40,8 @@ class Positions:
     ) -> None:
         self._consumer = consumer
         self._pool = pool
-        self._group, self._topic = settings.counter_group, settings.clicks_topic
-        self._servers = settings.kafka_bootstrap_servers
+        self._group, self._topic = settings.counter.group, settings.kafka.clicks_topic
+        self._servers = settings.kafka.bootstrap_servers
         self._lag = lag
         self.needs_seek: set[TopicPartition] = set()
         """Partitions to position before anything read from them counts."""

@@ -39,7 +39,7 @@ class Reader:
         """The next batch, each record admitted (a `Click`) or refused with its reason."""
         batches = await self._fetch_batch()
         read = Read(batches, {}, {})
-        limit = self._settings.event_max_bytes
+        limit = self._settings.counter.event_max_bytes
         now = datetime.now(UTC)
         for tp, records in batches.items():
             clicks: list[Click] = []
@@ -53,18 +53,18 @@ class Reader:
         return read
 
     async def _fetch_batch(self) -> dict[TopicPartition, list[ConsumerRecord]]:
-        """Up to `counter_batch_max_records` records, waiting at most `counter_batch_wait_ms` to
+        """Up to `COUNTER_BATCH_MAX_RECORDS` records, waiting at most `COUNTER_BATCH_WAIT_MS` to
         fill the batch: `getmany` alone returns whatever one fetch brought, often a few hundred
         records, and each batch costs one transaction."""
         s = self._settings
-        deadline = time.monotonic() + s.counter_batch_wait_ms / 1000
+        deadline = time.monotonic() + s.counter.batch_wait_ms / 1000
         merged: dict[TopicPartition, list[ConsumerRecord]] = {}
         count = 0
-        while count < s.counter_batch_max_records and not self._stopping.is_set():
+        while count < s.counter.batch_max_records and not self._stopping.is_set():
             left_ms = int((deadline - time.monotonic()) * 1000)
-            with kafka.errors("reading clicks", s.kafka_bootstrap_servers):
+            with kafka.errors("reading clicks", s.kafka.bootstrap_servers):
                 got = await self._consumer.getmany(
-                    timeout_ms=max(0, left_ms), max_records=s.counter_batch_max_records - count
+                    timeout_ms=max(0, left_ms), max_records=s.counter.batch_max_records - count
                 )
             for tp, records in got.items():
                 merged.setdefault(tp, []).extend(records)

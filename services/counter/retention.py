@@ -3,8 +3,8 @@
 `processed_events` (event ids) and `daily_visitors` (who was seen on which day) grow with every
 click. Both are partitioned by UTC day; a day's partition is created before its clicks arrive
 (today, and two days ahead) or on demand for a late or early event, and dropped as a whole once
-the day is older than `Settings.dedup_retention_days`. Dropping a partition is instant and leaves
-no dead rows behind, where a row-wise DELETE would scan, bloat and need vacuuming.
+the day is older than `CounterSettings.dedup_retention_days`. Dropping a partition is instant and
+leaves no dead rows behind, where a row-wise DELETE would scan, bloat and need vacuuming.
 
 An event that arrives for a day already dropped gets that day's partition back, and it is dropped
 again at the next pruning; a redelivery can only miss its id if it arrives after the window, which

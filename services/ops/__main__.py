@@ -6,10 +6,13 @@ from services.ops.exporter import create_app
 from shared.service import run_app
 from shared.settings import Settings
 
+SECTIONS = ("log", "kafka", "lag")
+"""The settings sections the lag exporter reads; the others keep their defaults, unread."""
+
 
 def main() -> None:
-    settings = Settings.from_env()
-    run_app(create_app(settings), settings.lag_host, settings.lag_port, settings.log_level)
+    settings = Settings.from_env(sections=SECTIONS)
+    run_app(create_app(settings), settings.lag.host, settings.lag.port, settings.log.level)
 
 
 if __name__ == "__main__":

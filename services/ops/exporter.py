@@ -63,7 +63,7 @@ def create_app(settings: Settings) -> web.Application:
     app = web.Application()
     state = LagState()
     registry = CollectorRegistry()
-    registry.register(LagCollector(state, settings.lag_cluster_name))
+    registry.register(LagCollector(state, settings.lag.cluster_name))
     app[SETTINGS] = settings
     app[STATE] = state
     app[POLL_ERRORS] = Counter(
@@ -86,16 +86,16 @@ async def _connect_and_poll(app: web.Application) -> None:
     settings = app[SETTINGS]
     while True:
         try:
-            with errors("polling lag", settings.kafka_bootstrap_servers):
-                async with LagReader(settings.kafka_bootstrap_servers) as reader:
+            with errors("polling lag", settings.kafka.bootstrap_servers):
+                async with LagReader(settings.kafka.bootstrap_servers) as reader:
                     monitor = LagMonitor(
-                        reader, window=settings.lag_window_samples, groups=settings.lag_groups
+                        reader, window=settings.lag.window_samples, groups=settings.lag.groups
                     )
                     await _poll_forever(app, monitor)
         except ClicktrackError as exc:
             app[POLL_ERRORS].inc()
             log.warning("lag exporter cannot reach kafka", extra={"error": str(exc)})
-            await asyncio.sleep(settings.lag_poll_ms / 1000)
+            await asyncio.sleep(settings.lag.poll_ms / 1000)
 
 
 async def _poll_forever(app: web.Application, monitor: LagMonitor) -> None:
@@ -109,7 +109,7 @@ async def _poll_forever(app: web.Application, monitor: LagMonitor) -> None:
         except ClicktrackError as exc:
             app[POLL_ERRORS].inc()
             log.warning("lag poll failed", extra={"error": str(exc)})
-        await asyncio.sleep(settings.lag_poll_ms / 1000)
+        await asyncio.sleep(settings.lag.poll_ms / 1000)
 
 
 class LagCollector(Collector):
@@ -200,7 +200,7 @@ class LagCollector(Collector):
 def readiness(state: LagState, settings: Settings) -> Readiness:
     """Ready once a poll succeeded, and as long as the last success is at most 3 polls old."""
     fresh = state.polled_at is not None and (
-        time.time() - state.polled_at <= 3 * settings.lag_poll_ms / 1000 + 30
+        time.time() - state.polled_at <= 3 * settings.lag.poll_ms / 1000 + 30
     )
     return ("ok" if fresh else "stale"), {"groups": len(state.groups)}
 

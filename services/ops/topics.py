@@ -37,13 +37,13 @@ class TopicReport:
 
 async def check_topics(settings: Settings, names: list[str]) -> list[TopicReport]:
     """Compare each topic in `names` with the partitions, replicas and configs we expect."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka.bootstrap_servers)
     await start_with_retries(
-        admin.start, "kafka admin client", settings.kafka_bootstrap_servers, retries=3
+        admin.start, "kafka admin client", settings.kafka.bootstrap_servers, retries=3
     )
     try:
-        with errors("describing topics", settings.kafka_bootstrap_servers):
-            replicas = await replication_factor(admin, settings)
+        with errors("describing topics", settings.kafka.bootstrap_servers):
+            replicas = await replication_factor(admin, settings.kafka)
             existing = set(await admin.list_topics())
             present = [n for n in names if n in existing]
             described = (
@@ -52,7 +52,7 @@ async def check_topics(settings: Settings, names: list[str]) -> list[TopicReport
             configs = await _configs(admin, present)
     finally:
         await admin.close()
-    expected = topic_configs(settings, replicas)
+    expected = topic_configs(settings.kafka, replicas)
     reports = []
     for name in names:
         if name not in existing:
@@ -60,8 +60,10 @@ async def check_topics(settings: Settings, names: list[str]) -> list[TopicReport
             continue
         parts = described[name]["partitions"]
         problems = []
-        if len(parts) != settings.topic_partitions:
-            problems.append(f"has {len(parts)} partitions, expected {settings.topic_partitions}")
+        if len(parts) != settings.kafka.topic_partitions:
+            problems.append(
+                f"has {len(parts)} partitions, expected {settings.kafka.topic_partitions}"
+            )
         counts = {len(p["replicas"]) for p in parts}
         if counts != {replicas}:
             have = "/".join(str(c) for c in sorted(counts))

@@ -31,11 +31,15 @@ RESTART_DELAY_S = 1.0
 SHUTDOWN_TIMEOUT_S = 30.0
 
 
+SECTIONS = ("log", "kafka", "postgres", "redis", "links", "redirector")
+"""The settings sections the redirector reads; the others keep their defaults, unread."""
+
+
 def main() -> None:
-    settings = Settings.from_env()
-    setup_logging(settings.log_level)
+    settings = Settings.from_env(sections=SECTIONS)
+    setup_logging(settings.log.level)
     worker = WORKER_FLAG in sys.argv[1:]
-    if settings.redirector_workers > 1 and not worker:
+    if settings.redirector.workers > 1 and not worker:
         sys.exit(supervise(settings))
     serve(settings, reuse_port=worker)
 
@@ -52,7 +56,7 @@ async def _serve(settings: Settings, *, reuse_port: bool) -> None:
         loop.add_signal_handler(signum, stopping.set)
     redirector = Redirector(settings)
     await redirector.start(
-        settings.redirector_host, settings.redirector_port, reuse_port=reuse_port
+        settings.redirector.host, settings.redirector.port, reuse_port=reuse_port
     )
     log.info(
         "redirector listening", extra={"url": redirector.url, "metrics": redirector.metrics_url}
@@ -64,7 +68,7 @@ async def _serve(settings: Settings, *, reuse_port: bool) -> None:
 
 
 def supervise(settings: Settings) -> int:
-    """Start `redirector_workers` workers on one port and keep them running; returns exit code."""
+    """Start `REDIRECTOR_WORKERS` workers on one port and keep them running; returns exit code."""
     stopping = False
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -77,11 +81,11 @@ def supervise(settings: Settings) -> int:
     workers: dict[int, subprocess.Popen[bytes]] = {}
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    for index in range(settings.redirector_workers):
+    for index in range(settings.redirector.workers):
         workers[index] = _spawn(settings, index)
     log.info(
         "redirector workers started",
-        extra={"workers": len(workers), "port": settings.redirector_port},
+        extra={"workers": len(workers), "port": settings.redirector.port},
     )
     while not stopping:
         time.sleep(0.2)
@@ -111,9 +115,9 @@ def exit_status(returncode: int) -> int:
 
 
 def _spawn(settings: Settings, index: int) -> subprocess.Popen[bytes]:
-    env = dict(os.environ, SPOOL_DIR=os.path.join(settings.spool_dir, f"worker-{index}"))
-    if settings.redirector_metrics_port:  # each worker its own /metrics: base port + index
-        env["REDIRECTOR_METRICS_PORT"] = str(settings.redirector_metrics_port + index)
+    env = dict(os.environ, SPOOL_DIR=os.path.join(settings.redirector.spool_dir, f"worker-{index}"))
+    if settings.redirector.metrics_port:  # each worker its own /metrics: base port + index
+        env["REDIRECTOR_METRICS_PORT"] = str(settings.redirector.metrics_port + index)
     return subprocess.Popen([sys.executable, "-m", "services.redirector", WORKER_FLAG], env=env)
 
 

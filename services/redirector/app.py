@@ -92,9 +92,9 @@ class Redirector:
         """
         settings, metrics, stack = self.settings, self.metrics, self._stack
         try:
-            pool = await stack.enter_async_context(db.pool(settings))
+            pool = await stack.enter_async_context(db.pool(settings.postgres))
             # Redis is a cache here: the redirector starts without it, and Postgres answers.
-            redis = await stack.enter_async_context(redis_client(settings, required=False))
+            redis = await stack.enter_async_context(redis_client(settings.redis, required=False))
             resolver = Resolver(settings, pool, redis, metrics)
             stack.push_async_callback(resolver.close)
             publisher = Publisher(settings, metrics)
@@ -115,8 +115,8 @@ class Redirector:
             self.url = await self._listen(server, host, port, reuse_port)
             self.metrics_url = await self._listen(
                 web.Server(self._metrics_page, access_log=None),
-                settings.redirector_metrics_host,
-                settings.redirector_metrics_port if metrics_port is None else metrics_port,
+                settings.redirector.metrics_host,
+                settings.redirector.metrics_port if metrics_port is None else metrics_port,
                 False,
             )
         except BaseException:

@@ -65,11 +65,11 @@ class RedirectHandler:
         self._resolver = resolver
         self._publisher = publisher
         self._m = metrics
-        self._bots = BotDetector(settings.bot_cidrs)
-        self._client = ClientAddress(settings.trusted_proxies)
-        self._proxied = bool(settings.trusted_proxies)
-        self._hash_key = settings.visitor_hash_key.reveal().encode()
-        self._secure_cookie = settings.short_base_url.startswith("https://")
+        self._bots = BotDetector(settings.redirector.bot_cidrs)
+        self._client = ClientAddress(settings.redirector.trusted_proxies)
+        self._proxied = bool(settings.redirector.trusted_proxies)
+        self._hash_key = settings.redirector.visitor_hash_key.reveal().encode()
+        self._secure_cookie = settings.links.short_base_url.startswith("https://")
         self._clock = IsoClock()
 
     async def __call__(self, request: web.BaseRequest, code: str) -> web.StreamResponse:

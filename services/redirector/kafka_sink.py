@@ -47,9 +47,9 @@ class KafkaSink:
     """One idempotent producer (acks=all) for the clicks topic, replaced after any failure."""
 
     def __init__(self, settings: Settings) -> None:
-        self._servers = settings.kafka_bootstrap_servers
-        self._topic = settings.clicks_topic
-        self._timeout_s = settings.publish_send_timeout_ms / 1000
+        self._servers = settings.kafka.bootstrap_servers
+        self._topic = settings.kafka.clicks_topic
+        self._timeout_s = settings.redirector.publish_send_timeout_ms / 1000
         self._producer: Any = None
         self._connecting = asyncio.Lock()  # the sender and the replay may both need a producer
 

@@ -1,7 +1,7 @@
 """Hands click events to Kafka without making the visitor wait, and without losing them.
 
     publish() ──► bounded queue ──► sender task ──► KafkaSink (batches, bounded send time)
-                                   (gathers for `publish_linger_ms` per send)
+                                   (gathers for `PUBLISH_LINGER_MS` per send)
         │  spooling, or queue past            │ a batch Kafka did not acknowledge
         ▼  the high-water mark                ▼
       Spool (disk, group fsync) ◄─────────────┘
@@ -51,15 +51,15 @@ class Publisher:
         self._wakeup = asyncio.Event()  # set while records wait
         self._idle = asyncio.Event()  # set when nothing waits and no batch is in flight
         self._idle.set()
-        self._high_water = settings.publish_high_water
-        self._linger_s = settings.publish_linger_ms / 1000
+        self._high_water = settings.redirector.publish_high_water
+        self._linger_s = settings.redirector.publish_linger_ms / 1000
         self._m = metrics
         self.kafka = KafkaSink(settings)
         self.spool = Spool(
-            Path(settings.spool_dir),
-            max_bytes=settings.spool_max_mb * 1024 * 1024,
-            file_bytes=settings.spool_file_mb * 1024 * 1024,
-            fsync_ms=settings.spool_fsync_ms,
+            Path(settings.redirector.spool_dir),
+            max_bytes=settings.redirector.spool_max_mb * 1024 * 1024,
+            file_bytes=settings.redirector.spool_file_mb * 1024 * 1024,
+            fsync_ms=settings.redirector.spool_fsync_ms,
         )
         self.spooling = False
         self._recover = asyncio.Event()

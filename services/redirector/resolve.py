@@ -8,7 +8,7 @@ Layers, each answering what it can and passing the rest on:
 3. Redis (`shared.link_cache`): shared by every redirector process, holds negative entries too;
 4. Postgres, the truth; what it returns repopulates Redis and memory.
 
-Concurrent misses for one code share one lookup, and a miss gets `resolve_budget_ms` in all
+Concurrent misses for one code share one lookup, and a miss gets `RESOLVE_BUDGET_MS` in all
 before the visitor gets a 503 instead of a hang. Redis trouble is not fatal: Postgres answers.
 A link change reaches memory through Redis pub/sub (`LinkChanges`) or, at worst, the TTL.
 """
@@ -86,18 +86,21 @@ class Resolver:
         self._redis = redis
         self._m = metrics
         self._clock = clock
-        self._shape = code_shape(settings.code_min_length, settings.code_max_length)
-        self._budget_s = settings.resolve_budget_ms / 1000
-        self._redis_ttl_s = settings.redis_cache_ttl_s
-        self._negative_ttl_s = settings.negative_cache_ttl_s
+        self._shape = code_shape(
+            settings.redirector.code_min_length, settings.redirector.code_max_length
+        )
+        self._budget_s = settings.redirector.resolve_budget_ms / 1000
+        self._redis_ttl_s = settings.redirector.redis_cache_ttl_s
+        self._negative_ttl_s = settings.redirector.negative_cache_ttl_s
         self.codes: TtlLru[str, CodeEntry] = TtlLru(
-            settings.local_cache_size, settings.local_code_ttl_s
+            settings.redirector.local_cache_size, settings.redirector.local_code_ttl_s
         )
         self.links: TtlLru[int, LinkEntry] = TtlLru(
-            settings.local_cache_size, settings.local_cache_ttl_s
+            settings.redirector.local_cache_size, settings.redirector.local_cache_ttl_s
         )
         self.unknown: TtlLru[str, bool] = TtlLru(
-            max(settings.local_cache_size // 4, 1), settings.negative_cache_ttl_s
+            max(settings.redirector.local_cache_size // 4, 1),
+            settings.redirector.negative_cache_ttl_s,
         )
         self._inflight: dict[str, asyncio.Future[tuple[CodeEntry, LinkEntry] | None]] = {}
         self._refreshing: dict[int, asyncio.Task[None]] = {}

@@ -6,10 +6,13 @@ from services.relay.app import create_app
 from shared.service import run_app
 from shared.settings import Settings
 
+SECTIONS = ("log", "kafka", "postgres", "relay")
+"""The settings sections the relay reads; the others keep their defaults, unread."""
+
 
 def main() -> None:
-    settings = Settings.from_env()
-    run_app(create_app(settings), settings.relay_host, settings.relay_port, settings.log_level)
+    settings = Settings.from_env(sections=SECTIONS)
+    run_app(create_app(settings), settings.relay.host, settings.relay.port, settings.log.level)
 
 
 if __name__ == "__main__":

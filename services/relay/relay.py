@@ -96,32 +96,32 @@ class Relay:
     async def start(self) -> None:
         s = self.settings
         try:
-            pool = await self._stack.enter_async_context(db.pool(s, max_size=2))
+            pool = await self._stack.enter_async_context(db.pool(s.postgres, max_size=2))
             deliverer = await self._stack.enter_async_context(
                 Deliverer(
-                    max_attempts=s.webhook_max_attempts,
-                    backoff_s=s.webhook_backoff_ms / 1000,
-                    timeout_s=s.webhook_timeout_ms / 1000,
-                    allow_insecure=s.webhook_allow_insecure,
+                    max_attempts=s.relay.webhook_max_attempts,
+                    backoff_s=s.relay.webhook_backoff_ms / 1000,
+                    timeout_s=s.relay.webhook_timeout_ms / 1000,
+                    allow_insecure=s.relay.webhook_allow_insecure,
                 )
             )
             dlq = AIOKafkaProducer(
-                bootstrap_servers=s.kafka_bootstrap_servers, acks="all", enable_idempotence=True
+                bootstrap_servers=s.kafka.bootstrap_servers, acks="all", enable_idempotence=True
             )
-            await start_with_retries(dlq.start, "webhook DLQ producer", s.kafka_bootstrap_servers)
+            await start_with_retries(dlq.start, "webhook DLQ producer", s.kafka.bootstrap_servers)
             self._stack.push_async_callback(dlq.stop)
             await require_topics(
-                dlq, [s.clicks_topic, s.webhook_dlq_topic], s.kafka_bootstrap_servers
+                dlq, [s.kafka.clicks_topic, s.relay.webhook_dlq_topic], s.kafka.bootstrap_servers
             )
             consumer = AIOKafkaConsumer(
-                s.clicks_topic,
-                bootstrap_servers=s.kafka_bootstrap_servers,
-                group_id=s.relay_group,
+                s.kafka.clicks_topic,
+                bootstrap_servers=s.kafka.bootstrap_servers,
+                group_id=s.relay.group,
                 enable_auto_commit=False,
-                auto_offset_reset=s.relay_start_from,
+                auto_offset_reset=s.relay.start_from,
                 isolation_level="read_committed",
             )
-            await start_with_retries(consumer.start, "relay consumer", s.kafka_bootstrap_servers)
+            await start_with_retries(consumer.start, "relay consumer", s.kafka.bootstrap_servers)
             self._stack.push_async_callback(consumer.stop)
         except BaseException:
             await self._stack.aclose()
@@ -153,7 +153,7 @@ class Relay:
     async def _rewind(self, parts: _Parts, failure: BaseException) -> None:
         # Nothing of a failed batch was committed: read it again from the committed offsets.
         consumer = parts.consumer
-        with errors("rewinding the relay", self.settings.kafka_bootstrap_servers):
+        with errors("rewinding the relay", self.settings.kafka.bootstrap_servers):
             for tp in consumer.assignment():
                 committed = await consumer.committed(tp)
                 if committed is None:
@@ -163,7 +163,7 @@ class Relay:
 
     async def _step(self, parts: _Parts) -> None:
         """Read the next batch (waiting `WAIT_MS` at most) and deliver it."""
-        servers = self.settings.kafka_bootstrap_servers
+        servers = self.settings.kafka.bootstrap_servers
         with errors("reading clicks", servers):
             batches: Batches = await parts.consumer.getmany(
                 timeout_ms=WAIT_MS, max_records=BATCH_MAX_RECORDS
@@ -190,7 +190,7 @@ class Relay:
                 for endpoint in targets.get(event.org_id, ()):
                     per_endpoint.setdefault(endpoint.id, (endpoint, []))[1].append(event)
             await asyncio.gather(*(self._send(parts, ep, evs) for ep, evs in per_endpoint.values()))
-        with errors("committing offsets", self.settings.kafka_bootstrap_servers):
+        with errors("committing offsets", self.settings.kafka.bootstrap_servers):
             await parts.consumer.commit(
                 {tp: records[-1].offset + 1 for tp, records in batches.items() if records}
             )
@@ -198,7 +198,7 @@ class Relay:
     async def _send(
         self, parts: _Parts, endpoint: Endpoint, clicks: list[events.ClickEvent]
     ) -> None:
-        size = self.settings.webhook_batch_max
+        size = self.settings.relay.webhook_batch_max
         for start in range(0, len(clicks), size):
             chunk = clicks[start : start + size]
             outcome = await parts.deliverer.deliver(endpoint, chunk)
@@ -220,9 +220,9 @@ class Relay:
             ("attempts", str(outcome.attempts).encode()),
             ("reason", reason.encode()),
         ]
-        with errors("dead-lettering a delivery", self.settings.kafka_bootstrap_servers):
+        with errors("dead-lettering a delivery", self.settings.kafka.bootstrap_servers):
             await dlq.send_and_wait(
-                self.settings.webhook_dlq_topic,
+                self.settings.relay.webhook_dlq_topic,
                 value=outcome.body,
                 key=str(endpoint.id).encode(),
                 headers=headers,

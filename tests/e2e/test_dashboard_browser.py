@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
@@ -49,7 +49,7 @@ async def running(
 ) -> AsyncIterator[Running]:
     """The redirector, the counter and the API, listening on 127.0.0.1."""
     require_chromium()
-    settings = replace(settings, operator_token=Secret(OPERATOR_TOKEN))
+    settings = settings.changed(OPERATOR_TOKEN=Secret(OPERATOR_TOKEN))
     redirector = Redirector(settings)
     api = TestServer(create_api(settings), host="127.0.0.1")
     await redirector.start("127.0.0.1", 0)

@@ -41,7 +41,7 @@ async def test_two_visitors_three_clicks_count_total_3_unique_2(
         org_id=org_id,
         campaign_id=campaign_id,
         destination=DESTINATION,
-        code_length=Settings().code_length,
+        code_length=Settings().links.code_length,
     )
     url = f"{redirector_url}/{link.codes[None]}"
 

@@ -14,7 +14,6 @@ import itertools
 import os
 import random
 from collections.abc import AsyncIterator, Callable, Iterator
-from dataclasses import replace
 from pathlib import Path
 
 import asyncpg
@@ -36,8 +35,8 @@ PORTS = itertools.count(18100)
 @pytest.fixture
 async def fault_settings(settings: Settings) -> Settings:
     """This test's settings with six-partition topics, created."""
-    wider = replace(settings, topic_partitions=6)
-    await ensure_topics(wider)
+    wider = settings.changed(TOPIC_PARTITIONS=6)
+    await ensure_topics(wider.kafka)
     return wider
 
 

@@ -31,13 +31,13 @@ def counter_env(settings: Settings, port: int, **extra: str) -> dict[str, str]:
     """The environment of a counter subprocess working in `settings`' schema, topics and group."""
     env = dict(os.environ)
     env.update(
-        KAFKA_BOOTSTRAP_SERVERS=settings.kafka_bootstrap_servers,
-        REDIS_URL=settings.redis_url.reveal(),
-        POSTGRES_DSN=settings.postgres_dsn.reveal(),
-        POSTGRES_SCHEMA=settings.postgres_schema,
-        CLICKS_TOPIC=settings.clicks_topic,
-        DLQ_TOPIC=settings.dlq_topic,
-        COUNTER_GROUP=settings.counter_group,
+        KAFKA_BOOTSTRAP_SERVERS=settings.kafka.bootstrap_servers,
+        REDIS_URL=settings.redis.url.reveal(),
+        POSTGRES_DSN=settings.postgres.dsn.reveal(),
+        POSTGRES_SCHEMA=settings.postgres.schema,
+        CLICKS_TOPIC=settings.kafka.clicks_topic,
+        DLQ_TOPIC=settings.kafka.dlq_topic,
+        COUNTER_GROUP=settings.counter.group,
         COUNTER_PORT=str(port),
         COUNTER_SESSION_TIMEOUT_MS="6000",
         LOG_LEVEL="WARNING",
@@ -120,18 +120,18 @@ class CounterProcess:
 async def kafka_committed(settings: Settings) -> int:
     """The counter group's offsets committed to Kafka, summed over the partitions."""
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap_servers,
-        group_id=settings.counter_group,
+        bootstrap_servers=settings.kafka.bootstrap_servers,
+        group_id=settings.counter.group,
         enable_auto_commit=False,
     )
     await consumer.start()
     try:
-        parts = consumer.partitions_for_topic(settings.clicks_topic) or set()
+        parts = consumer.partitions_for_topic(settings.kafka.clicks_topic) or set()
         if not parts:
             await consumer._client.force_metadata_update()
-            parts = consumer.partitions_for_topic(settings.clicks_topic) or set()
+            parts = consumer.partitions_for_topic(settings.kafka.clicks_topic) or set()
         committed = [
-            await consumer.committed(TopicPartition(settings.clicks_topic, p)) for p in parts
+            await consumer.committed(TopicPartition(settings.kafka.clicks_topic, p)) for p in parts
         ]
     finally:
         await consumer.stop()
@@ -141,7 +141,7 @@ async def kafka_committed(settings: Settings) -> int:
 async def read_all(settings: Settings, topic: str) -> list[bytes | None]:
     """Every record value of `topic`, from the beginning to its end now."""
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap_servers, group_id=None, enable_auto_commit=False
+        bootstrap_servers=settings.kafka.bootstrap_servers, group_id=None, enable_auto_commit=False
     )
     await consumer.start()
     try:
@@ -161,7 +161,9 @@ async def read_all(settings: Settings, topic: str) -> list[bytes | None]:
 
 async def progress(pool: asyncpg.Pool, settings: Settings) -> int:
     """Records the counter has stored offsets past (all partitions)."""
-    return sum((await stored_offsets(pool, settings.counter_group, settings.clicks_topic)).values())
+    return sum(
+        (await stored_offsets(pool, settings.counter.group, settings.kafka.clicks_topic)).values()
+    )
 
 
 async def wait_until_counted(

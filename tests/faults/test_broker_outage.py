@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import replace
 
 import aiohttp
 import asyncpg
@@ -47,8 +46,8 @@ def broker(
 async def outage_settings(
     settings: Settings, broker: OwnBroker, pool: asyncpg.Pool
 ) -> AsyncIterator[Settings]:
-    own = replace(settings, kafka_bootstrap_servers=broker.address, publish_send_timeout_ms=2000)
-    await ensure_topics(own)
+    own = settings.changed(KAFKA_BOOTSTRAP_SERVERS=broker.address, PUBLISH_SEND_TIMEOUT_MS=2000)
+    await ensure_topics(own.kafka)
     yield own
 
 
@@ -58,7 +57,7 @@ async def code(pool: asyncpg.Pool) -> str:
     org_id = await create_org(pool, "Acme", tracking=True)
     return (
         await create_link(
-            pool, org_id=org_id, destination=DESTINATION, code_length=Settings().code_length
+            pool, org_id=org_id, destination=DESTINATION, code_length=Settings().links.code_length
         )
     ).codes[None]
 
@@ -116,9 +115,11 @@ async def test_a_broker_outage_loses_no_click(
         assert app.metric("clicktrack_events_replayed_total") == spooled
     assert traffic.statuses == [302] * len(traffic.sent)
     assert app.metric("clicktrack_events_dropped_total") == 0
-    assert [p for p in os.listdir(settings.spool_dir) if p.startswith("spool-")] == []
+    assert [p for p in os.listdir(settings.redirector.spool_dir) if p.startswith("spool-")] == []
 
-    records = await read_topic(settings, settings.clicks_topic, len(traffic.sent) * 2, seconds=15)
+    records = await read_topic(
+        settings, settings.kafka.clicks_topic, len(traffic.sent) * 2, seconds=15
+    )
     bodies = [orjson.loads(r.value) for r in records]
     by_ua = {b["user_agent"] for b in bodies}
     assert by_ua == set(traffic.sent)  # every click made it to the topic
@@ -142,5 +143,5 @@ async def test_a_stop_while_the_broker_is_down_keeps_the_clicks_for_the_next_sta
     await asyncio.to_thread(broker.up)
     async with redirector(settings) as again, aiohttp.ClientSession() as http:
         assert await wait_readiness(again, 200, seconds=60) == 200
-    records = await read_topic(settings, settings.clicks_topic, 200, seconds=10)
+    records = await read_topic(settings, settings.kafka.clicks_topic, 200, seconds=10)
     assert {orjson.loads(r.value)["user_agent"] for r in records} == set(traffic.sent)

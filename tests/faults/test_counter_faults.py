@@ -55,7 +55,7 @@ async def test_kill_9_at_random_moments_leaves_exact_counts(
     assert counter.terminate() == 0
     # every poison record reached the DLQ (at least once: a kill between the send and the
     # commit sends it again) and nothing else did
-    dead = await read_all(rig.settings, rig.settings.dlq_topic)
+    dead = await read_all(rig.settings, rig.settings.kafka.dlq_topic)
     poison = {v for k, v in workload.records if k == b"poison"}
     assert len(poison) == POISON
     assert set(dead) == poison

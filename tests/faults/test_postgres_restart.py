@@ -11,7 +11,6 @@ import asyncio
 import os
 import subprocess
 from collections.abc import AsyncIterator, Callable, Iterator
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -62,10 +61,10 @@ async def dedicated_rig(
     logs: Path,
 ) -> AsyncIterator[Rig]:
     """A `Rig` whose Postgres is the dedicated one (migrated); its counters killed at the end."""
-    settings = replace(fault_settings, postgres_dsn=Secret(DEDICATED_DSN))
-    async with db.pool(settings, max_size=2) as pool:
+    settings = fault_settings.changed(POSTGRES_DSN=Secret(DEDICATED_DSN))
+    async with db.pool(settings.postgres, max_size=2) as pool:
         async with pool.acquire() as conn:
-            await db.migrate(conn, settings.postgres_schema)
+            await db.migrate(conn, settings.postgres.schema)
         made = Rig(settings, pool, redis, logs, next_port)
         try:
             yield made

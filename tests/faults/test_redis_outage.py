@@ -9,7 +9,6 @@ import asyncio
 import shutil
 import socket
 from collections.abc import AsyncIterator
-from dataclasses import replace
 from pathlib import Path
 
 import aiohttp
@@ -61,15 +60,18 @@ async def test_redirects_survive_a_redis_outage(
     org_id = await create_org(pool, "Acme", tracking=True)
     warm = (
         await create_link(
-            pool, org_id=org_id, destination=DESTINATION, code_length=settings.code_length
+            pool, org_id=org_id, destination=DESTINATION, code_length=settings.links.code_length
         )
     ).codes[None]
     cold = (
         await create_link(
-            pool, org_id=org_id, destination=DESTINATION + "&b", code_length=settings.code_length
+            pool,
+            org_id=org_id,
+            destination=DESTINATION + "&b",
+            code_length=settings.links.code_length,
         )
     ).codes[None]
-    on_own_redis = replace(settings, redis_url=Secret(f"redis://127.0.0.1:{PORT}/0"))
+    on_own_redis = settings.changed(REDIS_URL=Secret(f"redis://127.0.0.1:{PORT}/0"))
     async with redirector(on_own_redis) as app, aiohttp.ClientSession() as http:
 
         async def get(code: str) -> tuple[int, str | None]:

@@ -10,7 +10,6 @@ import asyncio
 import os
 import subprocess
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import replace
 from pathlib import Path
 
 import aiohttp
@@ -56,14 +55,14 @@ async def cluster_settings(
     settings: Settings, cluster_env: dict[str, str]
 ) -> AsyncIterator[Settings]:
     bootstrap = cluster("bootstrap", env=cluster_env).strip()
-    ours = replace(settings, kafka_bootstrap_servers=bootstrap)
+    ours = settings.changed(KAFKA_BOOTSTRAP_SERVERS=bootstrap)
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
         await admin.create_topics(
             [
                 NewTopic(
-                    ours.clicks_topic,
+                    ours.kafka.clicks_topic,
                     num_partitions=3,
                     replication_factor=3,
                     topic_configs={"min.insync.replicas": "2"},
@@ -76,10 +75,10 @@ async def cluster_settings(
 
 
 async def leader_of(settings: Settings, partition: int) -> int:
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka.bootstrap_servers)
     await admin.start()
     try:
-        (topic,) = await admin.describe_topics([settings.clicks_topic])
+        (topic,) = await admin.describe_topics([settings.kafka.clicks_topic])
     finally:
         await admin.close()
     leaders = {p["partition"]: p["leader"] for p in topic["partitions"]}
@@ -94,7 +93,7 @@ async def test_killing_the_leader_under_load_loses_no_click(
         pool,
         org_id=org_id,
         destination="https://example.com/r",
-        code_length=cluster_settings.code_length,
+        code_length=cluster_settings.links.code_length,
     )
     code = link.codes[None]
 
@@ -112,7 +111,7 @@ async def test_killing_the_leader_under_load_loses_no_click(
         load = asyncio.create_task(run(plan))
         await asyncio.sleep(2.0)  # under load: a fifth of the clicks are in
         # Every event of this test has the same key, so they all go to one partition.
-        records = await read_topic(cluster_settings, cluster_settings.clicks_topic, 1)
+        records = await read_topic(cluster_settings, cluster_settings.kafka.clicks_topic, 1)
         victim = await leader_of(cluster_settings, records[0].partition)
         cluster("kill-node", str(victim), env=cluster_env)
         outcome = await load
@@ -132,7 +131,7 @@ async def test_killing_the_leader_under_load_loses_no_click(
         await server.stop()  # drains the publish queue and flushes the producer
 
     assert len(outcome.answered) == CLICKS, outcome.failed
-    on_topic = await read_topic(cluster_settings, cluster_settings.clicks_topic, CLICKS)
+    on_topic = await read_topic(cluster_settings, cluster_settings.kafka.clicks_topic, CLICKS)
     numbers = {click_number(orjson.loads(r.value)["user_agent"]) for r in on_topic}
     missing = sorted(set(outcome.answered) - numbers)
     assert missing == [], f"{len(missing)} clicks answered 302 but not on the topic: {missing[:50]}"

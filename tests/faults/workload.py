@@ -110,7 +110,7 @@ def poison_value(k: int, sample: events.ClickEvent) -> bytes:
 async def produce(settings: Settings, records: list[tuple[bytes, bytes]]) -> None:
     """Publish `records` in order, fast: batched, acks from all replicas, awaited in windows."""
     producer = AIOKafkaProducer(
-        bootstrap_servers=settings.kafka_bootstrap_servers,
+        bootstrap_servers=settings.kafka.bootstrap_servers,
         acks="all",
         enable_idempotence=True,
         linger_ms=20,
@@ -120,7 +120,7 @@ async def produce(settings: Settings, records: list[tuple[bytes, bytes]]) -> Non
     try:
         window: list[asyncio.Future[object]] = []
         for key, value in records:
-            window.append(await producer.send(settings.clicks_topic, value=value, key=key))
+            window.append(await producer.send(settings.kafka.clicks_topic, value=value, key=key))
             if len(window) >= 5_000:
                 await asyncio.gather(*window)
                 window = []

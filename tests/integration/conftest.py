@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import replace
 
 import aiohttp
 import asyncpg
@@ -18,7 +17,7 @@ from tests.integration.api_client import OPERATOR_TOKEN, SHORT_DOMAIN, ApiClient
 @pytest.fixture
 def api_settings(settings: Settings) -> Settings:
     """Settings with an operator token and a short domain of 7 characters."""
-    return replace(settings, operator_token=Secret(OPERATOR_TOKEN), short_domain=SHORT_DOMAIN)
+    return settings.changed(OPERATOR_TOKEN=Secret(OPERATOR_TOKEN), SHORT_DOMAIN=SHORT_DOMAIN)
 
 
 @pytest.fixture

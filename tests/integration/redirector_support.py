@@ -62,5 +62,5 @@ async def wait_readiness(app: Running, want: int, seconds: float = 60.0) -> int:
 
 async def events(settings: Settings, count: int, seconds: float = 20.0) -> list[dict[str, object]]:
     """The values of the first `count` records of the clicks topic, decoded."""
-    records = await read_topic(settings, settings.clicks_topic, count, seconds)
+    records = await read_topic(settings, settings.kafka.clicks_topic, count, seconds)
     return [orjson.loads(r.value) for r in records]

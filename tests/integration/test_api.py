@@ -7,7 +7,6 @@ import hashlib
 import json
 import logging
 import re
-from dataclasses import replace
 
 import aiohttp
 import asyncpg
@@ -135,7 +134,7 @@ async def test_credentials(
 async def test_the_operator_api_is_off_without_a_token(
     settings: Settings, pool: asyncpg.Pool
 ) -> None:
-    server = TestServer(create_app(replace(settings, short_domain=SHORT_DOMAIN)), host="127.0.0.1")
+    server = TestServer(create_app(settings.changed(SHORT_DOMAIN=SHORT_DOMAIN)), host="127.0.0.1")
     await server.start_server()
     try:
         async with aiohttp.ClientSession(base_url=str(server.make_url(""))) as http:

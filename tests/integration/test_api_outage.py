@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
-from dataclasses import replace
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -68,15 +67,14 @@ class Proxy:
 
 @pytest.fixture
 async def proxied(settings: Settings, pool: asyncpg.Pool) -> AsyncIterator[tuple[Proxy, ApiClient]]:
-    dsn = urlsplit(settings.postgres_dsn.reveal())
+    dsn = urlsplit(settings.postgres.dsn.reveal())
     proxy = Proxy((dsn.hostname or "127.0.0.1", dsn.port or 5432))
     await proxy.start()
     through = dsn._replace(netloc=f"{dsn.username}:{dsn.password}@127.0.0.1:{PROXY_PORT}")
-    api_settings = replace(
-        settings,
-        postgres_dsn=Secret(through.geturl()),
-        operator_token=Secret(OPERATOR_TOKEN),
-        short_domain="s.ex.in",
+    api_settings = settings.changed(
+        POSTGRES_DSN=Secret(through.geturl()),
+        OPERATOR_TOKEN=Secret(OPERATOR_TOKEN),
+        SHORT_DOMAIN="s.ex.in",
     )
     server = TestServer(create_app(api_settings), host="127.0.0.1")
     await server.start_server()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import replace
 
 import aiohttp
 import asyncpg
@@ -19,7 +18,7 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture
 async def slow_api(api_settings: Settings, pool: asyncpg.Pool) -> AsyncIterator[ApiClient]:
-    limited = replace(api_settings, api_rate_per_s=1, api_rate_burst=5)  # per caller
+    limited = api_settings.changed(API_RATE_PER_S=1, API_RATE_BURST=5)  # per caller
     server = TestServer(create_app(limited), host="127.0.0.1")
     await server.start_server()
     async with aiohttp.ClientSession(base_url=str(server.make_url(""))) as http:
@@ -46,7 +45,7 @@ async def test_guessing_keys_is_slowed_per_address(slow_api: ApiClient) -> None:
     _, key = await slow_api.new_org("A")
     # Each guess is a different credential, so per-key buckets never fill: the address's
     # failure bucket does (20 refused credentials, then one per 5 s).
-    for n in range(Settings().api_auth_failures_burst):
+    for n in range(Settings().api.auth_failures_burst):
         await slow_api.call("GET", "/v1/campaigns", auth=f"ck_guess{n}", expect=401)
     body = await slow_api.call("GET", "/v1/campaigns", auth="ck_guess-next", expect=429)
     assert body["detail"].startswith("too many refused credentials from this address")

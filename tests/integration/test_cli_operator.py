@@ -29,8 +29,8 @@ async def clicktrack(
     to the environment."""
     env = {
         **os.environ,
-        "POSTGRES_DSN": settings.postgres_dsn.reveal(),
-        "POSTGRES_SCHEMA": settings.postgres_schema,
+        "POSTGRES_DSN": settings.postgres.dsn.reveal(),
+        "POSTGRES_SCHEMA": settings.postgres.schema,
         "SHORT_DOMAIN": "s.ex.in",
         **(env or {}),
     }
@@ -116,7 +116,7 @@ async def test_mint_from_a_file_with_a_progress_bar(settings: Settings, pool: as
         org_id=org_id,
         campaign_id=campaign_id,
         destination="https://a.example/x",
-        code_length=settings.code_length,
+        code_length=settings.links.code_length,
     )
     people = [f"+9199{i:08d}" for i in range(2500)]
     stdin = ("\n".join([*people, "", people[0]]) + "\n").encode()

@@ -50,10 +50,13 @@ async def test_every_kind_of_event_the_redirector_produces_validates(
         campaign_id=campaign,
         destination="https://a.example/",
         recipients=["r1"],
-        code_length=settings.code_length,
+        code_length=settings.links.code_length,
     )
     shared = await create_link(
-        pool, org_id=org, destination="https://b.example/x?y=1", code_length=settings.code_length
+        pool,
+        org_id=org,
+        destination="https://b.example/x?y=1",
+        code_length=settings.links.code_length,
     )
     (shared_code,) = shared.codes.values()
     asks = [
@@ -68,7 +71,7 @@ async def test_every_kind_of_event_the_redirector_produces_validates(
                 method, f"{redirector_url}/{code}", headers=headers, allow_redirects=False
             ) as resp:
                 assert resp.status == 302
-    records = await read_topic(settings, settings.clicks_topic, len(asks))
+    records = await read_topic(settings, settings.kafka.clicks_topic, len(asks))
     assert len(records) == len(asks)
     check = validator()
     by_key: dict[bytes, list[dict[str, object]]] = {}
@@ -127,10 +130,10 @@ async def test_an_event_with_unknown_fields_is_counted_by_the_real_counter(
     raw = orjson.dumps(newer)
     assert events.decode(raw) == known  # the reader ignores what it does not know
     validator().validate(newer)
-    await producer.send_and_wait(settings.clicks_topic, raw, key=known.code.encode())
+    await producer.send_and_wait(settings.kafka.clicks_topic, raw, key=known.code.encode())
     second = make_event(link_id=77, visitor_id="v:other")
     await producer.send_and_wait(
-        settings.clicks_topic,
+        settings.kafka.clicks_topic,
         orjson.dumps({**orjson.loads(events.encode(second)), "later": None}),
         key=b"k",
     )
@@ -174,12 +177,12 @@ async def test_events_postgres_would_refuse_are_dead_lettered_and_counting_goes_
     ]
     later = events.encode(make_event(link_id=78, visitor_id="v:b"))
     for value in [orjson.dumps(good), *poison, later]:
-        await producer.send_and_wait(settings.clicks_topic, value, key=b"k")
+        await producer.send_and_wait(settings.kafka.clicks_topic, value, key=b"k")
     counter = Counter(settings)
     await counter.start()
     try:
         assert await wait_for(lambda: pg_counts(pool, 78), (2, 2, 0)) == (2, 2, 0)
-        dead = await read_topic(settings, settings.dlq_topic, len(poison))
+        dead = await read_topic(settings, settings.kafka.dlq_topic, len(poison))
     finally:
         await counter.stop()
     assert [(r.value, dict(r.headers)["reason"].decode()) for r in dead] == [

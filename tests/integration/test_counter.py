@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from dataclasses import replace
 
 import asyncpg
 import orjson
@@ -49,7 +48,9 @@ async def test_redelivered_events_count_once(
     settings: Settings, pool: asyncpg.Pool, redis: aioredis.Redis, producer: AIOKafkaProducer
 ) -> None:
     a, b, bot = click(1, "v:a"), click(1, "v:b"), click(1, "v:crawler", bot=True)
-    await send(producer, settings.clicks_topic, *(events.encode(e) for e in (a, a, b, a, bot)))
+    await send(
+        producer, settings.kafka.clicks_topic, *(events.encode(e) for e in (a, a, b, a, bot))
+    )
     counter = Counter(settings)
     await counter.start()
     try:
@@ -70,7 +71,7 @@ async def test_poison_goes_to_the_dlq_and_counting_goes_on(
     wrong_type = events.encode(click(2, "v:x")).replace(b'"link_id":2', b'"link_id":"2"')
     await send(
         producer,
-        settings.clicks_topic,
+        settings.kafka.clicks_topic,
         events.encode(click(2, "v:a")),
         garbage,
         wrong_type,
@@ -80,12 +81,14 @@ async def test_poison_goes_to_the_dlq_and_counting_goes_on(
     await counter.start()
     try:
         assert await wait_for(lambda: pg_counts(pool, 2), (2, 1, 0)) == (2, 1, 0)
-        dead = await read_topic(settings, settings.dlq_topic, 2)
+        dead = await read_topic(settings, settings.kafka.dlq_topic, 2)
         assert sorted(r.value for r in dead) == sorted([garbage, wrong_type])
         reasons = {r.value: dict(r.headers)["reason"] for r in dead}
         assert reasons[garbage].startswith(b"value is not JSON")
         assert reasons[wrong_type] == b"field 'link_id' has type str"
-        assert all(dict(r.headers)["source_topic"] == settings.clicks_topic.encode() for r in dead)
+        assert all(
+            dict(r.headers)["source_topic"] == settings.kafka.clicks_topic.encode() for r in dead
+        )
         assert counter.registry.get_sample_value("clicktrack_events_dead_lettered_total") == 2
     finally:
         await counter.stop()
@@ -100,9 +103,9 @@ async def test_many_small_batches_count_exactly_with_two_in_flight(
     clicks = [click(5, f"v:{i % 300}") for i in range(1_500)]  # 300 visitors, 5 clicks each
     bots = [click(5, f"v:bot{i % 7}", bot=True) for i in range(40)]
     values = [events.encode(e) for e in [*clicks, *bots, *clicks[:200]]]  # 200 delivered twice
-    sent = [await producer.send(settings.clicks_topic, value=v, key=b"k") for v in values]
+    sent = [await producer.send(settings.kafka.clicks_topic, value=v, key=b"k") for v in values]
     await asyncio.gather(*sent)
-    counter = Counter(replace(settings, counter_batch_max_records=100))
+    counter = Counter(settings.changed(COUNTER_BATCH_MAX_RECORDS=100))
     await counter.start()
     try:
         counted = await counts_in_both(pool, CountStore(redis), 5, (1_500, 300, 40))
@@ -119,7 +122,7 @@ async def test_a_restarted_counter_resumes_from_the_stored_offsets(
     settings: Settings, pool: asyncpg.Pool, redis: aioredis.Redis, producer: AIOKafkaProducer
 ) -> None:
     first = [click(3, f"v:{i}") for i in range(30)]
-    await send(producer, settings.clicks_topic, *(events.encode(e) for e in first))
+    await send(producer, settings.kafka.clicks_topic, *(events.encode(e) for e in first))
     counter = Counter(settings)
     await counter.start()
     assert await wait_for(lambda: pg_counts(pool, 3), (30, 30, 0)) == (30, 30, 0)
@@ -127,7 +130,9 @@ async def test_a_restarted_counter_resumes_from_the_stored_offsets(
 
     # visitors 0..9 come back, 10 new ones arrive, and one old event is delivered again
     second = [click(3, f"v:{i}") for i in range(10)] + [click(3, f"v:new{i}") for i in range(10)]
-    await send(producer, settings.clicks_topic, *(events.encode(e) for e in [*second, first[0]]))
+    await send(
+        producer, settings.kafka.clicks_topic, *(events.encode(e) for e in [*second, first[0]])
+    )
     again = Counter(settings)
     await again.start()
     try:
@@ -165,9 +170,9 @@ async def test_a_failed_batch_keeps_the_batch_after_it_from_storing_offsets(
     )
     clicks = [click(31, "v:boom" if i == 150 else f"v:{i}") for i in range(600)]
     for event in clicks:  # one partition (one key), in batches of 100 below
-        await producer.send(settings.clicks_topic, value=events.encode(event), key=b"k")
+        await producer.send(settings.kafka.clicks_topic, value=events.encode(event), key=b"k")
     await producer.flush()
-    counter = Counter(replace(settings, counter_batch_max_records=100))
+    counter = Counter(settings.changed(COUNTER_BATCH_MAX_RECORDS=100))
     await counter.start()
     try:
         assert await wait_for(lambda: pg_counts(pool, 31), (600, 600, 0)) == (600, 600, 0)
@@ -193,12 +198,12 @@ async def test_migrations_are_idempotent(settings: Settings, pool: asyncpg.Pool)
     from shared import db
 
     async with pool.acquire() as conn:
-        assert await db.migrate(conn, settings.postgres_schema) == []
+        assert await db.migrate(conn, settings.postgres.schema) == []
     assert await stored_offsets(pool, "nobody", "nothing") == {}
 
 
 async def _offsets_total(pool: asyncpg.Pool, settings: Settings) -> int:
-    offsets = await stored_offsets(pool, settings.counter_group, settings.clicks_topic)
+    offsets = await stored_offsets(pool, settings.counter.group, settings.kafka.clicks_topic)
     return sum(offsets.values())
 
 
@@ -214,12 +219,12 @@ async def test_every_kind_of_poison_is_dead_lettered_and_counting_goes_on(
     giant = b"[" + b"1," * 470_000 + b"1]"  # 940 kB: re-produced cut to 900,000 bytes
     array = b"[1, 2, 3]"
     poison: list[bytes | None] = [missing, future, not_a_date, huge, giant, array, b"", None]
-    await send(producer, settings.clicks_topic, good, *poison, events.encode(click(4, "v:b")))
+    await send(producer, settings.kafka.clicks_topic, good, *poison, events.encode(click(4, "v:b")))
     counter = Counter(settings)
     await counter.start()
     try:
         assert await wait_for(lambda: pg_counts(pool, 4), (2, 2, 0)) == (2, 2, 0)
-        dead = await read_topic(settings, settings.dlq_topic, len(poison))
+        dead = await read_topic(settings, settings.kafka.dlq_topic, len(poison))
         assert len(dead) == len(poison)
         by_offset = {int(dict(r.headers)["source_offset"]): r for r in dead}
         assert sorted(by_offset) == list(range(1, 1 + len(poison)))
@@ -254,17 +259,17 @@ async def test_a_batch_committed_without_its_redis_write_is_written_on_restart(
     """A crash between the Postgres commit and the Redis write: the restarted counter re-reads
     the last stored batch and writes Redis, though no new click arrives."""
     clicks = [click(8, f"v:{i % 3}") for i in range(6)]
-    await send(producer, settings.clicks_topic, *(events.encode(c) for c in clicks))
+    await send(producer, settings.kafka.clicks_topic, *(events.encode(c) for c in clicks))
     store_only = [
         admit(r.value, max_bytes=65_536)
-        for r in await read_topic(settings, settings.clicks_topic, 6)
+        for r in await read_topic(settings, settings.kafka.clicks_topic, 6)
     ]
     async with pool.acquire() as conn:
         await retention.ensure_partitions(conn, {c.day for c in store_only})
         await store.apply_batch(
             conn,
-            group=settings.counter_group,
-            topic=settings.clicks_topic,
+            group=settings.counter.group,
+            topic=settings.kafka.clicks_topic,
             clicks=store_only,
             offsets={0: (0, 6)},
         )
@@ -287,7 +292,7 @@ async def test_counters_rebuild_command_restores_redis_from_postgres(
 ) -> None:
     await send(
         producer,
-        settings.clicks_topic,
+        settings.kafka.clicks_topic,
         *(events.encode(click(9, v)) for v in ("v:a", "v:a", "v:b")),
     )
     counter = Counter(settings)
@@ -300,10 +305,10 @@ async def test_counters_rebuild_command_restores_redis_from_postgres(
     await redis.delete("ct:campaign:11")
     await redis.set("ct:code:AbC123xYz9", "cached")  # the redirector's cache is not ours to drop
     env = {
-        "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
-        "REDIS_URL": settings.redis_url.reveal(),
-        "POSTGRES_DSN": settings.postgres_dsn.reveal(),
-        "POSTGRES_SCHEMA": settings.postgres_schema,
+        "KAFKA_BOOTSTRAP_SERVERS": settings.kafka.bootstrap_servers,
+        "REDIS_URL": settings.redis.url.reveal(),
+        "POSTGRES_DSN": settings.postgres.dsn.reveal(),
+        "POSTGRES_SCHEMA": settings.postgres.schema,
     }
     # the command runs its own event loop: give it a thread of its own
     plain = await asyncio.to_thread(CliRunner().invoke, cli, ["counters", "rebuild"], env=env)
@@ -326,7 +331,7 @@ async def test_readyz_and_metrics_report_dependencies_and_lag(
     settings: Settings, pool: asyncpg.Pool, redis: aioredis.Redis, producer: AIOKafkaProducer
 ) -> None:
     await send(
-        producer, settings.clicks_topic, *(events.encode(click(12, "v:a")) for _ in range(3))
+        producer, settings.kafka.clicks_topic, *(events.encode(click(12, "v:a")) for _ in range(3))
     )
     client = TestClient(TestServer(create_app(settings)))
     await client.start_server()
@@ -347,10 +352,10 @@ async def test_readyz_and_metrics_report_dependencies_and_lag(
 async def test_readyz_names_the_dependency_that_went_away(
     settings: Settings, topics: list[str]
 ) -> None:
-    host_port, _, db = settings.redis_url.reveal().removeprefix("redis://").partition("/")
+    host_port, _, db = settings.redis.url.reveal().removeprefix("redis://").partition("/")
     redis = Forwarder(host_port)
     await redis.start()
-    through = replace(settings, redis_url=Secret(f"redis://{redis.address}/{db}"))
+    through = settings.changed(REDIS_URL=Secret(f"redis://{redis.address}/{db}"))
     client = TestClient(TestServer(create_app(through)))
     await client.start_server()
     try:
@@ -380,11 +385,11 @@ async def test_a_counter_without_its_topic_says_so_at_start(
     settings: Settings, topics: list[str]
 ) -> None:
     # auto-creation is off: subscribed to a missing topic, aiokafka's start() would wait for ever
-    missing = replace(settings, clicks_topic=f"{settings.clicks_topic}.missing")
+    missing = settings.changed(CLICKS_TOPIC=f"{settings.kafka.clicks_topic}.missing")
     counter = Counter(missing)
     with pytest.raises(DependencyError) as raised:
         await asyncio.wait_for(counter.start(), 30)
     assert str(raised.value) == (
-        f"Kafka at {settings.kafka_bootstrap_servers} has no topic {missing.clicks_topic}: "
+        f"Kafka at {settings.kafka.bootstrap_servers} has no topic {missing.kafka.clicks_topic}: "
         "create the topics with `clicktrack topics`"
     )

@@ -4,7 +4,6 @@ harmless, and the partitions of the dedup tables created and dropped whole."""
 from __future__ import annotations
 
 import asyncio
-from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 
 import asyncpg
@@ -172,9 +171,9 @@ async def test_visitors_from_before_migration_0013_keep_their_daily_rows(
 ) -> None:
     """A database counted before 0013 migrates in place; its visitor rows have no first_day and
     rely on daily_visitors, as then, while new visitors take the first day."""
-    schema = f"{settings.postgres_schema}_m13"
+    schema = f"{settings.postgres.schema}_m13"
     d1, d2 = YESTERDAY.date(), TODAY.date()
-    async with db.pool(replace(settings, postgres_schema=schema), max_size=1) as pool:
+    async with db.pool(settings.changed(POSTGRES_SCHEMA=schema).postgres, max_size=1) as pool:
         try:
             async with pool.acquire() as conn, conn.transaction():
                 await migrate_before(conn, schema, "0013")
@@ -275,9 +274,9 @@ async def test_partitions_command_makes_the_days_ahead(
     settings: Settings, pool: asyncpg.Pool
 ) -> None:
     env = {
-        "POSTGRES_DSN": settings.postgres_dsn.reveal(),
-        "POSTGRES_SCHEMA": settings.postgres_schema,
-        "REDIS_URL": settings.redis_url.reveal(),
+        "POSTGRES_DSN": settings.postgres.dsn.reveal(),
+        "POSTGRES_SCHEMA": settings.postgres.schema,
+        "REDIS_URL": settings.redis.url.reveal(),
     }
     # the command runs its own event loop: give it a thread of its own
     first = await asyncio.to_thread(CliRunner().invoke, cli, ["partitions"], env=env)
@@ -293,8 +292,8 @@ async def test_partitions_command_makes_the_days_ahead(
 
 async def test_migration_0005_keeps_the_ids_counted_before_it(settings: Settings) -> None:
     """A database counted with the old unpartitioned table keeps deduplicating those ids."""
-    schema = f"{settings.postgres_schema}_m"
-    async with db.pool(replace(settings, postgres_schema=schema), max_size=1) as pool:
+    schema = f"{settings.postgres.schema}_m"
+    async with db.pool(settings.changed(POSTGRES_SCHEMA=schema).postgres, max_size=1) as pool:
         try:
             async with pool.acquire() as conn, conn.transaction():
                 await migrate_before(conn, schema, "0005")

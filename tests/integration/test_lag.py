@@ -9,7 +9,6 @@ import socket
 import subprocess
 import sys
 import time
-from dataclasses import replace
 
 import aiohttp
 import asyncpg
@@ -43,16 +42,19 @@ async def consume_part(settings: Settings, producer: AIOKafkaProducer, group: st
     for i in range(10):
         stamp = now_ms - AGE_S * 1000 if i == 6 else now_ms - 1000
         await producer.send_and_wait(
-            settings.clicks_topic, b"x", key=b"k", partition=0, timestamp_ms=stamp
+            settings.kafka.clicks_topic, b"x", key=b"k", partition=0, timestamp_ms=stamp
         )
     for _ in range(4):
-        await producer.send_and_wait(settings.clicks_topic, b"y", key=b"k", partition=1)
+        await producer.send_and_wait(settings.kafka.clicks_topic, b"y", key=b"k", partition=1)
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap_servers, group_id=group, enable_auto_commit=False
+        bootstrap_servers=settings.kafka.bootstrap_servers, group_id=group, enable_auto_commit=False
     )
     await consumer.start()
     try:
-        p0, p1 = TopicPartition(settings.clicks_topic, 0), TopicPartition(settings.clicks_topic, 1)
+        p0, p1 = (
+            TopicPartition(settings.kafka.clicks_topic, 0),
+            TopicPartition(settings.kafka.clicks_topic, 1),
+        )
         consumer.assign([p0, p1])
         await consumer.commit({p0: 6, p1: 4})
     finally:
@@ -62,12 +64,12 @@ async def consume_part(settings: Settings, producer: AIOKafkaProducer, group: st
 async def test_a_group_that_consumed_part_of_a_topic_shows_its_exact_lag(
     settings: Settings, producer: AIOKafkaProducer
 ) -> None:
-    group = settings.counter_group
+    group = settings.counter.group
     await consume_part(settings, producer, group)
-    (result,) = await read_lag(settings.kafka_bootstrap_servers, [group])
+    (result,) = await read_lag(settings.kafka.bootstrap_servers, [group])
     assert (result.group, result.state, result.members) == (group, "Empty", 0)
     rows = [(p.topic, p.partition, p.committed, p.end, p.lag) for p in result.partitions]
-    topic = settings.clicks_topic
+    topic = settings.kafka.clicks_topic
     assert rows == [(topic, 0, 6, 10, 4), (topic, 1, 4, 4, 0)]
     first, second = result.partitions
     assert first.lag_seconds is not None and AGE_S <= first.lag_seconds < AGE_S + 60
@@ -80,16 +82,16 @@ async def test_a_group_that_consumed_part_of_a_topic_shows_its_exact_lag(
 async def test_rewind_then_falling_behind_on_the_real_broker(
     settings: Settings, producer: AIOKafkaProducer
 ) -> None:
-    group = settings.counter_group
+    group = settings.counter.group
     await consume_part(settings, producer, group)  # partition 0: committed 6, end 10
-    p0 = TopicPartition(settings.clicks_topic, 0)
+    p0 = TopicPartition(settings.kafka.clicks_topic, 0)
     committer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap_servers, group_id=group, enable_auto_commit=False
+        bootstrap_servers=settings.kafka.bootstrap_servers, group_id=group, enable_auto_commit=False
     )
     await committer.start()
     try:
         committer.assign([p0])
-        async with LagReader(settings.kafka_bootstrap_servers) as reader:
+        async with LagReader(settings.kafka.bootstrap_servers) as reader:
             monitor = LagMonitor(reader, window=2, groups=[group])
             await monitor.poll()
             await committer.commit({p0: 3})  # someone resets the group's offset backwards
@@ -99,7 +101,7 @@ async def test_rewind_then_falling_behind_on_the_real_broker(
                 (4, 0, Status.OK),
             ]
             for _ in range(5):
-                await producer.send_and_wait(settings.clicks_topic, b"z", partition=0)
+                await producer.send_and_wait(settings.kafka.clicks_topic, b"z", partition=0)
             await committer.commit({p0: 5})  # it moves on, but slower than the writes
             (behind,) = await monitor.poll()
             assert (behind.partitions[0].committed, behind.partitions[0].lag) == (5, 10)
@@ -112,19 +114,19 @@ async def test_lag_made_only_of_a_transaction_marker_has_no_age(
     settings: Settings, topics: list[str]
 ) -> None:
     producer = AIOKafkaProducer(
-        bootstrap_servers=settings.kafka_bootstrap_servers, transactional_id=settings.counter_group
+        bootstrap_servers=settings.kafka.bootstrap_servers, transactional_id=settings.counter.group
     )
     await producer.start()
     try:
         async with producer.transaction():
             for _ in range(2):
-                await producer.send_and_wait(settings.clicks_topic, b"t", partition=0)
+                await producer.send_and_wait(settings.kafka.clicks_topic, b"t", partition=0)
     finally:
         await producer.stop()
-    p0 = TopicPartition(settings.clicks_topic, 0)
+    p0 = TopicPartition(settings.kafka.clicks_topic, 0)
     committer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap_servers,
-        group_id=settings.counter_group,
+        bootstrap_servers=settings.kafka.bootstrap_servers,
+        group_id=settings.counter.group,
         enable_auto_commit=False,
     )
     await committer.start()
@@ -133,21 +135,21 @@ async def test_lag_made_only_of_a_transaction_marker_has_no_age(
         await committer.commit({p0: 2})  # both records read; only the commit marker is left
     finally:
         await committer.stop()
-    async with LagReader(settings.kafka_bootstrap_servers) as reader:
-        monitor = LagMonitor(reader, window=2, groups=[settings.counter_group])
+    async with LagReader(settings.kafka.bootstrap_servers) as reader:
+        monitor = LagMonitor(reader, window=2, groups=[settings.counter.group])
         for _ in range(2):  # the second poll does not look for the missing record again
             (group,) = await monitor.poll()
             (part,) = group.partitions
             assert (part.committed, part.end, part.lag, part.lag_seconds) == (2, 3, 1, None)
-        assert reader._no_record == {(settings.clicks_topic, 0, 2, 3)}
+        assert reader._no_record == {(settings.kafka.clicks_topic, 0, 2, 3)}
 
 
 async def test_the_exporter_serves_kafka_lag_exporter_metrics(
     settings: Settings, producer: AIOKafkaProducer
 ) -> None:
-    group = settings.counter_group
+    group = settings.counter.group
     await consume_part(settings, producer, group)
-    watched = replace(settings, lag_groups=(group,), lag_poll_ms=100, lag_window_samples=2)
+    watched = settings.changed(LAG_GROUPS=(group,), LAG_POLL_MS=100, LAG_WINDOW_SAMPLES=2)
     server = TestServer(create_app(watched), host="127.0.0.1")
     await server.start_server()
     try:
@@ -160,7 +162,7 @@ async def test_the_exporter_serves_kafka_lag_exporter_metrics(
                 body = await resp.json()
     finally:
         await server.close()
-    topic = settings.clicks_topic
+    topic = settings.kafka.clicks_topic
     lines = set(text.splitlines())
     p0 = f'cluster_name="clicktrack",group="{group}",partition="0",topic="{topic}"'
     p1 = f'cluster_name="clicktrack",group="{group}",partition="1",topic="{topic}"'
@@ -191,21 +193,20 @@ async def test_the_exporter_starts_without_kafka_and_is_ready_once_kafka_answers
     """Kafka down at start: the exporter serves /healthz, says /readyz 503 and counts failed
     polls; once Kafka answers on its address (a forwarder to the real broker, opened late), it
     polls and is ready, without a restart."""
-    group = settings.counter_group
+    group = settings.counter.group
     await consume_part(settings, producer, group)
     with socket.socket() as probe:  # a free port: nothing answers there yet
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    watched = replace(
-        settings,
-        kafka_bootstrap_servers=f"127.0.0.1:{port}",
-        lag_groups=(group,),
-        lag_poll_ms=100,
-        lag_window_samples=2,
+    watched = settings.changed(
+        KAFKA_BOOTSTRAP_SERVERS=f"127.0.0.1:{port}",
+        LAG_GROUPS=(group,),
+        LAG_POLL_MS=100,
+        LAG_WINDOW_SAMPLES=2,
     )
     server = TestServer(create_app(watched), host="127.0.0.1")
     await server.start_server()
-    kafka = Forwarder(settings.kafka_bootstrap_servers.split(",")[0], port)
+    kafka = Forwarder(settings.kafka.bootstrap_servers.split(",")[0], port)
     try:
         async with aiohttp.ClientSession() as http:
             base = str(server.make_url("")).rstrip("/")
@@ -255,9 +256,9 @@ async def _wait_for_metric(
 async def test_lag_command_exit_status_and_json(
     settings: Settings, producer: AIOKafkaProducer
 ) -> None:
-    group = settings.counter_group
+    group = settings.counter.group
     await consume_part(settings, producer, group)
-    env = {"KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers}
+    env = {"KAFKA_BOOTSTRAP_SERVERS": settings.kafka.bootstrap_servers}
     runner = CliRunner()
 
     def invoke(*args: str) -> Result:  # the command runs its own event loop: not on ours
@@ -294,10 +295,12 @@ async def test_lag_follows_a_real_counter_paused_stopped_and_caught_up(
     async def send(n: int) -> None:
         for i in range(n):
             event = make_event(link_id=5, visitor_id=f"v:{i}")
-            await producer.send_and_wait(settings.clicks_topic, events.encode(event), key=b"k")
+            await producer.send_and_wait(
+                settings.kafka.clicks_topic, events.encode(event), key=b"k"
+            )
 
-    group = settings.counter_group
-    async with LagReader(settings.kafka_bootstrap_servers) as reader:
+    group = settings.counter.group
+    async with LagReader(settings.kafka.bootstrap_servers) as reader:
         monitor = LagMonitor(reader, window=3, groups=[group])
 
         async def until(
@@ -357,13 +360,13 @@ def start_counter(settings: Settings) -> subprocess.Popen[bytes]:
     """The counter as its own process (so it can be paused), on this test's names."""
     env = {
         **os.environ,
-        "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
-        "REDIS_URL": settings.redis_url.reveal(),
-        "POSTGRES_DSN": settings.postgres_dsn.reveal(),
-        "POSTGRES_SCHEMA": settings.postgres_schema,
-        "CLICKS_TOPIC": settings.clicks_topic,
-        "DLQ_TOPIC": settings.dlq_topic,
-        "COUNTER_GROUP": settings.counter_group,
+        "KAFKA_BOOTSTRAP_SERVERS": settings.kafka.bootstrap_servers,
+        "REDIS_URL": settings.redis.url.reveal(),
+        "POSTGRES_DSN": settings.postgres.dsn.reveal(),
+        "POSTGRES_SCHEMA": settings.postgres.schema,
+        "CLICKS_TOPIC": settings.kafka.clicks_topic,
+        "DLQ_TOPIC": settings.kafka.dlq_topic,
+        "COUNTER_GROUP": settings.counter.group,
         "COUNTER_PORT": "0",
         "LOG_LEVEL": "WARNING",
     }
@@ -373,21 +376,21 @@ def start_counter(settings: Settings) -> subprocess.Popen[bytes]:
 
 
 async def test_topics_are_created_then_checked(settings: Settings) -> None:
-    names = [settings.clicks_topic, settings.dlq_topic]
-    await ensure_topics(settings, names)
-    reports = await check_topics(settings, [*names, f"{settings.clicks_topic}.missing"])
+    names = [settings.kafka.clicks_topic, settings.kafka.dlq_topic]
+    await ensure_topics(settings.kafka, names)
+    reports = await check_topics(settings, [*names, f"{settings.kafka.clicks_topic}.missing"])
     assert [(r.name, r.ok, r.partitions, r.replicas, r.problems) for r in reports] == [
-        (settings.clicks_topic, True, 3, 1, ()),
-        (settings.dlq_topic, True, 3, 1, ()),
-        (f"{settings.clicks_topic}.missing", False, 0, 0, ("topic does not exist",)),
+        (settings.kafka.clicks_topic, True, 3, 1, ()),
+        (settings.kafka.dlq_topic, True, 3, 1, ()),
+        (f"{settings.kafka.clicks_topic}.missing", False, 0, 0, ("topic does not exist",)),
     ]
     assert reports[0].configs == {"retention.ms": "604800000", "cleanup.policy": "delete"}
 
 
 async def test_a_topic_made_otherwise_is_reported(settings: Settings) -> None:
-    odd = replace(settings, topic_partitions=2, topic_retention_hours=1)
-    await ensure_topics(odd, [settings.clicks_topic])
-    (report,) = await check_topics(settings, [settings.clicks_topic])
+    odd = settings.changed(TOPIC_PARTITIONS=2, TOPIC_RETENTION_HOURS=1)
+    await ensure_topics(odd.kafka, [settings.kafka.clicks_topic])
+    (report,) = await check_topics(settings, [settings.kafka.clicks_topic])
     assert not report.ok
     assert report.problems == (
         "has 2 partitions, expected 3",
@@ -395,7 +398,8 @@ async def test_a_topic_made_otherwise_is_reported(settings: Settings) -> None:
     )
     # three replicas cannot exist on a one-broker cluster: asked for, it is a problem
     (strict,) = await check_topics(
-        replace(settings, topic_replication_factor=3, topic_partitions=2), [settings.clicks_topic]
+        settings.changed(TOPIC_REPLICATION_FACTOR=3, TOPIC_PARTITIONS=2),
+        [settings.kafka.clicks_topic],
     )
     assert strict.problems == (
         "has 1 replicas per partition, expected 3",
@@ -406,26 +410,28 @@ async def test_a_topic_made_otherwise_is_reported(settings: Settings) -> None:
 
 def test_topics_command_checks_without_creating(settings: Settings) -> None:
     env = {
-        "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
-        "CLICKS_TOPIC": settings.clicks_topic,
-        "DLQ_TOPIC": settings.dlq_topic,
-        "WEBHOOK_DLQ_TOPIC": f"{settings.clicks_topic}.webhooks",
+        "KAFKA_BOOTSTRAP_SERVERS": settings.kafka.bootstrap_servers,
+        "CLICKS_TOPIC": settings.kafka.clicks_topic,
+        "DLQ_TOPIC": settings.kafka.dlq_topic,
+        "WEBHOOK_DLQ_TOPIC": f"{settings.kafka.clicks_topic}.webhooks",
         "TOPIC_PARTITIONS": "3",
     }
     runner = CliRunner()
     checked = runner.invoke(cli, ["topics", "--check"], env=env)
     assert checked.exit_code == 1
     assert checked.stdout.splitlines() == [
-        f"{settings.clicks_topic}: MISSING",
-        f"{settings.dlq_topic}: MISSING",
-        f"{settings.clicks_topic}.webhooks: MISSING",
+        f"{settings.kafka.clicks_topic}: MISSING",
+        f"{settings.kafka.dlq_topic}: MISSING",
+        f"{settings.kafka.clicks_topic}.webhooks: MISSING",
     ]
     made = runner.invoke(cli, ["topics"], env=env)
     assert made.exit_code == 0, made.output
     assert made.stdout.splitlines()[0] == (
-        f"{settings.clicks_topic}: created (3 partitions, 1 replicas,"
+        f"{settings.kafka.clicks_topic}: created (3 partitions, 1 replicas,"
         " cleanup.policy=delete, retention.ms=604800000)"
     )
     again = runner.invoke(cli, ["topics", "--check"], env=env)
     assert again.exit_code == 0
-    assert again.stdout.splitlines()[2].startswith(f"{settings.clicks_topic}.webhooks: ok (3 ")
+    assert again.stdout.splitlines()[2].startswith(
+        f"{settings.kafka.clicks_topic}.webhooks: ok (3 "
+    )

@@ -20,7 +20,7 @@ from shared.settings import Settings
 pytestmark = pytest.mark.integration
 
 DESTINATION = "https://shop.example.in/p/42?ref=sms"
-LENGTH = Settings().code_length
+LENGTH = Settings().links.code_length
 """Characters of the codes these tests mint: the setting's default."""
 
 

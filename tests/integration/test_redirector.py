@@ -39,7 +39,7 @@ async def link(pool: asyncpg.Pool) -> CreatedLink:
         campaign_id=campaign_id,
         destination=DESTINATION,
         recipients=["cust-1", "cust-2"],
-        code_length=Settings().code_length,
+        code_length=Settings().links.code_length,
     )
 
 
@@ -53,7 +53,7 @@ async def test_redirects_and_publishes_one_event_per_click(
         assert resp.headers["Cache-Control"] == "private, no-store"
         assert COOKIE_NAME not in resp.cookies  # the recipient identifies the visitor
 
-    records = await read_topic(settings, settings.clicks_topic, 1)
+    records = await read_topic(settings, settings.kafka.clicks_topic, 1)
     assert len(records) == 1
     assert records[0].key == code.encode()
     body = orjson.loads(records[0].value)
@@ -78,7 +78,7 @@ async def test_head_is_redirected_but_flagged_as_bot(
 ) -> None:
     async with http.head(f"{redirector_url}/{link.codes['cust-2']}", allow_redirects=False) as resp:
         assert resp.status == 302
-    (record,) = await read_topic(settings, settings.clicks_topic, 1)
+    (record,) = await read_topic(settings, settings.kafka.clicks_topic, 1)
     body = orjson.loads(record.value)
     assert (body["is_bot"], body["bot_reason"]) == (True, "head")
 

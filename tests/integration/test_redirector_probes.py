@@ -21,7 +21,7 @@ DESTINATION = "https://shop.example.in/p/42?ref=sms"
 async def link(pool: asyncpg.Pool) -> CreatedLink:
     org_id = await create_org(pool, "Acme", tracking=True)
     return await create_link(
-        pool, org_id=org_id, destination=DESTINATION, code_length=Settings().code_length
+        pool, org_id=org_id, destination=DESTINATION, code_length=Settings().links.code_length
     )
 
 

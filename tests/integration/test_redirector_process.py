@@ -31,16 +31,16 @@ async def test_workers_share_the_port_and_sigterm_loses_nothing(
     org_id = await create_org(pool, "Acme", tracking=True)
     code = (
         await create_link(
-            pool, org_id=org_id, destination=DESTINATION, code_length=settings.code_length
+            pool, org_id=org_id, destination=DESTINATION, code_length=settings.links.code_length
         )
     ).codes[None]
     env = {
         **os.environ,
-        "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
-        "REDIS_URL": settings.redis_url.reveal(),
-        "POSTGRES_DSN": settings.postgres_dsn.reveal(),
-        "POSTGRES_SCHEMA": settings.postgres_schema,
-        "CLICKS_TOPIC": settings.clicks_topic,
+        "KAFKA_BOOTSTRAP_SERVERS": settings.kafka.bootstrap_servers,
+        "REDIS_URL": settings.redis.url.reveal(),
+        "POSTGRES_DSN": settings.postgres.dsn.reveal(),
+        "POSTGRES_SCHEMA": settings.postgres.schema,
+        "CLICKS_TOPIC": settings.kafka.clicks_topic,
         "REDIRECTOR_PORT": str(PORT),
         "REDIRECTOR_WORKERS": "2",
         "REDIRECTOR_METRICS_PORT": "0",
@@ -85,7 +85,7 @@ async def test_workers_share_the_port_and_sigterm_loses_nothing(
             proc.kill()
             await proc.wait()
     assert sorted(os.listdir(tmp_path / "spool")) == ["worker-0", "worker-1"]
-    records = await read_topic(settings, settings.clicks_topic, 201, seconds=5)
+    records = await read_topic(settings, settings.kafka.clicks_topic, 201, seconds=5)
     assert sorted(r.value.split(b'"user_agent":"')[1].split(b'"')[0] for r in records) == sorted(
         f"{PHONE} p/{i}".encode() for i in range(200)
     )

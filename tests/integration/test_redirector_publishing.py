@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-from dataclasses import replace
 from importlib import resources
 from pathlib import Path
 
@@ -44,7 +43,7 @@ async def link(pool: asyncpg.Pool) -> CreatedLink:
         org_id=org_id,
         campaign_id=campaign_id,
         destination=DESTINATION,
-        code_length=Settings().code_length,
+        code_length=Settings().links.code_length,
     )
 
 
@@ -59,7 +58,7 @@ async def click(
 
 
 def spool_files(settings: Settings) -> list[str]:
-    return sorted(p for p in os.listdir(settings.spool_dir) if p.startswith("spool-"))
+    return sorted(p for p in os.listdir(settings.redirector.spool_dir) if p.startswith("spool-"))
 
 
 async def test_every_click_is_one_schema_valid_event_on_the_keyed_partition(
@@ -73,7 +72,7 @@ async def test_every_click_is_one_schema_valid_event_on_the_keyed_partition(
         assert [a.status for a in answers] == [302] * 300
     # Closing the app drained the queue: everything is on the topic now.
     assert app.metric("clicktrack_events_sent_total") == 300
-    records = await read_topic(settings, settings.clicks_topic, 301, seconds=3)
+    records = await read_topic(settings, settings.kafka.clicks_topic, 301, seconds=3)
     assert len(records) == 300
     assert {r.key for r in records} == {code.encode()}
     assert {r.partition for r in records} == {partition_of(code.encode(), 3)}
@@ -118,7 +117,7 @@ async def test_bots_are_redirected_flagged_and_get_no_cookie(
 async def test_configured_networks_are_bots(
     settings: Settings, link: CreatedLink, topics: list[str]
 ) -> None:
-    async with redirector(replace(settings, bot_cidrs=("127.0.0.0/8",))) as app:
+    async with redirector(settings.changed(BOT_CIDRS=("127.0.0.0/8",))) as app:
         assert (await click(f"{app.url}/{link.codes[None]}", PHONE)).status == 302
     (event,) = await events(settings, 1)
     assert (event["is_bot"], event["bot_reason"]) == (True, "cidr:127.0.0.0/8")
@@ -128,7 +127,7 @@ async def test_kafka_down_at_start_spools_then_a_restart_replays_everything(
     settings: Settings, link: CreatedLink, topics: list[str]
 ) -> None:
     code = link.codes[None]
-    down = replace(settings, kafka_bootstrap_servers=NO_BROKER)
+    down = settings.changed(KAFKA_BOOTSTRAP_SERVERS=NO_BROKER)
     async with redirector(down) as app:
         answers = await asyncio.gather(
             *(click(f"{app.url}/{code}", f"{PHONE} d/{i}") for i in range(50))
@@ -156,7 +155,7 @@ async def test_kafka_down_at_start_spools_then_a_restart_replays_everything(
 async def test_past_the_high_water_mark_events_spool_and_are_replayed(
     settings: Settings, link: CreatedLink, topics: list[str]
 ) -> None:
-    small = replace(settings, publish_queue_size=10, publish_high_water=5)
+    small = settings.changed(PUBLISH_QUEUE_SIZE=10, PUBLISH_HIGH_WATER=5)
     async with redirector(small) as app:
         publisher = app.redirector.publisher
         for i in range(100):  # no await in between: the sender cannot drain meanwhile
@@ -167,7 +166,7 @@ async def test_past_the_high_water_mark_events_spool_and_are_replayed(
                 break
             await asyncio.sleep(0.1)
         assert publisher.spooling is False
-    records = await read_topic(settings, settings.clicks_topic, 101, seconds=3)
+    records = await read_topic(settings, settings.kafka.clicks_topic, 101, seconds=3)
     assert sorted(orjson.loads(r.value)["n"] for r in records) == list(range(100))
     assert app.metric("clicktrack_events_replayed_total") == 95
     assert app.metric("clicktrack_events_dropped_total") == 0
@@ -176,7 +175,7 @@ async def test_past_the_high_water_mark_events_spool_and_are_replayed(
 async def test_a_full_spool_drops_and_counts_exactly_what_does_not_fit(
     settings: Settings, pool: asyncpg.Pool, tmp_path: Path
 ) -> None:
-    down = replace(settings, kafka_bootstrap_servers=NO_BROKER, spool_max_mb=1)
+    down = settings.changed(KAFKA_BOOTSTRAP_SERVERS=NO_BROKER, SPOOL_MAX_MB=1)
     value = b"v" * 1000  # with its 10-byte key and 12-byte header: 1022 bytes a record
     async with redirector(down) as app:
         publisher = app.redirector.publisher

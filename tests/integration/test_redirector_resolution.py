@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import aiohttp
@@ -34,7 +33,7 @@ async def link(pool: asyncpg.Pool) -> CreatedLink:
         campaign_id=campaign_id,
         destination=DESTINATION,
         recipients=["r1"],
-        code_length=Settings().code_length,
+        code_length=Settings().links.code_length,
     )
 
 
@@ -62,8 +61,8 @@ async def test_memory_then_redis_then_postgres(
         assert first.metric(PG) == 1
         assert first.metric("clicktrack_resolve_hits_total", {"layer": "memory"}) == 3
     # Postgres wrote the entries to Redis, with a TTL.
-    assert 0 < await redis.ttl(code_key(code)) <= settings.redis_cache_ttl_s
-    assert 0 < await redis.ttl(link_key(link.link_id)) <= settings.redis_cache_ttl_s
+    assert 0 < await redis.ttl(code_key(code)) <= settings.redirector.redis_cache_ttl_s
+    assert 0 < await redis.ttl(link_key(link.link_id)) <= settings.redirector.redis_cache_ttl_s
     async with redirector(settings) as second:  # a fresh process: empty memory, warm Redis
         assert (await get(f"{second.url}/{code}"))[:2] == (302, DESTINATION)
         assert second.metric(PG) == 0
@@ -108,10 +107,10 @@ async def test_expired_links_go_to_their_fallback_or_410_and_the_hit_says_so(
 ) -> None:
     org_id = await create_org(pool, "Acme", tracking=True)
     with_fallback = await create_link(
-        pool, org_id=org_id, destination=DESTINATION, code_length=settings.code_length
+        pool, org_id=org_id, destination=DESTINATION, code_length=settings.links.code_length
     )
     without = await create_link(
-        pool, org_id=org_id, destination=DESTINATION, code_length=settings.code_length
+        pool, org_id=org_id, destination=DESTINATION, code_length=settings.links.code_length
     )
     past = datetime.now(UTC) - timedelta(minutes=1)
     await pool.execute(
@@ -137,7 +136,7 @@ async def test_expiry_applies_to_a_link_already_in_memory(
 ) -> None:
     org_id = await create_org(pool, "Acme", tracking=True)
     soon = await create_link(
-        pool, org_id=org_id, destination=DESTINATION, code_length=settings.code_length
+        pool, org_id=org_id, destination=DESTINATION, code_length=settings.links.code_length
     )
     await pool.execute(
         "UPDATE links SET expires_at = now() + interval '1 second' WHERE id = $1", soon.link_id
@@ -157,8 +156,10 @@ async def test_a_changed_link_reaches_every_process_through_pub_sub(
     topics: list[str],
 ) -> None:
     code = link.codes["r1"]
-    long_ttl = replace(settings, local_cache_ttl_s=3600)
-    other = replace(long_ttl, spool_dir=f"{settings.spool_dir}-2")  # one spool per process
+    long_ttl = settings.changed(LOCAL_CACHE_TTL_S=3600)
+    other = long_ttl.changed(
+        SPOOL_DIR=f"{settings.redirector.spool_dir}-2"
+    )  # one spool per process
     async with redirector(long_ttl) as one, redirector(other) as two:
         for app in (one, two):
             assert (await get(f"{app.url}/{code}"))[:2] == (302, DESTINATION)
@@ -214,7 +215,7 @@ async def test_an_expired_link_is_served_while_it_reloads_in_the_background(
     """No pub/sub message: the link's memory TTL alone brings the change, and no request waits
     for the reload (the first one after expiry still gets the old value)."""
     code = link.codes["r1"]
-    short_ttl = replace(settings, local_cache_ttl_s=1)
+    short_ttl = settings.changed(LOCAL_CACHE_TTL_S=1)
     async with redirector(short_ttl) as app:
         assert (await get(f"{app.url}/{code}"))[:2] == (302, DESTINATION)
         new = "https://shop.example.in/p/44"
@@ -234,7 +235,7 @@ async def test_the_redirector_starts_and_redirects_while_redis_is_down(
     settings: Settings, link: CreatedLink, topics: list[str]
 ) -> None:
     """Redis is a cache: with nothing listening at REDIS_URL, Postgres answers every code."""
-    no_redis = replace(settings, redis_url=Secret("redis://127.0.0.1:1/0"))
+    no_redis = settings.changed(REDIS_URL=Secret("redis://127.0.0.1:1/0"))
     async with redirector(no_redis) as app:
         assert (await get(f"{app.url}/{link.codes['r1']}"))[:2] == (302, DESTINATION)
         assert app.metric("clicktrack_resolve_hits_total", {"layer": "postgres"}) == 1

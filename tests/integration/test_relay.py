@@ -9,7 +9,7 @@ import signal
 import subprocess
 import sys
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import asyncpg
 import orjson
@@ -71,16 +71,15 @@ async def receiver() -> AsyncIterator[tuple[Receiver, str]]:
 @pytest.fixture
 async def relay_settings(settings: Settings, topics: list[str]) -> Settings:
     """This test's settings for a relay: its own group and dead-letter topic, fast retries."""
-    relay = replace(
-        settings,
-        relay_group=f"relay-{settings.counter_group}",
-        relay_start_from="earliest",
-        webhook_dlq_topic=f"{settings.clicks_topic}.webhooks-dlq",
-        webhook_allow_insecure=True,
-        webhook_backoff_ms=20,
-        webhook_max_attempts=3,
+    relay = settings.changed(
+        RELAY_GROUP=f"relay-{settings.counter.group}",
+        RELAY_START_FROM="earliest",
+        WEBHOOK_DLQ_TOPIC=f"{settings.kafka.clicks_topic}.webhooks-dlq",
+        WEBHOOK_ALLOW_INSECURE=True,
+        WEBHOOK_BACKOFF_MS=20,
+        WEBHOOK_MAX_ATTEMPTS=3,
     )
-    await ensure_topics(relay, [relay.webhook_dlq_topic])
+    await ensure_topics(relay.kafka, [relay.relay.webhook_dlq_topic])
     return relay
 
 
@@ -105,7 +104,9 @@ async def test_relay_posts_each_org_its_human_clicks_signed_and_retries(
     b = [make_event(org_id=org_b, visitor_id=f"v:{i}") for i in range(2)]
     c = make_event(org_id=org_c)
     values = [events.encode(e) for e in (a[0], a_bot, b[0], a[1], c, b[1], a[2])]
-    await publish(producer, relay_settings.clicks_topic, *values[:3], b"\x00junk", *values[3:])
+    await publish(
+        producer, relay_settings.kafka.clicks_topic, *values[:3], b"\x00junk", *values[3:]
+    )
 
     relay = Relay(relay_settings)
     await relay.start()
@@ -150,18 +151,18 @@ async def test_a_delivery_that_keeps_failing_is_dead_lettered_and_the_relay_move
     org = await create_org(pool, "Down Inc", tracking=True)
     endpoint, secret = await endpoints.register(pool, org, f"{base}/down", allow_insecure=True)
     clicks = [make_event(org_id=org, visitor_id=f"v:{i}") for i in range(2)]
-    await publish(producer, relay_settings.clicks_topic, *(events.encode(e) for e in clicks))
+    await publish(producer, relay_settings.kafka.clicks_topic, *(events.encode(e) for e in clicks))
 
     caplog.set_level(logging.DEBUG)
     relay = Relay(relay_settings)
     await relay.start()
     try:
-        (dead,) = await read_topic(relay_settings, relay_settings.webhook_dlq_topic, 1)
+        (dead,) = await read_topic(relay_settings, relay_settings.relay.webhook_dlq_topic, 1)
         committed = await wait_for(lambda: _committed(relay), 2)
         # The endpoint just failed every retry: the next delivery gets one attempt, not three.
         late = make_event(org_id=org, visitor_id="v:late")
-        await publish(producer, relay_settings.clicks_topic, events.encode(late))
-        _, again = await read_topic(relay_settings, relay_settings.webhook_dlq_topic, 2)
+        await publish(producer, relay_settings.kafka.clicks_topic, events.encode(late))
+        _, again = await read_topic(relay_settings, relay_settings.relay.webhook_dlq_topic, 2)
     finally:
         await relay.stop()
     attempts = state.requests["/down"]
@@ -190,8 +191,8 @@ async def test_webhook_commands_register_list_and_remove(
 ) -> None:
     org = await create_org(pool, "Hooks Ltd", tracking=True)
     env = {
-        "POSTGRES_DSN": settings.postgres_dsn.reveal(),
-        "POSTGRES_SCHEMA": settings.postgres_schema,
+        "POSTGRES_DSN": settings.postgres.dsn.reveal(),
+        "POSTGRES_SCHEMA": settings.postgres.schema,
     }
     runner = CliRunner()
 
@@ -262,7 +263,9 @@ async def test_a_relay_killed_mid_delivery_delivers_again_after_restart(
         url = str(server.make_url("/hook"))
         _, secret = await endpoints.register(pool, org, url, allow_insecure=True)
         clicks = [make_event(org_id=org, visitor_id=f"v:{i}") for i in range(3)]
-        await publish(producer, relay_settings.clicks_topic, *(events.encode(e) for e in clicks))
+        await publish(
+            producer, relay_settings.kafka.clicks_topic, *(events.encode(e) for e in clicks)
+        )
 
         relay_process = start_relay(relay_settings)
         await asyncio.wait_for(first_arrived.wait(), 60)
@@ -297,17 +300,17 @@ def start_relay(settings: Settings) -> subprocess.Popen[bytes]:
     """`python -m services.relay` as its own process (so it can be killed), on `settings`."""
     env = {
         **os.environ,
-        "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
-        "POSTGRES_DSN": settings.postgres_dsn.reveal(),
-        "POSTGRES_SCHEMA": settings.postgres_schema,
-        "CLICKS_TOPIC": settings.clicks_topic,
-        "RELAY_GROUP": settings.relay_group,
-        "RELAY_START_FROM": settings.relay_start_from,
+        "KAFKA_BOOTSTRAP_SERVERS": settings.kafka.bootstrap_servers,
+        "POSTGRES_DSN": settings.postgres.dsn.reveal(),
+        "POSTGRES_SCHEMA": settings.postgres.schema,
+        "CLICKS_TOPIC": settings.kafka.clicks_topic,
+        "RELAY_GROUP": settings.relay.group,
+        "RELAY_START_FROM": settings.relay.start_from,
         "RELAY_PORT": "0",
-        "WEBHOOK_DLQ_TOPIC": settings.webhook_dlq_topic,
+        "WEBHOOK_DLQ_TOPIC": settings.relay.webhook_dlq_topic,
         "WEBHOOK_ALLOW_INSECURE": "true",
-        "WEBHOOK_BACKOFF_MS": str(settings.webhook_backoff_ms),
-        "WEBHOOK_MAX_ATTEMPTS": str(settings.webhook_max_attempts),
+        "WEBHOOK_BACKOFF_MS": str(settings.relay.webhook_backoff_ms),
+        "WEBHOOK_MAX_ATTEMPTS": str(settings.relay.webhook_max_attempts),
         "LOG_LEVEL": "WARNING",
     }
     return subprocess.Popen(

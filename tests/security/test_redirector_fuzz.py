@@ -10,7 +10,7 @@ import asyncio
 import socket
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import pytest
 from hypothesis import HealthCheck, given
@@ -43,22 +43,22 @@ def live(
     service_addresses: dict[str, str], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Live]:
     """A real redirector on 127.0.0.1, served from a thread so that sync tests can fuzz it."""
-    conf = replace(
-        own_settings(service_addresses, tmp_path_factory.mktemp("fuzz")), topic_partitions=1
+    conf = own_settings(service_addresses, tmp_path_factory.mktemp("fuzz")).changed(
+        TOPIC_PARTITIONS=1
     )
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, daemon=True)
     thread.start()
 
     async def start() -> tuple[Redirector, Live]:
-        async with db.pool(conf, max_size=1) as pool:
+        async with db.pool(conf.postgres, max_size=1) as pool:
             async with pool.acquire() as conn:
-                await db.migrate(conn, conf.postgres_schema)
+                await db.migrate(conn, conf.postgres.schema)
             org = await create_org(pool, "Fuzz", tracking=True)
             link = await create_link(
-                pool, org_id=org, destination=DESTINATION, code_length=Settings().code_length
+                pool, org_id=org, destination=DESTINATION, code_length=Settings().links.code_length
             )
-        await ensure_topics(conf)
+        await ensure_topics(conf.kafka)
         running = Redirector(conf)
         await running.start("127.0.0.1", 0)
         port = int(running.url.rsplit(":", 1)[1])
@@ -70,8 +70,8 @@ def live(
         for task in pending:
             task.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
-        async with db.pool(conf, max_size=1) as pool:
-            await pool.execute(f'DROP SCHEMA "{conf.postgres_schema}" CASCADE')
+        async with db.pool(conf.postgres, max_size=1) as pool:
+            await pool.execute(f'DROP SCHEMA "{conf.postgres.schema}" CASCADE')
 
     runner, info = asyncio.run_coroutine_threadsafe(start(), loop).result(60)
     try:

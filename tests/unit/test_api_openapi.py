@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import inspect
 import re
-from dataclasses import replace
 
 import msgspec
 import pytest
@@ -108,11 +107,9 @@ def test_the_document_holds_exactly_the_schemas_the_types_generate() -> None:
 def test_the_api_refuses_settings_whose_short_links_cannot_fit_a_slot(
     domain: str, code_length: int, limit: int
 ) -> None:
-    settings = replace(
-        Settings(), short_domain=domain, code_length=code_length, dlt_var_limit=limit
-    )
+    settings = Settings().changed(SHORT_DOMAIN=domain, CODE_LENGTH=code_length, DLT_VAR_LIMIT=limit)
     with pytest.raises(SettingsError) as caught:
         create_app(settings)
     length = len(domain) + 1 + code_length
     assert str(caught.value).startswith(f"short links would take {length} characters")
-    create_app(replace(settings, dlt_var_limit=length))  # exactly fitting is fine
+    create_app(settings.changed(DLT_VAR_LIMIT=length))  # exactly fitting is fine

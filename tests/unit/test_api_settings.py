@@ -10,21 +10,24 @@ from shared.settings import Settings
 
 def test_defaults_fit_a_dlt_slot() -> None:
     s = Settings.from_env({})
-    assert (s.api_port, s.short_domain, s.code_length, s.dlt_var_limit) == (
+    assert (s.api.port, s.links.short_domain, s.links.code_length, s.api.dlt_var_limit) == (
         8082,
         "127.0.0.1:8080",
         10,
         30,
     )
-    assert len(s.short_domain) + 1 + s.code_length <= s.dlt_var_limit
-    assert s.operator_token.reveal() == ""
+    assert len(s.links.short_domain) + 1 + s.links.code_length <= s.api.dlt_var_limit
+    assert s.api.operator_token.reveal() == ""
 
 
 def test_the_short_domain_follows_the_short_base_url_unless_set() -> None:
     derived = Settings.from_env({"SHORT_BASE_URL": "https://s.acme.in/"})
-    assert (derived.short_base_url, derived.short_domain) == ("https://s.acme.in", "s.acme.in")
+    assert (derived.links.short_base_url, derived.links.short_domain) == (
+        "https://s.acme.in",
+        "s.acme.in",
+    )
     chosen = Settings.from_env({"SHORT_BASE_URL": "https://s.acme.in", "SHORT_DOMAIN": "a.in"})
-    assert chosen.short_domain == "a.in"
+    assert chosen.links.short_domain == "a.in"
 
 
 @pytest.mark.parametrize(
@@ -50,5 +53,5 @@ def test_malformed_values_name_their_variable(env: dict[str, str], message: str)
 def test_the_operator_token_is_masked() -> None:
     token = "t" * 40
     s = Settings.from_env({"OPERATOR_TOKEN": token})
-    assert s.operator_token.reveal() == token
+    assert s.api.operator_token.reveal() == token
     assert token not in repr(s) and token not in str(s)

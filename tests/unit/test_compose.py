@@ -57,8 +57,8 @@ def test_service_variables_are_settings_variables() -> None:
         unknown = set(env) - known
         assert not unknown, f"{name} sets variables Settings does not read: {unknown}"
         parsed = Settings.from_env({k: str(v) for k, v in env.items()})
-        assert parsed.kafka_bootstrap_servers == "kafka:9092"
-        assert parsed.postgres_dsn.reveal().endswith("@postgres:5432/clicktrack")
+        assert parsed.kafka.bootstrap_servers == "kafka:9092"
+        assert parsed.postgres.dsn.reveal().endswith("@postgres:5432/clicktrack")
 
 
 def test_published_ports_match_the_configured_ports() -> None:
@@ -68,32 +68,32 @@ def test_published_ports_match_the_configured_ports() -> None:
     )
     counter = Settings.from_env({k: str(v) for k, v in services["counter"]["environment"].items()})
     api = Settings.from_env({k: str(v) for k, v in services["api"]["environment"].items()})
-    assert services["redirector"]["ports"] == [f"{redirector.redirector_port}:8080"]
-    assert services["counter"]["ports"] == [f"{counter.counter_port}:8081"]
-    assert services["api"]["ports"] == [f"{api.api_port}:8082"]
+    assert services["redirector"]["ports"] == [f"{redirector.redirector.port}:8080"]
+    assert services["counter"]["ports"] == [f"{counter.counter.port}:8081"]
+    assert services["api"]["ports"] == [f"{api.api.port}:8082"]
     relay = Settings.from_env({k: str(v) for k, v in services["relay"]["environment"].items()})
     lag = Settings.from_env({k: str(v) for k, v in services["lag-exporter"]["environment"].items()})
-    assert services["relay"]["ports"] == [f"{relay.relay_port}:{Settings().relay_port}"]
-    assert services["lag-exporter"]["ports"] == [f"{lag.lag_port}:{Settings().lag_port}"]
+    assert services["relay"]["ports"] == [f"{relay.relay.port}:{Settings().relay.port}"]
+    assert services["lag-exporter"]["ports"] == [f"{lag.lag.port}:{Settings().lag.port}"]
     defaults = Settings()
-    assert (redirector.redirector_port, counter.counter_port, api.api_port) == (
-        defaults.redirector_port,
-        defaults.counter_port,
-        defaults.api_port,
+    assert (redirector.redirector.port, counter.counter.port, api.api.port) == (
+        defaults.redirector.port,
+        defaults.counter.port,
+        defaults.api.port,
     )
 
 
 def test_the_api_short_links_point_at_the_published_redirector() -> None:
     services = compose()["services"]
     api = Settings.from_env({k: str(v) for k, v in services["api"]["environment"].items()})
-    assert api.short_domain == f"127.0.0.1:{services['redirector']['ports'][0].split(':')[0]}"
+    assert api.links.short_domain == f"127.0.0.1:{services['redirector']['ports'][0].split(':')[0]}"
 
 
 def test_postgres_credentials_match_the_dsn() -> None:
     services = compose()["services"]
     env = services["postgres"]["environment"]
     dsn = Settings.from_env({"POSTGRES_DSN": services["counter"]["environment"]["POSTGRES_DSN"]})
-    assert dsn.postgres_dsn.reveal() == (
+    assert dsn.postgres.dsn.reveal() == (
         f"postgresql://{env['POSTGRES_USER']}:{env['POSTGRES_PASSWORD']}@postgres:5432/"
         f"{env['POSTGRES_DB']}"
     )

@@ -11,10 +11,10 @@ from shared.settings import Settings
 
 def test_counter_defaults() -> None:
     s = Settings.from_env({})
-    assert (s.counter_batch_max_records, s.counter_batch_wait_ms) == (10_000, 100)
-    assert (s.counter_session_timeout_ms, s.counter_instance_id) == (10_000, None)
-    assert (s.event_max_bytes, s.dedup_retention_days) == (65_536, 9)
-    assert s.counter_statements == 2
+    assert (s.counter.batch_max_records, s.counter.batch_wait_ms) == (10_000, 100)
+    assert (s.counter.session_timeout_ms, s.counter.instance_id) == (10_000, None)
+    assert (s.counter.event_max_bytes, s.counter.dedup_retention_days) == (65_536, 9)
+    assert s.counter.statements == 2
 
 
 def test_counter_values_come_from_the_environment() -> None:
@@ -26,8 +26,8 @@ def test_counter_values_come_from_the_environment() -> None:
             "TOPIC_RETENTION_HOURS": "700",
         }
     )
-    assert (s.counter_batch_max_records, s.counter_instance_id) == (500, "counter-1")
-    assert s.dedup_retention_days == 30
+    assert (s.counter.batch_max_records, s.counter.instance_id) == (500, "counter-1")
+    assert s.counter.dedup_retention_days == 30
 
 
 def test_the_dedup_window_must_outlive_the_topic() -> None:
@@ -45,7 +45,7 @@ def test_an_oversized_batch_names_its_variable() -> None:
 
 
 def test_counter_statements_default_and_bounds() -> None:
-    assert Settings.from_env({}).counter_statements == 2
-    assert Settings.from_env({"COUNTER_STATEMENTS": "1"}).counter_statements == 1
+    assert Settings.from_env({}).counter.statements == 2
+    assert Settings.from_env({"COUNTER_STATEMENTS": "1"}).counter.statements == 1
     with pytest.raises(SettingsError, match="COUNTER_STATEMENTS must be between 1 and 8, got 9"):
         Settings.from_env({"COUNTER_STATEMENTS": "9"})

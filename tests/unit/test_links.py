@@ -8,12 +8,12 @@ from shared.codes import ALPHABET, mint_code
 from shared.settings import Settings
 
 
-@pytest.mark.parametrize("length", [8, Settings().code_length, 20])
+@pytest.mark.parametrize("length", [8, Settings().links.code_length, 20])
 def test_codes_are_fixed_length_base62_and_do_not_repeat(length: int) -> None:
     codes = [mint_code(length) for _ in range(2000)]
     assert all(len(c) == length and set(c) <= set(ALPHABET) for c in codes)
     defaults = Settings()
-    shape = code_shape(defaults.code_min_length, defaults.code_max_length)
+    shape = code_shape(defaults.redirector.code_min_length, defaults.redirector.code_max_length)
     assert all(shape.fullmatch(c) for c in codes)  # the redirector looks every one up
     assert len(set(codes)) == 2000
 

@@ -10,18 +10,22 @@ from shared.settings import Settings
 
 def test_defaults() -> None:
     s = Settings.from_env({})
-    assert (s.lag_port, s.lag_groups, s.lag_poll_ms, s.lag_window_samples) == (8083, (), 10_000, 10)
-    assert (s.relay_group, s.relay_port, s.relay_start_from) == (
+    assert (s.lag.port, s.lag.groups, s.lag.poll_ms, s.lag.window_samples) == (8083, (), 10_000, 10)
+    assert (s.relay.group, s.relay.port, s.relay.start_from) == (
         "clicktrack-webhooks",
         8086,
         "latest",
     )
-    assert (s.webhook_max_attempts, s.webhook_backoff_ms, s.webhook_allow_insecure) == (
+    assert (
+        s.relay.webhook_max_attempts,
+        s.relay.webhook_backoff_ms,
+        s.relay.webhook_allow_insecure,
+    ) == (
         6,
         1000,
         False,
     )
-    assert (s.webhook_dlq_topic, s.topic_replication_factor) == ("webhooks.dlq", 0)
+    assert (s.relay.webhook_dlq_topic, s.kafka.topic_replication_factor) == ("webhooks.dlq", 0)
 
 
 def test_values_come_from_the_environment() -> None:
@@ -34,14 +38,14 @@ def test_values_come_from_the_environment() -> None:
             "TOPIC_REPLICATION_FACTOR": "3",
         }
     )
-    assert s.lag_groups == ("clicktrack-counter", "warehouse")
-    assert (s.lag_window_samples, s.relay_start_from, s.webhook_allow_insecure) == (
+    assert s.lag.groups == ("clicktrack-counter", "warehouse")
+    assert (s.lag.window_samples, s.relay.start_from, s.relay.webhook_allow_insecure) == (
         3,
         "earliest",
         True,
     )
-    assert s.topic_replication_factor == 3
-    assert Settings.from_env({"WEBHOOK_ALLOW_INSECURE": "0"}).webhook_allow_insecure is False
+    assert s.kafka.topic_replication_factor == 3
+    assert Settings.from_env({"WEBHOOK_ALLOW_INSECURE": "0"}).relay.webhook_allow_insecure is False
 
 
 @pytest.mark.parametrize(

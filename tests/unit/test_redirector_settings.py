@@ -8,31 +8,48 @@ from shared.settings import Settings
 
 def test_redirector_defaults() -> None:
     s = Settings.from_env({})
-    assert (s.redirector_workers, s.code_min_length, s.code_max_length) == (1, 4, 32)
-    assert (s.publish_queue_size, s.publish_high_water, s.publish_send_timeout_ms) == (
+    assert (s.redirector.workers, s.redirector.code_min_length, s.redirector.code_max_length) == (
+        1,
+        4,
+        32,
+    )
+    assert (
+        s.redirector.publish_queue_size,
+        s.redirector.publish_high_water,
+        s.redirector.publish_send_timeout_ms,
+    ) == (
         10_000,
         8_000,
         5_000,
     )
-    assert (s.spool_dir, s.spool_max_mb, s.spool_file_mb, s.spool_fsync_ms) == (
+    assert (
+        s.redirector.spool_dir,
+        s.redirector.spool_max_mb,
+        s.redirector.spool_file_mb,
+        s.redirector.spool_fsync_ms,
+    ) == (
         ".stack/spool/redirector",
         1024,
         64,
         50,
     )
-    assert (s.bot_cidrs, s.trusted_proxies) == ((), ())
-    assert (s.publish_linger_ms, s.local_cache_ttl_s, s.local_code_ttl_s) == (50, 30, 86_400)
+    assert (s.redirector.bot_cidrs, s.redirector.trusted_proxies) == ((), ())
+    assert (
+        s.redirector.publish_linger_ms,
+        s.redirector.local_cache_ttl_s,
+        s.redirector.local_code_ttl_s,
+    ) == (50, 30, 86_400)
 
 
 def test_linger_and_code_ttl_are_read_from_the_environment() -> None:
     s = Settings.from_env({"PUBLISH_LINGER_MS": "0", "LOCAL_CODE_TTL_S": "600"})
-    assert (s.publish_linger_ms, s.local_code_ttl_s) == (0, 600)
+    assert (s.redirector.publish_linger_ms, s.redirector.local_code_ttl_s) == (0, 600)
 
 
 def test_cidr_lists_are_parsed_and_normalised() -> None:
     s = Settings.from_env({"BOT_CIDRS": " 203.0.113.7/24, ,2001:db8::/32", "TRUSTED_PROXIES": ""})
-    assert s.bot_cidrs == ("203.0.113.0/24", "2001:db8::/32")
-    assert s.trusted_proxies == ()
+    assert s.redirector.bot_cidrs == ("203.0.113.0/24", "2001:db8::/32")
+    assert s.redirector.trusted_proxies == ()
 
 
 @pytest.mark.parametrize(

@@ -26,7 +26,7 @@ async def world(
 ) -> AsyncIterator[World]:
     """The world of `reports.world`, every click counted by a running counter."""
     built, clicks = await build_world(api)
-    await publish(producer, settings.clicks_topic, clicks)
+    await publish(producer, settings.kafka.clicks_topic, clicks)
     counter = Counter(settings)
     await counter.start()
     try:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import socket
 from collections.abc import AsyncIterator
-from dataclasses import replace
 
 import aiohttp
 import asyncpg
@@ -27,10 +26,9 @@ def closed_port() -> int:
 @pytest.fixture
 async def cut_off(api_settings: Settings, pool: asyncpg.Pool) -> AsyncIterator[str]:
     """Base URL of an API on the same Postgres whose Kafka and Redis addresses answer nothing."""
-    settings = replace(
-        api_settings,
-        kafka_bootstrap_servers=f"127.0.0.1:{closed_port()}",
-        redis_url=Secret(f"redis://127.0.0.1:{closed_port()}/0"),
+    settings = api_settings.changed(
+        KAFKA_BOOTSTRAP_SERVERS=f"127.0.0.1:{closed_port()}",
+        REDIS_URL=Secret(f"redis://127.0.0.1:{closed_port()}/0"),
     )
     server = TestServer(create_app(settings), host="127.0.0.1")
     await server.start_server()

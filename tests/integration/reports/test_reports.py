@@ -162,7 +162,7 @@ async def test_day_buckets_follow_the_named_time_zone(
     at = [day + timedelta(hours=18, minutes=10), day + timedelta(hours=19, minutes=10)]
     await publish(
         producer,
-        settings.clicks_topic,
+        settings.kafka.clicks_topic,
         [
             make_event(
                 occurred_at=t.isoformat().replace("+00:00", "Z"),
@@ -255,7 +255,7 @@ async def test_lag_says_how_many_clicks_are_not_counted_yet(
     producer: AIOKafkaProducer,
 ) -> None:
     built, clicks = await build_world(api)
-    await publish(producer, settings.clicks_topic, clicks)
+    await publish(producer, settings.kafka.clicks_topic, clicks)
     before = await api.call("GET", "/v1/report", auth=built.key)
     assert before["lag"] == {"status": "behind", "records": 10, "last_counted_at": None}
     assert before["totals"] == ZERO
