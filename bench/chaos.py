@@ -86,30 +86,25 @@ class Stack:
             "POSTGRES_DSN": f"postgresql://clicktrack:clicktrack@127.0.0.1:{PORTS['postgres']}/clicktrack",
         }
 
-    def script(self, command: str) -> None:
+    def script(self, *command: str, timeout_s: float = 300) -> str:
+        """Run `deploy/stack.sh COMMAND...` for this stack; its standard output."""
         done = subprocess.run(
-            ["bash", str(ROOT / "deploy" / "stack.sh"), command],
+            ["bash", str(ROOT / "deploy" / "stack.sh"), *command],
             env=self.env,
             capture_output=True,
             text=True,
-            timeout=300,
+            timeout=timeout_s,
         )
         if done.returncode != 0:
-            raise RuntimeError(f"stack.sh {command} failed:\n{done.stdout}\n{done.stderr}")
+            raise RuntimeError(
+                f"stack.sh {' '.join(command)} failed:\n{done.stdout}\n{done.stderr}"
+            )
+        return done.stdout
 
     def pid(self, service: str) -> int:
         """The pid of `service` as the stack recorded it (`stack.sh pid`), not recomputed here:
         Postgres's data folder may live outside STACK_DIR (its `location` file says where)."""
-        done = subprocess.run(
-            ["bash", str(ROOT / "deploy" / "stack.sh"), "pid", service],
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-        if done.returncode != 0:
-            raise RuntimeError(f"stack.sh pid {service} failed:\n{done.stdout}\n{done.stderr}")
-        return int(done.stdout.split()[-1])
+        return int(self.script("pid", service, timeout_s=60).split()[-1])
 
 
 class Process:

@@ -12,17 +12,11 @@ from pathlib import Path
 import orjson
 import pytest
 
+from bench.chaos import CHECKED
+
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
-CHECKED = (
-    "lost_pg",
-    "double_pg",
-    "lost_redis",
-    "double_redis",
-    "unique_mismatch_pg",
-    "unique_mismatch_redis",
-)
 
 
 @pytest.mark.timeout(900)
