@@ -81,7 +81,8 @@ class EndOffsets:
                 with errors("starting its clients", servers):
                     consumer = await self._started()
                     partitions = await self._topic_partitions()
-                ends = await end_offsets(consumer, partitions, servers)
+                # described within PARTITIONS_TTL_S: no metadata round trips per report
+                ends = await end_offsets(consumer, partitions, servers, known_to_exist=True)
                 return {tp.partition: offset for tp, offset in ends.items()}
         except (DependencyError, TimeoutError) as exc:
             log.warning("kafka end offsets unavailable", extra={"error": repr(exc)})
