@@ -2,11 +2,13 @@
 
     .venv/bin/python bench/event_codec.py [--against 0824e0a] [--calls 200000]
 
+No services needed: it measures CPU only. Ends with one JSON line, like every benchmark.
+
 Times building and encoding one event as the redirector does (positionally, then
 `events.encode`) and decoding it as the counter does (`events.decode`), in ns per call. With
 `--against REV` it loads `shared/events.py` as it was at that revision (before the one
 `ClickEvent`: `encode_click` and `read_record`) and times it on the same event in the same
-process, interleaved round by round, and prints new/old ratios. Each figure is the best round:
+process, interleaved round by round, and reports new/old ratios. Each figure is the best round:
 on a shared machine the other rounds measure the neighbours.
 """
 
@@ -24,6 +26,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.outcome import finish  # noqa: E402
 from shared import events  # noqa: E402
 
 EVENT: tuple[Any, ...] = (
@@ -75,7 +78,7 @@ def old_cases(rev: str) -> dict[str, Callable[[], object]]:
     }
 
 
-def main() -> None:
+def main() -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--against", metavar="REV", help="also time shared/events.py at REV")
     parser.add_argument("--calls", type=int, default=200_000, help="calls per case (200,000)")
@@ -90,14 +93,14 @@ def main() -> None:
         for name, case in cases.items():
             ns = timeit.timeit(case, number=per_round) / per_round * 1e9
             best[name] = min(best[name], ns)
+    result: dict[str, Any] = {"calls": args.calls, "rounds": args.rounds}
     for op in ("encode", "decode"):
-        line = f"{op}: new {best[f'new {op}']:5.0f} ns/call"
+        result[f"{op}_ns"] = round(best[f"new {op}"])
         if args.against:
-            old = best[f"old {op}"]
-            line += f"   old {old:5.0f} ns/call   new/old {best[f'new {op}'] / old:.2f}"
-        print(line)
-    print(f"({args.calls:,} calls per case, best of {args.rounds} rounds of {per_round:,})")
+            result[f"{op}_ns_at_{args.against}"] = round(best[f"old {op}"])
+            result[f"ratio_{op}_new_vs_old"] = round(best[f"new {op}"] / best[f"old {op}"], 3)
+    return result
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(finish("event_codec", main))

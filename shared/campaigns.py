@@ -33,6 +33,13 @@ DEFAULT_CHANNEL = "sms"
 PARENT_KINDS = frozenset({"resend", "recurring"})
 """Kinds that may name a parent campaign."""
 _CHANNEL = re.compile(CHANNEL_PATTERN)
+
+
+def is_channel(value: str) -> bool:
+    """True when `value` is a channel's valid spelling (`CHANNEL_PATTERN`)."""
+    return _CHANNEL.fullmatch(value) is not None
+
+
 _COLUMNS = "id, org_id, name, kind, channel, parent_id, created_at"
 
 
@@ -65,7 +72,7 @@ async def create_campaign(
         raise InvalidInputError(
             f"campaign kind must be one of {', '.join(sorted(CAMPAIGN_KINDS))}", code="invalid_kind"
         )
-    if not isinstance(channel, str) or not _CHANNEL.fullmatch(channel):
+    if not isinstance(channel, str) or not is_channel(channel):
         raise InvalidInputError(
             "channel must be 1 to 32 lower-case letters, digits or '_', starting with a letter",
             code="invalid_channel",

@@ -35,7 +35,7 @@ from typing import Annotated, Any, Literal, get_args
 import msgspec
 import uuid_utils
 
-from shared.campaigns import CHANNEL_PATTERN, CampaignKind
+from shared.campaigns import CHANNEL_PATTERN, CampaignKind, is_channel
 from shared.errors import EventError
 
 SCHEMA_VERSION = 1
@@ -47,8 +47,10 @@ Outcome = Literal["redirect", "fallback", "gone"]
 """What the visitor got: the destination, an expired link's fallback URL, or 410 Gone."""
 OUTCOMES: tuple[Outcome, ...] = get_args(Outcome)
 
-Id = Annotated[int, msgspec.Meta(ge=1, le=2**63 - 1)]
-"""A database id: a positive Postgres bigint."""
+MAX_ID = 2**63 - 1
+"""The largest database id (a Postgres bigint)."""
+Id = Annotated[int, msgspec.Meta(ge=1, le=MAX_ID)]
+"""A database id: a positive Postgres bigint (the API's bodies take the same type)."""
 Header = Annotated[str, msgspec.Meta(extra_json_schema={"maxLength": 512})]
 """A request header as published: cut to 512 characters by the redirector."""
 
@@ -174,13 +176,12 @@ def decode(raw: bytes | None) -> ClickEvent:
     return event
 
 
-_CHANNEL = re.compile(CHANNEL_PATTERN)
 _channels_seen: set[str] = set()
 """Channels that matched `CHANNEL_PATTERN`: a handful in practice, kept up to 1,024."""
 
 
 def _check_channel(channel: str) -> None:
-    if not _CHANNEL.search(channel):
+    if not is_channel(channel):
         raise EventError(f"field 'channel' {channel[:64]!r} does not match {CHANNEL_PATTERN}")
     if len(_channels_seen) < 1024:
         _channels_seen.add(channel)

@@ -20,12 +20,11 @@ import msgspec
 from msgspec import UNSET, Meta, UnsetType
 
 from shared.campaigns import CHANNEL_PATTERN, CampaignKind
+from shared.events import Id
 from shared.minting import MAX_RECIPIENT
 from shared.orgs import MAX_NAME
 from shared.urls import MAX_URL_LENGTH
 
-MAX_ID = 2**63 - 1
-"""Largest id (a Postgres bigint)."""
 MAX_RECIPIENTS = 100_000
 """Recipients one request may carry; the CLI streams bigger lists in chunks of this size."""
 MAX_SLOTS = 100
@@ -41,7 +40,6 @@ def doc(text: str) -> Meta:
     return Meta(description=text)
 
 
-Id = Annotated[int, Meta(ge=1, le=MAX_ID)]
 Name = Annotated[str, Meta(min_length=1, max_length=MAX_NAME)]
 Url = Annotated[str, Meta(max_length=MAX_URL_LENGTH)]
 Time = Annotated[datetime, Meta(tz=True)]

@@ -17,9 +17,10 @@ import msgspec
 from aiohttp import web
 from msgspec import inspect
 
-from services.api.bodies import MAX_ID, Body
+from services.api.bodies import Body
 from services.api.errors import BadRequestError
 from shared.errors import InvalidInputError, NotFoundError
+from shared.events import MAX_ID
 
 MAX_PAGE = 1000
 _STEP = re.compile(r"\.(\w+)|\[(\d+)\]")

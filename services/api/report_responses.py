@@ -8,9 +8,10 @@ from typing import Annotated, Literal
 import msgspec
 from msgspec import Meta
 
-from services.api.bodies import Id, Time, doc
+from services.api.bodies import Time, doc
 from services.api.responses import Campaign, Closed, Link
 from shared.campaigns import CampaignKind
+from shared.events import Id
 
 Count = Annotated[int, Meta(ge=0)]
 Source = Annotated[

@@ -12,7 +12,8 @@ from typing import Annotated, Literal
 import msgspec
 from msgspec import Meta
 
-from services.api.bodies import Id, Kind, Time, doc
+from services.api.bodies import Kind, Time, doc
+from shared.events import Id
 
 
 class Closed(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
