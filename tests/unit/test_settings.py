@@ -2,12 +2,12 @@ from __future__ import annotations
 
 import inspect
 import re
+import sys
 from dataclasses import fields
 from pathlib import Path
 
 import pytest
 
-from shared import settings as settings_module
 from shared.errors import SettingsError
 from shared.settings import Secret, Settings, mask_url
 from shared.variables import Rule, attributes, variable
@@ -101,8 +101,8 @@ def test_every_variable_is_named_once_and_documented() -> None:
     each field's docstring names its variable."""
     names = Settings.variables()
     assert len(names) == len(set(names)) == 70
-    source = inspect.getsource(settings_module)
     for kind in Settings.sections().values():
+        source = inspect.getsource(sys.modules[kind.__module__])
         body = source[source.index(f"class {kind.__name__}(") :]
         for name, attribute in attributes(kind).items():
             field_doc = re.search(rf'^    {attribute}: .*?\n    """(.*?)"""', body, re.S | re.M)
