@@ -27,7 +27,9 @@ Services add leaves of their own under these (`services.api.errors.BadRequestErr
 `services.cli.loadgen.LoadgenError`); nothing raised on purpose stands outside the root.
 
 Every class has a `code` (a stable, machine-readable name used as the `error` of an HTTP error
-body) and `context` (extra facts for that body, such as the `position` in a template).
+body), given like `retriable` beside its bases (`class NotFoundError(ClicktrackError,
+code="not_found")`), and `context` (extra facts for that body, such as the `position` in a
+template).
 
 Library errors (aiokafka, redis, asyncpg) are translated at the helper boundary, and only there:
 `shared.db.errors`, `shared.redis_client.errors` and `shared.kafka.errors` raise
@@ -47,6 +49,15 @@ class ClicktrackError(Exception):
     retriable: bool = False
     code: str = "internal_error"
 
+    def __init_subclass__(cls, code: str | None = None, retriable: bool | None = None) -> None:
+        """A subclass states its `code` and `retriable` beside its bases:
+        `class NotFoundError(ClicktrackError, code="not_found")`."""
+        super().__init_subclass__()
+        if code is not None:
+            cls.code = code
+        if retriable is not None:
+            cls.retriable = retriable
+
     def __init__(self, detail: str = "", *, code: str | None = None, **context: int | str) -> None:
         super().__init__(detail)
         if code is not None:
@@ -63,102 +74,69 @@ class SettingsError(ClicktrackError):
     """An environment variable is missing or malformed; the message names it."""
 
 
-class DependencyError(ClicktrackError):
+class DependencyError(ClicktrackError, code="dependency_unavailable", retriable=True):
     """A service we depend on (Kafka, Redis, Postgres) is unreachable or failed."""
 
-    retriable = True
-    code = "dependency_unavailable"
 
-
-class RedisEmptyError(DependencyError):
+class RedisEmptyError(DependencyError, code="redis_empty"):
     """Redis lacks the marker key: it lost its data and must be rebuilt from Postgres."""
 
-    code = "redis_empty"
 
-
-class EarlierBatchFailed(DependencyError):
+class EarlierBatchFailed(DependencyError, code="earlier_batch_failed"):
     """The counter's batch read before this one failed: this one's offsets must not be stored."""
 
-    code = "earlier_batch_failed"
 
-
-class QueryError(ClicktrackError):
+class QueryError(ClicktrackError, code="query_failed", retriable=True):
     """Postgres refused a statement (a deadlock, a serialization failure, a trigger's error, a
     bug). Retriable: the same statement may pass on a second try; the message says which."""
 
-    retriable = True
-    code = "query_failed"
 
-
-class ConflictError(QueryError):
+class ConflictError(QueryError, code="conflict", retriable=False):
     """A unique key already has a row (`UNIQUE`, `PRIMARY KEY`)."""
 
-    retriable = False
-    code = "conflict"
 
-
-class MissingRowError(QueryError):
+class MissingRowError(QueryError, code="missing_row", retriable=False):
     """A row the statement refers to does not exist (a `FOREIGN KEY` found nothing)."""
-
-    retriable = False
-    code = "missing_row"
 
 
 class EventError(ClicktrackError):
     """A click event cannot be decoded or does not match its schema."""
 
 
-class NotFoundError(ClicktrackError):
+class NotFoundError(ClicktrackError, code="not_found"):
     """The thing asked for does not exist."""
 
-    code = "not_found"
 
-
-class InvalidInputError(ClicktrackError):
+class InvalidInputError(ClicktrackError, code="invalid_input"):
     """Input that cannot be accepted as given; the message says why and `code` names the rule."""
 
-    code = "invalid_input"
 
-
-class InvalidLinkError(InvalidInputError, ValueError):
+class InvalidLinkError(InvalidInputError, ValueError, code="invalid_destination"):
     """A destination, expiry or fallback URL is not acceptable; the message says why."""
 
-    code = "invalid_destination"
 
-
-class TemplateError(InvalidInputError):
+class TemplateError(InvalidInputError, code="invalid_template"):
     """A DLT template or its slot values break a rule (`link_outside_var`, `var_too_long`, ...)."""
 
-    code = "invalid_template"
 
-
-class AuthError(ClicktrackError):
+class AuthError(ClicktrackError, code="unauthorized"):
     """The request carries no credential, or one that is unknown or revoked."""
 
-    code = "unauthorized"
 
-
-class ForbiddenError(ClicktrackError):
+class ForbiddenError(ClicktrackError, code="forbidden"):
     """The credential is valid but may not do this (an API key on an operator route)."""
 
-    code = "forbidden"
 
-
-class WebhookError(InvalidInputError):
+class WebhookError(InvalidInputError, code="invalid_webhook_url"):
     """A webhook endpoint cannot be registered or used: not https, a private address, ..."""
 
-    code = "invalid_webhook_url"
 
-
-class DeliveryError(ClicktrackError):
+class DeliveryError(ClicktrackError, code="webhook_delivery_failed", retriable=True):
     """One webhook delivery attempt failed: refused connection, timeout, non-2xx answer.
 
     `retry_after_s` is the delay the endpoint asked for (`Retry-After`), if any; an attempt that
     can never succeed (a private address) is raised with `retriable=False`.
     """
-
-    retriable = True
-    code = "webhook_delivery_failed"
 
     def __init__(
         self, message: str, *, retry_after_s: float | None = None, retriable: bool = True
@@ -168,10 +146,8 @@ class DeliveryError(ClicktrackError):
         self.retriable = retriable
 
 
-class SignatureError(ClicktrackError):
+class SignatureError(ClicktrackError, code="invalid_signature"):
     """A received webhook does not carry a valid signature within the time tolerance."""
-
-    code = "invalid_signature"
 
 
 class Boundary:

@@ -42,10 +42,8 @@ _HTTP_CODES = {
 }
 
 
-class BadRequestError(InvalidInputError):
+class BadRequestError(InvalidInputError, code="bad_request"):
     """The request itself cannot be read (not JSON, not an object): HTTP 400."""
-
-    code = "bad_request"
 
 
 def dumps(value: Any) -> str:

@@ -30,10 +30,8 @@ PHONE_UA = (
 UA_MARK = " ct-click/"
 
 
-class LoadgenError(InvalidInputError, ValueError):
+class LoadgenError(InvalidInputError, ValueError, code="loadgen_refused"):
     """The load generator was asked for something it refuses (e.g. a non-loopback target)."""
-
-    code = "loadgen_refused"
 
 
 @dataclass(frozen=True)
