@@ -64,6 +64,48 @@ _CLICK_ORDER = 2**32
 """Orders a batch's clicks by hour, then by place in the batch, in one bigint (hours since 1970
 times this, plus the place): a batch holds far fewer clicks than this."""
 
+_FIRST_CLICK = f"min(hour_s / 3600 * {_CLICK_ORDER} + n)"
+"""A link visitor's first click in the batch: its hour, then its place in the batch (the hourly
+unique counts in that click's hour and channel)."""
+
+
+def _visitors(scope: str, *, first_click: str = "NULL::bigint", where: str = "") -> str:
+    """The three steps that find the batch's human visitors of one scope (`link`, `campaign`):
+
+    - `{scope}_pairs`: each visitor once, with the first and last day the batch saw it on;
+    - `new_{scope}_visitors`: the all-time rows inserted (each one a new unique);
+    - `{scope}_state`: each visitor of the batch, new or known, with its first day on the scope:
+      this batch's earliest for a new visitor, the stored one for a known visitor ('-infinity'
+      for a row from before 0013, whose days only daily_visitors knows). A known row this
+      statement cannot see was committed by a concurrent batch after the statement began:
+      visitor_first_day() reads it with a fresh snapshot (it runs only then).
+    """
+    key = f"{scope}_id"
+    return f"""{scope}_pairs AS MATERIALIZED (
+    SELECT {key}, visitor, min(day) AS first_day, max(day) AS last_day,
+           {first_click} AS first_click
+    FROM humans {where}
+    GROUP BY 1, 2
+),
+new_{scope}_visitors AS (
+    INSERT INTO {scope}_visitors ({key}, visitor_id, first_day)
+    SELECT {key}, visitor, first_day FROM {scope}_pairs ORDER BY 1, 2
+    ON CONFLICT DO NOTHING
+    RETURNING {key}, visitor_id
+),
+{scope}_state AS MATERIALIZED (
+    SELECT p.{key} AS scope_id, p.visitor, p.last_day > p.first_day AS spread,
+           p.first_click, n.{key} IS NOT NULL AS new,
+           CASE WHEN n.{key} IS NOT NULL THEN p.first_day
+           ELSE coalesce((SELECT coalesce(v.first_day, '-infinity') FROM {scope}_visitors v
+                          WHERE v.{key} = p.{key} AND v.visitor_id = p.visitor),
+                         visitor_first_day('{scope[0]}', p.{key}, p.visitor))
+           END AS first_day
+    FROM {scope}_pairs p
+    LEFT JOIN new_{scope}_visitors n ON n.{key} = p.{key} AND n.visitor_id = p.visitor
+)"""
+
+
 # $1..$9: the batch's distinct events, one array per column (`Click`'s first nine), in the order
 # read; a click's UTC day is its hour's. $10, $11: consumer group and topic; $12..$14: partition,
 # next offset, first offset of the batch.
@@ -94,58 +136,8 @@ marked AS MATERIALIZED (
 humans AS MATERIALIZED (
     SELECT * FROM marked WHERE fresh AND NOT is_bot
 ),
-link_pairs AS MATERIALIZED (
-    -- each human visitor of a link once: the first and last day the batch saw them on, and
-    -- their first click (its hour, then its place in the batch), for the hourly unique
-    SELECT link_id, visitor, min(day) AS first_day, max(day) AS last_day,
-           min(hour_s / 3600 * {_CLICK_ORDER} + n) AS first_click
-    FROM humans GROUP BY 1, 2
-),
-new_link_visitors AS (
-    INSERT INTO link_visitors (link_id, visitor_id, first_day)
-    SELECT link_id, visitor, first_day FROM link_pairs ORDER BY 1, 2
-    ON CONFLICT DO NOTHING
-    RETURNING link_id, visitor_id
-),
-link_state AS MATERIALIZED (
-    -- each link visitor of the batch, new or known, with its first day on the link: this
-    -- batch's earliest for a new visitor, the stored one for a known visitor ('-infinity' for a
-    -- row from before 0013, whose days only daily_visitors knows). A known row this statement
-    -- cannot see was committed by a concurrent batch after the statement began:
-    -- visitor_first_day() reads it with a fresh snapshot (it runs only then).
-    SELECT p.link_id AS scope_id, p.visitor, p.last_day > p.first_day AS spread,
-           p.first_click, n.link_id IS NOT NULL AS new,
-           CASE WHEN n.link_id IS NOT NULL THEN p.first_day
-           ELSE coalesce((SELECT coalesce(v.first_day, '-infinity') FROM link_visitors v
-                          WHERE v.link_id = p.link_id AND v.visitor_id = p.visitor),
-                         visitor_first_day('l', p.link_id, p.visitor))
-           END AS first_day
-    FROM link_pairs p
-    LEFT JOIN new_link_visitors n ON n.link_id = p.link_id AND n.visitor_id = p.visitor
-),
-campaign_pairs AS MATERIALIZED (
-    SELECT campaign_id, visitor, min(day) AS first_day, max(day) AS last_day FROM humans
-    WHERE campaign_id IS NOT NULL
-    GROUP BY 1, 2
-),
-new_campaign_visitors AS (
-    INSERT INTO campaign_visitors (campaign_id, visitor_id, first_day)
-    SELECT campaign_id, visitor, first_day FROM campaign_pairs ORDER BY 1, 2
-    ON CONFLICT DO NOTHING
-    RETURNING campaign_id, visitor_id
-),
-campaign_state AS MATERIALIZED (
-    SELECT p.campaign_id AS scope_id, p.visitor, p.last_day > p.first_day AS spread,
-           n.campaign_id IS NOT NULL AS new,
-           CASE WHEN n.campaign_id IS NOT NULL THEN p.first_day
-           ELSE coalesce((SELECT coalesce(v.first_day, '-infinity') FROM campaign_visitors v
-                          WHERE v.campaign_id = p.campaign_id AND v.visitor_id = p.visitor),
-                         visitor_first_day('c', p.campaign_id, p.visitor))
-           END AS first_day
-    FROM campaign_pairs p
-    LEFT JOIN new_campaign_visitors n
-        ON n.campaign_id = p.campaign_id AND n.visitor_id = p.visitor
-),
+{_visitors("link", first_click=_FIRST_CLICK)},
+{_visitors("campaign", where="WHERE campaign_id IS NOT NULL")},
 new_daily_visitors AS (
     -- a visitor seen on a day other than its first day on the scope takes a daily row (new
     -- that day if inserted); only a known visitor, or one the batch saw on several days, can be
