@@ -14,7 +14,7 @@ from aiohttp import web
 
 from services.api.context import POOL
 from services.api.insights import Tally, series
-from services.api.reports import Subject, subject_of
+from services.api.reports import subject_of
 from services.api.window import Window
 
 WIDTH, HEIGHT = 760, 280
@@ -26,21 +26,13 @@ BOTS = ("bots", "#8c959f", "Bot clicks", "4 3")
 
 
 def add_routes(router: web.UrlDispatcher) -> None:
-    router.add_get(r"/v1/campaigns/{campaign_id:\d+}/chart.svg", campaign_chart)
-    router.add_get("/v1/chart.svg", org_chart)
+    router.add_get(r"/v1/campaigns/{campaign_id:\d+}/chart.svg", chart)
+    router.add_get("/v1/chart.svg", chart)
 
 
-async def campaign_chart(request: web.Request) -> web.Response:
-    """The campaign's clicks over the window, as SVG."""
-    return await _chart(request, await subject_of(request, "campaign"))
-
-
-async def org_chart(request: web.Request) -> web.Response:
-    """The organisation's clicks over the window, as SVG."""
-    return await _chart(request, await subject_of(request, "org"))
-
-
-async def _chart(request: web.Request, subject: Subject) -> web.Response:
+async def chart(request: web.Request) -> web.Response:
+    """The clicks of the campaign or the organisation the path names, over the window, as SVG."""
+    subject = await subject_of(request)
     rows = await series(request.app[POOL], subject.scope, subject.id, subject.window)
     title = f"Clicks of {'campaign ' if subject.scope == 'campaign' else ''}{subject.label}"
     return _svg_response(render(rows, subject.window, title))

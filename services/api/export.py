@@ -36,24 +36,14 @@ CHUNK_ROWS = 1000
 
 
 def add_routes(router: web.UrlDispatcher) -> None:
-    router.add_get(r"/v1/links/{link_id:\d+}/report.csv", link_csv)
-    router.add_get(r"/v1/campaigns/{campaign_id:\d+}/report.csv", campaign_csv)
-    router.add_get("/v1/report.csv", org_csv)
+    router.add_get(r"/v1/links/{link_id:\d+}/report.csv", report_csv)
+    router.add_get(r"/v1/campaigns/{campaign_id:\d+}/report.csv", report_csv)
+    router.add_get("/v1/report.csv", report_csv)
 
 
-async def link_csv(request: web.Request) -> web.StreamResponse:
-    """The link's report as CSV."""
-    return await _stream(request, await subject_of(request, "link"))
-
-
-async def campaign_csv(request: web.Request) -> web.StreamResponse:
-    """The campaign's report as CSV."""
-    return await _stream(request, await subject_of(request, "campaign"))
-
-
-async def org_csv(request: web.Request) -> web.StreamResponse:
-    """The organisation's report as CSV."""
-    return await _stream(request, await subject_of(request, "org"))
+async def report_csv(request: web.Request) -> web.StreamResponse:
+    """The report of the link, the campaign or the organisation the path names, as CSV."""
+    return await _stream(request, await subject_of(request))
 
 
 _ROWS = """

@@ -83,7 +83,8 @@ def path_parameters(path: str) -> list[Schema]:
 
 @dataclass(frozen=True, slots=True)
 class Op:
-    """One documented operation; its `operationId` is its handler's name."""
+    """One documented operation; its `operationId` is its handler's name unless `name` says
+    otherwise (one handler may serve a resource at several scopes)."""
 
     method: str
     path: str
@@ -103,6 +104,8 @@ class Op:
     """Media type of the success body (`text/csv`, `image/svg+xml`: no JSON schema)."""
     query: tuple[Schema, ...] = ()
     """Query parameters other than paging (the reports' window)."""
+    name: str = ""
+    """The `operationId`, when it is not the handler's name."""
 
     def operation(self) -> Schema:
         """The operation object of the document."""
@@ -118,7 +121,7 @@ class Op:
             responses[str(code)] = answer(ERRORS[code], "Error")
         parameters = path_parameters(self.path) + (PAGE if self.paged else []) + [*self.query]
         operation: Schema = {
-            "operationId": self.handler.__name__,
+            "operationId": self.name or self.handler.__name__,
             "summary": self.summary,
             "description": f"Credential: {self.auth}.",
             "security": [{"bearer": []}],
@@ -180,6 +183,13 @@ _CSV = (
     " X-Clicktrack-As-Of, X-Clicktrack-Lag, X-Clicktrack-Lag-Records."
 )
 _CHART = "Line chart of total, unique and bot clicks"
+_SCOPES = (
+    ("link", "/v1/links/{link_id}", "A link's", _REPORT_ERRORS),
+    ("campaign", "/v1/campaigns/{campaign_id}", "A campaign's", _REPORT_ERRORS),
+    ("org", "/v1", "The organisation's", (*_NO_404, 422)),
+)
+"""The scopes of the CSV reports and charts (one handler each, the scope read from the path):
+name, path prefix, whose, error answers."""
 
 OPERATIONS = (
     Op("post", "/v1/orgs", orgs.create_org, "Create an organisation (tracking off)", OPERATOR,
@@ -223,18 +233,16 @@ OPERATIONS = (
        query=WINDOW),
     Op("get", "/v1/report", reports.org_report, "Report of the organisation", KEY,
        (200, OrgReport), errors=(*_NO_404, 422), query=WINDOW),
-    Op("get", "/v1/links/{link_id}/report.csv", export.link_csv,
-       "A link's report as CSV (streamed)", KEY, (200, _CSV), errors=_REPORT_ERRORS,
-       query=WINDOW, media="text/csv"),
-    Op("get", "/v1/campaigns/{campaign_id}/report.csv", export.campaign_csv,
-       "A campaign's report as CSV (streamed)", KEY, (200, _CSV), errors=_REPORT_ERRORS,
-       query=WINDOW, media="text/csv"),
-    Op("get", "/v1/report.csv", export.org_csv, "The organisation's report as CSV (streamed)",
-       KEY, (200, _CSV), errors=(*_NO_404, 422), query=WINDOW, media="text/csv"),
-    Op("get", "/v1/campaigns/{campaign_id}/chart.svg", chart.campaign_chart,
-       "A campaign's clicks over time (SVG)", KEY, (200, _CHART), errors=_REPORT_ERRORS,
-       query=WINDOW, media="image/svg+xml"),
-    Op("get", "/v1/chart.svg", chart.org_chart, "The organisation's clicks over time (SVG)", KEY,
-       (200, _CHART), errors=(*_NO_404, 422), query=WINDOW, media="image/svg+xml"),
+    *(
+        Op("get", f"{base}/report.csv", export.report_csv, f"{whose} report as CSV (streamed)",
+           KEY, (200, _CSV), errors=errors, query=WINDOW, media="text/csv", name=f"{scope}_csv")
+        for scope, base, whose, errors in _SCOPES
+    ),
+    *(
+        Op("get", f"{base}/chart.svg", chart.chart, f"{whose} clicks over time (SVG)", KEY,
+           (200, _CHART), errors=errors, query=WINDOW, media="image/svg+xml",
+           name=f"{scope}_chart")
+        for scope, base, whose, errors in _SCOPES[1:]
+    ),
 )  # fmt: skip
 """Every operation under /v1/ but the document itself."""

@@ -68,17 +68,17 @@ class Subject:
     """When the request was read: the report's `as_of`."""
 
 
-async def subject_of(request: web.Request, scope: str) -> Subject:
+async def subject_of(request: web.Request) -> Subject:
     """The caller's link or campaign named in the path (another organisation's is 404), or the
-    caller's organisation, with the query's window."""
+    caller's organisation when the path names neither, with the query's window."""
     org_id = await require_org(request)
     now = datetime.now(UTC)
     window = window_of(request, now)
     pool = request.app[POOL]
-    if scope == "link":
+    if "link_id" in request.match_info:
         link = await get_link(pool, org_id, path_id(request, "link_id"))
         return Subject("link", link.id, f"link {link.id}", window, now)
-    if scope == "campaign":
+    if "campaign_id" in request.match_info:
         campaign = await get_campaign(pool, org_id, path_id(request, "campaign_id"))
         return Subject("campaign", campaign.id, campaign.name, window, now)
     return Subject("org", org_id, "all campaigns", window, now)
