@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Iterable
+from contextlib import AsyncExitStack
 from typing import TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -112,6 +113,20 @@ async def require_topics(producer: AIOKafkaProducer, topics: Iterable[str], serv
             f"Kafka at {servers} has no topic {', '.join(missing)}: "
             "create the topics with `clicktrack topics`"
         )
+
+
+async def dead_letter_producer(
+    stack: AsyncExitStack, kafka: KafkaSettings, what: str, topics: Iterable[str]
+) -> AIOKafkaProducer:
+    """A started idempotent producer (`acks=all`) for a consumer's dead letters, stopped when
+    `stack` closes, after checking that `topics` (the ones the process reads and writes) exist."""
+    producer = AIOKafkaProducer(
+        bootstrap_servers=kafka.bootstrap_servers, acks="all", enable_idempotence=True
+    )
+    await start_with_retries(producer.start, what, kafka.bootstrap_servers)
+    stack.push_async_callback(producer.stop)
+    await require_topics(producer, topics, kafka.bootstrap_servers)
+    return producer
 
 
 def topic_configs(kafka: KafkaSettings, replicas: int = 1) -> dict[str, str]:

@@ -31,16 +31,14 @@ MAX_DAYS = 3_700
 
 @dataclass(frozen=True, slots=True)
 class Window:
-    """A half-open range [start, end) of whole UTC hours, cut into buckets of a time zone."""
+    """A half-open range [`start`, `end`) of whole UTC hours (aware: the first hour in the window
+    and the first after it), cut into buckets (`bucket`: `hour` or `day`) of the time zone `tz`
+    (an IANA name, `UTC` or `Asia/Kolkata`) in which its buckets and times are shown."""
 
     start: datetime
-    """First UTC hour in the window (aware)."""
     end: datetime
-    """First UTC hour after the window (aware)."""
     bucket: str
-    """`hour` or `day`."""
     tz: str
-    """IANA time zone name the buckets and times are shown in (`UTC`, `Asia/Kolkata`)."""
 
     @property
     def zone(self) -> zoneinfo.ZoneInfo:

@@ -19,20 +19,18 @@ EXIT_NOT_OK = 1
 EXIT_ERROR = 2
 
 
-@click.command("lag")
+@click.command("lag", context_settings={"show_default": True})
 @click.option("--group", "groups", multiple=True, help="Only this group (repeatable).")
 @click.option("--json", "as_json", is_flag=True, help="One JSON array instead of a table.")
 @click.option(
     "--samples",
     default=5,
-    show_default=True,
     type=click.IntRange(1, 1000),
     help="Samples in the window the status is judged on (1: a snapshot, OK or STOP only).",
 )
 @click.option(
     "--interval",
     default=1.0,
-    show_default=True,
     type=click.FloatRange(0.0, 3600.0),
     help="Seconds between two samples.",
 )

@@ -15,7 +15,7 @@ from contextlib import AsyncExitStack, suppress
 from datetime import UTC, datetime
 
 import asyncpg
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
 from prometheus_client import CollectorRegistry
 
@@ -29,7 +29,7 @@ from shared import db
 from shared.consume import ConsumerLoop
 from shared.counts import CountStore
 from shared.errors import ClicktrackError, retriable
-from shared.kafka import require_topics, start_with_retries
+from shared.kafka import dead_letter_producer, start_with_retries
 from shared.redis_client import redis_client
 from shared.service import cancel
 from shared.settings import Settings
@@ -66,13 +66,8 @@ class Counter:
                 )
             )
             counts = CountStore(await self._stack.enter_async_context(redis_client(s.redis)))
-            dlq = AIOKafkaProducer(
-                bootstrap_servers=s.kafka.bootstrap_servers, acks="all", enable_idempotence=True
-            )
-            await start_with_retries(dlq.start, "DLQ producer", s.kafka.bootstrap_servers)
-            self._stack.push_async_callback(dlq.stop)
-            await require_topics(
-                dlq, [s.kafka.clicks_topic, s.kafka.dlq_topic], s.kafka.bootstrap_servers
+            dlq = await dead_letter_producer(
+                self._stack, s.kafka, "DLQ producer", [s.kafka.clicks_topic, s.kafka.dlq_topic]
             )
             consumer = AIOKafkaConsumer(
                 bootstrap_servers=s.kafka.bootstrap_servers,

@@ -11,10 +11,12 @@ from __future__ import annotations
 from bisect import bisect_left
 from collections.abc import Iterator
 
-from prometheus_client import CollectorRegistry, Counter
+from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
+
+from shared.metrics import counters
 
 LATENCY_BUCKETS_S = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 OUTCOMES = ("redirected", "fallback", "gone", "not_found", "malformed", "unavailable")
@@ -108,59 +110,19 @@ class RedirectorMetrics:
         )
         self.hits = {name: hits.labels(name) for name in LAYERS}
         registry.register(_LocalCollector([self.requests, redirects, hits], self.latency))
-        misses = Counter(
-            "clicktrack_resolve_misses",
-            "Lookups a layer could not answer and passed on (memory, redis)",
-            ["layer"],
-            registry=registry,
-        )
+        count = counters(registry)
+        misses = count("resolve_misses", "Lookups a layer passed on (memory, redis)", "layer")
         self.misses = {name: misses.labels(name) for name in LAYERS[:2]}
-        self.negative_hits = Counter(
-            "clicktrack_resolve_negative_hits",
-            "Unknown codes answered from the negative cache without asking Postgres",
-            registry=registry,
+        self.negative_hits = count("resolve_negative_hits", "Unknown codes the negative cache knew")
+        self.postgres_lookups = count("resolve_postgres_lookups", "Postgres queries for a code")
+        self.dependency_errors = count(
+            "resolve_dependency_errors", "Redis or Postgres failures or timeouts", "dependency"
         )
-        self.postgres_lookups = Counter(
-            "clicktrack_resolve_postgres_lookups",
-            "Queries sent to Postgres to resolve a code",
-            registry=registry,
-        )
-        self.dependency_errors = Counter(
-            "clicktrack_resolve_dependency_errors",
-            "Redis or Postgres failures or timeouts while resolving",
-            ["dependency"],
-            registry=registry,
-        )
-        self.invalidations = Counter(
-            "clicktrack_cache_invalidations",
-            "Link-change messages received over Redis pub/sub",
-            registry=registry,
-        )
-        self.bots = Counter(
-            "clicktrack_bot_clicks",
-            "Redirects flagged as bots, by signal",
-            ["signal"],
-            registry=registry,
-        )
+        self.invalidations = count("cache_invalidations", "Link changes heard on Redis pub/sub")
+        self.bots = count("bot_clicks", "Redirects flagged as bots, by signal", "signal")
         # Publishing (the sink): the queue-depth and spool gauges are set by the publisher.
-        self.sent = Counter(
-            "clicktrack_events_sent", "Click events acknowledged by Kafka", registry=registry
-        )
-        self.spooled = Counter(
-            "clicktrack_events_spooled", "Click events written to the disk spool", registry=registry
-        )
-        self.replayed = Counter(
-            "clicktrack_events_replayed",
-            "Spooled click events acknowledged by Kafka on replay",
-            registry=registry,
-        )
-        self.dropped = Counter(
-            "clicktrack_events_dropped",
-            "Click events lost: the spool was full or unwritable (should stay 0)",
-            registry=registry,
-        )
-        self.producer_errors = Counter(
-            "clicktrack_producer_errors",
-            "Batches Kafka did not acknowledge in time (their events were spooled)",
-            registry=registry,
-        )
+        self.sent = count("events_sent", "Click events acknowledged by Kafka")
+        self.spooled = count("events_spooled", "Click events written to the disk spool")
+        self.replayed = count("events_replayed", "Spooled click events acknowledged on replay")
+        self.dropped = count("events_dropped", "Click events lost: spool full or unwritable")
+        self.producer_errors = count("producer_errors", "Batches not acknowledged in time")

@@ -20,7 +20,7 @@ from functools import partial
 
 import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
-from prometheus_client import CollectorRegistry, Counter
+from prometheus_client import CollectorRegistry
 
 from services.relay import endpoints
 from services.relay.delivery import Deliverer, Outcome
@@ -28,7 +28,8 @@ from services.relay.endpoints import Endpoint
 from shared import db, events
 from shared.consume import ConsumerLoop
 from shared.errors import EventError
-from shared.kafka import errors, require_topics, start_with_retries
+from shared.kafka import dead_letter_producer, errors, start_with_retries
+from shared.metrics import counters
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -45,27 +46,11 @@ class RelayMetrics:
     """Counters of the relay, on its own registry."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
-        self.delivered = Counter(
-            "clicktrack_webhook_events_delivered",
-            "Events posted and acknowledged",
-            registry=registry,
-        )
-        self.requests = Counter(
-            "clicktrack_webhook_requests",
-            "Webhook POSTs by result (ok, failed: one attempt that failed)",
-            ["result"],
-            registry=registry,
-        )
-        self.dead_lettered = Counter(
-            "clicktrack_webhook_dead_lettered",
-            "Events no retry could deliver, sent to the webhook dead-letter topic",
-            registry=registry,
-        )
-        self.unreadable = Counter(
-            "clicktrack_webhook_records_unreadable",
-            "Records of the click topic the relay could not decode (skipped)",
-            registry=registry,
-        )
+        count = counters(registry)
+        self.delivered = count("webhook_events_delivered", "Events posted and acknowledged")
+        self.requests = count("webhook_requests", "Webhook POSTs by result (ok, failed)", "result")
+        self.dead_lettered = count("webhook_dead_lettered", "Events no retry could deliver")
+        self.unreadable = count("webhook_records_unreadable", "Records skipped: not readable")
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,13 +90,11 @@ class Relay:
                     allow_insecure=s.relay.webhook_allow_insecure,
                 )
             )
-            dlq = AIOKafkaProducer(
-                bootstrap_servers=s.kafka.bootstrap_servers, acks="all", enable_idempotence=True
-            )
-            await start_with_retries(dlq.start, "webhook DLQ producer", s.kafka.bootstrap_servers)
-            self._stack.push_async_callback(dlq.stop)
-            await require_topics(
-                dlq, [s.kafka.clicks_topic, s.relay.webhook_dlq_topic], s.kafka.bootstrap_servers
+            dlq = await dead_letter_producer(
+                self._stack,
+                s.kafka,
+                "webhook DLQ producer",
+                [s.kafka.clicks_topic, s.relay.webhook_dlq_topic],
             )
             consumer = AIOKafkaConsumer(
                 s.kafka.clicks_topic,
