@@ -84,7 +84,7 @@ class Counter:
                 consumer=consumer,
                 dead_letters=DeadLetters(dlq, s.kafka.dlq_topic, self.metrics.dead_lettered),
                 healer=Healer(pool, counts, self.metrics.redis_rebuilds),
-                positions=Positions(consumer, pool, s, self.metrics.lag),
+                positions=Positions(consumer, pool, s, self.metrics.lag, self.metrics.offset_gaps),
             )
             stopping = asyncio.Event()  # the pipeline stops filling a batch when the loop stops
             pipeline = Pipeline(parts, s, self.metrics, stopping)

@@ -19,6 +19,7 @@ class CounterMetrics:
     dead_lettered: Metric
     batch_failures: Metric
     redis_rebuilds: Metric
+    offset_gaps: Metric
     batch_size: Histogram
     batch_seconds: Histogram
     click_to_count_seconds: Histogram
@@ -45,6 +46,11 @@ class CounterMetrics:
             redis_rebuilds=Metric(
                 "clicktrack_redis_rebuilds",
                 "Times Redis was found empty and rebuilt from Postgres",
+                registry=registry,
+            ),
+            offset_gaps=Metric(
+                "clicktrack_offset_gaps",
+                "Batches that started after the records expected next (sought again)",
                 registry=registry,
             ),
             batch_size=Histogram(

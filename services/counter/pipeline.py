@@ -137,15 +137,15 @@ class Pipeline:
             for tp, records in read.records.items():
                 if tp not in assigned or tp in positions.needs_seek or not records:
                     continue  # revoked, or read from a position we are about to correct
+                # min and max: a rebalance while the batch filled may have re-sought it
+                first, end = min(r.offset for r in records), max(r.offset for r in records) + 1
+                if not positions.follows(tp, first, end):
+                    continue  # records were skipped before it: read again from Postgres's
                 clicks += read.clicks[tp]
                 already_dead = positions.replay_until.get(tp.partition, -1)
                 # a record below it was dead-lettered before a crash: do not send it twice
                 rejected += [(r, why) for r, why in read.refused[tp] if r.offset >= already_dead]
-                # min and max: a rebalance while the batch filled may have re-sought it
-                offsets[tp.partition] = (
-                    min(r.offset for r in records),
-                    max(r.offset for r in records) + 1,
-                )
+                offsets[tp.partition] = (first, end)
                 self._metrics.consumed.inc(len(records))
             if not offsets:
                 return None

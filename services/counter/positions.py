@@ -5,6 +5,12 @@ positioned at the first offset of the last batch stored for it (`offsets.resume_
 batch is read again as duplicates (nothing is counted twice), and its Redis write happens again,
 which heals Redis after a crash between the Postgres commit and the Redis write.
 
+A batch is counted only if it starts where the batches before it on the partition ended, or
+before (`follows`): records skipped between two batches would otherwise be passed by the stored
+offsets without ever being counted. A gap is logged and counted (`clicktrack_offset_gaps`), the
+partition is sought again from Postgres, and a gap found again in the same place after that
+seek is taken as real (records the log no longer holds: retention, transaction markers).
+
 The offsets are also committed to Kafka, in order and in the background, for lag tools only.
 """
 
@@ -16,7 +22,7 @@ from contextlib import suppress
 
 import asyncpg
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from prometheus_client import Gauge
+from prometheus_client import Counter, Gauge
 
 from services.counter.offsets import resume_points
 from shared import db, kafka
@@ -36,19 +42,30 @@ class Positions:
     """The read positions of one counter's consumer, sought from the offsets in Postgres."""
 
     def __init__(
-        self, consumer: AIOKafkaConsumer, pool: asyncpg.Pool, settings: Settings, lag: Gauge
+        self,
+        consumer: AIOKafkaConsumer,
+        pool: asyncpg.Pool,
+        settings: Settings,
+        lag: Gauge,
+        gaps: Counter,
     ) -> None:
         self._consumer = consumer
         self._pool = pool
         self._group, self._topic = settings.counter.group, settings.kafka.clicks_topic
         self._servers = settings.kafka.bootstrap_servers
         self._lag = lag
+        self._gap_count = gaps
         self.needs_seek: set[TopicPartition] = set()
         """Partitions to position before anything read from them counts."""
         self.replay_until: dict[int, int] = {}
         """partition -> the offset after the last batch stored: a record below it that is
         refused was dead-lettered before, and is not sent twice."""
         self._next: dict[int, int] = {}
+        self._read_to: dict[int, int] = {}
+        """partition -> where the next batch must start, at the latest: the first offset after
+        the last batch taken, or the first not yet counted when the partition was sought."""
+        self._gaps: dict[int, tuple[int, int]] = {}
+        """partition -> (expected, found) of the last gap, until a batch follows on."""
         self._committing: asyncio.Task[None] | None = None
 
     def seek_all_again(self) -> None:
@@ -74,10 +91,35 @@ class Positions:
                     # Nothing counted from it yet: start from the beginning (dedup makes it safe).
                     await self._consumer.seek_to_beginning(tp)
                     self.replay_until[tp.partition] = -1
+                    self._read_to.pop(tp.partition, None)  # the log's first offset, unknown
                     continue
                 self._consumer.seek(tp, point.replay_from)
                 self.replay_until[tp.partition] = point.next_offset
                 self._next[tp.partition] = point.next_offset
+                self._read_to[tp.partition] = point.next_offset  # the first not yet counted
+
+    def follows(self, tp: TopicPartition, first: int, end: int) -> bool:
+        """Whether a batch holding offsets `first` to `end - 1` of `tp` may be counted: it starts
+        where the batches taken before it ended, or before (what it repeats is a duplicate). If
+        not, the partition is sought again before anything more of it counts."""
+        expected = self._read_to.get(tp.partition, first)
+        if first > expected and self._gaps.get(tp.partition) != (expected, first):
+            self._gaps[tp.partition] = (expected, first)
+            self.needs_seek.add(tp)
+            self._gap_count.inc()
+            log.error(
+                "offset gap: batch starts after the records expected next; seeking again",
+                extra={"partition": tp.partition, "expected": expected, "first": first},
+            )
+            return False
+        if first > expected:
+            log.error(
+                "offset gap found again after seeking: the log does not hold these records",
+                extra={"partition": tp.partition, "expected": expected, "first": first},
+            )
+        self._gaps.pop(tp.partition, None)
+        self._read_to[tp.partition] = max(end, self._read_to.get(tp.partition, end))
+        return True
 
     def stored(self, offsets: Offsets) -> None:
         """A batch stored `offsets` in Postgres: note where each partition stands, and commit
@@ -96,6 +138,7 @@ class Positions:
     def revoked(self, partitions: set[TopicPartition]) -> None:
         for tp in partitions:
             self._next.pop(tp.partition, None)
+            self._read_to.pop(tp.partition, None)
             with suppress(KeyError):
                 self._lag.remove(tp.topic, str(tp.partition))
 
