@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import random
+import socket
 import time
 import urllib.error
 import urllib.request
@@ -96,6 +98,29 @@ def call_json(
             return resp.status, orjson.loads(resp.read() or b"{}")
     except urllib.error.HTTPError as exc:
         return exc.code, orjson.loads(exc.read() or b"{}")
+
+
+def free_ports(count: int = 1) -> list[int]:
+    """`count` consecutive TCP ports free on 127.0.0.1 right now, for a process a test starts.
+
+    Fixed ports collide when two suites run at once (two worktrees against one stack); a port
+    picked here can still be taken before the process binds it, but only by a race, not always.
+    """
+    for _ in range(200):
+        base = random.randrange(20000, 60000 - count)
+        sockets: list[socket.socket] = []
+        try:
+            for port in range(base, base + count):
+                sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                sockets.append(sock)
+                sock.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        finally:
+            for sock in sockets:
+                sock.close()
+        return list(range(base, base + count))
+    raise RuntimeError(f"no {count} consecutive free ports found on 127.0.0.1")
 
 
 class Forwarder:

@@ -8,9 +8,9 @@ import subprocess
 import time
 from pathlib import Path
 
+from tests.helpers import free_ports
+
 ROOT = Path(__file__).resolve().parents[2]
-OUTAGE_PORT = 19092
-"""This suite's reserved broker port (the controller takes the next one)."""
 
 
 class OwnBroker:
@@ -21,7 +21,9 @@ class OwnBroker:
     named in `env` are only reused by stack.sh, never stopped.
     """
 
-    def __init__(self, stack_dir: Path, services: dict[str, str], port: int = OUTAGE_PORT) -> None:
+    def __init__(self, stack_dir: Path, services: dict[str, str], port: int | None = None) -> None:
+        if port is None:  # the controller takes the next port
+            port = free_ports(2)[0]
         self.address = f"127.0.0.1:{port}"
         self._stack_dir = stack_dir
         self._env = {

@@ -1,7 +1,7 @@
 """The broker dies under traffic: every request still gets its 302, every click is spooled, and
 after the broker comes back every click is on the topic (an event may be there twice).
 
-Runs its own Kafka on port 19092 (deploy/stack.sh, a temporary STACK_DIR): the shared broker is
+Runs its own Kafka on free ports (deploy/stack.sh, a temporary STACK_DIR): the shared broker is
 never touched.
 """
 

@@ -15,11 +15,10 @@ import pytest
 
 from shared.links import create_link, create_org
 from shared.settings import Settings
-from tests.helpers import read_topic
+from tests.helpers import free_ports, read_topic
 
 pytestmark = pytest.mark.integration
 
-PORT = 18086  # in this suite's reserved range
 DESTINATION = "https://shop.example.in/p/42?ref=sms"
 PHONE = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) Mobile/15E148 Safari/604.1"
 
@@ -34,6 +33,7 @@ async def test_workers_share_the_port_and_sigterm_loses_nothing(
             pool, org_id=org_id, destination=DESTINATION, code_length=settings.links.code_length
         )
     ).codes[None]
+    (port,) = free_ports()
     env = {
         **os.environ,
         "KAFKA_BOOTSTRAP_SERVERS": settings.kafka.bootstrap_servers,
@@ -41,7 +41,7 @@ async def test_workers_share_the_port_and_sigterm_loses_nothing(
         "POSTGRES_DSN": settings.postgres.dsn.reveal(),
         "POSTGRES_SCHEMA": settings.postgres.schema,
         "CLICKS_TOPIC": settings.kafka.clicks_topic,
-        "REDIRECTOR_PORT": str(PORT),
+        "REDIRECTOR_PORT": str(port),
         "REDIRECTOR_WORKERS": "2",
         "REDIRECTOR_METRICS_PORT": "0",
         "SPOOL_DIR": str(tmp_path / "spool"),
@@ -55,7 +55,7 @@ async def test_workers_share_the_port_and_sigterm_loses_nothing(
             spools = [tmp_path / "spool" / f"worker-{i}" for i in range(2)]
             for _ in range(300):  # both workers up: bounded wait (30 s)
                 try:
-                    async with http.get(f"http://127.0.0.1:{PORT}/readyz") as resp:
+                    async with http.get(f"http://127.0.0.1:{port}/readyz") as resp:
                         # A worker opens its spool once its SIGTERM handler is in place; one
                         # still importing would die of the signal with nothing to drain.
                         if (
@@ -71,7 +71,7 @@ async def test_workers_share_the_port_and_sigterm_loses_nothing(
             for i in range(200):
                 # A new connection each time, so the kernel may pick either worker.
                 async with http.get(
-                    f"http://127.0.0.1:{PORT}/{code}",
+                    f"http://127.0.0.1:{port}/{code}",
                     headers={"User-Agent": f"{PHONE} p/{i}", "Connection": "close"},
                     allow_redirects=False,
                 ) as resp:

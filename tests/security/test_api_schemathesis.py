@@ -18,11 +18,12 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import call_json as call
+from tests.helpers import free_ports
 
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
-PORT = 18601
+(PORT,) = free_ports()
 OPERATOR = "operator-token-for-schemathesis-" + "0" * 16
 CHECKS = ",".join(
     [

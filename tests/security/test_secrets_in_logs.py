@@ -16,11 +16,12 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import call_json as call
+from tests.helpers import free_ports
 
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
-PORTS = {"api": 18610, "redirector": 18611, "counter": 18612}
+PORTS = dict(zip(("api", "redirector", "counter"), free_ports(3), strict=True))
 OPERATOR = "operator-secret-" + uuid.uuid4().hex + uuid.uuid4().hex
 VISITOR_KEY = "visitor-secret-" + uuid.uuid4().hex
 
