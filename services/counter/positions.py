@@ -103,19 +103,22 @@ class Positions:
         where the batches taken before it ended, or before (what it repeats is a duplicate). If
         not, the partition is sought again before anything more of it counts."""
         expected = self._read_to.get(tp.partition, first)
-        if first > expected and self._gaps.get(tp.partition) != (expected, first):
-            self._gaps[tp.partition] = (expected, first)
-            self.needs_seek.add(tp)
-            self._gap_count.inc()
-            log.error(
-                "offset gap: batch starts after the records expected next; seeking again",
-                extra={"partition": tp.partition, "expected": expected, "first": first},
-            )
-            return False
         if first > expected:
+            where = {"partition": tp.partition, "expected": expected, "first": first}
+            if self._gaps.get(tp.partition) != (expected, first):
+                self._gaps[tp.partition] = (expected, first)
+                self.needs_seek.add(tp)
+                self._gap_count.inc()
+                log.error(
+                    "offset gap: batch starts after the records expected next; seeking again",
+                    extra=where,
+                )
+                return False
+            # Sought once already and the same gap is back: the log no longer holds those records
+            # (retention or a truncated log); count what it does hold.
             log.error(
                 "offset gap found again after seeking: the log does not hold these records",
-                extra={"partition": tp.partition, "expected": expected, "first": first},
+                extra=where,
             )
         self._gaps.pop(tp.partition, None)
         self._read_to[tp.partition] = max(end, self._read_to.get(tp.partition, end))
