@@ -10,6 +10,7 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter
 
 from services.api.freshness import EndOffsets
+from shared.metrics import counters
 from shared.settings import Settings
 
 
@@ -26,17 +27,17 @@ class Metrics:
     @classmethod
     def create(cls) -> Metrics:
         registry = CollectorRegistry()
+        count = counters(registry)
         return cls(
             registry=registry,
-            requests=Counter(
-                "clicktrack_api_requests",
+            requests=count(
+                "api_requests",
                 "API requests by method, route and status",
-                ["method", "route", "status"],
-                registry=registry,
+                "method",
+                "route",
+                "status",
             ),
-            codes_minted=Counter(
-                "clicktrack_api_codes_minted", "Short codes minted by the API", registry=registry
-            ),
+            codes_minted=count("api_codes_minted", "Short codes minted by the API"),
         )
 
 

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from prometheus_client import CollectorRegistry, Gauge, Histogram
 from prometheus_client import Counter as Metric
 
+from shared.metrics import counters
+
 _BATCH_SIZES = (1, 10, 50, 100, 250, 500, 1000, 2000, 5000, 10000)
 _SECONDS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
@@ -27,31 +29,25 @@ class CounterMetrics:
 
     @classmethod
     def create(cls, registry: CollectorRegistry) -> CounterMetrics:
+        count = counters(registry)
         return cls(
-            consumed=Metric("clicktrack_events_consumed", "Records read", registry=registry),
-            counted=Metric("clicktrack_events_counted", "New events counted", registry=registry),
-            duplicates=Metric(
-                "clicktrack_events_duplicate",
+            consumed=count("events_consumed", "Records read"),
+            counted=count("events_counted", "New events counted"),
+            duplicates=count(
+                "events_duplicate",
                 "Events read again (redelivered, or re-read after a crash) and not counted",
-                registry=registry,
             ),
-            dead_lettered=Metric(
-                "clicktrack_events_dead_lettered", "Records sent to the DLQ", registry=registry
-            ),
-            batch_failures=Metric(
-                "clicktrack_batch_failures",
+            dead_lettered=count("events_dead_lettered", "Records sent to the DLQ"),
+            batch_failures=count(
+                "batch_failures",
                 "Batches that failed on Kafka, Postgres or Redis and were read again",
-                registry=registry,
             ),
-            redis_rebuilds=Metric(
-                "clicktrack_redis_rebuilds",
-                "Times Redis was found empty and rebuilt from Postgres",
-                registry=registry,
+            redis_rebuilds=count(
+                "redis_rebuilds", "Times Redis was found empty and rebuilt from Postgres"
             ),
-            offset_gaps=Metric(
-                "clicktrack_offset_gaps",
+            offset_gaps=count(
+                "offset_gaps",
                 "Batches that started after the records expected next (sought again)",
-                registry=registry,
             ),
             batch_size=Histogram(
                 "clicktrack_batch_records",

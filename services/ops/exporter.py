@@ -36,6 +36,7 @@ from services.ops.lag_reader import LagReader
 from services.ops.lag_status import Status
 from shared.errors import ClicktrackError
 from shared.kafka import errors
+from shared.metrics import counters
 from shared.probes import Probes, Readiness
 from shared.service import background
 from shared.settings import Settings
@@ -66,9 +67,7 @@ def create_app(settings: Settings) -> web.Application:
     registry.register(LagCollector(state, settings.lag.cluster_name))
     app[SETTINGS] = settings
     app[STATE] = state
-    app[POLL_ERRORS] = Counter(
-        "clicktrack_lag_poll_errors", "Lag polls that failed", registry=registry
-    )
+    app[POLL_ERRORS] = counters(registry)("lag_poll_errors", "Lag polls that failed")
     app.cleanup_ctx.append(background(_connect_and_poll, "lag-poller"))
 
     async def ready() -> Readiness:
