@@ -46,14 +46,7 @@ class LagReader:
             admin = AIOKafkaAdminClient(bootstrap_servers=self._servers)
             await start_with_retries(admin.start, "kafka admin client", self._servers, retries=3)
             self._stack.push_async_callback(admin.close)
-            consumer = AIOKafkaConsumer(
-                bootstrap_servers=self._servers,
-                group_id=None,
-                enable_auto_commit=False,
-                auto_offset_reset="earliest",  # a committed offset already deleted: oldest kept
-                max_partition_fetch_bytes=64 * 1024,
-                fetch_max_wait_ms=100,
-            )
+            consumer = self._new_consumer()
             await start_with_retries(consumer.start, "lag consumer", self._servers, retries=3)
             self._stack.push_async_callback(consumer.stop)
         except BaseException:
@@ -61,6 +54,16 @@ class LagReader:
             raise
         self._admin, self._consumer = admin, consumer
         return self
+
+    def _new_consumer(self) -> AIOKafkaConsumer:
+        return AIOKafkaConsumer(
+            bootstrap_servers=self._servers,
+            group_id=None,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",  # a committed offset already deleted: oldest kept
+            max_partition_fetch_bytes=64 * 1024,
+            fetch_max_wait_ms=100,
+        )
 
     async def __aexit__(
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
@@ -118,31 +121,20 @@ class LagReader:
                 missing[tp] = offset
         if not missing:
             return found
-        consumer = self._consumer
-        consumer.assign(list(missing))
-        for tp, offset in missing.items():
-            consumer.seek(tp, offset)
-        deadline = time.monotonic() + timeout_s
-        empty: set[TopicPartition] = set()
+        # A consumer for this fetch only: one that kept its assignment would, once a topic of it
+        # is deleted (benchmarks and tests delete theirs), ask the broker for metadata in a busy
+        # loop (half a core, measured with py-spy); and `assign([])` on aiokafka 0.14 can hang
+        # its `stop()`.
+        consumer = self._new_consumer()
+        await start_with_retries(consumer.start, "lag consumer", self._servers, retries=3)
         try:
-            with errors("reading records", self._servers):
-                while len(found) + len(empty) < len(positions) and time.monotonic() < deadline:
-                    batches = await consumer.getmany(timeout_ms=100, max_records=len(missing) * 50)
-                    for tp, records in batches.items():
-                        if tp in found or not records:
-                            continue
-                        found[tp] = records[0].timestamp
-                        self._remember(tp, missing[tp], records[0].timestamp)
-                        consumer.pause(tp)
-                    for tp in missing.keys() - found.keys() - empty:
-                        # Read up to the end without a record: only transaction markers there.
-                        if tp in ends and await consumer.position(tp) >= ends[tp]:
-                            empty.add(tp)
-                            consumer.pause(tp)
+            consumer.assign(list(missing))
+            for tp, offset in missing.items():
+                consumer.seek(tp, offset)
+            await self._first_records(consumer, missing, ends, found, timeout_s)
         finally:
-            # Pause rather than `assign([])`: aiokafka 0.14's fetcher swallows the cancellation
-            # of `stop()` if it comes while it is dropping an assignment, and `stop()` then hangs.
             consumer.pause(*consumer.assignment())
+            await consumer.stop()
         # Nothing there (only transaction markers, or deleted): do not wait on it every poll.
         self._no_record.update(
             (tp.topic, tp.partition, o, ends.get(tp, -1))
@@ -150,6 +142,32 @@ class LagReader:
             if tp not in found
         )
         return found
+
+    async def _first_records(
+        self,
+        consumer: AIOKafkaConsumer,
+        missing: dict[TopicPartition, int],
+        ends: dict[TopicPartition, int],
+        found: dict[TopicPartition, int],
+        timeout_s: float,
+    ) -> None:
+        deadline = time.monotonic() + timeout_s
+        empty: set[TopicPartition] = set()
+        wanted = len(found) + len(missing)
+        with errors("reading records", self._servers):
+            while len(found) + len(empty) < wanted and time.monotonic() < deadline:
+                batches = await consumer.getmany(timeout_ms=100, max_records=len(missing) * 50)
+                for tp, records in batches.items():
+                    if tp in found or not records:
+                        continue
+                    found[tp] = records[0].timestamp
+                    self._remember(tp, missing[tp], records[0].timestamp)
+                    consumer.pause(tp)
+                for tp in missing.keys() - found.keys() - empty:
+                    # Read up to the end without a record: only transaction markers there.
+                    if tp in ends and await consumer.position(tp) >= ends[tp]:
+                        empty.add(tp)
+                        consumer.pause(tp)
 
     def _remember(self, tp: TopicPartition, offset: int, timestamp: int) -> None:
         if len(self._timestamps) >= _TIMESTAMP_CACHE_MAX:
