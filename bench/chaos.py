@@ -42,7 +42,9 @@ from shared.links import create_campaign, create_link, create_org
 from shared.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
-PY = str(ROOT / ".venv" / "bin" / "python")
+BIN = Path(sys.executable).parent
+"""The virtualenv running this benchmark (its python starts the services)."""
+PY = str(BIN / "python")
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -23,6 +24,8 @@ from tests.helpers import free_ports
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+"""The virtualenv running the tests (its console scripts: clicktrack, st)."""
 (PORT,) = free_ports()
 OPERATOR = "operator-token-for-schemathesis-" + "0" * 16
 CHECKS = ",".join(
@@ -52,8 +55,8 @@ def api(service_addresses: dict[str, str]) -> Iterator[str]:
         "API_RATE_BURST": "1000000",
         "API_AUTH_FAILURES_BURST": "1000000",
     }
-    python = str(ROOT / ".venv" / "bin" / "python")
-    clicktrack = str(ROOT / ".venv" / "bin" / "clicktrack")
+    python = str(BIN / "python")
+    clicktrack = str(BIN / "clicktrack")
     subprocess.run([clicktrack, "migrate"], env=env, check=True, capture_output=True)
     ARTIFACTS.mkdir(exist_ok=True)
     with (ARTIFACTS / "schemathesis-api.log").open("wb") as log:
@@ -94,7 +97,7 @@ def schemathesis(base: str, credential: str, name: str, *extra: str) -> tuple[in
     """Run `st run`; (cases generated, cases passed, output)."""
     done = subprocess.run(
         [
-            str(ROOT / ".venv" / "bin" / "st"),
+            str(BIN / "st"),
             "run",
             f"{base}/v1/openapi.json",
             "--header",

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -21,6 +22,8 @@ from tests.helpers import free_ports
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+"""The virtualenv running the tests (its console scripts: clicktrack, st)."""
 PORTS = dict(zip(("api", "redirector", "counter"), free_ports(3), strict=True))
 OPERATOR = "operator-secret-" + uuid.uuid4().hex + uuid.uuid4().hex
 VISITOR_KEY = "visitor-secret-" + uuid.uuid4().hex
@@ -63,7 +66,7 @@ def run(service_addresses: dict[str, str], tmp_path: Path) -> Iterator[tuple[dic
         "LOG_LEVEL": "DEBUG",
         "SPOOL_DIR": str(tmp_path / "spool"),
     }
-    clicktrack = str(ROOT / ".venv" / "bin" / "clicktrack")
+    clicktrack = str(BIN / "clicktrack")
     for command in ("migrate", "topics"):
         subprocess.run([clicktrack, command], env=env, check=True, capture_output=True)
     procs: list[subprocess.Popen[bytes]] = []
@@ -72,7 +75,7 @@ def run(service_addresses: dict[str, str], tmp_path: Path) -> Iterator[tuple[dic
             with (tmp_path / f"{name}.log").open("wb") as log:
                 procs.append(
                     subprocess.Popen(
-                        [str(ROOT / ".venv" / "bin" / "python"), "-m", f"services.{name}"],
+                        [str(BIN / "python"), "-m", f"services.{name}"],
                         env=env,
                         stdout=log,
                         stderr=log,

@@ -7,12 +7,15 @@ import json
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+"""The virtualenv running the tests (promtool is installed into it)."""
 RULES = ROOT / "deploy" / "prometheus"
 OPERATIONS = ROOT / "docs" / "operations.md"
 
@@ -20,7 +23,7 @@ OPERATIONS = ROOT / "docs" / "operations.md"
 @pytest.fixture(scope="module")
 def promtool() -> str:
     """promtool from the venv (`make promtool`), from PATH, or installed now."""
-    local = ROOT / ".venv" / "bin" / "promtool"
+    local = BIN / "promtool"
     if local.exists():
         return str(local)
     found = shutil.which("promtool")
