@@ -10,10 +10,12 @@ counter row is what production would write. Then the API (`create_app`) listens 
 (`--port`, default 8084) and each report endpoint is asked `--requests` times in a row over HTTP.
 
 Reported: p50 and p99 seconds per endpoint; `p50_s`/`p99_s` are the campaign report's (default
-window: 7 days of hours). Baselines measured in the same run on the same server: `/healthz` (the
-HTTP floor) and the campaign report's cheapest read alone (`SELECT 1` on the pool). The answers
-are checked against the counts of the generated events. The last line of output is one JSON
-object.
+window: 7 days of hours); `nonclickers_first_page_p99_s` is the first page (100) of the
+campaign's non-clickers, and `nonclickers_csv_s` the time to stream all of them as CSV (the
+slowest of three; each checked to hold exactly the recipients minus the clickers). Baselines
+measured in the same run on the same server: `/healthz` (the HTTP floor) and the campaign
+report's cheapest read alone (`SELECT 1` on the pool). The answers are checked against the counts
+of the generated events. The last line of output is one JSON object.
 
 Usage: bench/report [--recipients N] [--clicks N] [--requests N] [--port P] [--redis-db D]
 """
@@ -279,6 +281,8 @@ async def _measure(args: argparse.Namespace, settings: Settings, pool: Any) -> d
                 "org_report": "/v1/report",
                 "campaign_csv": f"/v1/campaigns/{original}/report.csv",
                 "campaign_chart_svg": f"/v1/campaigns/{original}/chart.svg",
+                "nonclickers_first_page": f"/v1/campaigns/{original}/non-clickers?limit=100",
+                "clickers_first_page": f"/v1/campaigns/{original}/clickers?limit=100",
                 "baseline_healthz": "/healthz",
             }
             measured = {
@@ -290,6 +294,20 @@ async def _measure(args: argparse.Namespace, settings: Settings, pool: Any) -> d
                 await pool.fetchval("SELECT 1")
 
             measured["baseline_postgres_select_1"] = await timed(args.requests, select_one)
+
+            page = await _get(http, f"/v1/campaigns/{original}/non-clickers?limit=100")
+            assert len(page["items"]) == 100, page
+            csv_seconds = []
+            for _ in range(3):
+                started = time.perf_counter()
+                lines = 0
+                async with http.get(f"/v1/campaigns/{original}/non-clickers.csv") as resp:
+                    assert resp.status == 200, resp.status
+                    async for chunk in resp.content.iter_chunked(1 << 16):
+                        lines += chunk.count(b"\n")
+                csv_seconds.append(time.perf_counter() - started)
+                # the header, then every recipient minus the clickers
+                assert lines == 1 + args.recipients - want["unique"], (lines, want)
     finally:
         await runner.cleanup()
     campaign = measured["campaign_report"]
@@ -313,6 +331,11 @@ async def _measure(args: argparse.Namespace, settings: Settings, pool: Any) -> d
         "p50_s": campaign["p50_s"],
         "p99_s": campaign["p99_s"],
         "target_s": 1.0,
+        "nonclickers_first_page_p99_s": measured["nonclickers_first_page"]["p99_s"],
+        "nonclickers_first_page_target_s": 0.25,
+        "nonclickers_csv_s": round(max(csv_seconds), 2),
+        "nonclickers_csv_target_s": 10.0,
+        "nonclickers": args.recipients - want["unique"],
         "over_http_floor_p50": round(campaign["p50_s"] / measured["baseline_healthz"]["p50_s"], 1),
     }
 

@@ -46,6 +46,27 @@ SCHEMA_TITLE = "Clicktrack click event, topic clicks.v1"
 Outcome = Literal["redirect", "fallback", "gone"]
 """What the visitor got: the destination, an expired link's fallback URL, or 410 Gone."""
 OUTCOMES: tuple[Outcome, ...] = get_args(Outcome)
+AFTER_EXPIRY: frozenset[str] = frozenset({"fallback", "gone"})
+"""Outcomes of a tap on an expired link: counted apart (`after_expiry`), never as human clicks."""
+
+BotKind = Literal["user_agent", "referrer", "network", "head"]
+"""Why a hit is a bot's, as the reports count them: the kind of its `bot_reason`."""
+BOT_KINDS: tuple[BotKind, ...] = get_args(BotKind)
+_BOT_KIND_OF_PREFIX: dict[str, BotKind] = {
+    "ua": "user_agent",
+    "referer": "referrer",
+    "cidr": "network",
+    "head": "head",
+}
+
+
+def bot_kind(reason: str | None) -> BotKind | None:
+    """The kind of a `bot_reason` (`ua:WhatsApp` -> `user_agent`, `head` -> `head`, ...); None for
+    no reason or one we do not know (the reports count those bots as `other`)."""
+    if not reason:
+        return None
+    return _BOT_KIND_OF_PREFIX.get(reason.split(":", 1)[0])
+
 
 MAX_ID = 2**63 - 1
 """The largest database id (a Postgres bigint)."""

@@ -1,7 +1,10 @@
-"""Organisations: who owns campaigns and API keys, and whether their links are tracked."""
+"""Organisations: who owns campaigns and API keys, whether their links are tracked, and the time
+zone their reports count days and hours in."""
 
 from __future__ import annotations
 
+import functools
+import zoneinfo
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -12,7 +15,7 @@ from shared.errors import InvalidInputError, NotFoundError
 MAX_NAME = 200
 """Longest organisation or campaign name, characters."""
 
-_COLUMNS = "id, name, link_tracking_enabled, created_at, tracking_changed_at"
+_COLUMNS = "id, name, link_tracking_enabled, created_at, tracking_changed_at, time_zone"
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,6 +29,41 @@ class Org:
     created_at: datetime
     tracking_changed_at: datetime | None
     """When an operator last switched tracking on or off; null if never."""
+    time_zone: str = "UTC"
+    """IANA name of the zone its reports count hours and days in (an operator sets it)."""
+
+
+@functools.cache
+def _zone_names() -> frozenset[str]:
+    return frozenset(zoneinfo.available_timezones()) | {"UTC"}
+
+
+def is_zone(name: str) -> bool:
+    """True for an IANA time zone name this process knows (and `UTC`)."""
+    return name in _zone_names()
+
+
+def check_time_zone(name: object) -> str:
+    """`name` if it is an IANA time zone name (`Asia/Kolkata`, `UTC`), else `InvalidInputError`."""
+    if not isinstance(name, str) or not is_zone(name):
+        shown = repr(name)[:64]
+        raise InvalidInputError(
+            f"time zone must be an IANA name such as UTC or Asia/Kolkata, got {shown}",
+            code="invalid_tz",
+        )
+    return name
+
+
+async def set_time_zone(conn: asyncpg.Connection | asyncpg.Pool, org_id: int, zone: str) -> Org:
+    """Set the organisation's time zone (an operator's decision); returns the organisation."""
+    row = await conn.fetchrow(
+        f"UPDATE orgs SET time_zone = $2 WHERE id = $1 RETURNING {_COLUMNS}",
+        org_id,
+        check_time_zone(zone),
+    )
+    if row is None:
+        raise NotFoundError(f"organisation {org_id} does not exist")
+    return Org(**dict(row))
 
 
 def clean_name(name: object, what: str = "name") -> str:

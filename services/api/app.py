@@ -13,6 +13,7 @@ from aiohttp import web
 from services.api import (
     campaigns,
     chart,
+    clickers,
     dashboard,
     export,
     links,
@@ -67,7 +68,7 @@ def create_app(settings: Settings) -> web.Application:
 
     Probes(app[METRICS].registry, ready).add_routes(app.router)
     app.router.add_get("/v1/openapi.json", openapi)
-    for module in (orgs, campaigns, links, render, reports, export, chart, dashboard):
+    for module in (orgs, campaigns, links, render, reports, export, chart, clickers, dashboard):
         module.add_routes(app.router)
     return app
 

@@ -13,7 +13,7 @@ from xml.sax.saxutils import escape, quoteattr
 from aiohttp import web
 
 from services.api.context import POOL
-from services.api.insights import Tally, series
+from services.api.insights import Tally, window_counts
 from services.api.reports import subject_of
 from services.api.window import Window
 
@@ -33,7 +33,8 @@ def add_routes(router: web.UrlDispatcher) -> None:
 async def chart(request: web.Request) -> web.Response:
     """The clicks of the campaign or the organisation the path names, over the window, as SVG."""
     subject = await subject_of(request)
-    rows = await series(request.app[POOL], subject.scope, subject.id, subject.window)
+    counted = await window_counts(request.app[POOL], subject.scope, subject.id, subject.window)
+    rows = counted.series
     title = f"Clicks of {'campaign ' if subject.scope == 'campaign' else ''}{subject.label}"
     return _svg_response(render(rows, subject.window, title))
 

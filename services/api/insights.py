@@ -1,10 +1,15 @@
-"""What the reports read: live all-time totals from Redis, series and breakdowns from Postgres.
+"""What the reports read: live all-time totals from Redis, windows from Postgres' quarter hours.
 
-Counts, everywhere: `total` (human clicks), `unique` and `bots` (link previews and scanners,
-never in the other two). In live totals `unique` is the scope's distinct human visitors. In a
-series or a breakdown (read from `hourly_counters`) `unique` counts the visitors a link met for
-the first time in that bucket or group: summed over all time it equals the link's unique count,
-and for a campaign the sum over its links (a visitor who taps two links counts on each).
+Counts, everywhere (docs/counting.md): `total` (human clicks on live links), `unique` (the
+distinct human visitors of the scope over the period, whatever the scope and the period: a
+visitor who taps two links of a campaign is one unique of the campaign), `bots` (link previews
+and scanners, never in the other two; `bots_by_reason` splits them) and `after_expiry` (taps on an
+expired link: its fallback or a 410, never in `total` or `unique`).
+
+A window's clicks are sums of `quarter_counters` rows (every bucket of every time zone is a whole
+number of quarter hours); its uniques count the distinct visitors of its `quarter_visitors` rows.
+Buckets are given to Postgres as their UTC start instants (`Window.edges`), and `width_bucket`
+puts each quarter in its bucket: the calendar is Python's (zoneinfo), in one place.
 
 Redis is only a copy (see `shared.counts`): when it lacks the completeness marker, has no copy of
 a scope, or does not answer, the totals come from Postgres, and `source` says which was read.
@@ -12,8 +17,10 @@ a scope, or does not answer, the totals come from Postgres, and `source` says wh
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -23,173 +30,251 @@ import redis.asyncio as aioredis
 from services.api.window import Window
 from shared.counts import MARKER_KEY, counter_key
 from shared.errors import DependencyError
+from shared.events import BOT_KINDS
 from shared.redis_client import errors as redis_errors
 
 log = logging.getLogger(__name__)
 
 SCOPE_COLUMNS = {"link": "link_id", "campaign": "campaign_id", "org": "org_id"}
-"""Report scope -> its column in hourly_counters."""
+"""Report scope -> its column in quarter_counters and quarter_visitors."""
 GROUP_COLUMNS = {
     "channel": "channel",
     "kind": "coalesce(campaign_kind, 'none')",
     "link": "link_id",
     "campaign": "campaign_id",
 }
-"""Breakdown -> the hourly_counters expression it groups by."""
+"""Breakdown -> the expression it groups by (the same in both tables)."""
 _TOTALS_TABLES = {
     "link": ("link_counters", "link_id"),
     "campaign": ("campaign_counters", "campaign_id"),
 }
+BOT_COLUMNS = tuple(f"bots_{kind}" for kind in BOT_KINDS)
+SUMS = ", ".join(
+    f"sum({c})::bigint" for c in ("total_clicks", "bot_clicks", "after_expiry", *BOT_COLUMNS)
+)
+"""The summed columns of quarter_counters, in `Tally.of_sums`' order."""
 
 
 @dataclass(frozen=True, slots=True)
 class Tally:
-    """Human clicks, unique visitors and bot hits."""
+    """Human clicks, unique visitors, bot hits (and by the kind of their reason), and taps after
+    the link expired."""
 
     total: int = 0
     unique: int = 0
     bots: int = 0
+    after_expiry: int = 0
+    by_reason: tuple[int, ...] = field(default=(0,) * len(BOT_KINDS))
+    """Bot hits per `BOT_KINDS`; bots without a known reason are the rest (`other`)."""
 
-    def __add__(self, other: Tally) -> Tally:
-        return Tally(self.total + other.total, self.unique + other.unique, self.bots + other.bots)
+    @classmethod
+    def of_sums(cls, sums: Sequence[Any], unique: int = 0) -> Tally:
+        """From the summed quarter_counters columns (`SUMS`), None as zero."""
+        total, bots, after, *reasons = (int(v or 0) for v in sums)
+        return cls(total, unique, bots, after, tuple(reasons))
 
-    def as_dict(self) -> dict[str, int]:
-        return {"total": self.total, "unique": self.unique, "bots": self.bots}
+    def with_unique(self, unique: int) -> Tally:
+        return Tally(self.total, unique, self.bots, self.after_expiry, self.by_reason)
+
+    def as_dict(self) -> dict[str, Any]:
+        reasons: dict[str, int] = dict(zip(BOT_KINDS, self.by_reason, strict=True))
+        reasons["other"] = self.bots - sum(self.by_reason)
+        return {
+            "total": self.total,
+            "unique": self.unique,
+            "bots": self.bots,
+            "after_expiry": self.after_expiry,
+            "bots_by_reason": reasons,
+        }
 
 
 async def live_totals(
     redis: aioredis.Redis, pool: asyncpg.Pool, scope: str, ids: list[int]
 ) -> tuple[dict[int, Tally], str]:
-    """All-time totals of links or campaigns (`scope`), and where they were read (`redis` or
-    `postgres`). Ids without counts get zeros."""
+    """All-time totals of links or campaigns (`scope`), and where `total`, `unique` and `bots`
+    were read (`redis` or `postgres`); taps after expiry and bots by reason come from Postgres'
+    quarter hours. Ids without counts get zeros."""
     if not ids:
         return {}, "redis"
-    found: dict[int, Tally] = {}
+    found: dict[int, tuple[int, int, int]] = {}
     source = "redis"
+    extras_task = asyncio.ensure_future(_all_time_extras(pool, scope, ids))
     try:
-        with redis_errors("reading totals"):
-            async with redis.pipeline(transaction=False) as pipe:
-                pipe.exists(MARKER_KEY)
-                for i in ids:
-                    pipe.hgetall(counter_key(scope, i))
-                marker, *hashes = await pipe.execute()
-        if marker:
-            found = {i: _tally(h) for i, h in zip(ids, hashes, strict=True) if h}
-        else:
+        try:
+            with redis_errors("reading totals"):
+                async with redis.pipeline(transaction=False) as pipe:
+                    pipe.exists(MARKER_KEY)
+                    for i in ids:
+                        pipe.hgetall(counter_key(scope, i))
+                    marker, *hashes = await pipe.execute()
+            if marker:
+                found = {i: _triple(h) for i, h in zip(ids, hashes, strict=True) if h}
+            else:
+                source = "postgres"
+        except DependencyError as exc:
+            log.warning("redis unavailable for totals", extra={"error": repr(exc)})
             source = "postgres"
-    except DependencyError as exc:
-        log.warning("redis unavailable for totals", extra={"error": repr(exc)})
-        source = "postgres"
-    missing = [i for i in ids if i not in found]
-    if missing:
-        table, column = _TOTALS_TABLES[scope]
-        rows = await pool.fetch(
-            f"SELECT {column}, total_clicks, unique_clicks, bot_clicks FROM {table}"
-            f" WHERE {column} = ANY($1::bigint[])",
-            missing,
-        )
-        found.update({r[0]: Tally(r[1], r[2], r[3]) for r in rows})
-        if len(missing) == len(ids):
-            source = "postgres"
-    return {i: found.get(i, Tally()) for i in ids}, source
+        missing = [i for i in ids if i not in found]
+        if missing:
+            table, column = _TOTALS_TABLES[scope]
+            rows = await pool.fetch(
+                f"SELECT {column}, total_clicks, unique_clicks, bot_clicks FROM {table}"
+                f" WHERE {column} = ANY($1::bigint[])",
+                missing,
+            )
+            found.update({r[0]: (r[1], r[2], r[3]) for r in rows})
+            if len(missing) == len(ids):
+                source = "postgres"
+        extras = await extras_task
+    finally:
+        extras_task.cancel()
+    out = {}
+    for i in ids:
+        total, unique, bots = found.get(i, (0, 0, 0))
+        after, reasons = extras.get(i, (0, (0,) * len(BOT_KINDS)))
+        out[i] = Tally(total, unique, bots, after, reasons)
+    return out, source
 
 
-def _tally(raw: dict[Any, Any]) -> Tally:
+async def _all_time_extras(
+    pool: asyncpg.Pool, scope: str, ids: list[int]
+) -> dict[int, tuple[int, tuple[int, ...]]]:
+    column = SCOPE_COLUMNS[scope]
+    rows = await pool.fetch(
+        f"SELECT {column}, sum(after_expiry)::bigint,"
+        f" {', '.join(f'sum({c})::bigint' for c in BOT_COLUMNS)}"
+        f" FROM quarter_counters WHERE {column} = ANY($1::bigint[]) GROUP BY 1",
+        ids,
+    )
+    return {r[0]: (r[1], tuple(r[2:])) for r in rows}
+
+
+def _triple(raw: dict[Any, Any]) -> tuple[int, int, int]:
     values = {(k.decode() if isinstance(k, bytes) else k): int(v) for k, v in raw.items()}
-    return Tally(values.get("total", 0), values.get("unique", 0), values.get("bots", 0))
+    return values.get("total", 0), values.get("unique", 0), values.get("bots", 0)
 
 
 async def org_totals(pool: asyncpg.Pool, org_id: int) -> Tally:
-    """All-time totals of every link of the organisation (Postgres); `unique` sums per link."""
-    row = await pool.fetchrow(
-        "SELECT coalesce(sum(total_clicks), 0)::bigint, coalesce(sum(unique_clicks), 0)::bigint,"
-        " coalesce(sum(bot_clicks), 0)::bigint FROM link_counters WHERE org_id = $1",
-        org_id,
+    """All-time totals of the organisation (Postgres); `unique`: its distinct visitors."""
+    sums = await pool.fetchrow(f"SELECT {SUMS} FROM quarter_counters WHERE org_id = $1", org_id)
+    unique = await pool.fetchval(
+        "SELECT count(DISTINCT visitor_id) FROM quarter_visitors WHERE org_id = $1", org_id
     )
-    return Tally(row[0], row[1], row[2])
+    return Tally.of_sums(sums, unique)
 
 
-_BUCKET = (
-    "CASE WHEN $4 = 'hour' THEN hour"
-    " ELSE date_trunc('day', hour AT TIME ZONE $5) AT TIME ZONE $5 END"
-)
+@dataclass(frozen=True, slots=True)
+class WindowCounts:
+    """A scope's counts over a window: in all, per bucket, and per breakdown asked for."""
+
+    in_window: Tally
+    series: list[tuple[datetime, Tally]]
+    """(bucket start, counts) for every bucket of the window, empty ones as zeros, in order."""
+    groups: dict[str, list[tuple[Any, Tally]]]
+    """Breakdown name -> (key, counts) for each key with clicks, biggest first."""
 
 
-async def series(
-    pool: asyncpg.Pool, scope: str, scope_id: int, window: Window
-) -> list[tuple[datetime, Tally]]:
-    """One (bucket start, counts) per bucket of the window, empty buckets as zeros, in order."""
-    rows = await pool.fetch(
-        f"SELECT {_BUCKET} AS b, sum(total_clicks)::bigint, sum(unique_clicks)::bigint,"
-        " sum(bot_clicks)::bigint FROM hourly_counters"
-        f" WHERE {SCOPE_COLUMNS[scope]} = $1 AND hour >= $2 AND hour < $3 GROUP BY b",
-        scope_id,
-        window.start,
-        window.end,
-        window.bucket,
-        window.tz,
+async def window_counts(
+    pool: asyncpg.Pool, scope: str, scope_id: int, window: Window, by: Iterable[str] = ()
+) -> WindowCounts:
+    """The counts of a link, campaign or organisation over `window`, in all, per bucket, and
+    grouped `by` channel, kind, link or campaign: one pass over each table (grouping sets).
+
+    The clicks are read first (a few hundred quarter rows); the distinct visitors then only for
+    the breakdowns with more than one group: the one group of the others (a campaign's one
+    channel, its one link) has the window's visitors. Counting distinct visitors is the costly
+    part (a sort of the window's visitor rows per grouping), so this saves most of it for the
+    usual campaign."""
+    by = list(by)
+    edges = window.edges()
+    n = 1 + len(by)
+    inner = ", ".join(
+        ["width_bucket(quarter, $4::timestamptz[]) AS b"]
+        + [f"{GROUP_COLUMNS[name]} AS g{i}" for i, name in enumerate(by)]
     )
-    found = {r[0]: Tally(r[1], r[2], r[3]) for r in rows}
-    filled = {start: found.pop(start, Tally()) for start in window.bucket_starts()}
-    filled.update(found)  # a bucket our calendar did not foresee still counts (odd DST rules)
-    return sorted(filled.items())
+    columns = ", ".join(["b", *(f"g{i}" for i in range(len(by)))])
+    where = f"{SCOPE_COLUMNS[scope]} = $1 AND quarter >= $2 AND quarter < $3"
+    args = (scope_id, window.start, window.end, edges)
 
+    def grouping_sets(breakdowns: Iterable[int]) -> str:
+        return ", ".join(["(b)", "()", *(f"(g{i})" for i in breakdowns)])
 
-async def breakdown(
-    pool: asyncpg.Pool, scope: str, scope_id: int, window: Window, by: str, *, limit: int = 1000
-) -> list[tuple[Any, Tally]]:
-    """Counts in the window grouped `by` channel, kind, link or campaign; biggest first."""
-    rows = await pool.fetch(
-        f"SELECT {GROUP_COLUMNS[by]} AS g, sum(total_clicks)::bigint,"
-        " sum(unique_clicks)::bigint, sum(bot_clicks)::bigint FROM hourly_counters"
-        f" WHERE {SCOPE_COLUMNS[scope]} = $1 AND hour >= $2 AND hour < $3"
-        " GROUP BY g ORDER BY 2 DESC, 4 DESC, g LIMIT $4",
-        scope_id,
-        window.start,
-        window.end,
-        limit,
+    counted = await pool.fetch(
+        f"SELECT GROUPING({columns}), {columns}, {SUMS} FROM ("
+        f"SELECT {inner}, total_clicks, bot_clicks, after_expiry, {', '.join(BOT_COLUMNS)}"
+        f" FROM quarter_counters WHERE {where}) q"
+        f" GROUP BY GROUPING SETS ({grouping_sets(range(len(by)))})",
+        *args,
     )
-    return [(r[0], Tally(r[1], r[2], r[3])) for r in rows]
+    sums: dict[tuple[int, Any], Sequence[Any]] = {_set_key(r, n): r[n + 1 :] for r in counted}
+    keys_of = [[key for which, key in sums if which == i + 1] for i in range(len(by))]
+    several = [i for i, keys in enumerate(keys_of) if len(keys) > 1]
+    counted_columns = ", ".join(["b", *(f"g{i}" for i in several)])
+    seen = await pool.fetch(
+        f"SELECT GROUPING({counted_columns}), {counted_columns}, count(DISTINCT visitor_id)"
+        f" FROM (SELECT {inner}, visitor_id FROM quarter_visitors WHERE {where}) v"
+        f" GROUP BY GROUPING SETS ({grouping_sets(several)})",
+        *args,
+    )
+    # a row's grouping set: -1 (the window), 0 (buckets), or p for the breakdown several[p - 1]
+    position = {-1: -1, 0: 0, **{p + 1: i + 1 for p, i in enumerate(several)}}
+    uniques: dict[tuple[int, Any], int] = {}
+    for r in seen:
+        which, key = _set_key(r, 1 + len(several))
+        uniques[(position[which], key)] = r[2 + len(several)]
+    everyone = uniques.get((-1, None), 0)
+    for i, keys in enumerate(keys_of):
+        if len(keys) == 1:
+            uniques[(i + 1, keys[0])] = everyone
+    tallies = {k: Tally.of_sums(v, uniques.get(k, 0)) for k, v in sums.items()}
+    series = [(start, tallies.get((0, i + 1), Tally())) for i, start in enumerate(edges)]
+    groups = {
+        name: sorted(
+            ((key, tallies[(i + 1, key)]) for key in keys_of[i]),
+            key=lambda kv: (-kv[1].total, -kv[1].bots, str(kv[0])),
+        )
+        for i, name in enumerate(by)
+    }
+    return WindowCounts(tallies.get((-1, None), Tally()), series, groups)
 
 
-async def campaigns_in_window(
-    pool: asyncpg.Pool, campaign_ids: list[int], window: Window
+def _set_key(row: asyncpg.Record, n: int) -> tuple[int, Any]:
+    """(which grouping set: -1 for the whole window, 0 for buckets, i for the i-th breakdown;
+    its key) of a row of `window_counts`' queries, whose first column is GROUPING(keys)."""
+    mask = row[0]
+    for i in range(n):
+        if not mask & (1 << (n - 1 - i)):
+            return i, row[1 + i]
+    return -1, None
+
+
+async def campaigns_between(
+    pool: asyncpg.Pool,
+    campaign_ids: list[int],
+    starts: Sequence[datetime],
+    ends: Sequence[datetime],
 ) -> dict[int, Tally]:
-    """The window's counts of each campaign (zeros for those without clicks)."""
-    rows = await pool.fetch(
-        "SELECT campaign_id, sum(total_clicks)::bigint, sum(unique_clicks)::bigint,"
-        " sum(bot_clicks)::bigint FROM hourly_counters"
-        " WHERE campaign_id = ANY($1::bigint[]) AND hour >= $2 AND hour < $3"
-        " GROUP BY campaign_id",
-        campaign_ids,
-        window.start,
-        window.end,
+    """Each campaign's counts over its own period [start, end) (whole quarter hours; zeros for
+    those without clicks)."""
+    args = (campaign_ids, list(starts), list(ends))
+    periods = (
+        "SELECT * FROM unnest($1::bigint[], $2::timestamptz[], $3::timestamptz[])"
+        " AS p(campaign_id, since, until)"
     )
-    found = {r[0]: Tally(r[1], r[2], r[3]) for r in rows}
-    return {i: found.get(i, Tally()) for i in campaign_ids}
-
-
-async def campaigns_after_creation(
-    pool: asyncpg.Pool, campaign_ids: list[int], hours: int
-) -> dict[int, Tally]:
-    """Each campaign's counts in its first `hours` UTC hours, from the hour it was created: the
-    same stretch after each send, so an original and its resends compare fairly."""
-    rows = await pool.fetch(
-        "SELECT h.campaign_id, sum(h.total_clicks)::bigint, sum(h.unique_clicks)::bigint,"
-        " sum(h.bot_clicks)::bigint FROM hourly_counters h JOIN campaigns c ON c.id = h.campaign_id"
-        " WHERE h.campaign_id = ANY($1::bigint[]) AND h.hour >= date_trunc('hour', c.created_at)"
-        " AND h.hour < date_trunc('hour', c.created_at) + make_interval(hours => $2)"
-        " GROUP BY h.campaign_id",
-        campaign_ids,
-        hours,
+    counted, seen = await asyncio.gather(
+        pool.fetch(
+            f"SELECT p.campaign_id, {SUMS} FROM ({periods}) p JOIN quarter_counters q"
+            " ON q.campaign_id = p.campaign_id AND q.quarter >= p.since AND q.quarter < p.until"
+            " GROUP BY 1",
+            *args,
+        ),
+        pool.fetch(
+            f"SELECT p.campaign_id, count(DISTINCT v.visitor_id) FROM ({periods}) p"
+            " JOIN quarter_visitors v ON v.campaign_id = p.campaign_id"
+            " AND v.quarter >= p.since AND v.quarter < p.until GROUP BY 1",
+            *args,
+        ),
     )
-    found = {r[0]: Tally(r[1], r[2], r[3]) for r in rows}
+    uniques = {r[0]: r[1] for r in seen}
+    found = {r[0]: Tally.of_sums(r[1:], uniques.get(r[0], 0)) for r in counted}
     return {i: found.get(i, Tally()) for i in campaign_ids}
-
-
-def summed(rows: list[tuple[Any, Tally]]) -> Tally:
-    """The sum of the counts of `rows`."""
-    total = Tally()
-    for _, tally in rows:
-        total += tally
-    return total

@@ -13,7 +13,7 @@ from typing import Any
 
 import msgspec
 
-from services.api import campaigns, chart, export, links, orgs, render, reports
+from services.api import campaigns, chart, clickers, export, links, orgs, render, reports
 from services.api.bodies import (
     ApiKeyCreate,
     Body,
@@ -28,7 +28,13 @@ from services.api.bodies import (
 )
 from services.api.body import MAX_PAGE
 from services.api.errors import Handler
-from services.api.report_responses import CampaignReport, LinkReport, OrgReport
+from services.api.report_responses import (
+    CampaignReport,
+    ClickerPage,
+    LinkReport,
+    NonClickerPage,
+    OrgReport,
+)
 from services.api.responses import (
     ApiKey,
     ApiKeyList,
@@ -149,14 +155,15 @@ WINDOW: tuple[Schema, ...] = (
     {
         "name": "from",
         "in": "query",
-        "description": "Date (midnight in tz) or RFC 3339 time; floored to the hour."
+        "description": "Date (midnight in tz) or RFC 3339 time; moved up to a quarter hour."
         " Default: 7 days before `to`.",
         "schema": {"type": "string"},
     },
     {
         "name": "to",
         "in": "query",
-        "description": "Exclusive end, date or RFC 3339 time; ceiled to the hour. Default: now.",
+        "description": "Exclusive end, date or RFC 3339 time; moved up to a quarter hour."
+        " Default: now.",
         "schema": {"type": "string"},
     },
     {
@@ -169,8 +176,9 @@ WINDOW: tuple[Schema, ...] = (
     {
         "name": "tz",
         "in": "query",
-        "description": "IANA time zone of the day buckets and the times shown.",
-        "schema": {"type": "string", "default": "UTC"},
+        "description": "IANA time zone of the hour and day buckets and the times shown."
+        " Default: the organisation's.",
+        "schema": {"type": "string"},
     },
 )
 OPERATOR, KEY, EITHER = "operator", "API key", "operator, or an API key of that organisation"
@@ -179,9 +187,30 @@ _REPORT_ERRORS = (401, 403, 404, 422)
 _CAMPAIGN_LINKS = "/v1/campaigns/{campaign_id}/links"
 _CSV = (
     "One row per bucket, link and channel with clicks: bucket_start, campaign_id, campaign_kind,"
-    " link_id, channel, total_clicks, unique_clicks, bot_clicks. Freshness in the headers"
+    " link_id, channel, total_clicks, unique_clicks, bot_clicks, after_expiry, bots_user_agent,"
+    " bots_referrer, bots_network, bots_head, bots_other. Freshness in the headers"
     " X-Clicktrack-As-Of, X-Clicktrack-Lag, X-Clicktrack-Lag-Records."
 )
+RECIPIENT_PAGE: tuple[Schema, ...] = (
+    {
+        "name": "after",
+        "in": "query",
+        "description": "The last recipient of the previous page (`next_after`).",
+        "schema": {"type": "string", "maxLength": 128},
+    },
+    {
+        "name": "limit",
+        "in": "query",
+        "schema": {"type": "integer", "minimum": 1, "maximum": MAX_PAGE, "default": 100},
+    },
+)
+_LISTS = (
+    ("clickers", "who clicked", clickers.clickers_page, ClickerPage, clickers.clickers_csv,
+     "recipient, clicks, bot_clicks, after_expiry, first_click, last_click"),
+    ("non-clickers", "who did not click", clickers.non_clickers_page, NonClickerPage,
+     clickers.non_clickers_csv, "recipient"),
+)  # fmt: skip
+"""The recipient lists: path, what, page handler and type, CSV handler, CSV columns."""
 _CHART = "Line chart of total, unique and bot clicks"
 _SCOPES = (
     ("link", "/v1/links/{link_id}", "A link's", _REPORT_ERRORS),
@@ -243,6 +272,20 @@ OPERATIONS = (
            (200, _CHART), errors=errors, query=WINDOW, media="image/svg+xml",
            name=f"{scope}_chart")
         for scope, base, whose, errors in _SCOPES[1:]
+    ),
+    *(
+        Op("get", f"{base}/{path}", page, f"{whose} recipients {what}", KEY, (200, body),
+           errors=_REPORT_ERRORS, query=RECIPIENT_PAGE,
+           name=f"{scope}_{path.replace('-', '_')}")
+        for path, what, page, body, _, _ in _LISTS
+        for scope, base, whose, _ in _SCOPES[:2]
+    ),
+    *(
+        Op("get", f"{base}/{path}.csv", csv, f"{whose} recipients {what}, as CSV (streamed)",
+           KEY, (200, f"Columns: {columns}."), errors=_REPORT_ERRORS, media="text/csv",
+           name=f"{scope}_{path.replace('-', '_')}_csv")
+        for path, what, _, _, csv, columns in _LISTS
+        for scope, base, whose, _ in _SCOPES[:2]
     ),
 )  # fmt: skip
 """Every operation under /v1/ but the document itself."""

@@ -22,18 +22,33 @@ Source = Annotated[
 KindOrNone = CampaignKind | Literal["none"]
 
 
-class Counts(Closed):
-    """Clicks: human, unique, and bots."""
+class BotsByReason(Closed):
+    """Bot hits by the kind of their reason (`bot_reason` of the click event)."""
 
-    total: Annotated[Count, doc("Human clicks.")]
+    user_agent: Annotated[Count, doc("A link-preview, crawler or HTTP-library user agent.")]
+    referrer: Annotated[Count, doc("A referrer of an email or SMS link scanner.")]
+    network: Annotated[Count, doc("A client address in a configured bot network.")]
+    head: Annotated[Count, doc("A HEAD request.")]
+    other: Annotated[Count, doc("No reason, or one from before reasons were counted.")]
+
+
+class Counts(Closed):
+    """Clicks: human, unique, bots, and taps after the link expired."""
+
+    total: Annotated[Count, doc("Human clicks on live links.")]
     unique: Annotated[
         Count,
         doc(
-            "Live totals: distinct human visitors. Windows, series and breakdowns: visitors a"
-            " link met for the first time there (summed over links)."
+            "Distinct human visitors of the scope over the period (all time, the window, the"
+            " bucket, the group): a visitor who taps two links of a campaign is one."
         ),
     ]
     bots: Annotated[Count, doc("Link previews and scanners, never in total or unique.")]
+    after_expiry: Annotated[
+        Count,
+        doc("Human taps on an expired link (its fallback or a 410), never in total or unique."),
+    ]
+    bots_by_reason: BotsByReason
 
 
 class Lag(Closed):
@@ -50,7 +65,9 @@ class Lag(Closed):
 class Window(Closed):
     """The report's window."""
 
-    start: Annotated[Time, doc("First hour in the window (in tz).")] = msgspec.field(name="from")
+    start: Annotated[Time, doc("First quarter hour in the window (in tz).")] = msgspec.field(
+        name="from"
+    )
     to: Annotated[Time, doc("End of the window, exclusive (in tz).")]
     bucket: Literal["hour", "day"]
     tz: str
@@ -112,8 +129,8 @@ class FamilyMember(Closed):
     first_24h: Annotated[
         Counts,
         doc(
-            "The 24 UTC hours from the hour the campaign was created: the same stretch after"
-            " each send."
+            "The 24 hours from the quarter hour the campaign was created in: the same stretch"
+            " after each send."
         ),
     ]
 
@@ -152,3 +169,34 @@ class OrgReport(Report):
     ]
     campaigns_source: Source
     campaigns_truncated: bool
+
+
+class Clicker(Closed):
+    """A recipient who clicked, and how."""
+
+    recipient: Annotated[str, doc("The recipient id the code was minted for.")]
+    clicks: Annotated[Count, doc("Human clicks on the live links of the campaign or link.")]
+    bot_clicks: Annotated[Count, doc("Bot hits on the recipient's codes (link previews).")]
+    after_expiry: Annotated[Count, doc("Taps after the link expired.")]
+    first_click: Time
+    last_click: Time
+
+
+class ClickerPage(msgspec.Struct):
+    """A page of the recipients who clicked, in recipient order."""
+
+    items: list[Clicker]
+    next_after: Annotated[str | None, doc("Pass as `after` for the next page; null at the end.")]
+
+
+class NonClicker(Closed):
+    """A recipient who did not click."""
+
+    recipient: str
+
+
+class NonClickerPage(msgspec.Struct):
+    """A page of the recipients who did not click, in recipient order."""
+
+    items: list[NonClicker]
+    next_after: Annotated[str | None, doc("Pass as `after` for the next page; null at the end.")]

@@ -8,6 +8,7 @@ not yet counted, see `services.api.freshness`), the `window` it covers, the live
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -23,15 +24,13 @@ from services.api.errors import dumps
 from services.api.freshness import counter_lag
 from services.api.insights import (
     Tally,
-    breakdown,
-    campaigns_after_creation,
-    campaigns_in_window,
+    WindowCounts,
+    campaigns_between,
     live_totals,
     org_totals,
-    series,
-    summed,
+    window_counts,
 )
-from services.api.window import Window, read_window
+from services.api.window import HOUR, Window, floor_quarter, read_window
 from shared.campaigns import Campaign, get_campaign
 from shared.errors import InvalidInputError
 from shared.links import get_link
@@ -42,7 +41,8 @@ MAX_LINKS = 1000
 MAX_FAMILY = 200
 """Campaigns listed in a campaign report's `family`."""
 FIRST_HOURS = 24
-"""The family's comparison: each campaign's counts in its first 24 hours."""
+"""The family's comparison: each campaign's counts in its first 24 hours (from the quarter hour
+it was created in)."""
 MAX_CAMPAIGNS = 500
 """Campaigns listed (newest first) in the organisation report."""
 
@@ -73,8 +73,8 @@ async def subject_of(request: web.Request) -> Subject:
     caller's organisation when the path names neither, with the query's window."""
     org_id = await require_org(request)
     now = datetime.now(UTC)
-    window = window_of(request, now)
     pool = request.app[POOL]
+    window = await window_of(request, org_id, now)
     if "link_id" in request.match_info:
         link = await get_link(pool, org_id, path_id(request, "link_id"))
         return Subject("link", link.id, f"link {link.id}", window, now)
@@ -84,9 +84,9 @@ async def subject_of(request: web.Request) -> Subject:
     return Subject("org", org_id, "all campaigns", window, now)
 
 
-def window_of(request: web.Request, now: datetime) -> Window:
-    """The report window of the query; an unknown parameter is refused (a typo would otherwise
-    silently widen the report)."""
+async def window_of(request: web.Request, org_id: int, now: datetime) -> Window:
+    """The report window of the query, in the organisation's time zone unless `tz` names another;
+    an unknown parameter is refused (a typo would otherwise silently widen the report)."""
     unknown = sorted(set(request.query) - WINDOW_PARAMS)
     if unknown:
         raise InvalidInputError(
@@ -94,7 +94,8 @@ def window_of(request: web.Request, now: datetime) -> Window:
             f" expected some of {', '.join(sorted(WINDOW_PARAMS))}",
             code="unknown_parameter",
         )
-    return read_window(request.query, now=now)
+    zone = await request.app[POOL].fetchval("SELECT time_zone FROM orgs WHERE id = $1", org_id)
+    return read_window(request.query, now=now, default_tz=zone or "UTC")
 
 
 async def envelope(request: web.Request, window: Window, now: datetime) -> dict[str, Any]:
@@ -105,6 +106,7 @@ async def envelope(request: web.Request, window: Window, now: datetime) -> dict[
 
 
 def series_items(window: Window, rows: list[tuple[datetime, Tally]]) -> list[dict[str, Any]]:
+    """The series as the reports show it: each bucket's start in the window's time zone."""
     return [{"start": window.local(start).isoformat(), **t.as_dict()} for start, t in rows]
 
 
@@ -116,19 +118,19 @@ async def link_report(request: web.Request) -> web.Response:
     """One link: live totals, the window's series and its split by channel."""
     org_id = await require_org(request)
     now = datetime.now(UTC)
-    window = window_of(request, now)
+    window = await window_of(request, org_id, now)
     pool = request.app[POOL]
     link = await get_link(pool, org_id, path_id(request, "link_id"))
     totals, source = await live_totals(request.app[REDIS], pool, "link", [link.id])
-    rows = await series(pool, "link", link.id, window)
+    counted = await window_counts(pool, "link", link.id, window, by=["channel"])
     body = {
         **await envelope(request, window, now),
         "link": link,
         "totals": totals[link.id].as_dict(),
         "totals_source": source,
-        "in_window": summed(rows).as_dict(),
-        "by_channel": grouped("channel", await breakdown(pool, "link", link.id, window, "channel")),
-        "series": series_items(window, rows),
+        "in_window": counted.in_window.as_dict(),
+        "by_channel": grouped("channel", counted.groups["channel"]),
+        "series": series_items(window, counted.series),
     }
     return web.json_response(body, dumps=dumps)
 
@@ -139,24 +141,35 @@ async def campaign_report(request: web.Request) -> web.Response:
     time, in the window, and in the first 24 hours after each was created."""
     org_id = await require_org(request)
     now = datetime.now(UTC)
-    window = window_of(request, now)
+    window = await window_of(request, org_id, now)
     pool = request.app[POOL]
     campaign = await get_campaign(pool, org_id, path_id(request, "campaign_id"))
     family = await _family(pool, campaign)
-    totals, source = await live_totals(request.app[REDIS], pool, "campaign", [c.id for c in family])
-    in_window = await campaigns_in_window(pool, [c.id for c in family], window)
-    first_day = await campaigns_after_creation(pool, [c.id for c in family], FIRST_HOURS)
-    rows = await series(pool, "campaign", campaign.id, window)
+    ids = [c.id for c in family]
+    others = [c for c in family if c.id != campaign.id]
+    totals_of, counted, others_in_window, first_day = await asyncio.gather(
+        live_totals(request.app[REDIS], pool, "campaign", ids),
+        window_counts(pool, "campaign", campaign.id, window, by=["channel", "link"]),
+        campaigns_between(
+            pool, [c.id for c in others], [window.start] * len(others), [window.end] * len(others)
+        ),
+        campaigns_between(
+            pool,
+            ids,
+            [floor_quarter(c.created_at) for c in family],
+            [floor_quarter(c.created_at) + FIRST_HOURS * HOUR for c in family],
+        ),
+    )
+    totals, source = totals_of
+    in_window = {**others_in_window, campaign.id: counted.in_window}
     body = {
         **await envelope(request, window, now),
         "campaign": campaign,
         "totals": totals[campaign.id].as_dict(),
         "totals_source": source,
-        "in_window": in_window[campaign.id].as_dict(),
-        "by_channel": grouped(
-            "channel", await breakdown(pool, "campaign", campaign.id, window, "channel")
-        ),
-        "by_link": await _by_link(request, campaign, window),
+        "in_window": counted.in_window.as_dict(),
+        "by_channel": grouped("channel", counted.groups["channel"]),
+        "by_link": await _by_link(request, campaign, counted),
         "family": [
             {
                 "campaign": c,
@@ -166,7 +179,7 @@ async def campaign_report(request: web.Request) -> web.Response:
             }
             for c in family
         ],
-        "series": series_items(window, rows),
+        "series": series_items(window, counted.series),
     }
     return web.json_response(body, dumps=dumps)
 
@@ -176,7 +189,7 @@ async def org_report(request: web.Request) -> web.Response:
     by campaign kind, and its newest campaigns with their live totals."""
     org_id = await require_org(request)
     now = datetime.now(UTC)
-    window = window_of(request, now)
+    window = await window_of(request, org_id, now)
     pool = request.app[POOL]
     listed = [
         Campaign(**dict(r))
@@ -188,19 +201,22 @@ async def org_report(request: web.Request) -> web.Response:
         )
     ]
     shown = listed[:MAX_CAMPAIGNS]
-    totals, source = await live_totals(request.app[REDIS], pool, "campaign", [c.id for c in shown])
-    rows = await series(pool, "org", org_id, window)
+    (totals, source), counted, org_all_time = await asyncio.gather(
+        live_totals(request.app[REDIS], pool, "campaign", [c.id for c in shown]),
+        window_counts(pool, "org", org_id, window, by=["channel", "kind"]),
+        org_totals(pool, org_id),
+    )
     body = {
         **await envelope(request, window, now),
         "org_id": org_id,
-        "totals": (await org_totals(pool, org_id)).as_dict(),
-        "in_window": summed(rows).as_dict(),
-        "by_channel": grouped("channel", await breakdown(pool, "org", org_id, window, "channel")),
-        "by_kind": grouped("kind", await breakdown(pool, "org", org_id, window, "kind")),
+        "totals": org_all_time.as_dict(),
+        "in_window": counted.in_window.as_dict(),
+        "by_channel": grouped("channel", counted.groups["channel"]),
+        "by_kind": grouped("kind", counted.groups["kind"]),
         "campaigns": [{"campaign": c, "totals": totals[c.id].as_dict()} for c in shown],
         "campaigns_source": source,
         "campaigns_truncated": len(listed) > MAX_CAMPAIGNS,
-        "series": series_items(window, rows),
+        "series": series_items(window, counted.series),
     }
     return web.json_response(body, dumps=dumps)
 
@@ -233,7 +249,7 @@ async def _family(pool: asyncpg.Pool, campaign: Campaign) -> list[Campaign]:
     return found if any(c.id == campaign.id for c in found) else [campaign, *found]
 
 
-async def _by_link(request: web.Request, campaign: Campaign, window: Window) -> list[Any]:
+async def _by_link(request: web.Request, campaign: Campaign, counted: WindowCounts) -> list[Any]:
     """Every link of the campaign (up to `MAX_LINKS`): its window counts and live totals."""
     pool = request.app[POOL]
     links = await pool.fetch(
@@ -241,15 +257,13 @@ async def _by_link(request: web.Request, campaign: Campaign, window: Window) -> 
         campaign.id,
         MAX_LINKS,
     )
-    counted: Mapping[Any, Tally] = dict(
-        await breakdown(pool, "campaign", campaign.id, window, "link", limit=MAX_LINKS)
-    )
+    in_window: Mapping[Any, Tally] = dict(counted.groups["link"])
     totals, _ = await live_totals(request.app[REDIS], pool, "link", [r["id"] for r in links])
     items = [
         {
             "link_id": r["id"],
             "destination": r["destination"],
-            **counted.get(r["id"], Tally()).as_dict(),
+            **in_window.get(r["id"], Tally()).as_dict(),
             "totals": totals[r["id"]].as_dict(),
         }
         for r in links

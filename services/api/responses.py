@@ -35,6 +35,9 @@ class Org(Closed):
     link_tracking_enabled: bool
     created_at: Time
     tracking_changed_at: Time | None
+    time_zone: Annotated[
+        str, doc("IANA time zone its reports count hours and days in (set by an operator).")
+    ]
 
 
 class OrgPage(msgspec.Struct):

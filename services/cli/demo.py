@@ -11,10 +11,12 @@ import aiohttp
 from shared import db
 from shared.counts import CountStore
 from shared.links import create_campaign, create_link, create_org
+from shared.orgs import set_time_zone
 from shared.redis_client import redis_client
 from shared.settings import Settings
 
 DESTINATION = "https://example.com/offers/diwali?utm_source=sms"
+DEMO_TIME_ZONE = "Asia/Kolkata"
 
 
 async def run_demo(settings: Settings, wait_s: float, say: Callable[[str], None]) -> bool:
@@ -24,6 +26,7 @@ async def run_demo(settings: Settings, wait_s: float, say: Callable[[str], None]
         redis_client(settings.redis) as redis,
     ):
         org_id = await create_org(pool, "Demo Retail", tracking=True)
+        await set_time_zone(pool, org_id, DEMO_TIME_ZONE)  # an Indian sender: days in IST
         campaign_id = await create_campaign(pool, org_id, "Diwali sale", "one_time")
         created = await create_link(
             pool,

@@ -26,7 +26,7 @@ CHUNK = 100_000
 
 @click.group("org")
 def org() -> None:
-    """Organisations: create, show, list, switch link tracking."""
+    """Organisations: create, show, list, switch link tracking, set the time zone."""
 
 
 @org.command("create")
@@ -71,6 +71,23 @@ async def _set_tracking(settings: Settings, org_ref: str, enabled: bool) -> None
     click.echo(f"organisation {found.id} ({found.name}): link tracking {state}")
 
 
+@org.command("timezone")
+@click.argument("org_ref", metavar="ORG")
+@click.argument("zone")
+@click.pass_obj
+def org_timezone(settings: Settings, org_ref: str, zone: str) -> None:
+    """Set the time zone of ORG's reports to ZONE, an IANA name (Asia/Kolkata, Europe/London):
+    their days and hours are then that zone's, exactly."""
+
+    async def go() -> None:
+        async with db.pool(settings.postgres, max_size=1) as pool:
+            org_id = await _resolve(pool, org_ref)
+            found = await orgs.set_time_zone(pool, org_id, zone)
+        click.echo(f"organisation {found.id} ({found.name}): time zone {found.time_zone}")
+
+    run(go())
+
+
 @org.command("show")
 @click.argument("org_ref", metavar="ORG")
 @click.pass_obj
@@ -82,7 +99,10 @@ def org_show(settings: Settings, org_ref: str) -> None:
             found = await orgs.get_org(pool, await _resolve(pool, org_ref))
             keys = await apikeys.list_api_keys(pool, found.id)
         tracking = "on" if found.link_tracking_enabled else "off"
-        click.echo(f"organisation {found.id}: {found.name}, link tracking {tracking}")
+        click.echo(
+            f"organisation {found.id}: {found.name}, link tracking {tracking},"
+            f" time zone {found.time_zone}"
+        )
         for key in keys:
             state = f"revoked {key.revoked_at:%Y-%m-%d}" if key.revoked_at else "live"
             click.echo(f"  key {key.id} {key.prefix}... {key.name!r} ({state})")

@@ -23,20 +23,22 @@ MAX_TEXT = 256
 MAX_CLOCK_SKEW = timedelta(hours=1)
 """How far in the future `occurred_at` may be (the redirector's clock may run ahead)."""
 _EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
+_UNIX = datetime(1970, 1, 1, tzinfo=UTC)
+_MS = timedelta(milliseconds=1)
 
 
 class Click(NamedTuple):
     """A click event reduced to what counting needs, each value computed once.
 
-    The first nine fields, in this order, are the columns the store sends to Postgres.
+    The first twelve fields, in this order, are the columns the store sends to Postgres.
     """
 
     event_id: str
     """The event id in canonical form (lower case, hyphens): the deduplication key."""
-    hour: int
-    """`occurred_at` truncated to the hour, as Unix seconds: Postgres makes it a timestamptz.
-    An int costs a quarter of what a datetime does to build and to send (asyncpg encodes a
-    timestamptz in Python), and this runs for every click."""
+    at_ms: int
+    """`occurred_at` as Unix milliseconds: Postgres makes the click's time, quarter hour and
+    UTC day from it. An int costs a quarter of what a datetime does to build and to send
+    (asyncpg encodes a timestamptz in Python), and this runs for every click."""
     link_id: int
     campaign_id: int | None
     org_id: int
@@ -46,8 +48,15 @@ class Click(NamedTuple):
     """Who clicked, for the uniques: `r:<recipient_id>` when the code was minted for a recipient
     (the strongest identity, whatever the publisher put in `visitor_id`), else `visitor_id`."""
     is_bot: bool
+    after_expiry: bool
+    """The link had expired: the visitor got its fallback or a 410 (counted apart)."""
+    bot_kind: str | None
+    """For a bot, the kind of its reason (`events.bot_kind`); else None."""
+    recipient: str | None
+    """The recipient the code was minted for, for the per-recipient counts; None for a shared
+    code."""
     day: date
-    """`occurred_at`'s UTC day (Postgres takes it from `hour`: a date costs more to send)."""
+    """`occurred_at`'s UTC day (Postgres takes it from `at_ms`: a date costs more to send)."""
     occurred: datetime
     """`occurred_at`, UTC."""
 
@@ -88,16 +97,20 @@ def admit(raw: bytes | None, *, max_bytes: int, now: datetime | None = None) -> 
         ):
             if text is not None and len(text) > MAX_TEXT:
                 raise EventError(f"field {name!r} is longer than {MAX_TEXT} characters")
+    is_bot = record.is_bot
     return Click(
         record.event_id,
-        int(occurred.timestamp()) // 3600 * 3600,
+        (occurred - _UNIX) // _MS,  # exact: a float's timestamp() may lose a millisecond
         record.link_id,
         record.campaign_id,
         record.org_id,
         record.campaign_kind,
         channel,
         f"r:{recipient_id}" if recipient_id else visitor_id,
-        record.is_bot,
+        is_bot,
+        record.outcome in events.AFTER_EXPIRY,
+        events.bot_kind(record.bot_reason) if is_bot else None,
+        recipient_id or None,
         occurred.date(),
         occurred,
     )

@@ -2,8 +2,11 @@
 
 A single statement is a single transaction. In it we insert the batch's event ids (a conflict
 means the event was counted before), insert visitor rows for the new human events (a row inserted
-is a unique click: per link, per campaign, per link and day, per campaign and day), add the new
-clicks to the counters of every dimension, and move the stored offsets forward. Either all of it
+is a unique click: per link, per campaign, per link and day, per campaign and day), record who
+was seen on which link in which quarter hour (`quarter_visitors`: the uniques of any period) and
+each recipient's clicks (`recipient_clicks`), add the new clicks to the counters of every
+dimension (quarter hours with taps after expiry and bots by reason apart: docs/counting.md), and
+move the stored offsets forward. Either all of it
 commits or none of it does, so a crash at any point leaves counts and offsets in agreement.
 
 A visitor's all-time row (link_visitors, campaign_visitors) keeps the day it was first seen, so a
@@ -31,6 +34,7 @@ import asyncpg
 
 from services.counter import offsets as stored_offsets
 from services.counter.intake import Click
+from shared import events
 from shared.counts import Counts
 
 
@@ -60,16 +64,16 @@ PLANNER = {"jit": "off", "plan_cache_mode": "force_custom_plan", "enable_mergejo
 - no merge joins: its joins pair a few thousand rows of CTEs whose sizes the planner cannot know;
   hashing them beats sorting them (5-10% of the statement)."""
 
-_CLICK_ORDER = 2**32
-"""Orders a batch's clicks by hour, then by place in the batch, in one bigint (hours since 1970
-times this, plus the place): a batch holds far fewer clicks than this."""
+_BOT_KIND_COLUMNS = [f"bots_{kind}" for kind in events.BOT_KINDS]
+"""quarter_counters' columns of bot hits by the kind of their reason (`events.BOT_KINDS`)."""
+_BOT_TALLIES = ",\n           ".join(
+    f"count(*) FILTER (WHERE fresh AND bot_kind = '{kind}') AS bots_{kind}"
+    for kind in events.BOT_KINDS
+)
+_BOT_SUMS_SET = ",\n        ".join(f"{c} = c.{c} + EXCLUDED.{c}" for c in _BOT_KIND_COLUMNS)
 
-_FIRST_CLICK = f"min(hour_s / 3600 * {_CLICK_ORDER} + n)"
-"""A link visitor's first click in the batch: its hour, then its place in the batch (the hourly
-unique counts in that click's hour and channel)."""
 
-
-def _visitors(scope: str, *, first_click: str = "NULL::bigint", where: str = "") -> str:
+def _visitors(scope: str, *, where: str = "") -> str:
     """The three steps that find the batch's human visitors of one scope (`link`, `campaign`):
 
     - `{scope}_pairs`: each visitor once, with the first and last day the batch saw it on;
@@ -82,8 +86,7 @@ def _visitors(scope: str, *, first_click: str = "NULL::bigint", where: str = "")
     """
     key = f"{scope}_id"
     return f"""{scope}_pairs AS MATERIALIZED (
-    SELECT {key}, visitor, min(day) AS first_day, max(day) AS last_day,
-           {first_click} AS first_click
+    SELECT {key}, visitor, min(day) AS first_day, max(day) AS last_day
     FROM humans {where}
     GROUP BY 1, 2
 ),
@@ -95,7 +98,7 @@ new_{scope}_visitors AS (
 ),
 {scope}_state AS MATERIALIZED (
     SELECT p.{key} AS scope_id, p.visitor, p.last_day > p.first_day AS spread,
-           p.first_click, n.{key} IS NOT NULL AS new,
+           n.{key} IS NOT NULL AS new,
            CASE WHEN n.{key} IS NOT NULL THEN p.first_day
            ELSE coalesce((SELECT coalesce(v.first_day, '-infinity') FROM {scope}_visitors v
                           WHERE v.{key} = p.{key} AND v.visitor_id = p.visitor),
@@ -106,21 +109,27 @@ new_{scope}_visitors AS (
 )"""
 
 
-# $1..$9: the batch's distinct events, one array per column (`Click`'s first nine), in the order
-# read; a click's UTC day is its hour's. $10, $11: consumer group and topic; $12..$14: partition,
-# next offset, first offset of the batch.
+_COLUMNS = len(Click._fields) - 2
+"""The columns of a batch sent to Postgres: every field of `Click` but the last two."""
+
+# $1..$12: the batch's distinct events, one array per column (`Click`'s first twelve), in the
+# order read; a click's quarter hour and UTC day come from its time. $13, $14: consumer group
+# and topic; $15..$17: partition, next offset, first offset of the batch.
 # Returns one row per Redis counter touched (scope 'link' or 'campaign', id, day or NULL for all
 # time, absolute total, unique, bots), and one row with a NULL scope whose id is the number of
 # events counted for the first time.
 COUNT_BATCH = f"""
 WITH batch AS (
-    SELECT event_id, date '1970-01-01' + (hour_s / 86400)::int AS day, hour_s,
-           to_timestamp(hour_s) AS hour, link_id, campaign_id, org_id, kind, channel, visitor,
-           is_bot, n
+    SELECT event_id, date '1970-01-01' + (at_ms / 86400000)::int AS day,
+           to_timestamp(at_ms / 900000 * 900) AS quarter,
+           to_timestamp(at_ms / 1000.0) AS occurred, link_id, campaign_id, org_id, kind,
+           channel, visitor, is_bot, expired, bot_kind, recipient, n
     FROM unnest($1::uuid[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[],
-                $6::text[], $7::text[], $8::text[], $9::bool[])
+                $6::text[], $7::text[], $8::text[], $9::bool[], $10::bool[], $11::text[],
+                $12::text[])
         WITH ORDINALITY
-        AS b(event_id, hour_s, link_id, campaign_id, org_id, kind, channel, visitor, is_bot, n)
+        AS b(event_id, at_ms, link_id, campaign_id, org_id, kind, channel, visitor, is_bot,
+             expired, bot_kind, recipient, n)
 ),
 new_events AS (
     INSERT INTO processed_events (event_day, event_id)
@@ -134,9 +143,10 @@ marked AS MATERIALIZED (
     FROM batch b LEFT JOIN new_events e USING (event_id)
 ),
 humans AS MATERIALIZED (
-    SELECT * FROM marked WHERE fresh AND NOT is_bot
+    -- human clicks on live links: taps after expiry are counted apart, bots by reason
+    SELECT * FROM marked WHERE fresh AND NOT is_bot AND NOT expired
 ),
-{_visitors("link", first_click=_FIRST_CLICK)},
+{_visitors("link")},
 {_visitors("campaign", where="WHERE campaign_id IS NOT NULL")},
 new_daily_visitors AS (
     -- a visitor seen on a day other than its first day on the scope takes a daily row (new
@@ -166,38 +176,68 @@ daily_uniques AS (
     ) u
     GROUP BY 1, 2, 3
 ),
-first_hours AS (
-    -- a new visitor of a link counts in the hour (and channel) of its first click in the batch
-    SELECT h.link_id, h.hour, h.channel
-    FROM link_state s JOIN humans h ON h.n = s.first_click % {_CLICK_ORDER}
-    WHERE s.new
+quarter_visits AS (
+    -- who was seen on which link in which quarter hour: the uniques of any period
+    INSERT INTO quarter_visitors (link_id, quarter, visitor_id, channel, org_id, campaign_id,
+                                  campaign_kind)
+    SELECT link_id, quarter, visitor, min(channel), min(org_id), min(campaign_id), min(kind)
+    FROM humans
+    GROUP BY 1, 2, 3
+    ORDER BY 1, 2, 3
+    ON CONFLICT DO NOTHING
+),
+per_recipient AS (
+    INSERT INTO recipient_clicks AS c (link_id, recipient_id, campaign_id, clicks, bot_clicks,
+                                       after_expiry, first_click, last_click)
+    SELECT link_id, recipient, min(campaign_id),
+           count(*) FILTER (WHERE NOT is_bot AND NOT expired),
+           count(*) FILTER (WHERE is_bot),
+           count(*) FILTER (WHERE expired AND NOT is_bot),
+           min(occurred) FILTER (WHERE NOT is_bot AND NOT expired),
+           max(occurred) FILTER (WHERE NOT is_bot AND NOT expired)
+    FROM marked
+    WHERE fresh AND recipient IS NOT NULL
+    GROUP BY 1, 2
+    ORDER BY 1, 2
+    ON CONFLICT (link_id, recipient_id) DO UPDATE
+    SET clicks = c.clicks + EXCLUDED.clicks,
+        bot_clicks = c.bot_clicks + EXCLUDED.bot_clicks,
+        after_expiry = c.after_expiry + EXCLUDED.after_expiry,
+        first_click = least(c.first_click, EXCLUDED.first_click),
+        last_click = greatest(c.last_click, EXCLUDED.last_click)
 ),
 tallies AS MATERIALIZED (
-    -- the batch's events per link, hour, channel and campaign, tallied once for the four
+    -- the batch's events per link, quarter, channel and campaign, tallied once for the four
     -- counter tables below (a few hundred rows where the batch has thousands); a key whose events
     -- are all redeliveries stays, with nothing to add, so that its values are returned again
-    SELECT link_id, hour, channel, campaign_id, min(day) AS day, min(org_id) AS org_id,
+    SELECT link_id, quarter, channel, campaign_id, min(day) AS day, min(org_id) AS org_id,
            min(org_id) FILTER (WHERE fresh) AS fresh_org_id,
            min(kind) FILTER (WHERE fresh) AS fresh_kind,
-           count(*) FILTER (WHERE fresh AND NOT is_bot) AS humans,
+           count(*) FILTER (WHERE fresh AND NOT is_bot AND NOT expired) AS humans,
            count(*) FILTER (WHERE fresh AND is_bot) AS bots,
+           count(*) FILTER (WHERE fresh AND NOT is_bot AND expired) AS after_expiry,
+           {_BOT_TALLIES},
            bool_or(fresh) AS fresh
     FROM marked
     GROUP BY 1, 2, 3, 4
 ),
-hourly AS (
-    INSERT INTO hourly_counters AS c (link_id, hour, channel, org_id, campaign_id,
-                                      campaign_kind, total_clicks, unique_clicks, bot_clicks)
-    SELECT t.link_id, t.hour, t.channel, min(t.fresh_org_id), min(t.campaign_id),
-           min(t.fresh_kind), sum(t.humans), coalesce(min(u.n), 0), sum(t.bots)
+quarters AS (
+    INSERT INTO quarter_counters AS c (link_id, quarter, channel, org_id, campaign_id,
+                                       campaign_kind, total_clicks, bot_clicks, after_expiry,
+                                       {", ".join(_BOT_KIND_COLUMNS)})
+    SELECT t.link_id, t.quarter, t.channel, min(t.fresh_org_id), min(t.campaign_id),
+           min(t.fresh_kind), sum(t.humans), sum(t.bots), sum(t.after_expiry),
+           {", ".join(f"sum(t.{c})" for c in _BOT_KIND_COLUMNS)}
     FROM tallies t
-    LEFT JOIN (SELECT link_id, hour, channel, count(*) AS n FROM first_hours GROUP BY 1, 2, 3) u
-        USING (link_id, hour, channel)
     WHERE t.fresh
     GROUP BY 1, 2, 3
     ORDER BY 1, 2, 3
-    ON CONFLICT (link_id, hour, channel) DO UPDATE
-    SET {_ADD_COUNTS}
+    ON CONFLICT (link_id, quarter, channel) DO UPDATE
+    SET total_clicks = c.total_clicks + EXCLUDED.total_clicks,
+        bot_clicks = c.bot_clicks + EXCLUDED.bot_clicks,
+        after_expiry = c.after_expiry + EXCLUDED.after_expiry,
+        {_BOT_SUMS_SET},
+        updated_at = now()
 ),
 links AS (
     INSERT INTO link_counters AS c (link_id, org_id, campaign_id, total_clicks, unique_clicks,
@@ -247,7 +287,7 @@ days AS (
     SET {_ADD_COUNTS}
     RETURNING scope, scope_id, day, total_clicks, unique_clicks, bot_clicks
 ),
-stored_offsets AS ({stored_offsets.upsert(10)})
+stored_offsets AS ({stored_offsets.upsert(_COLUMNS + 1)})
 SELECT * FROM links
 UNION ALL SELECT * FROM campaigns
 UNION ALL SELECT * FROM days
@@ -269,7 +309,7 @@ async def apply_batch(
     the clicks' days must exist (`retention.ensure_partitions`).
     """
     distinct = list({c.event_id: c for c in clicks}.values())
-    columns = list(zip(*distinct, strict=True))[:9] if distinct else [()] * 9
+    columns = list(zip(*distinct, strict=True))[:_COLUMNS] if distinct else [()] * _COLUMNS
     rows = await conn.fetch(COUNT_BATCH, *columns, group, topic, *stored_offsets.columns(offsets))
     counted = 0
     counts: list[Counts] = []

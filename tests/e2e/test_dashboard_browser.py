@@ -77,7 +77,8 @@ async def test_the_dashboard_shows_the_counted_clicks_and_draws_the_chart(
     campaign_id = created["id"]
     codes: list[dict[str, str]] = []
     link_ids = []
-    for page, recipients in zip(PAGES, (["+91981", "+91982", "+91983"], ["+91981"]), strict=True):
+    sent = (["+91981", "+91982", "+91983", "+91984"], ["+91981"])
+    for page, recipients in zip(PAGES, sent, strict=True):
         link_ids.append(await api.new_link(key, campaign_id, page))
         minted = await api.call(
             "POST",
@@ -120,19 +121,32 @@ async def test_the_dashboard_shows_the_counted_clicks_and_draws_the_chart(
 
     seen = await asyncio.to_thread(_drive, running.api, key, campaign_id)
 
-    assert seen["list_row"] == [CAMPAIGN, "one time", "sms", "3", "5", "1"]
-    assert seen["cards"] == {"unique-clicks": "3", "total-clicks": "5", "bot-clicks": "1"}
+    # one meaning of unique: +91981, +91982, +91983 are the campaign's 3, on the cards, in the
+    # list, by channel and in the chart; the first link's 3 and the second's 1 are theirs
+    assert seen["list_row"] == [CAMPAIGN, "one time", "sms", "3", "5", "1", "0"]
+    assert seen["cards"] == {
+        "unique-clicks": "3", "total-clicks": "5", "bot-clicks": "1", "after-expiry": "0"
+    }  # fmt: skip
     assert seen["heading"] == CAMPAIGN
-    assert seen["polylines"] == {"total": "5", "unique": "4", "bots": "1"}
-    assert seen["points"] == 168  # a week of hours
+    assert seen["polylines"] == {"total": "5", "unique": "3", "bots": "1"}
+    assert seen["points"] == 8  # a week of days, the first one cut by the window
     assert seen["chart_size"][0] > 700 and seen["chart_size"][1] > 250
     assert seen["by_link"] == [
-        [str(link_ids[0]), PAGES[0], "3", "4", "1", "3", "4", "1"],
-        [str(link_ids[1]), PAGES[1], "1", "1", "0", "1", "1", "0"],
+        [str(link_ids[0]), PAGES[0], "3", "4", "1", "0", "3", "4", "1", "0"],
+        [str(link_ids[1]), PAGES[1], "1", "1", "0", "0", "1", "1", "0", "0"],
     ]
-    assert seen["by_channel"] == [["sms", "4", "5", "1"]]
+    assert seen["by_channel"] == [["sms", "3", "5", "1", "0"]]
     assert seen["freshness"].startswith("As of ")
     assert "counter up to date (0 clicks waiting)" in seen["freshness"]
+    assert seen["freshness"].endswith(" · times in UTC")
+    # who clicked (the columns of first and last click are times, left out), who did not
+    assert seen["clickers"] == [["+91981", "3", "0", "0"], ["+91982", "1", "1", "0"],
+                                ["+91983", "1", "0", "0"]]  # fmt: skip
+    assert seen["non_clickers"] == [["+91984"]]  # minted a code, never tapped it
+    assert seen["csv_buttons"] == [
+        "by-channel-csv", "by-link-csv", "clickers-csv", "family-csv", "non-clickers-csv",
+        "report-csv",
+    ]  # fmt: skip
     assert seen["wrong_key_error"] == (
         "That API key was not accepted: the credential is not a valid API key (unknown or revoked)"
     )
@@ -176,7 +190,7 @@ def _drive(base: str, key: str, campaign_id: int) -> dict[str, Any]:
             card: browser.find_element(By.CSS_SELECTOR, f"#{card} .value").get_attribute(
                 "data-value"
             )
-            for card in ("unique-clicks", "total-clicks", "bot-clicks")
+            for card in ("unique-clicks", "total-clicks", "bot-clicks", "after-expiry")
         }
         seen["polylines"] = {
             field: browser.find_element(
@@ -191,6 +205,15 @@ def _drive(base: str, key: str, campaign_id: int) -> dict[str, Any]:
         seen["by_link"] = [_cells(r) for r in _rows(browser, "by-link")]
         seen["by_channel"] = [_cells(r) for r in _rows(browser, "by-channel")]
         seen["freshness"] = browser.find_element(By.ID, "freshness").text
+        for which in ("clickers", "non-clickers"):
+            wait.until(
+                lambda b, w=which: b.find_element(By.ID, f"{w}-list").get_attribute("data-loaded")
+            )
+        seen["clickers"] = [_cells(r, skip=(4, 5)) for r in _rows(browser, "clickers")]
+        seen["non_clickers"] = [_cells(r) for r in _rows(browser, "non-clickers")]
+        seen["csv_buttons"] = sorted(
+            b.get_attribute("id") for b in browser.find_elements(By.CSS_SELECTOR, "button.csv")
+        )
         seen["stored_key"] = browser.execute_script(
             "return sessionStorage.getItem('clicktrack.apiKey')"
         )

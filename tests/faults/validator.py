@@ -7,6 +7,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from typing import Any
 
 import asyncpg
 import redis.asyncio as aioredis
@@ -25,23 +26,25 @@ class Expected:
     links: dict[int, Key] = field(default_factory=dict)
     campaigns: dict[int, Key] = field(default_factory=dict)
     days: dict[tuple[str, int, date], Key] = field(default_factory=dict)
-    hours: dict[tuple[int, datetime, str], Key] = field(default_factory=dict)
+    quarters: dict[tuple[int, datetime, str], tuple[int, int]] = field(default_factory=dict)
+    """(link, UTC quarter hour, channel) -> (total, bots)."""
 
 
 def expected_counts(clicks: Iterable[events.ClickEvent]) -> Expected:
     total: dict[tuple[object, ...], int] = defaultdict(int)
     bots: dict[tuple[object, ...], int] = defaultdict(int)
     seen: dict[tuple[object, ...], set[str]] = defaultdict(set)
-    hour_keys: set[tuple[int, datetime, str]] = set()
+    quarter_keys: set[tuple[int, datetime, str]] = set()
     for c in clicks:
         at = datetime.fromisoformat(c.occurred_at)
-        day, hour = at.date(), at.replace(minute=0, second=0, microsecond=0)
+        day = at.date()
+        quarter = at.replace(minute=at.minute - at.minute % 15, second=0, microsecond=0)
         scopes: list[tuple[object, ...]] = [("link", c.link_id), ("link", c.link_id, day)]
         if c.campaign_id:
             scopes += [("campaign", c.campaign_id), ("campaign", c.campaign_id, day)]
-        hk = (c.link_id, hour, c.channel)
-        hour_keys.add(hk)
-        for s in [*scopes, ("hour", *hk)]:
+        qk = (c.link_id, quarter, c.channel)
+        quarter_keys.add(qk)
+        for s in [*scopes, ("quarter", *qk)]:
             if c.is_bot:
                 bots[s] += 1
             else:
@@ -58,10 +61,8 @@ def expected_counts(clicks: Iterable[events.ClickEvent]) -> Expected:
             out.campaigns[s[1]] = value  # type: ignore[index]
         elif s[0] in ("link", "campaign"):
             out.days[s] = value  # type: ignore[index]
-    for hk in hour_keys:
-        # An hour's uniques are the visitors first counted in it, which depends on the order the
-        # counter read them: the validator checks only that a link's hours sum to its uniques.
-        out.hours[hk] = (total[("hour", *hk)], 0, bots[("hour", *hk)])
+    for qk in quarter_keys:
+        out.quarters[qk] = (total[("quarter", *qk)], bots[("quarter", *qk)])
     return out
 
 
@@ -87,18 +88,14 @@ async def validate(
         for k in sorted(set(want) | set(got), key=str):
             if want.get(k) != got.get(k):
                 problems.append(f"postgres {name} {k}: expected {want.get(k)}, found {got.get(k)}")
-    for k in sorted(set(exp.hours) | set(pg["hours"]), key=str):
-        w, g = exp.hours.get(k), pg["hours"].get(k)
-        if w is None or g is None or (w[0], w[2]) != (g[0], g[2]):
-            problems.append(f"postgres hour {k}: expected {w}, found {g}")
-    unique_by_hours: dict[int, int] = defaultdict(int)
-    for (link, _, _), g in pg["hours"].items():
-        unique_by_hours[link] += g[1]
+    for k in sorted(set(exp.quarters) | set(pg["quarters"]), key=str):
+        w, g = exp.quarters.get(k), pg["quarters"].get(k)
+        if w != g:
+            problems.append(f"postgres quarter {k}: expected {w}, found {g}")
     for link, w in exp.links.items():
-        if unique_by_hours[link] != w[1]:
-            problems.append(
-                f"hourly uniques of link {link} sum to {unique_by_hours[link]}, not {w[1]}"
-            )
+        seen = pg["visitors"].get(link, 0)
+        if seen != w[1]:
+            problems.append(f"quarter_visitors of link {link} hold {seen} visitors, not {w[1]}")
     if check_redis:
         problems += await _compare_redis(CountStore(client), exp)
     return problems
@@ -119,9 +116,10 @@ async def _compare_redis(counts: CountStore, exp: Expected) -> list[str]:
     return problems
 
 
-async def stored_counts(pool: asyncpg.Pool) -> dict[str, dict[object, Key]]:
-    """Every counter row in Postgres, keyed like `Expected`."""
-    out: dict[str, dict[object, Key]] = {}
+async def stored_counts(pool: asyncpg.Pool) -> dict[str, dict[Any, Any]]:
+    """Every counter row in Postgres, keyed like `Expected`, and the distinct visitors per link
+    that quarter_visitors holds (`visitors`)."""
+    out: dict[str, dict[Any, Any]] = {}
     rows = await pool.fetch(
         "SELECT link_id, total_clicks, unique_clicks, bot_clicks FROM link_counters"
     )
@@ -135,8 +133,11 @@ async def stored_counts(pool: asyncpg.Pool) -> dict[str, dict[object, Key]]:
     )
     out["days"] = {(r[0], r[1], r[2]): (r[3], r[4], r[5]) for r in rows}
     rows = await pool.fetch(
-        "SELECT link_id, hour, channel, total_clicks, unique_clicks, bot_clicks"
-        " FROM hourly_counters"
+        "SELECT link_id, quarter, channel, total_clicks, bot_clicks FROM quarter_counters"
     )
-    out["hours"] = {(r[0], r[1], r[2]): (r[3], r[4], r[5]) for r in rows}
+    out["quarters"] = {(r[0], r[1], r[2]): (r[3], r[4]) for r in rows}
+    rows = await pool.fetch(
+        "SELECT link_id, count(DISTINCT visitor_id) FROM quarter_visitors GROUP BY 1"
+    )
+    out["visitors"] = {r[0]: r[1] for r in rows}
     return out

@@ -93,8 +93,16 @@ async def test_a_support_ticket_create_an_org_and_enable_tracking(
     assert (status, out) == (0, f"organisation {org_id} (Acme Retail): link tracking off\n")
 
     status, out, _ = await clicktrack(settings, "org", "show", str(org_id))
-    assert out.splitlines()[0] == f"organisation {org_id}: Acme Retail, link tracking off"
+    assert out.splitlines()[0] == (
+        f"organisation {org_id}: Acme Retail, link tracking off, time zone UTC"
+    )
     assert key not in out and key[:10] in out
+
+    status, out, _ = await clicktrack(settings, "org", "timezone", str(org_id), "Asia/Kolkata")
+    assert (status, out) == (0, f"organisation {org_id} (Acme Retail): time zone Asia/Kolkata\n")
+    assert await pool.fetchval("SELECT time_zone FROM orgs WHERE id = $1", org_id) == "Asia/Kolkata"
+    status, _, err = await clicktrack(settings, "org", "timezone", str(org_id), "Mars/Olympus")
+    assert status == 2 and "IANA" in err
 
 
 async def test_cli_errors_are_one_line_and_exit_2(settings: Settings, pool: asyncpg.Pool) -> None:

@@ -157,7 +157,7 @@ async def test_postgres_refuses_kinds_and_channels_outside_the_shared_lists(
         with pytest.raises(asyncpg.CheckViolationError):
             await pool.execute(insert, org, kind, channel)
     hourly = (
-        "INSERT INTO hourly_counters (link_id, hour, channel, org_id, campaign_kind)"
+        "INSERT INTO quarter_counters (link_id, quarter, channel, org_id, campaign_kind)"
         " VALUES (1, now(), $1, 1, $2)"
     )
     await pool.execute(hourly, "sms", None)

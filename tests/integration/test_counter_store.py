@@ -87,12 +87,22 @@ async def test_one_batch_after_another_counts_every_dimension(pool: asyncpg.Pool
         ("campaign", 10, d1): (4, 2, 1),
         ("campaign", 10, d2): (1, 1, 0),
     }
-    assert stored["hours"] == {
-        (1, h9, "sms"): (3, 2, 1),
-        (2, h10, "whatsapp"): (1, 1, 0),
-        (1, TODAY, "sms"): (1, 0, 0),
-        (3, TODAY, "sms"): (1, 1, 0),
+    assert stored["quarters"] == {
+        (1, h9, "sms"): (3, 1),
+        (2, h10, "whatsapp"): (1, 0),
+        (1, TODAY, "sms"): (1, 0),
+        (3, TODAY, "sms"): (1, 0),
     }
+    visits = await pool.fetch(
+        "SELECT link_id, quarter, visitor_id FROM quarter_visitors ORDER BY 1, 2, 3"
+    )
+    assert [tuple(r) for r in visits] == [
+        (1, h9, "v:a"),
+        (1, h9, "v:b"),
+        (1, TODAY, "v:a"),
+        (2, h10, "v:a"),
+        (3, TODAY, "v:c"),
+    ]
     # the second batch returned the absolute values of every Redis counter it touched
     assert set(returned) == {
         Counts("link", 1, 4, 2, 1),
@@ -106,6 +116,47 @@ async def test_one_batch_after_another_counts_every_dimension(pool: asyncpg.Pool
     assert tuple(row) == (3, 10)
     offsets = await resume_points(pool, "g", "t")
     assert offsets == {0: ResumePoint(replay_from=5, next_offset=7)}
+
+
+async def test_quarters_count_taps_after_expiry_and_bots_by_reason_apart(
+    pool: asyncpg.Pool,
+) -> None:
+    q = YESTERDAY.replace(hour=18, minute=30)  # 00:00 in India: its quarter starts the day there
+    batch = [
+        clk(1, "v:a", q.replace(minute=29), recipient_id="p1"),  # the quarter before
+        clk(1, "v:a", q, recipient_id="p1"),
+        clk(1, "v:a", q.replace(minute=44), recipient_id="p1"),
+        clk(1, "v:b", q.replace(minute=31), recipient_id="p2", outcome="fallback"),
+        clk(1, "v:c", q.replace(minute=32), recipient_id="p3", outcome="gone"),
+        clk(1, "v:d", q, is_bot=True, bot_reason="ua:WhatsApp", recipient_id="p2"),
+        clk(1, "v:d", q, is_bot=True, bot_reason="referer:proofpoint"),
+        clk(1, "v:d", q, is_bot=True, bot_reason="cidr:198.51.100.0/24"),
+        clk(1, "v:d", q, is_bot=True, bot_reason="head", outcome="gone"),
+        clk(1, "v:d", q, is_bot=True),
+    ]
+    async with pool.acquire() as conn:
+        await apply(conn, batch, 0, len(batch))
+    rows = await pool.fetch(
+        "SELECT quarter, total_clicks, bot_clicks, after_expiry, bots_user_agent, bots_referrer,"
+        " bots_network, bots_head FROM quarter_counters WHERE link_id = 1 ORDER BY 1"
+    )
+    assert [tuple(r) for r in rows] == [
+        (q.replace(minute=15), 1, 0, 0, 0, 0, 0, 0),
+        (q, 2, 5, 2, 1, 1, 1, 1),
+    ]
+    # the human clicks on the live link alone make visitors (and uniques): r:p1 only
+    assert (await stored_counts(pool))["links"] == {1: (3, 1, 5)}
+    visits = await pool.fetch("SELECT quarter, visitor_id FROM quarter_visitors ORDER BY 1")
+    assert [tuple(r) for r in visits] == [(q.replace(minute=15), "r:p1"), (q, "r:p1")]
+    per_recipient = await pool.fetch(
+        "SELECT recipient_id, campaign_id, clicks, bot_clicks, after_expiry, first_click,"
+        " last_click FROM recipient_clicks ORDER BY 1"
+    )
+    assert [tuple(r) for r in per_recipient] == [
+        ("p1", 10, 3, 0, 0, q.replace(minute=29), q.replace(minute=44)),
+        ("p2", 10, 0, 1, 1, None, None),
+        ("p3", 10, 0, 0, 1, None, None),
+    ]
 
 
 async def test_a_batch_read_again_counts_nothing_and_returns_the_same_values(
@@ -323,13 +374,15 @@ async def test_counter_tables_leave_room_for_heap_only_updates(pool: asyncpg.Poo
     rows = await pool.fetch(
         "SELECT relname::text, reloptions FROM pg_class"
         " WHERE relnamespace = current_schema()::regnamespace AND relname::text = ANY($1)",
-        ["link_counters", "campaign_counters", "hourly_counters", "daily_counters"],
-    )
+        ["link_counters", "campaign_counters", "quarter_counters", "daily_counters",
+         "recipient_clicks"],
+    )  # fmt: skip
     assert {r["relname"]: r["reloptions"] for r in rows} == {
         "link_counters": ["fillfactor=50"],
         "campaign_counters": ["fillfactor=50"],
-        "hourly_counters": ["fillfactor=70"],
+        "quarter_counters": ["fillfactor=70"],
         "daily_counters": ["fillfactor=70"],
+        "recipient_clicks": ["fillfactor=70"],
     }
 
 

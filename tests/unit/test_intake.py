@@ -23,10 +23,11 @@ def encoded(**overrides: object) -> bytes:
     return events.encode(make_event(**overrides))
 
 
-def test_a_click_gets_its_utc_hour_and_day() -> None:
-    event = make_event(occurred_at="2026-11-26T05:59:59.999+05:30")  # 00:29:59 UTC
+def test_a_click_gets_its_time_in_milliseconds_and_its_utc_day() -> None:
+    event = make_event(occurred_at="2026-11-26T05:59:59.999+05:30")  # 00:29:59.999 UTC
     click = admit(events.encode(event), max_bytes=65_536, now=NOW)
-    assert datetime.fromtimestamp(click.hour, UTC) == datetime(2026, 11, 26, 0, tzinfo=UTC)
+    at = datetime(2026, 11, 26, 0, 29, 59, 999_000, tzinfo=UTC)
+    assert click.at_ms == int(at.timestamp()) * 1000 + 999
     assert click.day.isoformat() == "2026-11-26"
     assert click.occurred == datetime(2026, 11, 26, 0, 29, 59, 999_000, tzinfo=UTC)
     assert click.event_id == event.event_id
@@ -70,7 +71,35 @@ def test_the_recipient_is_the_visitor_when_there_is_one() -> None:
 
 def test_a_click_within_the_clock_skew_is_admitted() -> None:
     click = admit(encoded(occurred_at="2026-11-26T20:29:00Z"), max_bytes=65_536, now=NOW)
-    assert datetime.fromtimestamp(click.hour, UTC) == datetime(2026, 11, 26, 20, tzinfo=UTC)
+    assert click.at_ms == int(datetime(2026, 11, 26, 20, 29, tzinfo=UTC).timestamp()) * 1000
+
+
+@pytest.mark.parametrize(
+    ("overrides", "after_expiry", "bot_kind"),
+    [
+        ({}, False, None),
+        ({"outcome": "redirect"}, False, None),
+        ({"outcome": "fallback"}, True, None),
+        ({"outcome": "gone"}, True, None),
+        ({"is_bot": True, "bot_reason": "ua:WhatsApp"}, False, "user_agent"),
+        ({"is_bot": True, "bot_reason": "referer:proofpoint"}, False, "referrer"),
+        ({"is_bot": True, "bot_reason": "cidr:203.0.113.0/24"}, False, "network"),
+        ({"is_bot": True, "bot_reason": "head", "outcome": "gone"}, True, "head"),
+        ({"is_bot": True, "bot_reason": None}, False, None),
+        ({"is_bot": True, "bot_reason": "martian"}, False, None),
+        ({"is_bot": False, "bot_reason": "head"}, False, None),
+    ],
+)
+def test_a_click_knows_its_outcome_and_the_kind_of_its_bot_reason(
+    overrides: dict[str, object], after_expiry: bool, bot_kind: str | None
+) -> None:
+    click = admit(encoded(**overrides), max_bytes=65_536, now=NOW)
+    assert (click.after_expiry, click.bot_kind) == (after_expiry, bot_kind)
+
+
+def test_the_recipient_is_kept_for_the_per_recipient_counts() -> None:
+    assert admit(encoded(recipient_id="cust-42"), max_bytes=65_536, now=NOW).recipient == "cust-42"
+    assert admit(encoded(), max_bytes=65_536, now=NOW).recipient is None
 
 
 def test_a_record_over_the_size_limit_is_refused_before_decoding() -> None:

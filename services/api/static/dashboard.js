@@ -4,12 +4,14 @@
 "use strict";
 
 const KEY = "clicktrack.apiKey";
+// Windows are counted in the organisation's time zone (the API's default, shown on the page);
+// 7 and 30 days are drawn as days, not 168 or 720 hourly points.
 const RANGES = [
   { id: "24h", label: "Last 24 hours", hours: 24, bucket: "hour" },
-  { id: "7d", label: "Last 7 days", hours: 24 * 7, bucket: "hour" },
+  { id: "7d", label: "Last 7 days", hours: 24 * 7, bucket: "day" },
   { id: "30d", label: "Last 30 days", hours: 24 * 30, bucket: "day" },
 ];
-const ZONE = (Intl.DateTimeFormat().resolvedOptions().timeZone) || "UTC";
+let ZONE = "UTC";  // the organisation's, from the first report
 const $ = (id) => document.getElementById(id);
 
 function el(tag, attrs, ...children) {
@@ -50,7 +52,7 @@ function windowQuery(range) {
   const to = new Date();
   const from = new Date(to.getTime() - range.hours * 3600 * 1000);
   const q = new URLSearchParams({
-    from: from.toISOString(), to: to.toISOString(), bucket: range.bucket, tz: ZONE,
+    from: from.toISOString(), to: to.toISOString(), bucket: range.bucket,
   });
   return q.toString();
 }
@@ -62,6 +64,7 @@ function when(iso) {
 }
 
 function showFreshness(report) {
+  ZONE = report.window.tz;
   const lag = report.lag;
   const line = $("freshness");
   let state;
@@ -73,6 +76,7 @@ function showFreshness(report) {
   line.className = lag.status;
   line.dataset.lagStatus = lag.status;
   line.dataset.asOf = report.as_of;
+  line.dataset.timeZone = ZONE;
 }
 
 function card(id, label, value, sub, extra) {
@@ -93,12 +97,77 @@ function table(id, headers, rows) {
 }
 
 function countCells(t) {
-  return [[fmt(t.unique), "num"], [fmt(t.total), "num"], [fmt(t.bots), "num muted"]];
+  return [[fmt(t.unique), "num"], [fmt(t.total), "num"], [fmt(t.bots), "num muted"],
+    [fmt(t.after_expiry), "num muted"]];
 }
-const COUNT_HEADERS = [["Unique clicks", "num"], ["Total clicks", "num"], ["Bot clicks", "num"]];
+const COUNT_HEADERS = [["Unique clicks", "num"], ["Total clicks", "num"], ["Bot clicks", "num"],
+  ["After expiry", "num"]];
+const REASONS = [["user_agent", "user agent"], ["referrer", "referrer"], ["network", "network"],
+  ["head", "HEAD"], ["other", "other"]];
+function reasons(t) {
+  return REASONS.filter(([k]) => t.bots_by_reason[k]).map(([k, label]) => label + " " + fmt(t.bots_by_reason[k])).join(", ") || "none";
+}
 const WINDOW_HEADERS = COUNT_HEADERS.map(([text, cls]) => [text + " (window)", cls]);
 const FIRST_DAY_HEADERS = COUNT_HEADERS.map(([text, cls]) => [text + " (first 24 h)", cls]);
 const ALL_TIME_HEADERS = COUNT_HEADERS.map(([text, cls]) => [text + " (all time)", cls]);
+
+// CSV downloads: the API's CSV (fetched with the key in a header, saved from memory), or a
+// table as shown. A cell a spreadsheet would read as a formula gets a leading quote.
+function save(name, text) {
+  const url = URL.createObjectURL(new Blob([text], { type: "text/csv;charset=utf-8" }));
+  const link = el("a", { href: url, download: name, hidden: "" });
+  document.body.append(link);
+  link.click();
+  link.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 60000);
+}
+function csvCell(text) {
+  let cell = String(text);
+  if (/^[=@\t\r]/.test(cell) || (/^[+-]/.test(cell) && !/^[+-][0-9 ]*$/.test(cell))) cell = "'" + cell;
+  return /[",\r\n]/.test(cell) ? '"' + cell.replaceAll('"', '""') + '"' : cell;
+}
+function tableCsv(id) {
+  const rows = [...document.querySelectorAll("#" + id + " tr")];
+  return rows.map((tr) => [...tr.children].map((c) => csvCell(c.textContent)).join(",")).join("\r\n") + "\r\n";
+}
+function csvButton(id, label, make) {
+  const b = el("button", { type: "button", class: "csv", id: id, text: label });
+  b.addEventListener("click", async () => {
+    try { await make(); } catch (e) { b.textContent = label + " (failed: " + e.message + ")"; }
+  });
+  return b;
+}
+function tableButton(tableId, name) {
+  return csvButton(tableId + "-csv", "Download CSV", async () => save(name, tableCsv(tableId)));
+}
+
+// Who clicked, who did not: pages of 100 from the API, "More" for the next; the whole list as CSV.
+function recipientList(base, which, headers, cells) {
+  const id = which;
+  const holder = el("div", { class: "recipients", id: id + "-list" });
+  const body = el("tbody");
+  const more = el("button", { type: "button", id: id + "-more", text: "More", hidden: "" });
+  let after = null;
+  async function load() {
+    const q = new URLSearchParams({ limit: "100" });
+    if (after !== null) q.set("after", after);
+    const page = await api(base + "/" + which + "?" + q.toString());
+    for (const item of page.items) {
+      body.append(el("tr", {}, ...cells(item).map(([v, cls]) => el("td", { class: cls || "", text: v }))));
+    }
+    after = page.next_after;
+    more.hidden = after === null;
+    holder.dataset.loaded = String(body.children.length);
+  }
+  more.addEventListener("click", () => load());
+  holder.append(
+    el("table", { id: id }, el("thead", {}, el("tr", {}, ...headers.map(([t, cls]) => el("th", { class: cls || "", text: t })))), body),
+    more,
+    csvButton(id + "-csv", "Download CSV (all)", async () =>
+      save(which + ".csv", await api(base + "/" + which + ".csv", "text/csv"))));
+  load().catch((e) => holder.append(el("p", { class: "error", text: "Could not load: " + e.message })));
+  return holder;
+}
 
 async function chart(path, range) {
   const holder = el("div", { class: "chart", id: "chart", "aria-busy": "true" });
@@ -124,6 +193,7 @@ function rangeButtons(current, onPick) {
 
 async function campaignList(range) {
   const report = await api("/v1/report?" + windowQuery(range));
+  ZONE = report.window.tz;
   const content = $("content");
   const rows = report.campaigns.map(({ campaign: c, totals }) => [
     [el("a", { href: "/dashboard/campaigns/" + c.id, text: c.name })],
@@ -132,14 +202,16 @@ async function campaignList(range) {
   content.replaceChildren(
     el("h2", { text: "Campaigns" }),
     el("div", { class: "cards" },
-      card("org-unique", "Unique clicks", report.totals.unique, "all time, summed over links"),
+      card("org-unique", "Unique clicks", report.totals.unique, "all time, distinct visitors"),
       card("org-total", "Total clicks", report.totals.total, "all time"),
-      card("org-bots", "Bot clicks", report.totals.bots, "previews and scanners, kept apart", "bots")),
+      card("org-bots", "Bot clicks", report.totals.bots, "kept apart; by reason: " + reasons(report.totals), "bots"),
+      card("org-after-expiry", "After expiry", report.totals.after_expiry, "taps on expired links, kept apart", "bots")),
     rangeButtons(range, (r) => campaignList(r)),
     await chart("/v1/chart.svg", range),
     el("h3", { text: "Campaigns (all time)" }),
     rows.length ? table("campaigns", [["Campaign"], ["Kind"], ["Channel"], ["Created"], ...COUNT_HEADERS], rows)
       : el("p", { text: "No campaigns yet." }),
+    tableButton("campaigns", "campaigns.csv"),
   );
   if (report.campaigns_truncated) content.append(el("p", { text: "Showing the newest 500 campaigns." }));
   showFreshness(report);
@@ -147,6 +219,7 @@ async function campaignList(range) {
 
 async function campaignPage(id, range) {
   const report = await api("/v1/campaigns/" + id + "/report?" + windowQuery(range));
+  ZONE = report.window.tz;
   const c = report.campaign;
   document.title = c.name + " · Clicktrack";
   $("where").replaceChildren(el("a", { href: "/dashboard", text: "Campaigns" }), " / " + c.name);
@@ -166,19 +239,32 @@ async function campaignPage(id, range) {
     el("h2", { id: "campaign-name", text: c.name }),
     el("p", { text: c.kind.replaceAll("_", " ") + " campaign on " + c.channel + ", created " + when(c.created_at) }),
     el("div", { class: "cards" },
-      card("unique-clicks", "Unique clicks", report.totals.unique, fmt(inWindow.unique) + " new in the window"),
+      card("unique-clicks", "Unique clicks", report.totals.unique, fmt(inWindow.unique) + " in the window"),
       card("total-clicks", "Total clicks", report.totals.total, fmt(inWindow.total) + " in the window"),
-      card("bot-clicks", "Bot clicks", report.totals.bots, "kept apart from the counts", "bots")),
+      card("bot-clicks", "Bot clicks", report.totals.bots, "kept apart; by reason: " + reasons(report.totals), "bots"),
+      card("after-expiry", "After expiry", report.totals.after_expiry, "taps on expired links, kept apart", "bots")),
     rangeButtons(range, (r) => campaignPage(id, r)),
     await chart("/v1/campaigns/" + id + "/chart.svg", range),
+    csvButton("report-csv", "Download the window as CSV (by bucket, link and channel)", async () =>
+      save("campaign-" + id + ".csv", await api("/v1/campaigns/" + id + "/report.csv?" + windowQuery(range), "text/csv"))),
     el("h3", { text: "By channel (window)" }),
     byChannel.length ? table("by-channel", [["Channel"], ...COUNT_HEADERS], byChannel)
       : el("p", { id: "by-channel", text: "No clicks in the window." }),
+    tableButton("by-channel", "by-channel.csv"),
     el("h3", { text: "By link" }),
     table("by-link", [["Link"], ["Destination"], ...WINDOW_HEADERS, ...ALL_TIME_HEADERS], byLink),
+    tableButton("by-link", "by-link.csv"),
     el("h3", { text: "Original, resends and recurrences: the first 24 hours after each" }),
     table("family", [["Campaign"], ["Kind"], ["Created"], ...FIRST_DAY_HEADERS, ...ALL_TIME_HEADERS], family),
-    el("p", { class: "sub", text: "Unique clicks in a window or breakdown count visitors a link met for the first time; a resend that reuses its original's links counts on the original." }),
+    tableButton("family", "family.csv"),
+    el("h3", { text: "Who clicked" }),
+    recipientList("/v1/campaigns/" + id, "clickers",
+      [["Recipient"], ["Clicks", "num"], ["Bot clicks", "num"], ["After expiry", "num"], ["First click"], ["Last click"]],
+      (c) => [[c.recipient], [fmt(c.clicks), "num"], [fmt(c.bot_clicks), "num muted"],
+        [fmt(c.after_expiry), "num muted"], [when(c.first_click)], [when(c.last_click)]]),
+    el("h3", { text: "Who did not click" }),
+    recipientList("/v1/campaigns/" + id, "non-clickers", [["Recipient"]], (n) => [[n.recipient]]),
+    el("p", { class: "sub", text: "Unique clicks: the distinct visitors of that campaign, link or channel in that period (a visitor who taps two links is one unique of the campaign). Times and days in " + report.window.tz + "." }),
   );
   showFreshness(report);
 }

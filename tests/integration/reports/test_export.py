@@ -4,7 +4,8 @@ files and headers, against the counted world of `world.py`."""
 from __future__ import annotations
 
 import re
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -38,10 +39,11 @@ async def test_a_campaign_exports_as_csv_row_by_bucket_link_and_channel(
         body = await resp.read()
     assert body.decode() == (
         "bucket_start,campaign_id,campaign_kind,link_id,channel,total_clicks,unique_clicks,"
-        "bot_clicks\r\n"
-        f"{h0},{a},one_time,{a1},sms,3,2,0\r\n"
-        f"{h1},{a},one_time,{a1},sms,1,1,1\r\n"
-        f"{h1},{a},one_time,{a2},sms,1,1,0\r\n"
+        "bot_clicks,after_expiry,bots_user_agent,bots_referrer,bots_network,bots_head,"
+        "bots_other\r\n"
+        f"{h0},{a},one_time,{a1},sms,3,2,0,0,0,0,0,0,0\r\n"
+        f"{h1},{a},one_time,{a1},sms,1,1,1,0,1,0,0,0,0\r\n"
+        f"{h1},{a},one_time,{a2},sms,1,1,0,0,0,0,0,0,0\r\n"
     )
 
 
@@ -54,18 +56,21 @@ async def test_the_organisation_exports_by_day_in_its_time_zone(
         lines = (await resp.text()).splitlines()
     assert resp.headers["X-Clicktrack-Window"].endswith(";bucket=day;tz=Asia/Kolkata")
     india = ZoneInfo("Asia/Kolkata")
-    # (link, hour after H, human clicks, new visitors, bots), as world.py publishes them
-    clicks = (("A1", 0, 3, 2, 0), ("A1", 1, 1, 1, 1), ("A2", 1, 1, 1, 0), ("R1", 2, 2, 2, 0))
-    clicks += (("C1", 0, 1, 1, 1),)
-    expected: dict[tuple[str, int], list[int]] = {}
-    for label, hours, total, unique, bots in clicks:
-        local = (world.hour + timedelta(hours=hours)).astimezone(india)
-        day = local.replace(hour=0, minute=0).isoformat()  # the local day of the hour's start
-        sums = expected.setdefault((day, world.links[label]), [0, 0, 0])
-        sums[:] = [sums[0] + total, sums[1] + unique, sums[2] + bots]
+    # computed the plain way from the events: per Indian day (of each click's own time) and link,
+    # human clicks, distinct visitors, bots
+    expected: dict[tuple[str, int], list[Any]] = {}
+    for event in world.events:
+        at = datetime.fromisoformat(event.occurred_at).astimezone(india)
+        day = at.replace(hour=0, minute=0, second=0, microsecond=0).isoformat()
+        sums = expected.setdefault((day, event.link_id), [0, set(), 0])
+        if event.is_bot:
+            sums[2] += 1
+        else:
+            sums[0] += 1
+            sums[1].add(event.visitor_id)
     rows = [line.split(",") for line in lines[1:]]
-    got = {(r[0], int(r[3])): [int(v) for v in r[5:]] for r in rows}
-    assert got == expected
+    got = {(r[0], int(r[3])): [int(v) for v in r[5:8]] for r in rows}
+    assert got == {k: [v[0], len(v[1]), v[2]] for k, v in expected.items()}
     assert len(lines) == 1 + len(expected)
 
 

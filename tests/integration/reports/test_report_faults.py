@@ -50,7 +50,11 @@ async def test_without_kafka_and_redis_the_report_is_served_from_postgres(
             assert got["lag"]["status"] == "unknown" and got["lag"]["records"] is None
             assert got["lag"]["last_counted_at"] is not None  # read from Postgres
             assert got["totals_source"] == "postgres"
-            assert got["totals"] == {"total": 5, "unique": 3, "bots": 1}
+            assert {k: got["totals"][k] for k in ("total", "unique", "bots")} == {
+                "total": 5,
+                "unique": 3,
+                "bots": 1,
+            }
             assert [f["totals"]["total"] for f in got["family"]] == [5, 2]
         async with http.get(f"{cut_off}/v1/campaigns/{world.campaigns['A']}/report.csv") as resp:
             assert resp.status == 200

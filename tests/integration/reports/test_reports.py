@@ -1,6 +1,8 @@
 """The reports API on the real Kafka, counter, Postgres and Redis: exact counts by link, campaign,
-family, channel, kind, hour and day (UTC and Asia/Kolkata), Redis totals agreeing with the
-Postgres series, freshness (lag behind, then current), isolation and bad input."""
+family, channel, kind, hour and day (UTC, Asia/Kolkata at its midnight, Europe/London across a
+DST change), one meaning of unique everywhere (distinct visitors of the scope and period), Redis
+totals agreeing with the Postgres windows, freshness (lag behind, then current), isolation and
+bad input."""
 
 from __future__ import annotations
 
@@ -28,11 +30,25 @@ from tests.unit.test_events import make_event
 
 pytestmark = pytest.mark.integration
 
-ZERO = {"total": 0, "unique": 0, "bots": 0}
+
+def counts(
+    total: int, unique: int, bots: int = 0, after_expiry: int = 0, **reasons: int
+) -> dict[str, Any]:
+    """Counts as the reports give them; bots are the world's WhatsApp previews (`user_agent`)
+    unless `reasons` says otherwise."""
+    by_reason = {"user_agent": 0, "referrer": 0, "network": 0, "head": 0, "other": 0}
+    by_reason.update(reasons or {"user_agent": bots})
+    return {
+        "total": total,
+        "unique": unique,
+        "bots": bots,
+        "after_expiry": after_expiry,
+        "bots_by_reason": by_reason,
+    }
 
 
-def counts(total: int, unique: int, bots: int = 0) -> dict[str, int]:
-    return {"total": total, "unique": unique, "bots": bots}
+ZERO = counts(0, 0)
+FIELDS = ("total", "unique", "bots")
 
 
 async def test_a_campaign_report_has_exact_totals_series_links_channels_and_family(
@@ -52,7 +68,7 @@ async def test_a_campaign_report_has_exact_totals_series_links_channels_and_fami
     assert got["campaign"]["id"] == a and got["campaign"]["kind"] == "one_time"
     assert got["totals"] == counts(5, 3, 1)  # v1, v2, v3 are the campaign's visitors
     assert got["totals_source"] == "redis"
-    assert got["in_window"] == counts(5, 4, 1)  # v1 is new on A1 and on A2
+    assert got["in_window"] == counts(5, 3, 1)  # v1 taps A1 and A2: one unique of the campaign
     assert got["window"] == {
         "from": world.hour.isoformat(),
         "to": (world.hour + timedelta(hours=3)).isoformat(),
@@ -61,10 +77,10 @@ async def test_a_campaign_report_has_exact_totals_series_links_channels_and_fami
     }
     assert [(p["start"], p["total"], p["unique"], p["bots"]) for p in got["series"]] == [
         (world.hour.isoformat(), 3, 2, 0),
-        ((world.hour + timedelta(hours=1)).isoformat(), 2, 2, 1),
+        ((world.hour + timedelta(hours=1)).isoformat(), 2, 2, 1),  # v3, and v1 again (on A2)
         ((world.hour + timedelta(hours=2)).isoformat(), 0, 0, 0),
     ]
-    assert got["by_channel"] == [{"channel": "sms", **counts(5, 4, 1)}]
+    assert got["by_channel"] == [{"channel": "sms", **counts(5, 3, 1)}]
     assert [(i["link_id"], i["destination"]) for i in got["by_link"]] == [
         (world.links["A1"], "https://shop.example.in/diwali"),
         (world.links["A2"], "https://shop.example.in/terms"),
@@ -76,14 +92,14 @@ async def test_a_campaign_report_has_exact_totals_series_links_channels_and_fami
         (f["campaign"]["id"], f["totals"], f["in_window"], f["first_24h"]) for f in got["family"]
     ]
     assert family == [
-        (a, counts(5, 3, 1), counts(5, 4, 1), counts(5, 4, 1)),
+        (a, counts(5, 3, 1), counts(5, 3, 1), counts(5, 3, 1)),
         (world.campaigns["R"], counts(2, 2), counts(2, 2), counts(2, 2)),
     ]
     narrow = await report(
         api, world, "/v1/campaigns/{campaign_id}/report", window(world, hours=1), campaign_id=a
     )
     assert [f["in_window"] for f in narrow["family"]] == [counts(3, 2), ZERO]
-    assert [f["first_24h"] for f in narrow["family"]] == [counts(5, 4, 1), counts(2, 2)]
+    assert [f["first_24h"] for f in narrow["family"]] == [counts(5, 3, 1), counts(2, 2)]
     assert got["lag"]["status"] == "current" and got["lag"]["records"] == 0
     assert got["lag"]["last_counted_at"] is not None
 
@@ -95,24 +111,25 @@ async def test_a_campaign_report_has_exact_totals_series_links_channels_and_fami
     assert resend["totals"] == counts(2, 2)
 
 
-async def test_live_totals_from_redis_agree_with_the_postgres_series(
+async def test_live_totals_from_redis_agree_with_the_postgres_windows(
     api: ApiClient, world: World, redis: aioredis.Redis
 ) -> None:
     everything = window(world, hours=24 * 3, bucket="day")
     for label, link_id in world.links.items():
         got = await report(api, world, "/v1/links/{link_id}/report", everything, link_id=link_id)
         assert got["totals_source"] == "redis"
-        summed = {f: sum(p[f] for p in got["series"]) for f in ZERO}
-        assert summed == got["totals"] == got["in_window"], label
+        assert got["in_window"] == got["totals"], label
+        for field in ("total", "bots", "after_expiry"):
+            assert sum(p[field] for p in got["series"]) == got["totals"][field], label
     for name, campaign_id in world.campaigns.items():
         got = await report(
             api, world, "/v1/campaigns/{campaign_id}/report", everything, campaign_id=campaign_id
         )
-        summed = {f: sum(p[f] for p in got["series"]) for f in ZERO}
-        assert summed["total"] == got["totals"]["total"], name
-        assert summed["bots"] == got["totals"]["bots"], name
-        # per-link first visits: the series' uniques add up to the links' unique counts
-        assert summed["unique"] == sum(i["totals"]["unique"] for i in got["by_link"]), name
+        # one meaning of unique: the window holding every click has the all-time uniques
+        assert got["in_window"] == got["totals"], name
+        for field in ("total", "bots"):
+            assert sum(p[field] for p in got["series"]) == got["totals"][field], name
+            assert sum(i["totals"][field] for i in got["by_link"]) == got["totals"][field], name
 
     # Redis emptied (and not yet rebuilt): the same totals, read from Postgres
     await redis.flushdb()
@@ -127,14 +144,14 @@ async def test_the_organisation_report_splits_by_channel_and_kind(
 ) -> None:
     got = await report(api, world, "/v1/report", window(world))
     assert got["org_id"] == world.org_id
-    assert got["totals"] == counts(8, 7, 2)  # unique: summed over links
-    assert got["in_window"] == counts(8, 7, 2)
+    assert got["totals"] == counts(8, 5, 2)  # v1 ... v5: distinct visitors of the organisation
+    assert got["in_window"] == counts(8, 5, 2)
     assert got["by_channel"] == [
-        {"channel": "sms", **counts(7, 6, 1)},
+        {"channel": "sms", **counts(7, 4, 1)},
         {"channel": "whatsapp", **counts(1, 1, 1)},
     ]
     assert got["by_kind"] == [
-        {"kind": "one_time", **counts(5, 4, 1)},
+        {"kind": "one_time", **counts(5, 3, 1)},
         {"kind": "resend", **counts(2, 2, 0)},
         {"kind": "coupon_expiry_reminder", **counts(1, 1, 1)},
     ]
@@ -146,64 +163,122 @@ async def test_the_organisation_report_splits_by_channel_and_kind(
     ]
     assert got["campaigns_source"] == "redis" and got["campaigns_truncated"] is False
     assert [p["total"] for p in got["series"]] == [4, 2, 2]
+    assert [p["unique"] for p in got["series"]] == [3, 2, 2]  # H: v1 v2 v5; H+1: v3 v1; ...
     assert [p["bots"] for p in got["series"]] == [1, 1, 0]
 
 
-async def test_day_buckets_follow_the_named_time_zone(
+async def test_days_and_hours_are_exact_in_india_at_its_midnight(
     api: ApiClient,
     world: World,
     settings: Settings,
     pool: asyncpg.Pool,
     producer: AIOKafkaProducer,
 ) -> None:
-    # 18:10 and 19:10 UTC are one UTC day but two days in India: 23:40 and 00:40 (+05:30)
+    # India is UTC+05:30: 18:30 UTC is midnight there. 18:10 and 18:29:59 are one Indian day,
+    # 18:30:00 and 19:10 the next; all four are one UTC day.
     link_id = await api.new_link(world.key, world.campaigns["C"], "https://shop.example.in/late")
     day = world.hour.replace(hour=0) - timedelta(days=2)
-    at = [day + timedelta(hours=18, minutes=10), day + timedelta(hours=19, minutes=10)]
+    taps = [((18, 10, 0), "v:a"), ((18, 29, 59), "v:b"), ((18, 30, 0), "v:b"), ((19, 10, 0), "v:a")]
     await publish(
         producer,
         settings.kafka.clicks_topic,
         [
             make_event(
-                occurred_at=t.isoformat().replace("+00:00", "Z"),
+                occurred_at=(day + timedelta(hours=h, minutes=m, seconds=s))
+                .isoformat()
+                .replace("+00:00", "Z"),
                 link_id=link_id,
                 org_id=world.org_id,
                 campaign_id=world.campaigns["C"],
                 campaign_kind="coupon_expiry_reminder",
                 channel="whatsapp",
-                visitor_id=f"v:{t.hour}",
+                visitor_id=visitor,
             )
-            for t in at
+            for (h, m, s), visitor in taps
         ],
     )
-    assert await wait_for(lambda: counted_total(pool, world.org_id), 12) == 12
+    assert await wait_for(lambda: counted_total(pool, world.org_id), 14) == 14
     route = "/v1/links/{link_id}/report"
     days = f"?from={day.date()}&to={(day + timedelta(days=2)).date()}&bucket=day"
     utc = await report(api, world, route, days, link_id=link_id)
-    assert [(p["start"], p["total"]) for p in utc["series"]] == [
-        (day.isoformat(), 2),
-        ((day + timedelta(days=1)).isoformat(), 0),
+    assert [(p["start"], p["total"], p["unique"]) for p in utc["series"]] == [
+        (day.isoformat(), 4, 2),
+        ((day + timedelta(days=1)).isoformat(), 0, 0),
     ]
     india = await report(api, world, route, days + "&tz=Asia/Kolkata", link_id=link_id)
     local = [(day + timedelta(days=n)).date().isoformat() + "T00:00:00+05:30" for n in range(3)]
-    assert india["window"] == {  # local days run from 00:30 to 00:30 (UTC hours)
-        "from": local[0].replace("T00:00", "T00:30"),
-        "to": local[2].replace("T00:00", "T00:30"),
+    assert india["window"] == {
+        "from": local[0],
+        "to": local[2],
         "bucket": "day",
         "tz": "Asia/Kolkata",
     }
     assert [(p["start"], p["total"], p["unique"]) for p in india["series"]] == [
-        (local[0], 1, 1),
-        (local[1], 1, 1),
+        (local[0], 2, 2),
+        (local[1], 2, 2),
     ]
-    # hour buckets are UTC hours, shown in local time
+    # hour buckets are India's hours: they start at half past in UTC
     edges = (day + timedelta(hours=18), day + timedelta(hours=20))
     hours = f"?from={edges[0].isoformat()}&to={edges[1].isoformat()}".replace("+", "%2B")
     by_hour = await report(api, world, route, hours + "&tz=Asia/Kolkata", link_id=link_id)
-    starts = [(p["start"], p["total"]) for p in by_hour["series"]]
-    assert starts == [
-        (f"{local[0][:10]}T23:30:00+05:30", 1),
-        (f"{local[1][:10]}T00:30:00+05:30", 1),
+    assert [(p["start"], p["total"], p["unique"]) for p in by_hour["series"]] == [
+        (f"{local[0][:10]}T23:00:00+05:30", 2, 2),
+        (f"{local[1][:10]}T00:00:00+05:30", 2, 2),
+        (f"{local[1][:10]}T01:00:00+05:30", 0, 0),
+    ]
+    # the organisation's time zone is the default once an operator sets it
+    await pool.execute("UPDATE orgs SET time_zone = 'Asia/Kolkata' WHERE id = $1", world.org_id)
+    default = await report(api, world, route, days, link_id=link_id)
+    assert default["window"] == india["window"] and default["series"] == india["series"]
+
+
+async def test_days_and_hours_are_exact_across_a_daylight_saving_change(
+    api: ApiClient,
+    world: World,
+    settings: Settings,
+    pool: asyncpg.Pool,
+    producer: AIOKafkaProducer,
+) -> None:
+    # London falls back on 2026-10-25 at 01:00 UTC: that day has 25 hours, 01:00 happens twice
+    link_id = await api.new_link(world.key, world.campaigns["A"], "https://shop.example.in/dst")
+    taps = [
+        "2026-10-24T22:59:00Z",  # 24th, 23:59 BST
+        "2026-10-24T23:00:00Z",  # 25th, 00:00 BST
+        "2026-10-25T00:30:00Z",  # 25th, 01:30 BST
+        "2026-10-25T01:30:00Z",  # 25th, 01:30 GMT: the same wall-clock hour, an hour later
+        "2026-10-25T23:59:00Z",  # 25th, 23:59 GMT
+        "2026-10-26T00:00:00Z",  # 26th, 00:00 GMT
+    ]
+    await publish(
+        producer,
+        settings.kafka.clicks_topic,
+        [
+            make_event(
+                occurred_at=at,
+                link_id=link_id,
+                org_id=world.org_id,
+                campaign_id=world.campaigns["A"],
+                campaign_kind="one_time",
+                channel="sms",
+                visitor_id="v:late-night",
+            )
+            for at in taps
+        ],
+    )
+    assert await wait_for(lambda: counted_total(pool, world.org_id), 16) == 16
+    route = "/v1/links/{link_id}/report"
+    query = "?from=2026-10-24&to=2026-10-27&bucket=day&tz=Europe/London"
+    got = await report(api, world, route, query, link_id=link_id)
+    assert [(p["start"], p["total"], p["unique"]) for p in got["series"]] == [
+        ("2026-10-24T00:00:00+01:00", 1, 1),
+        ("2026-10-25T00:00:00+01:00", 4, 1),
+        ("2026-10-26T00:00:00+00:00", 1, 1),
+    ]
+    query = "?from=2026-10-25T00:00:00Z&to=2026-10-25T02:00:00Z&bucket=hour&tz=Europe/London"
+    got = await report(api, world, route, query, link_id=link_id)
+    assert [(p["start"], p["total"]) for p in got["series"]] == [
+        ("2026-10-25T01:00:00+01:00", 1),
+        ("2026-10-25T01:00:00+00:00", 1),
     ]
 
 

@@ -17,7 +17,6 @@ from typing import Any
 import asyncpg
 from aiokafka import AIOKafkaProducer
 
-from services.api.window import floor_hour
 from shared import events
 from tests.integration.api_client import ApiClient
 from tests.unit.test_events import make_event
@@ -33,6 +32,8 @@ class World:
     links: dict[str, int]
     clicks: int
     """Events published (humans and bots)."""
+    events: tuple[events.ClickEvent, ...] = ()
+    """The events published."""
 
 
 async def build_world(api: ApiClient, name: str = "Acme") -> tuple[World, list[events.ClickEvent]]:
@@ -50,7 +51,7 @@ async def build_world(api: ApiClient, name: str = "Acme") -> tuple[World, list[e
         ("C1", c, "https://shop.example.in/coupon"),
     ):
         links[label] = await api.new_link(key, campaign, dest)
-    hour = floor_hour(datetime.now(UTC)) - timedelta(hours=26)
+    hour = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=26)
     where = {
         "A1": (a, "one_time", "sms"),
         "A2": (a, "one_time", "sms"),
@@ -85,7 +86,7 @@ async def build_world(api: ApiClient, name: str = "Acme") -> tuple[World, list[e
         click("C1", 30, "v:5"),
         click("C1", 31, "v:bot", bot=True),
     ]
-    world = World(key, org_id, hour, {"A": a, "R": r, "C": c}, links, len(clicks))
+    world = World(key, org_id, hour, {"A": a, "R": r, "C": c}, links, len(clicks), tuple(clicks))
     return world, clicks
 
 
