@@ -18,6 +18,7 @@ from typing import Literal, get_args
 import asyncpg
 
 from shared.errors import InvalidInputError
+from shared.hostnames import clean_domain
 from shared.orgs import clean_name, owned_row
 
 CampaignKind = Literal["one_time", "recurring", "coupon_expiry_reminder", "resend"]
@@ -33,6 +34,19 @@ DEFAULT_CHANNEL = "sms"
 PARENT_KINDS = frozenset({"resend", "recurring"})
 """Kinds that may name a parent campaign."""
 _CHANNEL = re.compile(CHANNEL_PATTERN)
+HEADER_PATTERN = r"^[A-Z0-9]{6}(?!\n)$"
+"""A DLT header (sender id): 6 upper-case letters or digits (migration 0041's `CHECK`)."""
+_HEADER = re.compile(HEADER_PATTERN)
+
+
+def clean_header(value: object) -> str:
+    """A DLT header, stored upper case, or `invalid_header`."""
+    header = value.strip().upper() if isinstance(value, str) else ""
+    if not _HEADER.fullmatch(header):
+        raise InvalidInputError(
+            f"a DLT header is 6 letters or digits (got {value!r})", code="invalid_header"
+        )
+    return header
 
 
 def is_channel(value: str) -> bool:
@@ -40,7 +54,8 @@ def is_channel(value: str) -> bool:
     return _CHANNEL.fullmatch(value) is not None
 
 
-_COLUMNS = "id, org_id, name, kind, channel, parent_id, created_at"
+COLUMNS = "id, org_id, name, kind, channel, parent_id, created_at, dlt_header, short_domain"
+"""The columns of a `Campaign`, for every query that builds one."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +71,10 @@ class Campaign:
     parent_id: int | None
     """The campaign this one resends or recurs, if any."""
     created_at: datetime
+    dlt_header: str | None
+    """The DLT header (sender id) the campaign is sent under; a resend's is its parent's."""
+    short_domain: str | None
+    """One of the organisation's short domains; null: its default (shared.domains)."""
 
 
 async def create_campaign(
@@ -66,8 +85,13 @@ async def create_campaign(
     channel: str = DEFAULT_CHANNEL,
     *,
     parent_id: int | None = None,
+    dlt_header: str | None = None,
+    short_domain: str | None = None,
 ) -> int:
-    """Create a campaign; returns its id. The parent must be a campaign of the same org."""
+    """Create a campaign; returns its id. The parent must be a campaign of the same org; a
+    resend without a `dlt_header` takes its parent's (it reuses the parent's links), and may not
+    name another. `short_domain` must be one of the organisation's domains."""
+    header = None if dlt_header is None else clean_header(dlt_header)
     if kind not in CAMPAIGN_KINDS:
         raise InvalidInputError(
             f"campaign kind must be one of {', '.join(sorted(CAMPAIGN_KINDS))}", code="invalid_kind"
@@ -83,23 +107,43 @@ async def create_campaign(
                 f"only {' and '.join(sorted(PARENT_KINDS))} campaigns have a parent",
                 code="invalid_parent",
             )
-        exists = await conn.fetchval(
-            "SELECT EXISTS (SELECT 1 FROM campaigns WHERE id = $1 AND org_id = $2)",
-            parent_id,
-            org_id,
+        parent = await conn.fetchrow(
+            "SELECT dlt_header FROM campaigns WHERE id = $1 AND org_id = $2", parent_id, org_id
         )
-        if not exists:
+        if parent is None:
             raise InvalidInputError(
                 f"parent campaign {parent_id} does not exist", code="invalid_parent"
             )
+        if kind == "resend":
+            if header is not None and parent["dlt_header"] not in (None, header):
+                raise InvalidInputError(
+                    f"a resend reuses its parent's links, and so its DLT header"
+                    f" {parent['dlt_header']}",
+                    code="invalid_header",
+                )
+            header = header or parent["dlt_header"]
+    if short_domain is not None:
+        short_domain = clean_domain(short_domain)
+        owned = await conn.fetchval(
+            "SELECT EXISTS (SELECT 1 FROM short_domains WHERE domain = $1 AND org_id = $2)",
+            short_domain,
+            org_id,
+        )
+        if not owned:
+            raise InvalidInputError(
+                f"{short_domain} is not one of the organisation's short domains",
+                code="unknown_domain",
+            )
     campaign_id: int = await conn.fetchval(
-        "INSERT INTO campaigns (org_id, name, kind, channel, parent_id)"
-        " VALUES ($1, $2, $3, $4, $5) RETURNING id",
+        "INSERT INTO campaigns (org_id, name, kind, channel, parent_id, dlt_header, short_domain)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
         org_id,
         clean_name(name, "campaign name"),
         kind,
         channel,
         parent_id,
+        header,
+        short_domain,
     )
     return campaign_id
 
@@ -108,7 +152,7 @@ async def get_campaign(
     conn: asyncpg.Connection | asyncpg.Pool, org_id: int, campaign_id: int
 ) -> Campaign:
     """The organisation's campaign, or `NotFoundError` (also for another org's campaign)."""
-    row = await owned_row(conn, "campaigns", _COLUMNS, campaign_id, org_id, "campaign")
+    row = await owned_row(conn, "campaigns", COLUMNS, campaign_id, org_id, "campaign")
     return Campaign(**dict(row))
 
 
@@ -117,7 +161,7 @@ async def list_campaigns(
 ) -> list[Campaign]:
     """The organisation's campaigns by id, `limit` of them after `after_id`."""
     rows = await conn.fetch(
-        f"SELECT {_COLUMNS} FROM campaigns WHERE org_id = $1 AND id > $2 ORDER BY id LIMIT $3",
+        f"SELECT {COLUMNS} FROM campaigns WHERE org_id = $1 AND id > $2 ORDER BY id LIMIT $3",
         org_id,
         after_id,
         limit,

@@ -20,6 +20,8 @@
     │   └── WebhookError         a webhook endpoint is refused (not https, a private address)
     ├── AuthError                no credential, or one that is not valid (HTTP 401)
     ├── ForbiddenError           a valid credential that may not do this (HTTP 403)
+    ├── TrackingDisabledError    the organisation's link tracking is off: nothing is minted
+    │                            (HTTP 409, not retriable until an operator switches it on)
     ├── DeliveryError            a webhook POST failed (retriable: the relay retries with backoff)
     └── SignatureError           a webhook's signature or timestamp does not verify
 
@@ -125,6 +127,10 @@ class AuthError(ClicktrackError, code="unauthorized"):
 
 class ForbiddenError(ClicktrackError, code="forbidden"):
     """The credential is valid but may not do this (an API key on an operator route)."""
+
+
+class TrackingDisabledError(ClicktrackError, code="tracking_disabled"):
+    """The organisation's link tracking is off, so no tracked link or code may be created."""
 
 
 class WebhookError(InvalidInputError, code="invalid_webhook_url"):

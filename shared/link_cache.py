@@ -10,6 +10,11 @@ A code never moves to another link, so code entries only expire. Whoever changes
 (destination, disabled, expiry, fallback) calls `invalidate_link`: it deletes the link's key
 and publishes the id on `LINK_CHANGES`, and every redirector drops the link from its memory.
 Redirectors also keep entries in memory only for a short TTL, so a lost message heals itself.
+
+Two more messages travel on `LINK_CHANGES`: `org:{id}` when an organisation's link tracking is
+switched (its links' keys are deleted first, `invalidate_org`; each redirector drops the
+organisation's links from memory), and `domains` when a short domain is added, moved or removed
+(each redirector reloads its table of hosts, `domains_changed`).
 """
 
 from __future__ import annotations
@@ -18,6 +23,11 @@ import redis.asyncio as aioredis
 
 LINK_CHANGES = "ct:links:changed"
 NEGATIVE = b"-"
+DOMAINS_CHANGED = "domains"
+"""The message that makes every redirector reload its table of short domains."""
+ORG_PREFIX = "org:"
+"""`org:{id}`: forget every link of that organisation."""
+_UNLINK_CHUNK = 1000
 
 
 def code_key(code: str) -> str:
@@ -36,3 +46,17 @@ async def invalidate_link(redis: aioredis.Redis, link_id: int) -> None:
         pipe.delete(link_key(link_id))
         pipe.publish(LINK_CHANGES, str(link_id))
         await pipe.execute()
+
+
+async def invalidate_org(redis: aioredis.Redis, org_id: int, link_ids: list[int]) -> None:
+    """Forget every link of an organisation (its tracking was switched): their Redis keys, in
+    chunks, then each redirector's memory via pub/sub."""
+    for start in range(0, len(link_ids), _UNLINK_CHUNK):
+        chunk = link_ids[start : start + _UNLINK_CHUNK]
+        await redis.unlink(*(link_key(link_id) for link_id in chunk))
+    await redis.publish(LINK_CHANGES, f"{ORG_PREFIX}{org_id}")
+
+
+async def domains_changed(redis: aioredis.Redis) -> None:
+    """Tell every redirector to reload its table of short domains."""
+    await redis.publish(LINK_CHANGES, DOMAINS_CHANGED)

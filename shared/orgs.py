@@ -10,12 +10,16 @@ from datetime import datetime
 
 import asyncpg
 
-from shared.errors import InvalidInputError, NotFoundError
+from shared import audit
+from shared.errors import InvalidInputError, NotFoundError, TrackingDisabledError
 
 MAX_NAME = 200
 """Longest organisation or campaign name, characters."""
 
-_COLUMNS = "id, name, link_tracking_enabled, created_at, tracking_changed_at, time_zone"
+_COLUMNS = (
+    "id, name, link_tracking_enabled, created_at, tracking_changed_at, header_in_path,"
+    " dlt_whitelist_check, time_zone"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +33,10 @@ class Org:
     created_at: datetime
     tracking_changed_at: datetime | None
     """When an operator last switched tracking on or off; null if never."""
+    header_in_path: bool
+    """Short links carry the campaign's DLT header: `s.brand.in/ABCDEF/7383936D89`."""
+    dlt_whitelist_check: bool
+    """Rendering refuses links the organisation's DLT whitelist lacks (`shared.whitelist`)."""
     time_zone: str = "UTC"
     """IANA name of the zone its reports count hours and days in (an operator sets it)."""
 
@@ -142,3 +150,60 @@ async def set_link_tracking(
     if row is None:
         raise NotFoundError(f"organisation {org_id} does not exist")
     return Org(**dict(row))
+
+
+async def require_tracking(conn: asyncpg.Connection, org_id: int) -> None:
+    """Pass when the organisation's link tracking is on, else `TrackingDisabledError`.
+
+    Call it inside the transaction that mints: the row stays share-locked until that commits,
+    so an operator switching tracking off waits for it, and nothing is minted after the switch.
+    """
+    enabled = await conn.fetchval(
+        "SELECT link_tracking_enabled FROM orgs WHERE id = $1 FOR SHARE", org_id
+    )
+    if enabled is None:
+        raise NotFoundError(f"organisation {org_id} does not exist")
+    if not enabled:
+        raise TrackingDisabledError(
+            "link tracking is off for this organisation: no tracked link or code is created"
+            " (an operator switches it on through a support ticket)"
+        )
+
+
+SWITCHES = ("header_in_path", "dlt_whitelist_check")
+"""The organisation's switches an operator sets with `set_switch`."""
+
+
+async def set_switch(
+    conn: asyncpg.Connection | asyncpg.Pool, org_id: int, switch: str, enabled: bool
+) -> Org:
+    """Set one of `SWITCHES`: whether the organisation's short links carry the DLT header in
+    their path, or whether rendering checks links against its DLT whitelist."""
+    if switch not in SWITCHES:
+        raise ValueError(f"no such switch {switch!r}")  # a bug: fixed names, no SQL from input
+    row = await conn.fetchrow(
+        f"UPDATE orgs SET {switch} = $2 WHERE id = $1 RETURNING {_COLUMNS}", org_id, enabled
+    )
+    if row is None:
+        raise NotFoundError(f"organisation {org_id} does not exist")
+    return Org(**dict(row))
+
+
+async def switch(
+    pool: asyncpg.Pool,
+    org_id: int,
+    name: str,
+    enabled: bool,
+    *,
+    operator: str,
+    ticket: str | None,
+    action: audit.Action,
+) -> Org:
+    """An operator sets one of `SWITCHES`, recorded in the audit trail as `action`."""
+    ticket = audit.clean_ticket(ticket)
+    async with pool.acquire() as conn, conn.transaction():
+        org = await set_switch(conn, org_id, name, enabled)
+        await audit.record(
+            conn, operator=operator, action=action, org_id=org_id, ticket=ticket, enabled=enabled
+        )
+    return org

@@ -18,6 +18,15 @@ from shared.variables import (
     var,
 )
 
+
+def tag_limit(name: str, value: str) -> str:
+    """A `tag=N` item: a slot tag in lower case and a whole number of characters, 1 to 2000."""
+    tag, _, limit = value.partition("=")
+    if not (tag.isalpha() and tag.islower() and limit.isdigit() and 1 <= int(limit) <= 2000):
+        raise SettingsError(f"{name} items must look like email=50, got {value!r}")
+    return value
+
+
 __all__ = ["ApiSettings", "CounterSettings", "LagSettings", "RedirectorSettings", "RelaySettings"]
 
 
@@ -157,9 +166,16 @@ class ApiSettings(Section):
     (`API_AUTH_FAILURES_BURST`): guessing keys stays hopeless."""
     dlt_var_limit: int = var(30, low=1, high=2000, env="DLT_VAR_LIMIT")
     """Characters a DLT `{#var#}` value may hold (`DLT_VAR_LIMIT`); the short link must fit."""
+    dlt_tag_limits: tuple[str, ...] = var((), env="DLT_TAG_LIMITS", check=tag_limit)
+    """Characters a typed slot may hold, as `tag=N` items (`DLT_TAG_LIMITS`, e.g.
+    `email=50,cbn=15`); a tag not listed takes DLT_VAR_LIMIT. A `{#url#}` slot's limit applies
+    to the link after shortening."""
     operator_token: Secret = var(Secret(""), empty=True, check=long_token, env="OPERATOR_TOKEN")
     """Bearer credential of the operator API (`OPERATOR_TOKEN`, at least 32 characters);
     unset: the operator routes are refused and only the CLI can create organisations."""
+    operator_name: str = var("api-operator", env="OPERATOR_NAME")
+    """Name the operator credential's actions are recorded under in the audit trail
+    (`OPERATOR_NAME`); the CLI records `cli:<login>` instead."""
 
 
 @dataclass(frozen=True)

@@ -15,15 +15,17 @@ from services.api import (
     chart,
     clickers,
     dashboard,
+    domains,
     export,
     links,
     orgs,
     ratelimit,
     render,
     reports,
+    whitelist,
 )
 from services.api.context import END_OFFSETS, METRICS, POOL, REDIS, SETTINGS, Metrics
-from services.api.dlt import short_link_length
+from services.api.dlt import short_link_length, tag_limits
 from services.api.errors import Handler, dumps, json_errors
 from services.api.freshness import EndOffsets
 from services.api.openapi import document
@@ -53,6 +55,7 @@ def create_app(settings: Settings) -> web.Application:
             f" + '/' + CODE_LENGTH {settings.links.code_length}), more than DLT_VAR_LIMIT"
             f" {settings.api.dlt_var_limit}: use a shorter domain or shorter codes"
         )
+    tag_limits(settings.api.dlt_tag_limits, settings.api.dlt_var_limit)  # names real tags
     limiter = RateLimiter(settings.api.rate_per_s, settings.api.rate_burst)
     failures = RateLimiter(ratelimit.AUTH_FAILURES_PER_S, settings.api.auth_failures_burst)
     app = web.Application(
@@ -68,7 +71,19 @@ def create_app(settings: Settings) -> web.Application:
 
     Probes(app[METRICS].registry, ready).add_routes(app.router)
     app.router.add_get("/v1/openapi.json", openapi)
-    for module in (orgs, campaigns, links, render, reports, export, chart, clickers, dashboard):
+    for module in (
+        orgs,
+        domains,
+        whitelist,
+        campaigns,
+        links,
+        render,
+        reports,
+        export,
+        chart,
+        clickers,
+        dashboard,
+    ):
         module.add_routes(app.router)
     return app
 

@@ -13,13 +13,14 @@ a value and only an absent field means "leave it".
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import date, datetime
 from typing import Annotated, ClassVar
 
 import msgspec
 from msgspec import UNSET, Meta, UnsetType
 
-from shared.campaigns import CHANNEL_PATTERN, CampaignKind
+from shared.audit import MAX_TICKET
+from shared.campaigns import CHANNEL_PATTERN, HEADER_PATTERN, CampaignKind
 from shared.events import Id
 from shared.minting import MAX_RECIPIENT
 from shared.orgs import MAX_NAME
@@ -31,6 +32,8 @@ MAX_SLOTS = 100
 """Slot values one message may carry."""
 MAX_BATCH = 10_000
 """Messages one batch may carry."""
+MAX_CSV = 2_000_000
+"""Largest whitelist CSV, characters."""
 MAX_TEMPLATE = 10_000
 """Longest template, characters (a DLT template is far shorter)."""
 
@@ -46,10 +49,33 @@ Time = Annotated[datetime, Meta(tz=True)]
 """An RFC 3339 timestamp with a time zone (`2026-12-31T18:30:00Z`)."""
 RecipientId = Annotated[str, Meta(min_length=1, max_length=MAX_RECIPIENT)]
 Template = Annotated[
-    str, Meta(max_length=MAX_TEMPLATE, description="DLT template with {#var#} slots.")
+    str,
+    Meta(
+        max_length=MAX_TEMPLATE,
+        description="DLT template with slots: typed tags ({#numeric#}, {#alphanumeric#},"
+        " {#url#}, {#urlott#}, {#cbn#}, {#email#}) or legacy {#var#}.",
+    ),
 ]
 Values = Annotated[list[str], Meta(max_length=MAX_SLOTS)]
+SlotTag = Annotated[str, Meta(pattern="^(var|numeric|number|alphanumeric|url|urlott|cbn|email)$")]
+SlotTypes = Annotated[
+    Annotated[list[SlotTag], Meta(max_length=MAX_SLOTS)] | None,
+    doc(
+        "The type of each {#var#} slot, as the portal's tagging section gives them (a template"
+        " tagged inline needs none)."
+    ),
+]
 Channel = Annotated[str, Meta(pattern=CHANNEL_PATTERN)]
+Ticket = Annotated[
+    str,
+    Meta(
+        min_length=1,
+        max_length=MAX_TICKET,
+        description="The support ticket this answers; kept in the audit trail.",
+    ),
+]
+Header = Annotated[str, Meta(pattern=HEADER_PATTERN)]
+Domain = Annotated[str, Meta(min_length=3, max_length=253)]
 Kind = CampaignKind
 """The kinds live in one place (shared.campaigns): msgspec checks them, the schema lists them."""
 
@@ -70,27 +96,37 @@ class Body(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 class OrgCreate(Body):
     """A new organisation."""
 
-    rules = {"name": "invalid_name"}
+    rules = {"name": "invalid_name", "ticket": "invalid_ticket"}
     name: Name
+    ticket: Ticket | None = None
 
 
 class LinkTracking(Body):
     """Link tracking of an organisation on or off."""
 
+    rules = {"ticket": "invalid_ticket"}
     enabled: bool
+    ticket: Ticket | None = None
 
 
 class ApiKeyCreate(Body):
     """A new API key."""
 
-    rules = {"name": "invalid_name"}
+    rules = {"name": "invalid_name", "ticket": "invalid_ticket"}
     name: Annotated[Name | None, doc("Default: api key.")] = None
+    ticket: Annotated[Ticket | None, doc("Operator only: the support ticket it answers.")] = None
 
 
 class CampaignCreate(Body):
     """A new campaign."""
 
-    rules = {"name": "invalid_name", "kind": "invalid_kind", "channel": "invalid_channel"}
+    rules = {
+        "name": "invalid_name",
+        "kind": "invalid_kind",
+        "channel": "invalid_channel",
+        "dlt_header": "invalid_header",
+        "short_domain": "invalid_domain",
+    }
     name: Name
     kind: Kind
     channel: Annotated[
@@ -99,6 +135,82 @@ class CampaignCreate(Body):
     parent_id: Annotated[
         Id | None, doc("Resends and recurrences only; a campaign of the same organisation.")
     ] = None
+    dlt_header: Annotated[
+        Header | None,
+        doc("The DLT header (sender id) it is sent under; a resend's default is its parent's."),
+    ] = None
+    short_domain: Annotated[
+        Domain | None, doc("One of the organisation's short domains; default: its default.")
+    ] = None
+
+
+class DomainAdd(Body):
+    """A short domain for an organisation."""
+
+    rules = {"domain": "invalid_domain", "ticket": "invalid_ticket"}
+    domain: Annotated[Domain, doc("A host name, like s.brand.in.")]
+    default: Annotated[bool, doc("Make it the organisation's default.")] = False
+    move: Annotated[bool, doc("Take it over from the organisation that has it.")] = False
+    ticket: Ticket | None = None
+
+
+class OrgSwitch(Body):
+    """One of an organisation's switches on or off (header in path, whitelist check)."""
+
+    rules = {"ticket": "invalid_ticket"}
+    enabled: bool
+    ticket: Ticket | None = None
+
+
+class WhitelistAdd(Body):
+    """An entry for an organisation's DLT whitelist."""
+
+    rules = {
+        "value": "invalid_entry",
+        "header": "invalid_header",
+        "dlt_ref": "invalid_entry",
+        "ticket": "invalid_ticket",
+    }
+    value: Annotated[
+        str,
+        Meta(
+            min_length=1,
+            max_length=MAX_URL_LENGTH,
+            description="A short domain (s.brand.in), or the start of URLs sent untracked"
+            " (https://shop.brand.in/offers/).",
+        ),
+    ]
+    header: Annotated[
+        Header | None, doc("A short domain's DLT header; null: every header of the sender.")
+    ] = None
+    dlt_ref: Annotated[
+        Annotated[str, Meta(min_length=1, max_length=100)] | None,
+        doc("The DLT portal's reference."),
+    ] = None
+    whitelisted_on: Annotated[date | None, doc("When it was whitelisted on DLT.")] = None
+    ticket: Ticket | None = None
+
+
+class WhitelistImport(Body):
+    """A whitelist as CSV: a header row naming value and any of header, dlt_ref,
+    whitelisted_on; a header cell may list several headers (A;B)."""
+
+    rules = {"csv": "invalid_csv", "ticket": "invalid_ticket"}
+    csv: Annotated[str, Meta(min_length=1, max_length=MAX_CSV, description="The CSV text.")]
+    dry_run: Annotated[bool, doc("Only say what would be added.")] = False
+    ticket: Ticket | None = None
+
+
+class WhitelistCheck(Body):
+    """A template and a campaign to check against the organisation's DLT whitelist."""
+
+    rules = {"template": "template_too_long", "slot_types": "unsupported_variable"}
+    template: Template
+    campaign_id: Annotated[
+        Id | None, doc("Required when the organisation's links are tracked.")
+    ] = None
+    values: Annotated[Values, doc("Sample values: the URLs sent as they are (tracking off).")] = []
+    slot_types: SlotTypes = None
 
 
 class LinkCreate(Body):
@@ -142,7 +254,11 @@ class Recipients(Body):
 class RenderRequest(Body):
     """One message to render."""
 
-    rules = {"template": "template_too_long", "recipient": "invalid_recipient"}
+    rules = {
+        "template": "template_too_long",
+        "recipient": "invalid_recipient",
+        "slot_types": "unsupported_variable",
+    }
     template: Template
     values: Values = []
     campaign_id: Annotated[Id | None, doc("Required when values hold links to track.")] = None
@@ -150,6 +266,7 @@ class RenderRequest(Body):
         RecipientId | None, doc("Whose code the links carry; null: the link's shared code.")
     ] = None
     var_limit: Annotated[Id | None, doc("Characters per slot value; default DLT_VAR_LIMIT.")] = None
+    slot_types: SlotTypes = None
 
 
 class Message(Body):
@@ -163,7 +280,7 @@ class Message(Body):
 class RenderBatchRequest(Body):
     """One template for many messages."""
 
-    rules = {"template": "template_too_long"}
+    rules = {"template": "template_too_long", "slot_types": "unsupported_variable"}
     template: Template
     messages: Annotated[
         list[Annotated[msgspec.Raw, each(Message)]],
@@ -174,6 +291,7 @@ class RenderBatchRequest(Body):
     ]
     campaign_id: Annotated[Id | None, doc("Required when values hold links to track.")] = None
     var_limit: Annotated[Id | None, doc("Characters per slot value; default DLT_VAR_LIMIT.")] = None
+    slot_types: SlotTypes = None
 
 
 REQUEST_BODIES: tuple[type[Body], ...] = (
@@ -181,6 +299,11 @@ REQUEST_BODIES: tuple[type[Body], ...] = (
     LinkTracking,
     ApiKeyCreate,
     CampaignCreate,
+    DomainAdd,
+    OrgSwitch,
+    WhitelistAdd,
+    WhitelistImport,
+    WhitelistCheck,
     LinkCreate,
     LinkChange,
     Recipients,

@@ -24,7 +24,14 @@ async def create_campaign(request: web.Request) -> web.Response:
     body = await decode(request, CampaignCreate)
     pool = request.app[POOL]
     campaign_id = await campaigns.create_campaign(
-        pool, org_id, body.name, body.kind, body.channel or "sms", parent_id=body.parent_id
+        pool,
+        org_id,
+        body.name,
+        body.kind,
+        body.channel or "sms",
+        parent_id=body.parent_id,
+        dlt_header=body.dlt_header,
+        short_domain=body.short_domain,
     )
     created = await campaigns.get_campaign(pool, org_id, campaign_id)
     return web.json_response(created, status=201, dumps=dumps)

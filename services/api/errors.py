@@ -19,6 +19,7 @@ from shared.errors import (
     InvalidInputError,
     NotFoundError,
     QueryError,
+    TrackingDisabledError,
 )
 
 log = logging.getLogger(__name__)
@@ -30,6 +31,7 @@ _STATUS: tuple[tuple[type[ClicktrackError], int], ...] = (
     (NotFoundError, 404),
     (AuthError, 401),
     (ForbiddenError, 403),
+    (TrackingDisabledError, 409),
     (DependencyError, 503),
 )
 _HTTP_CODES = {
@@ -37,6 +39,7 @@ _HTTP_CODES = {
     401: "unauthorized",
     404: "not_found",
     405: "method_not_allowed",
+    409: "conflict",
     413: "body_too_large",
     415: "unsupported_media_type",
 }

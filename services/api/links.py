@@ -14,8 +14,9 @@ from services.api.bodies import LinkChange, LinkCreate, Recipients
 from services.api.body import decode, page, paged, path_id
 from services.api.context import METRICS, POOL, REDIS, SETTINGS
 from services.api.errors import dumps
-from shared import links
+from shared import links, orgs
 from shared.campaigns import get_campaign
+from shared.domains import link_prefix
 from shared.errors import DependencyError
 from shared.link_cache import invalidate_link
 from shared.minting import mint
@@ -36,12 +37,14 @@ def add_routes(router: web.UrlDispatcher) -> None:
 
 async def create_link(request: web.Request) -> web.Response:
     """A link to a destination in the campaign: 201 when created; 200 when a resend reuses the
-    link of the campaign it resends (its recipients keep their codes)."""
+    link of the campaign it resends (its recipients keep their codes). 409 `tracking_disabled`
+    while the organisation's link tracking is off."""
     org_id = await require_org(request)
     body = await decode(request, LinkCreate)
     pool = request.app[POOL]
     campaign = await get_campaign(pool, org_id, path_id(request, "campaign_id"))
-    async with pool.acquire() as conn:
+    async with pool.acquire() as conn, conn.transaction():
+        await orgs.require_tracking(conn, org_id)
         link, created = await links.add_link(
             conn,
             campaign,
@@ -113,23 +116,25 @@ async def _invalidate(redis: aioredis.Redis, link_id: int) -> None:
 
 async def add_recipients(request: web.Request) -> web.Response:
     """One short code per recipient on the link, minted in bulk (COPY); recipients that have a
-    code already keep it. Up to 100,000 recipients per request."""
+    code already keep it. Up to 100,000 recipients per request. 409 `tracking_disabled` while
+    the organisation's link tracking is off."""
     org_id = await require_org(request)
     recipients = (await decode(request, Recipients)).recipients
     settings = request.app[SETTINGS]
     pool = request.app[POOL]
     link = await links.get_link(pool, org_id, path_id(request, "link_id"))
-    async with pool.acquire() as conn:
+    prefix = await link_prefix(pool, link, settings.links.short_domain)
+    async with pool.acquire() as conn, conn.transaction():
+        await orgs.require_tracking(conn, org_id)
         minted = await mint(conn, link.id, recipients, length=settings.links.code_length)
     request.app[METRICS].codes_minted.inc(minted.minted)
-    prefix = settings.links.short_domain + "/"
     return web.json_response(
         {
             "link_id": link.id,
             "minted": minted.minted,
             "reused": minted.reused,
             "codes": [
-                {"recipient": r, "code": code, "short_url": prefix + code}
+                {"recipient": r, "code": code, "short_url": prefix.url(code)}
                 for r, code in zip(minted.recipients, minted.codes, strict=True)
             ],
         },

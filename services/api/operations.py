@@ -13,21 +13,46 @@ from typing import Any
 
 import msgspec
 
-from services.api import campaigns, chart, clickers, export, links, orgs, render, reports
+from services.api import (
+    campaigns,
+    chart,
+    clickers,
+    domains,
+    export,
+    links,
+    orgs,
+    render,
+    reports,
+    whitelist,
+)
 from services.api.bodies import (
     ApiKeyCreate,
     Body,
     CampaignCreate,
+    DomainAdd,
     LinkChange,
     LinkCreate,
     LinkTracking,
     OrgCreate,
+    OrgSwitch,
     Recipients,
     RenderBatchRequest,
     RenderRequest,
+    WhitelistAdd,
+    WhitelistCheck,
+    WhitelistImport,
 )
 from services.api.body import MAX_PAGE
 from services.api.errors import Handler
+from services.api.operator_responses import (
+    AuditPage,
+    ShortDomain,
+    ShortDomainList,
+    WhitelistChange,
+    WhitelistEntry,
+    WhitelistList,
+    WhitelistPreflight,
+)
 from services.api.report_responses import (
     CampaignReport,
     ClickerPage,
@@ -58,6 +83,7 @@ ERRORS = {
     401: "No credential, or an unknown or revoked one.",
     403: "The credential may not do this.",
     404: "Not found (or another organisation's).",
+    409: "Link tracking is off for the organisation (`tracking_disabled`): nothing is minted.",
     422: "A field breaks a rule; `error` names it.",
     429: "Too many requests from this caller (`rate_limited`); wait `Retry-After` seconds.",
     503: "Postgres is unreachable (`dependency_unavailable`); try again.",
@@ -185,6 +211,15 @@ OPERATOR, KEY, EITHER = "operator", "API key", "operator, or an API key of that 
 _NO_404 = (401, 403)
 _REPORT_ERRORS = (401, 403, 404, 422)
 _CAMPAIGN_LINKS = "/v1/campaigns/{campaign_id}/links"
+_WHITELIST = "/v1/orgs/{org_id}/dlt-whitelist"
+_MINTS = (401, 403, 404, 409)
+"""The answers of a route that mints: 409 while the organisation's tracking is off."""
+TICKET: Schema = {
+    "name": "ticket",
+    "in": "query",
+    "description": "The support ticket this answers; kept in the audit trail.",
+    "schema": {"type": "string", "minLength": 1, "maxLength": 100},
+}
 _CSV = (
     "One row per bucket, link and channel with clicks: bucket_start, campaign_id, campaign_kind,"
     " link_id, channel, total_clicks, unique_clicks, bot_clicks, after_expiry, bots_user_agent,"
@@ -230,6 +265,36 @@ OPERATIONS = (
        "Switch link tracking on or off", OPERATOR, (200, Org), body=LinkTracking),
     Op("post", "/v1/orgs/{org_id}/api-keys", orgs.issue_key, "Issue an API key (shown once)",
        OPERATOR, (201, NewApiKey), body=ApiKeyCreate),
+    Op("delete", "/v1/orgs/{org_id}/api-keys/{key_id}", orgs.withdraw_key,
+       "Revoke an organisation's key", OPERATOR, (200, ApiKey), errors=(401, 403, 404, 422),
+       query=(TICKET,)),
+    Op("get", "/v1/orgs/{org_id}/domains", domains.list_domains, "List an organisation's short"
+       " domains", EITHER, (200, ShortDomainList)),
+    Op("post", "/v1/orgs/{org_id}/domains", domains.add_domain, "Register a short domain",
+       OPERATOR, (201, ShortDomain), body=DomainAdd),
+    Op("delete", "/v1/orgs/{org_id}/domains/{domain}", domains.remove_domain,
+       "Remove a short domain", OPERATOR, (200, ShortDomain), errors=(401, 403, 404, 422),
+       query=(TICKET,)),
+    Op("put", "/v1/orgs/{org_id}/header-in-path", domains.set_header_in_path,
+       "Put the DLT header in the path of short links, or not", OPERATOR, (200, Org),
+       body=OrgSwitch),
+    Op("put", "/v1/orgs/{org_id}/whitelist-check", domains.set_whitelist_check,
+       "Check rendered links against the DLT whitelist, or not", OPERATOR, (200, Org),
+       body=OrgSwitch),
+    Op("get", _WHITELIST, whitelist.list_whitelist, "An organisation's DLT whitelist", EITHER,
+       (200, WhitelistList)),
+    Op("post", _WHITELIST, whitelist.add_entry, "Add a DLT whitelist entry", OPERATOR,
+       (201, WhitelistChange), body=WhitelistAdd,
+       also=(200, "The whitelist had it already", WhitelistChange)),
+    Op("post", _WHITELIST + "/import", whitelist.import_csv,
+       "Import a DLT whitelist from CSV (all or nothing; dry run)", OPERATOR,
+       (200, WhitelistChange), body=WhitelistImport),
+    Op("delete", _WHITELIST + "/{entry_id}", whitelist.remove_entry,
+       "Remove a DLT whitelist entry", OPERATOR, (200, WhitelistEntry),
+       errors=(401, 403, 404, 422), query=(TICKET,)),
+    Op("get", "/v1/audit", orgs.list_audit, "The operators' audit trail", OPERATOR,
+       (200, AuditPage), errors=(*_NO_404, 422), paged=True,
+       query=({"name": "org_id", "in": "query", "schema": ID},)),
     Op("get", "/v1/api-keys", orgs.list_keys, "List the organisation's keys", KEY,
        (200, ApiKeyList), errors=_NO_404),
     Op("post", "/v1/api-keys", orgs.create_key, "Create another key (shown once)", KEY,
@@ -242,19 +307,24 @@ OPERATIONS = (
     Op("get", "/v1/campaigns/{campaign_id}", campaigns.get_campaign, "Read a campaign", KEY,
        (200, Campaign)),
     Op("post", _CAMPAIGN_LINKS, links.create_link, "Add a link", KEY, (201, Link),
-       body=LinkCreate, also=(200, "A resend reuses the link of the campaign it resends", Link)),
+       body=LinkCreate, errors=_MINTS,
+       also=(200, "A resend reuses the link of the campaign it resends", Link)),
     Op("get", _CAMPAIGN_LINKS, links.list_links, "List a campaign's links", KEY, (200, LinkPage),
        errors=(401, 403, 404, 422), paged=True),
     Op("get", "/v1/links/{link_id}", links.get_link, "Read a link", KEY, (200, Link)),
     Op("patch", "/v1/links/{link_id}", links.update_link,
        "Change a link (destination, disabled, expiry)", KEY, (200, Link), body=LinkChange),
     Op("post", "/v1/links/{link_id}/recipients", links.add_recipients,
-       "Mint one code per recipient (bulk)", KEY, (200, Minted), body=Recipients),
+       "Mint one code per recipient (bulk)", KEY, (200, Minted), body=Recipients,
+       errors=_MINTS),
     Op("post", "/v1/render", render.render_message, "Render a DLT template for a recipient", KEY,
-       (200, Rendering), body=RenderRequest),
+       (200, Rendering), body=RenderRequest, errors=_MINTS),
     Op("post", "/v1/render/batch", render.render_batch,
        "Render a template for up to 10,000 recipients", KEY, (200, RenderBatch),
-       body=RenderBatchRequest),
+       body=RenderBatchRequest, errors=_MINTS),
+    Op("post", "/v1/render/whitelist-check", whitelist.check_whitelist,
+       "What must be whitelisted on DLT to send a template in a campaign", KEY,
+       (200, WhitelistPreflight), body=WhitelistCheck),
     Op("get", "/v1/links/{link_id}/report", reports.link_report, "Report of a link", KEY,
        (200, LinkReport), errors=_REPORT_ERRORS, query=WINDOW),
     Op("get", "/v1/campaigns/{campaign_id}/report", reports.campaign_report,

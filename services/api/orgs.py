@@ -1,8 +1,12 @@
-"""Organisations (operator), their link-tracking switch (operator), and API keys."""
+"""Organisations (operator), their link-tracking switch (operator), API keys, and the operators'
+audit trail (operator). Every operator action here takes an optional `ticket` (in the body, or
+`?ticket=` on a DELETE) and is recorded under the credential's `OPERATOR_NAME`."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from contextlib import suppress
 from dataclasses import asdict
 
 from aiohttp import web
@@ -10,12 +14,15 @@ from aiohttp import web
 from services.api.auth import caller, require_operator, require_org
 from services.api.bodies import ApiKeyCreate, LinkTracking, OrgCreate
 from services.api.body import decode, page, paged, path_id
-from services.api.context import POOL
+from services.api.context import POOL, REDIS, SETTINGS
 from services.api.errors import dumps
-from shared import apikeys, orgs
-from shared.errors import InvalidInputError, NotFoundError
+from shared import apikeys, audit, operator_actions, orgs
+from shared.errors import DependencyError, InvalidInputError, NotFoundError
+from shared.events import MAX_ID
+from shared.redis_client import errors as redis_errors
 
 log = logging.getLogger(__name__)
+_pending: set[asyncio.Task[None]] = set()
 
 
 def add_routes(router: web.UrlDispatcher) -> None:
@@ -24,17 +31,31 @@ def add_routes(router: web.UrlDispatcher) -> None:
     router.add_get(r"/v1/orgs/{org_id:\d+}", get_org)
     router.add_put(r"/v1/orgs/{org_id:\d+}/link-tracking", set_link_tracking)
     router.add_post(r"/v1/orgs/{org_id:\d+}/api-keys", issue_key)
+    router.add_delete(r"/v1/orgs/{org_id:\d+}/api-keys/{key_id:\d+}", withdraw_key)
+    router.add_get("/v1/audit", list_audit)
     router.add_get("/v1/api-keys", list_keys)
     router.add_post("/v1/api-keys", create_key)
     router.add_delete(r"/v1/api-keys/{key_id:\d+}", revoke_key)
+
+
+def operator_name(request: web.Request) -> str:
+    """The name the operator credential is recorded under (`OPERATOR_NAME`)."""
+    return request.app[SETTINGS].api.operator_name
+
+
+def query_ticket(request: web.Request) -> str | None:
+    """The `?ticket=` of a request without a body (a DELETE), checked."""
+    return audit.clean_ticket(request.query.get("ticket"))
 
 
 async def create_org(request: web.Request) -> web.Response:
     """Operator: a new organisation, link tracking off."""
     await require_operator(request)
     body = await decode(request, OrgCreate)
-    pool = request.app[POOL]
-    org = await orgs.get_org(pool, await orgs.create_org(pool, body.name))
+    org, _ = await operator_actions.create_org(
+        request.app[POOL], body.name, operator=operator_name(request), ticket=body.ticket,
+        key_name=None,
+    )  # fmt: skip
     log.info("organisation created", extra={"org_id": org.id})
     return web.json_response(org, status=201, dumps=dumps)
 
@@ -57,36 +78,98 @@ async def get_org(request: web.Request) -> web.Response:
 
 
 async def set_link_tracking(request: web.Request) -> web.Response:
-    """Operator: switch an organisation's link tracking on or off."""
+    """Operator: switch an organisation's link tracking on or off. Off: nothing is minted any
+    more, and every redirector stops serving the organisation's codes within seconds."""
     await require_operator(request)
-    enabled = (await decode(request, LinkTracking)).enabled
-    org = await orgs.set_link_tracking(request.app[POOL], path_id(request, "org_id"), enabled)
-    log.info("link tracking switched", extra={"org_id": org.id, "enabled": enabled})
+    body = await decode(request, LinkTracking)
+    org, link_ids = await operator_actions.switch_tracking(
+        request.app[POOL], path_id(request, "org_id"), body.enabled,
+        operator=operator_name(request), ticket=body.ticket,
+    )  # fmt: skip
+    log.info("link tracking switched", extra={"org_id": org.id, "enabled": body.enabled})
+    await _tell_redirectors(request, org.id, link_ids)
     return web.json_response(org, dumps=dumps)
+
+
+async def _tell_redirectors(request: web.Request, org_id: int, link_ids: list[int]) -> None:
+    """Drop the organisation's links from every cache now, and again a moment later."""
+    redis = request.app[REDIS]
+    try:
+        with redis_errors("telling the redirectors of a tracking switch"):
+            await operator_actions.forget_org(redis, org_id, link_ids)
+    except DependencyError as exc:
+        raise DependencyError(
+            "the switch is saved, but the redirectors' cache could not be told;"
+            " send the same request again"
+        ) from exc
+
+    async def again() -> None:
+        await asyncio.sleep(operator_actions.FORGET_AGAIN_S)
+        with suppress(DependencyError), redis_errors("telling the redirectors again"):
+            await operator_actions.forget_org(redis, org_id, link_ids)
+
+    task = asyncio.create_task(again())
+    _pending.add(task)
+    task.add_done_callback(_pending.discard)
 
 
 async def issue_key(request: web.Request) -> web.Response:
     """Operator: an API key for an organisation (its first, typically); shown once."""
     await require_operator(request)
     body = await decode(request, ApiKeyCreate)
-    pool = request.app[POOL]
-    org = await orgs.get_org(pool, path_id(request, "org_id"))
-    return await _new_key(request, org.id, body)
+    record, key = await operator_actions.issue_key(
+        request.app[POOL], path_id(request, "org_id"), _key_name(body),
+        operator=operator_name(request), ticket=body.ticket,
+    )  # fmt: skip
+    return _key_created(record, key)
+
+
+async def withdraw_key(request: web.Request) -> web.Response:
+    """Operator: revoke one of an organisation's keys (a leaked key, on the customer's word)."""
+    await require_operator(request)
+    record = await operator_actions.revoke_key(
+        request.app[POOL], path_id(request, "org_id"), path_id(request, "key_id"),
+        operator=operator_name(request), ticket=query_ticket(request),
+    )  # fmt: skip
+    log.info("API key revoked", extra={"org_id": record.org_id, "key_id": record.id})
+    return web.json_response(asdict(record), dumps=dumps)
+
+
+async def list_audit(request: web.Request) -> web.Response:
+    """Operator: the audit trail, oldest first (`?org_id=` for one organisation)."""
+    await require_operator(request)
+    after, limit = page(request)
+    raw = request.query.get("org_id")
+    org_id = int(raw) if raw is not None and raw.isascii() and raw.isdigit() else 0
+    if raw is not None and not 0 < org_id <= MAX_ID:
+        raise InvalidInputError("org_id must be an organisation id", code="invalid_query")
+    found = await audit.list_entries(
+        request.app[POOL], org_id=org_id or None, after_id=after, limit=limit
+    )
+    return web.json_response(paged(found, limit), dumps=dumps)
 
 
 async def create_key(request: web.Request) -> web.Response:
     """An API key: another key for its own organisation; shown once."""
     org_id = await require_org(request)
-    return await _new_key(request, org_id, await decode(request, ApiKeyCreate))
+    body = await decode(request, ApiKeyCreate)
+    if body.ticket is not None:
+        raise InvalidInputError(
+            "ticket is for operators only", code="unknown_field", field="ticket"
+        )
+    record, key = await apikeys.create_api_key(request.app[POOL], org_id, _key_name(body))
+    return _key_created(record, key)
 
 
-async def _new_key(request: web.Request, org_id: int, body: ApiKeyCreate) -> web.Response:
+def _key_name(body: ApiKeyCreate) -> str:
     name = body.name
     if name is not None and not name.strip():
         raise InvalidInputError("name must not be empty", code="invalid_field", field="name")
-    name = name or "api key"
-    record, key = await apikeys.create_api_key(request.app[POOL], org_id, name)
-    log.info("API key created", extra={"org_id": org_id, "key_id": record.id})
+    return name or "api key"
+
+
+def _key_created(record: apikeys.ApiKey, key: str) -> web.Response:
+    log.info("API key created", extra={"org_id": record.org_id, "key_id": record.id})
     return web.json_response(
         {**asdict(record), "key": key},
         status=201,

@@ -24,11 +24,13 @@ from services.api.context import METRICS, POOL, SETTINGS
 from services.api.errors import dumps
 from services.api.sms import SmsLength
 from shared.campaigns import get_campaign
-from shared.errors import InvalidInputError, TemplateError
+from shared.domains import ShortPrefix, short_prefix
+from shared.errors import ClicktrackError, InvalidInputError, NotFoundError, TemplateError
 from shared.links import link_for_destination
 from shared.minting import Recipient, check_recipient, mint
-from shared.orgs import get_org
+from shared.orgs import get_org, require_tracking
 from shared.urls import normalise_destination
+from shared.whitelist import Whitelist, list_entries
 
 _ON = "links replaced by tracked short links"
 _OFF = "link tracking is off for this organisation: links left untouched"
@@ -57,11 +59,37 @@ class Job:
     org_id: int
     template: dlt.Template
     var_limit: int
+    tag_limits: dict[str, int] | None
+    """Limits of the typed slots; None when the request's `var_limit` applies to every slot."""
     tracking: bool
     campaign_id: int | None
-    short_domain: str
-    short_length: int
-    """Characters of a short link: `short_domain/code`."""
+    prefix: ShortPrefix | ClicktrackError
+    """What the short links start with (the campaign's or organisation's domain, and the DLT
+    header when the organisation asks for it), or why there can be none: raised only when a
+    message has links to shorten."""
+    code_length: int
+    whitelist: Whitelist
+    """The organisation's DLT whitelist, which every link must be on (when it is enforced)."""
+    header: str | None
+    """The DLT header the campaign is sent under (whether or not it is in the links' path)."""
+    missing_campaign: NotFoundError | None
+    """The request's `campaign_id` names no campaign of the organisation."""
+
+    @property
+    def limits(self) -> dict[str, Any]:
+        """The keyword arguments of `dlt.render` that limit the slots."""
+        return {"var_limit": self.var_limit, "tag_limits": self.tag_limits}
+
+    @property
+    def short_length(self) -> int:
+        """Characters of a short link: `domain/code` or `domain/HEADER/code`."""
+        return self.short_prefix.length(self.code_length)
+
+    @property
+    def short_prefix(self) -> ShortPrefix:
+        if isinstance(self.prefix, ClicktrackError):
+            raise self.prefix
+        return self.prefix
 
 
 async def render_message(request: web.Request) -> web.Response:
@@ -91,6 +119,7 @@ async def render_message(request: web.Request) -> web.Response:
             **_measured(done),
             "tracking": {"enabled": job.tracking, "detail": _ON if job.tracking else _OFF},
             "var_limit": job.var_limit,
+            **_typing(job.template),
             "values": done.values,
             "links": links,
         },
@@ -126,6 +155,7 @@ async def render_batch(request: web.Request) -> web.Response:
         {
             "tracking": {"enabled": job.tracking, "detail": _ON if job.tracking else _OFF},
             "var_limit": job.var_limit,
+            **_typing(job.template),
             "totals": {
                 "messages": len(items),
                 "rendered": len(good),
@@ -140,45 +170,71 @@ async def render_batch(request: web.Request) -> web.Response:
 
 
 async def _job(request: web.Request, org_id: int, body: RenderRequest | RenderBatchRequest) -> Job:
-    settings = request.app[SETTINGS]
-    org = await get_org(request.app[POOL], org_id)
+    settings, pool = request.app[SETTINGS], request.app[POOL]
+    template = dlt.parse_template(body.template, body.slot_types)
+    org = await get_org(pool, org_id)
+    campaign, missing = None, None
+    if body.campaign_id is not None:
+        try:
+            campaign = await get_campaign(pool, org_id, body.campaign_id)
+        except NotFoundError as exc:  # answered only if a message has links to track
+            missing = exc
+    prefix: ShortPrefix | ClicktrackError
+    try:
+        prefix = await short_prefix(pool, org, campaign, settings.links.short_domain)
+    except InvalidInputError as exc:  # raised if a message has links to shorten
+        prefix = exc
+    entries = await list_entries(pool, org_id) if org.dlt_whitelist_check else []
     return Job(
         org_id=org_id,
-        template=dlt.parse_template(body.template),
+        template=template,
         var_limit=body.var_limit or settings.api.dlt_var_limit,
+        tag_limits=None
+        if body.var_limit
+        else dlt.tag_limits(settings.api.dlt_tag_limits, settings.api.dlt_var_limit),
         tracking=org.link_tracking_enabled,
         campaign_id=body.campaign_id,
-        short_domain=settings.links.short_domain,
-        short_length=dlt.short_link_length(settings.links.short_domain, settings.links.code_length),
+        prefix=prefix,
+        code_length=settings.links.code_length,
+        whitelist=Whitelist(entries, enforced=org.dlt_whitelist_check),
+        header=campaign.dlt_header if campaign is not None else None,
+        missing_campaign=missing,
     )
 
 
 def _check(job: Job, message: Message) -> None:
     """Refuse a message that cannot be sent, before anything is written: wrong value count,
     a value over the limit once its links are short links of the real length, a bad link."""
+    dlt.check_slots(job.template, message.values)  # a link outside a URL slot, a bad value
     found = dlt.slot_urls(message.values)
     if not (job.tracking and found):
-        dlt.render(job.template, message.values, None, var_limit=job.var_limit)
+        dlt.render(job.template, message.values, None, **job.limits)
+        for slot, link in found:  # sent as they are: each must be whitelisted as a URL
+            job.whitelist.require(job.whitelist.plain_url(link.text), slot)
         return
     if job.short_length > job.var_limit:
         raise TemplateError(
-            f"a short link takes {job.short_length} characters ({job.short_domain}/ and a code),"
-            f" more than the slot limit of {job.var_limit}",
+            f"a short link takes {job.short_length} characters ({job.short_prefix.url('')} and"
+            f" a code), more than the slot limit of {job.var_limit}",
             code="short_link_too_long",
             length=job.short_length,
             limit=job.var_limit,
         )
+    if job.missing_campaign is not None:
+        raise job.missing_campaign
     for slot, link in found:
         try:
             normalise_destination(link.url)
         except InvalidInputError as exc:
             raise type(exc)(f"slot {slot}, {link.text!r}: {exc}", slot=slot) from None
+    domain = job.short_prefix.domain
+    job.whitelist.require(job.whitelist.short_link(domain, job.header), found[0][0])
     placeholder = "x" * job.short_length
     dlt.render(
         job.template,
         message.values,
         {link.url: placeholder for _, link in found},
-        var_limit=job.var_limit,
+        **job.limits,
     )
 
 
@@ -199,6 +255,7 @@ async def _track(request: web.Request, job: Job, messages: list[Message]) -> Tra
     campaign = await get_campaign(pool, job.org_id, job.campaign_id)
     tracked: Tracked = {}
     async with pool.acquire() as conn, conn.transaction():
+        await require_tracking(conn, job.org_id)  # switched off since `_job` read it: 409
         for url, recipients in wanted.items():
             link = await link_for_destination(conn, campaign, url)
             minted = await mint(conn, link.id, recipients, length=settings.links.code_length)
@@ -211,11 +268,19 @@ async def _track(request: web.Request, job: Job, messages: list[Message]) -> Tra
 def _render(job: Job, message: Message, tracked: Tracked) -> dlt.Rendering:
     shorts = None
     if job.tracking:
+        prefix = job.short_prefix
         shorts = {
-            link.url: f"{job.short_domain}/{tracked[(link.url, message.recipient)][1]}"
+            link.url: prefix.url(tracked[(link.url, message.recipient)][1])
             for _, link in dlt.slot_urls(message.values)
         }
-    return dlt.render(job.template, message.values, shorts, var_limit=job.var_limit)
+    return dlt.render(job.template, message.values, shorts, **job.limits)
+
+
+def _typing(template: dlt.Template) -> dict[str, Any]:
+    return {
+        "slot_types": [template.kind(i) for i in range(template.slots)],
+        "warnings": list(template.warnings),
+    }
 
 
 def _measured(done: dlt.Rendering) -> dict[str, Any]:

@@ -31,6 +31,7 @@ from services.api.insights import (
     window_counts,
 )
 from services.api.window import HOUR, Window, floor_quarter, read_window
+from shared.campaigns import COLUMNS as CAMPAIGN_COLUMNS
 from shared.campaigns import Campaign, get_campaign
 from shared.errors import InvalidInputError
 from shared.links import get_link
@@ -194,8 +195,7 @@ async def org_report(request: web.Request) -> web.Response:
     listed = [
         Campaign(**dict(r))
         for r in await pool.fetch(
-            "SELECT id, org_id, name, kind, channel, parent_id, created_at FROM campaigns"
-            " WHERE org_id = $1 ORDER BY id DESC LIMIT $2",
+            f"SELECT {CAMPAIGN_COLUMNS} FROM campaigns WHERE org_id = $1 ORDER BY id DESC LIMIT $2",
             org_id,
             MAX_CAMPAIGNS + 1,
         )
@@ -224,7 +224,7 @@ async def org_report(request: web.Request) -> web.Response:
 async def _family(pool: asyncpg.Pool, campaign: Campaign) -> list[Campaign]:
     """The campaign's family: its root ancestor and every descendant, oldest first."""
     rows = await pool.fetch(
-        """
+        f"""
         WITH RECURSIVE up (id, parent_id, depth) AS (
             SELECT id, parent_id, 0 FROM campaigns WHERE id = $1
             UNION ALL
@@ -237,7 +237,7 @@ async def _family(pool: asyncpg.Pool, campaign: Campaign) -> list[Campaign]:
             SELECT c.id, down.depth + 1 FROM campaigns c JOIN down ON c.parent_id = down.id
             WHERE down.depth < 100
         )
-        SELECT id, org_id, name, kind, channel, parent_id, created_at FROM campaigns
+        SELECT {CAMPAIGN_COLUMNS} FROM campaigns
         WHERE id IN (SELECT id FROM down) AND org_id = $2
         ORDER BY created_at, id LIMIT $3
         """,

@@ -35,6 +35,10 @@ class Org(Closed):
     link_tracking_enabled: bool
     created_at: Time
     tracking_changed_at: Time | None
+    header_in_path: Annotated[bool, doc("Short links carry the campaign's DLT header.")]
+    dlt_whitelist_check: Annotated[
+        bool, doc("Rendering refuses links missing from the organisation's DLT whitelist.")
+    ]
     time_zone: Annotated[
         str, doc("IANA time zone its reports count hours and days in (set by an operator).")
     ]
@@ -80,6 +84,8 @@ class Campaign(Closed):
     channel: str
     parent_id: Id | None
     created_at: Time
+    dlt_header: Annotated[str | None, doc("The DLT header (sender id) it is sent under.")]
+    short_domain: Annotated[str | None, doc("Its short domain; null: the organisation's default.")]
 
 
 class CampaignPage(msgspec.Struct):
@@ -178,6 +184,8 @@ class RenderBatch(Closed):
 
     tracking: Tracking
     var_limit: int
+    slot_types: Annotated[list[str], doc("The type of each slot (var: legacy, untyped).")]
+    warnings: Annotated[list[str], doc("What operators may refuse later (untyped slots).")]
     totals: BatchTotals
     messages: Annotated[
         list[Annotated[msgspec.Raw, Meta(extra_json_schema={"oneOf": [_RENDERED, _ERROR]})]],
@@ -202,6 +210,8 @@ class Rendering(SmsMeasure):
     length_change: LengthChange
     tracking: Tracking
     var_limit: int
+    slot_types: Annotated[list[str], doc("The type of each slot (var: legacy, untyped).")]
+    warnings: Annotated[list[str], doc("What operators may refuse later (untyped slots).")]
     values: list[str]
     links: list[RenderedLink]
 

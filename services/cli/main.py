@@ -10,12 +10,14 @@ from pathlib import Path
 import click
 
 from services.cli.demo import run_demo
+from services.cli.domains import domain
 from services.cli.loadgen import LoadgenError, Plan, require_loopback, write_record
 from services.cli.loadgen import run as run_load
-from services.cli.operator import key, mint_command, org
+from services.cli.operator import audit_command, key, mint_command, org
 from services.cli.ops import describe_topic, lag, serve_lag
 from services.cli.running import run
 from services.cli.webhooks import webhook
+from services.cli.whitelist import whitelist_group
 from services.counter import rebuild, retention
 from services.ops.topics import check_topics
 from shared import db
@@ -44,6 +46,9 @@ def cli(ctx: click.Context) -> None:
 cli.add_command(org)
 cli.add_command(key)
 cli.add_command(mint_command)
+cli.add_command(audit_command)
+cli.add_command(domain)
+cli.add_command(whitelist_group)
 
 
 @cli.command()

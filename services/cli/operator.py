@@ -1,10 +1,13 @@
-"""Operator commands: organisations, link tracking, API keys, bulk minting with a progress bar.
+"""Operator commands: organisations, link tracking, API keys, the audit trail, bulk minting.
 
 These talk to Postgres directly (the operator's own access), the same domain code as the API.
+Every command that changes an organisation takes `--ticket` (the support ticket it answers) and
+is recorded in the audit trail under `cli:<login>` (`shared.audit`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import sys
 from collections.abc import Iterator
@@ -14,14 +17,21 @@ import asyncpg
 import click
 
 from services.cli.running import run
-from shared import apikeys, db, orgs
-from shared.errors import InvalidInputError, NotFoundError
+from shared import apikeys, audit, db, operator_actions, orgs
+from shared.domains import link_prefix
+from shared.errors import DependencyError, InvalidInputError, NotFoundError
 from shared.links import Link, get_link
 from shared.minting import mint
+from shared.redis_client import errors as redis_errors
+from shared.redis_client import redis_client
 from shared.settings import Settings
 
 CHUNK = 100_000
 """Recipients minted per transaction by `clicktrack mint`."""
+
+ticket_option = click.option(
+    "--ticket", default=None, help="The support ticket this answers (kept in the audit trail)."
+)
 
 
 @click.group("org")
@@ -32,57 +42,89 @@ def org() -> None:
 @org.command("create")
 @click.argument("name")
 @click.option("--key-name", default="main", show_default=True, help="Name of the first API key.")
+@ticket_option
 @click.pass_obj
-def org_create(settings: Settings, name: str, key_name: str) -> None:
+def org_create(settings: Settings, name: str, key_name: str, ticket: str | None) -> None:
     """Create organisation NAME (link tracking off) and its first API key, shown once."""
 
     async def go() -> None:
-        async with db.pool(settings.postgres, max_size=1) as pool, pool.acquire() as conn:
-            async with conn.transaction():
-                org_id = await orgs.create_org(conn, name)
-                _, key = await apikeys.create_api_key(conn, org_id, key_name)
-        click.echo(f"organisation {org_id} created: {name} (link tracking off)")
-        click.echo(f"API key (shown once, store it now): {key}")
+        async with db.pool(settings.postgres, max_size=1) as pool:
+            org, key = await operator_actions.create_org(
+                pool, name, operator=audit.cli_operator(), ticket=ticket, key_name=key_name
+            )
+        assert key is not None
+        click.echo(f"organisation {org.id} created: {org.name} (link tracking off)")
+        click.echo(f"API key (shown once, store it now): {key[1]}")
 
     run(go())
 
 
 @org.command("enable-tracking")
 @click.argument("org_ref", metavar="ORG")
+@ticket_option
 @click.pass_obj
-def enable_tracking(settings: Settings, org_ref: str) -> None:
-    """Switch link tracking on for ORG (an id, or a unique name)."""
-    run(_set_tracking(settings, org_ref, True))
+def enable_tracking(settings: Settings, org_ref: str, ticket: str | None) -> None:
+    """Switch link tracking on for ORG (an id, or a unique name); its codes redirect again."""
+    run(_set_tracking(settings, org_ref, True, ticket))
 
 
 @org.command("disable-tracking")
 @click.argument("org_ref", metavar="ORG")
+@ticket_option
 @click.pass_obj
-def disable_tracking(settings: Settings, org_ref: str) -> None:
-    """Switch link tracking off for ORG: links in new messages then pass through untouched."""
-    run(_set_tracking(settings, org_ref, False))
+def disable_tracking(settings: Settings, org_ref: str, ticket: str | None) -> None:
+    """Switch link tracking off for ORG: nothing is minted any more, links in new messages pass
+    through untouched, and its live codes stop redirecting (fallback URL, else 404)."""
+    run(_set_tracking(settings, org_ref, False, ticket))
 
 
-async def _set_tracking(settings: Settings, org_ref: str, enabled: bool) -> None:
+async def _set_tracking(
+    settings: Settings, org_ref: str, enabled: bool, ticket: str | None
+) -> None:
     async with db.pool(settings.postgres, max_size=1) as pool:
-        org_id = await _resolve(pool, org_ref)
-        found = await orgs.set_link_tracking(pool, org_id, enabled)
+        org_id = await resolve_org(pool, org_ref)
+        found, link_ids = await operator_actions.switch_tracking(
+            pool, org_id, enabled, operator=audit.cli_operator(), ticket=ticket
+        )
     state = "on" if found.link_tracking_enabled else "off"
     click.echo(f"organisation {found.id} ({found.name}): link tracking {state}")
+    await tell_redirectors(settings, found.id, link_ids)
+
+
+async def tell_redirectors(settings: Settings, org_id: int, link_ids: list[int]) -> None:
+    """Drop the organisation's links from the redirectors' caches, now and once more a moment
+    later (see `operator_actions.FORGET_AGAIN_S`)."""
+    try:
+        async with redis_client(settings.redis, retries=3) as redis:
+            with redis_errors("telling the redirectors"):
+                await operator_actions.forget_org(redis, org_id, link_ids)
+                await asyncio.sleep(operator_actions.FORGET_AGAIN_S)
+                await operator_actions.forget_org(redis, org_id, link_ids)
+    except DependencyError as exc:
+        raise DependencyError(
+            f"the switch is saved, but the redirectors could not be told ({exc}); run the same"
+            " command again"
+        ) from exc
 
 
 @org.command("timezone")
 @click.argument("org_ref", metavar="ORG")
 @click.argument("zone")
+@ticket_option
 @click.pass_obj
-def org_timezone(settings: Settings, org_ref: str, zone: str) -> None:
+def org_timezone(settings: Settings, org_ref: str, zone: str, ticket: str | None) -> None:
     """Set the time zone of ORG's reports to ZONE, an IANA name (Asia/Kolkata, Europe/London):
     their days and hours are then that zone's, exactly."""
 
     async def go() -> None:
         async with db.pool(settings.postgres, max_size=1) as pool:
-            org_id = await _resolve(pool, org_ref)
-            found = await orgs.set_time_zone(pool, org_id, zone)
+            org_id = await resolve_org(pool, org_ref)
+            async with pool.acquire() as conn, conn.transaction():
+                found = await orgs.set_time_zone(conn, org_id, zone)
+                await audit.record(
+                    conn, operator=audit.cli_operator(), action="org.time_zone", org_id=org_id,
+                    ticket=ticket, time_zone=found.time_zone,
+                )  # fmt: skip
         click.echo(f"organisation {found.id} ({found.name}): time zone {found.time_zone}")
 
     run(go())
@@ -96,7 +138,7 @@ def org_show(settings: Settings, org_ref: str) -> None:
 
     async def go() -> None:
         async with db.pool(settings.postgres, max_size=1) as pool:
-            found = await orgs.get_org(pool, await _resolve(pool, org_ref))
+            found = await orgs.get_org(pool, await resolve_org(pool, org_ref))
             keys = await apikeys.list_api_keys(pool, found.id)
         tracking = "on" if found.link_tracking_enabled else "off"
         click.echo(
@@ -118,14 +160,17 @@ def key() -> None:
 @key.command("create")
 @click.argument("org_ref", metavar="ORG")
 @click.option("--name", default="api key", show_default=True)
+@ticket_option
 @click.pass_obj
-def key_create(settings: Settings, org_ref: str, name: str) -> None:
+def key_create(settings: Settings, org_ref: str, name: str, ticket: str | None) -> None:
     """Issue a new API key for ORG; it is shown once."""
 
     async def go() -> None:
         async with db.pool(settings.postgres, max_size=1) as pool:
-            org_id = await _resolve(pool, org_ref)
-            record, secret = await apikeys.create_api_key(pool, org_id, name)
+            org_id = await resolve_org(pool, org_ref)
+            record, secret = await operator_actions.issue_key(
+                pool, org_id, name, operator=audit.cli_operator(), ticket=ticket
+            )
         click.echo(f"key {record.id} for organisation {org_id} (shown once): {secret}")
 
     run(go())
@@ -134,16 +179,42 @@ def key_create(settings: Settings, org_ref: str, name: str) -> None:
 @key.command("revoke")
 @click.argument("org_ref", metavar="ORG")
 @click.argument("key_id", type=int)
+@ticket_option
 @click.pass_obj
-def key_revoke(settings: Settings, org_ref: str, key_id: int) -> None:
+def key_revoke(settings: Settings, org_ref: str, key_id: int, ticket: str | None) -> None:
     """Revoke key KEY_ID of ORG."""
 
     async def go() -> None:
         async with db.pool(settings.postgres, max_size=1) as pool:
-            await apikeys.revoke_api_key(pool, await _resolve(pool, org_ref), key_id)
+            org_id = await resolve_org(pool, org_ref)
+            await operator_actions.revoke_key(
+                pool, org_id, key_id, operator=audit.cli_operator(), ticket=ticket
+            )
         click.echo(f"key {key_id} revoked")
 
     run(go())
+
+
+@click.command("audit")
+@click.option("--org", "org_ref", default=None, help="Only this organisation (id or name).")
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 10_000))
+@click.pass_obj
+def audit_command(settings: Settings, org_ref: str | None, limit: int) -> None:
+    """Print the newest LIMIT operator actions, oldest first: time, operator, action,
+    organisation, ticket and what changed."""
+
+    async def go() -> list[audit.AuditEntry]:
+        async with db.pool(settings.postgres, max_size=1) as pool:
+            org_id = None if org_ref is None else await resolve_org(pool, org_ref)
+            return await audit.list_entries(pool, org_id=org_id, limit=limit, newest=True)
+
+    for entry in run(go()):
+        detail = " ".join(f"{k}={v}" for k, v in sorted(entry.detail.items()))
+        click.echo(
+            f"{entry.at:%Y-%m-%dT%H:%M:%SZ}  {entry.operator}  {entry.action}"
+            f"  org={entry.org_id if entry.org_id is not None else '-'}"
+            f"  ticket={entry.ticket or '-'}" + (f"  {detail}" if detail else "")
+        )
 
 
 @click.command("mint")
@@ -174,15 +245,17 @@ def mint_command(settings: Settings, link_id: int, source: IO[str], out: IO[str]
         minted = reused = 0
         async with db.pool(settings.postgres, max_size=1) as pool:
             link = await _link(pool, link_id)
+            prefix = await link_prefix(pool, link, settings.links.short_domain)
             with click.progressbar(
                 length=len(recipients), label="minting", file=sys.stderr, show_pos=True
             ) as bar:
                 for chunk in _chunks(recipients, CHUNK):
-                    async with pool.acquire() as conn:
+                    async with pool.acquire() as conn, conn.transaction():
+                        await orgs.require_tracking(conn, link.org_id)
                         done = await mint(conn, link.id, chunk, length=settings.links.code_length)
                     minted, reused = minted + done.minted, reused + done.reused
                     writer.writerows(
-                        (r, code, f"{settings.links.short_domain}/{code}")
+                        (r, code, prefix.url(code))
                         for r, code in zip(done.recipients, done.codes, strict=True)
                     )
                     bar.update(len(chunk))
@@ -204,7 +277,7 @@ def _chunks(items: list[str], size: int) -> Iterator[list[str]]:
         yield items[start : start + size]
 
 
-async def _resolve(pool: asyncpg.Pool, ref: str) -> int:
+async def resolve_org(pool: asyncpg.Pool, ref: str) -> int:
     """An organisation id from an id or a unique name."""
     if ref.isdigit():
         return (await orgs.get_org(pool, int(ref))).id

@@ -6,14 +6,20 @@ middleware chain, signals) was a large share of a redirect's CPU time for four f
 (docs/redirector.md, The benchmark).
 The dispatch below is that router and that middleware, written out:
 
-    GET|HEAD /{code}   the redirect (`RedirectHandler`)
-    GET|HEAD /healthz  alive
-    GET|HEAD /readyz   503 while the click sink spools to disk
+    GET|HEAD /{code}          the redirect (`RedirectHandler`)
+    GET|HEAD /{header}/{code} the same, with the campaign's DLT header in the path
+    GET|HEAD /healthz         alive
+    GET|HEAD /readyz          503 while the click sink spools to disk
+
+A code is served only on a known host (`Hosts`: the global SHORT_DOMAIN, or a short domain of
+an organisation, which serves that organisation's codes only); any other host is a 404 decided
+in memory.
 
 `/metrics` (Prometheus text) is served on its own address (`REDIRECTOR_METRICS_HOST` and
 `_PORT`, 127.0.0.1:8090 by default), not on the public port: the counts are for operators.
 
-Any other method is 405 with `Allow: GET,HEAD`; a path with more segments is 404; every error
+Any other method is 405 with `Allow: GET,HEAD`; a path with more segments, or a first segment
+that cannot be a DLT header, is 404; every error
 is the JSON body of `error_response`, and an unexpected exception is logged and answered 500
 without details.
 """
@@ -21,6 +27,7 @@ without details.
 from __future__ import annotations
 
 import logging
+import re
 import time
 from contextlib import AsyncExitStack
 
@@ -28,6 +35,7 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from services.redirector.handler import RedirectHandler, error_response
+from services.redirector.hosts import Hosts
 from services.redirector.invalidation import LinkChanges
 from services.redirector.metrics import LocalCounter, RedirectorMetrics
 from services.redirector.publisher import Publisher
@@ -48,6 +56,8 @@ SHUTDOWN_TIMEOUT_S = 10.0
 """Time in-flight requests get to finish at stop, before the click sink drains."""
 
 _ALLOWED = frozenset({"GET", "HEAD"})
+_HEADER = re.compile(r"[A-Z0-9]{6}")
+"""A DLT header (sender id) as it stands in a short link's path."""
 
 
 class Redirector:
@@ -67,6 +77,7 @@ class Redirector:
         self._resolver: Resolver | None = None
         self._publisher: Publisher | None = None
         self._handler: RedirectHandler | None = None
+        self._hosts: Hosts | None = None
         self._by_status: dict[int, LocalCounter] = {}
         self._probes = Probes(self.metrics.registry, self._ready)
 
@@ -97,13 +108,18 @@ class Redirector:
             redis = await stack.enter_async_context(redis_client(settings.redis, required=False))
             resolver = Resolver(settings, pool, redis, metrics)
             stack.push_async_callback(resolver.close)
+            hosts = Hosts(
+                settings.links.short_domain, pool, metrics, settings.redirector.local_cache_ttl_s
+            )
+            await hosts.start()
+            stack.push_async_callback(hosts.stop)
             publisher = Publisher(settings, metrics)
             await publisher.start()
             stack.push_async_callback(publisher.stop)
-            changes = LinkChanges(redis, resolver, metrics)
+            changes = LinkChanges(redis, resolver, metrics, hosts)
             changes.start()
             stack.push_async_callback(changes.stop)
-            self._resolver, self._publisher = resolver, publisher
+            self._resolver, self._publisher, self._hosts = resolver, publisher, hosts
             self._handler = RedirectHandler(settings, resolver, publisher, metrics)
             server = web.Server(
                 self._dispatch,
@@ -169,11 +185,20 @@ class Redirector:
             return await self._probes.healthz(request)
         if path == "/readyz":
             return await self._probes.readyz(request)
-        code = path[1:]
-        if not code or "/" in code:
+        assert self._handler is not None and self._hosts is not None
+        scope = self._hosts.scope(request.headers.get("Host"))
+        if scope is None:
+            self.metrics.outcome["unknown_host"].inc()
             return error_response(404, "not_found", "Not Found")
-        assert self._handler is not None
-        return await self._handler(request, code)
+        code = path[1:]
+        if "/" not in code:
+            if not code:
+                return error_response(404, "not_found", "Not Found")
+            return await self._handler(request, code, None, scope)
+        header, _, code = code.partition("/")
+        if not code or "/" in code or not _HEADER.fullmatch(header):
+            return error_response(404, "not_found", "Not Found")
+        return await self._handler(request, code, header, scope)
 
     async def _ready(self) -> Readiness:
         publisher = self.publisher

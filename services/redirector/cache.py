@@ -67,6 +67,12 @@ class TtlLru(Generic[K, V]):
         """Forget `key` if present."""
         self._data.pop(key, None)
 
+    def discard_where(self, drop: Callable[[V], bool]) -> None:
+        """Forget every entry whose value `drop` selects (a walk over all entries: for rare
+        events, such as an organisation's tracking switched)."""
+        for key in [k for k, (_, value) in self._data.items() if drop(value)]:
+            del self._data[key]
+
     def clear(self) -> None:
         """Forget everything (e.g. when invalidation messages may have been missed)."""
         self._data.clear()

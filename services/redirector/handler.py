@@ -1,4 +1,5 @@
-"""`GET|HEAD /{code}`: resolve, answer at once, hand the click event to the publisher."""
+"""`GET|HEAD /{code}` and `/{header}/{code}`: resolve, answer at once, hand the click event to
+the publisher."""
 
 from __future__ import annotations
 
@@ -10,9 +11,17 @@ from aiohttp import web
 from uuid_utils import uuid7
 
 from services.redirector.bots import BotDetector
+from services.redirector.hosts import ANY_ORG
 from services.redirector.metrics import RedirectorMetrics
 from services.redirector.publisher import Publisher
-from services.redirector.resolution import FALLBACK, GONE, MALFORMED, REDIRECT, Resolution
+from services.redirector.resolution import (
+    FALLBACK,
+    GONE,
+    MALFORMED,
+    REDIRECT,
+    UNTRACKED,
+    Resolution,
+)
 from services.redirector.resolve import Resolver
 from services.redirector.security import ClientAddress, clip, safe_location
 from services.redirector.visitors import COOKIE_MAX_AGE_S, COOKIE_NAME, visitor_id
@@ -72,8 +81,11 @@ class RedirectHandler:
         self._secure_cookie = settings.links.short_base_url.startswith("https://")
         self._clock = IsoClock()
 
-    async def __call__(self, request: web.BaseRequest, code: str) -> web.StreamResponse:
-        """The answer for `code` (the path without its slash)."""
+    async def __call__(
+        self, request: web.BaseRequest, code: str, header: str | None, scope: int
+    ) -> web.StreamResponse:
+        """The answer for `code` asked for under DLT `header` (None: a path without one) on a
+        host that serves organisation `scope` (`ANY_ORG`: the global short domain)."""
         try:
             found = await self._resolver.resolve(code)
         except DependencyError as exc:
@@ -83,6 +95,14 @@ class RedirectHandler:
             response.headers["Retry-After"] = "1"
             return response
         outcome = found.outcome
+        link = found.link
+        if link is not None:
+            if scope != ANY_ORG and link.org_id != scope:
+                self._m.outcome["wrong_domain"].inc()
+                return error_response(404, "not_found", "unknown link")
+            if header is not None and header != link.header:
+                self._m.outcome["wrong_header"].inc()
+                return error_response(404, "not_found", "unknown link")
         if outcome == REDIRECT or outcome == FALLBACK:
             assert found.location is not None
             if not safe_location(found.location):
@@ -95,6 +115,14 @@ class RedirectHandler:
         elif outcome == GONE:
             self._m.outcome["gone"].inc()
             response = error_response(410, "gone", "this link has expired")
+        elif outcome == UNTRACKED:
+            # Tracking is off: no click event; the link's fallback if it has one, else 404.
+            self._m.outcome["tracking_off"].inc()
+            if found.location is None or not safe_location(found.location):
+                return error_response(404, "not_found", "unknown link")
+            response = web.Response(status=302, headers=_NO_STORE)
+            response.headers["Location"] = found.location
+            return response
         else:
             self._m.outcome["malformed" if outcome == MALFORMED else "not_found"].inc()
             return error_response(404, "not_found", "unknown link")

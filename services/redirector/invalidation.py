@@ -1,4 +1,5 @@
-"""Listens for link changes on Redis pub/sub and drops those links from the resolver's memory."""
+"""Listens for link changes on Redis pub/sub: drops those links (or an organisation's links) from
+the resolver's memory, and reloads the short domains when they changed."""
 
 from __future__ import annotations
 
@@ -9,10 +10,11 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
+from services.redirector.hosts import Hosts
 from services.redirector.metrics import RedirectorMetrics
 from services.redirector.resolve import Resolver
 from shared.errors import DependencyError
-from shared.link_cache import LINK_CHANGES
+from shared.link_cache import DOMAINS_CHANGED, LINK_CHANGES, ORG_PREFIX
 from shared.redis_client import errors
 from shared.service import cancel
 
@@ -30,10 +32,15 @@ class LinkChanges:
     """
 
     def __init__(
-        self, redis: aioredis.Redis, resolver: Resolver, metrics: RedirectorMetrics
+        self,
+        redis: aioredis.Redis,
+        resolver: Resolver,
+        metrics: RedirectorMetrics,
+        hosts: Hosts | None = None,
     ) -> None:
         self._redis = redis
         self._resolver = resolver
+        self._hosts = hosts
         self._m = metrics
         self._task: asyncio.Task[None] | None = None
         self.subscribed = asyncio.Event()
@@ -68,6 +75,8 @@ class LinkChanges:
             with errors("listening to link changes"):
                 await pubsub.subscribe(LINK_CHANGES)
                 self._resolver.forget_links()
+                if self._hosts is not None:
+                    self._hosts.reload_soon()
                 self.subscribed.set()
                 while not self._stopping:
                     message = await pubsub.get_message(timeout=POLL_S)
@@ -78,10 +87,17 @@ class LinkChanges:
                 await pubsub.aclose()  # type: ignore[no-untyped-call]
 
     def _forget(self, message: dict[str, Any]) -> None:
+        data = message.get("data")
+        text = data.decode(errors="replace") if isinstance(data, bytes) else str(data)
         try:
-            link_id = int(message["data"])
-        except (TypeError, ValueError):
+            if text == DOMAINS_CHANGED:
+                if self._hosts is not None:
+                    self._hosts.reload_soon()
+            elif text.startswith(ORG_PREFIX):
+                self._resolver.forget_org(int(text.removeprefix(ORG_PREFIX)))
+            else:
+                self._resolver.forget_link(int(text))
+        except ValueError:
             log.warning("ignored malformed link-change message")
             return
         self._m.invalidations.inc()
-        self._resolver.forget_link(link_id)

@@ -19,7 +19,22 @@ from prometheus_client.utils import floatToGoString
 from shared.metrics import counters
 
 LATENCY_BUCKETS_S = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
-OUTCOMES = ("redirected", "fallback", "gone", "not_found", "malformed", "unavailable")
+OUTCOMES = (
+    "redirected",
+    "fallback",
+    "gone",
+    "not_found",
+    "malformed",
+    "unavailable",
+    "unknown_host",
+    "wrong_domain",
+    "wrong_header",
+    "tracking_off",
+)
+"""`unknown_host`: a Host that is neither SHORT_DOMAIN nor an organisation's short domain;
+`wrong_domain`: a code asked for on another organisation's domain; `wrong_header`: a DLT header
+in the path that is not the campaign's; `tracking_off`: the organisation's tracking is off (the
+link's fallback, else 404, and no click event)."""
 LAYERS = ("memory", "redis", "postgres")
 
 
@@ -119,6 +134,7 @@ class RedirectorMetrics:
             "resolve_dependency_errors", "Redis or Postgres failures or timeouts", "dependency"
         )
         self.invalidations = count("cache_invalidations", "Link changes heard on Redis pub/sub")
+        self.domain_reloads = count("domain_reloads", "Loads of the short-domain table")
         self.bots = count("bot_clicks", "Redirects flagged as bots, by signal", "signal")
         # Publishing (the sink): the queue-depth and spool gauges are set by the publisher.
         self.sent = count("events_sent", "Click events acknowledged by Kafka")

@@ -22,6 +22,8 @@ FALLBACK = "fallback"
 GONE = "gone"
 NOT_FOUND = "not_found"
 MALFORMED = "malformed"
+UNTRACKED = "untracked"
+"""The link's organisation has tracking off: its fallback URL (`location`) or 404, no event."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +47,10 @@ class LinkEntry:
     expires_at: float | None
     """Unix time, seconds, after which the link sends visitors to `fallback_url` or answers 410."""
     fallback_url: str | None
+    tracking: bool
+    """The organisation's link tracking; off: the code no longer redirects as a tracked link."""
+    header: str | None
+    """The campaign's DLT header: a header in the request's path must be this one."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,4 +75,6 @@ def link_of(row: Any) -> LinkEntry:
         disabled=row["disabled"],
         expires_at=None if expires is None else expires.timestamp(),
         fallback_url=row["fallback_url"],
+        tracking=row["tracking"],
+        header=row["header"],
     )

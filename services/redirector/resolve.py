@@ -34,6 +34,7 @@ from services.redirector.resolution import (
     MALFORMED,
     NOT_FOUND,
     REDIRECT,
+    UNTRACKED,
     CodeEntry,
     LinkEntry,
     Resolution,
@@ -50,18 +51,21 @@ log = logging.getLogger(__name__)
 
 _LINK_COLUMNS = """
        l.org_id, l.campaign_id, l.destination, l.disabled, l.expires_at, l.fallback_url,
-       cp.kind AS campaign_kind, coalesce(cp.channel, 'sms') AS channel
+       cp.kind AS campaign_kind, coalesce(cp.channel, 'sms') AS channel,
+       o.link_tracking_enabled AS tracking, cp.dlt_header AS header
 """
 _BY_CODE = f"""
 SELECT c.link_id, c.recipient_id, {_LINK_COLUMNS}
 FROM codes c
 JOIN links l ON l.id = c.link_id
+JOIN orgs o ON o.id = l.org_id
 LEFT JOIN campaigns cp ON cp.id = l.campaign_id
 WHERE c.code = $1
 """
 _BY_LINK = f"""
 SELECT {_LINK_COLUMNS}
 FROM links l
+JOIN orgs o ON o.id = l.org_id
 LEFT JOIN campaigns cp ON cp.id = l.campaign_id
 WHERE l.id = $1
 """
@@ -132,6 +136,11 @@ class Resolver:
         self._forgotten += 1
         self.links.discard(link_id)
 
+    def forget_org(self, org_id: int) -> None:
+        """Drop every link of an organisation from memory (its tracking was switched)."""
+        self._forgotten += 1
+        self.links.discard_where(lambda link: link.org_id == org_id)
+
     def forget_links(self) -> None:
         """Drop every link from memory (pub/sub messages may have been missed)."""
         self._forgotten += 1
@@ -169,6 +178,8 @@ class Resolver:
     def _decide(self, entry: CodeEntry, link: LinkEntry) -> Resolution:
         if link.disabled:
             return _NOT_FOUND
+        if not link.tracking:
+            return Resolution(UNTRACKED, link.fallback_url, entry, link)
         if link.expires_at is not None and self._clock() >= link.expires_at:
             if link.fallback_url:
                 return Resolution(FALLBACK, link.fallback_url, entry, link)

@@ -13,6 +13,8 @@ OPERATOR_TOKEN = "operator-test-token-" + "k" * 32
 SHORT_DOMAIN = "s.ex.in"  # 7 + 1 + 10 = 18-character short links
 LONG_URL = "https://shop.example.in/diwali/offers?utm_source=sms"  # 52 characters
 TEMPLATE = "Dear {#var#}, your Diwali offer: {#var#} Valid till Sunday. -ACME"
+WHITELISTED = (SHORT_DOMAIN, "shop.example.in/", "help.example.in/", "www.acme.in/", "acme.in/")
+"""DLT whitelist entries that cover the links the rendering tests send (any header)."""
 
 
 class ApiClient:
@@ -48,11 +50,23 @@ class ApiClient:
         )
         return body
 
-    async def new_org(self, name: str, *, tracking: bool = False) -> tuple[int, str]:
-        """(org id, API key) of a new organisation, created as the operator."""
+    async def new_org(
+        self, name: str, *, tracking: bool = False, whitelisted: tuple[str, ...] = ()
+    ) -> tuple[int, str]:
+        """(org id, API key) of a new organisation, created as the operator, with the short
+        domains (for every header) and URL prefixes `whitelisted` on its DLT whitelist."""
         org = await self.call(
             "POST", "/v1/orgs", auth=OPERATOR_TOKEN, json={"name": name}, expect=201
         )
+        for value in whitelisted:
+            await self.call(
+                "POST",
+                "/v1/orgs/{org_id}/dlt-whitelist",
+                auth=OPERATOR_TOKEN,
+                json={"value": value},
+                expect=201,
+                org_id=org["id"],
+            )
         if tracking:
             await self.call(
                 "PUT",

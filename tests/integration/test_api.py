@@ -146,7 +146,7 @@ async def test_the_operator_api_is_off_without_a_token(
 
 
 async def test_links_are_validated_and_normalised(api: ApiClient) -> None:
-    _, key = await api.new_org("Acme")
+    _, key = await api.new_org("Acme", tracking=True)
     cid = await api.new_campaign(key)
     route = "/v1/campaigns/{campaign_id}/links"
     link = await api.call(
@@ -190,7 +190,7 @@ async def test_links_are_validated_and_normalised(api: ApiClient) -> None:
 async def test_bulk_recipients_mint_one_code_each_and_keep_existing_ones(
     api: ApiClient, pool: asyncpg.Pool
 ) -> None:
-    _, key = await api.new_org("Acme")
+    _, key = await api.new_org("Acme", tracking=True)
     cid = await api.new_campaign(key)
     link = await api.call(
         "POST",
@@ -238,7 +238,7 @@ async def test_malformed_requests_get_json_errors(api: ApiClient) -> None:
 async def test_the_operator_lists_organisations_and_an_owner_lists_its_links(
     api: ApiClient,
 ) -> None:
-    first, key = await api.new_org("Acme")
+    first, key = await api.new_org("Acme", tracking=True)
     second, _ = await api.new_org("Beta")
     listed = await api.call("GET", "/v1/orgs?limit=1", auth=OPERATOR_TOKEN)
     assert [o["id"] for o in listed["items"]] == [first] and listed["next_after"] == first

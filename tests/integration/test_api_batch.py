@@ -8,7 +8,7 @@ import asyncio
 import asyncpg
 import pytest
 
-from tests.integration.api_client import SHORT_DOMAIN, ApiClient
+from tests.integration.api_client import SHORT_DOMAIN, WHITELISTED, ApiClient
 
 pytestmark = pytest.mark.integration
 
@@ -18,7 +18,7 @@ HELP = "https://help.example.in/faq"
 
 
 async def setup(api: ApiClient, *, tracking: bool) -> tuple[str, int]:
-    _, key = await api.new_org("Acme", tracking=tracking)
+    _, key = await api.new_org("Acme", tracking=tracking, whitelisted=WHITELISTED)
     created = await api.call(
         "POST",
         "/v1/campaigns",

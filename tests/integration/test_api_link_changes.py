@@ -85,7 +85,7 @@ async def test_a_sent_link_is_fixed_disabled_and_given_an_expiry(
 
 
 async def test_bad_changes_are_refused_and_change_nothing(api: ApiClient) -> None:
-    _, key = await api.new_org("Acme")
+    _, key = await api.new_org("Acme", tracking=True)
     link_id = await api.new_link(key, await api.new_campaign(key), FIRST)
     link = await api.call("GET", ROUTE, auth=key, link_id=link_id)
     past = (datetime.now(UTC) - timedelta(minutes=1)).isoformat()

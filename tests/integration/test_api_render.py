@@ -7,7 +7,7 @@ import re
 import asyncpg
 import pytest
 
-from tests.integration.api_client import LONG_URL, SHORT_DOMAIN, TEMPLATE, ApiClient
+from tests.integration.api_client import LONG_URL, SHORT_DOMAIN, TEMPLATE, WHITELISTED, ApiClient
 
 pytestmark = pytest.mark.integration
 
@@ -15,7 +15,7 @@ pytestmark = pytest.mark.integration
 async def test_tracking_is_off_by_default_and_rendering_then_leaves_links_untouched(
     api: ApiClient, pool: asyncpg.Pool
 ) -> None:
-    org_id, key = await api.new_org("Acme Retail")
+    org_id, key = await api.new_org("Acme Retail", whitelisted=WHITELISTED)
     org = await api.call("GET", "/v1/orgs/{org_id}", auth=key, org_id=org_id)
     assert (org["name"], org["link_tracking_enabled"], org["tracking_changed_at"]) == (
         "Acme Retail",
@@ -43,7 +43,7 @@ async def test_tracking_is_off_by_default_and_rendering_then_leaves_links_untouc
 async def test_with_tracking_on_links_become_the_recipients_short_link(
     api: ApiClient, pool: asyncpg.Pool
 ) -> None:
-    org_id, key = await api.new_org("Acme", tracking=True)
+    org_id, key = await api.new_org("Acme", tracking=True, whitelisted=WHITELISTED)
     cid = await api.new_campaign(key)
     got = await api.render(
         key, template=TEMPLATE, values=["Asha", LONG_URL], campaign_id=cid, recipient="r1"
@@ -88,13 +88,13 @@ async def test_with_tracking_on_links_become_the_recipients_short_link(
 
 
 async def test_a_link_in_the_fixed_text_is_refused_with_its_position(api: ApiClient) -> None:
-    _, key = await api.new_org("Acme", tracking=True)
+    _, key = await api.new_org("Acme", tracking=True, whitelisted=WHITELISTED)
     template = "Hi {#var#}, shop at https://acme.in/sale today"
     got = await api.render(key, expect=422, template=template, values=["Asha"])
     assert got == {
         "error": "link_outside_var",
         "detail": "the template's fixed text has a link at position 20 ('https://acme.in/sale');"
-        " DLT allows links only inside {#var#} slots",
+        " DLT allows links only inside {#url#}, {#urlott#} or {#var#} slots",
         "position": 20,
     }
 
@@ -122,7 +122,7 @@ async def test_a_link_in_the_fixed_text_is_refused_with_its_position(api: ApiCli
 async def test_render_refuses_what_dlt_would_refuse(
     api: ApiClient, pool: asyncpg.Pool, body: dict[str, object], error: str, extra: dict[str, int]
 ) -> None:
-    _, key = await api.new_org("Acme", tracking=True)
+    _, key = await api.new_org("Acme", tracking=True, whitelisted=WHITELISTED)
     got = await api.render(key, expect=422, **body)
     assert got["error"] == error
     assert {k: got[k] for k in extra} == extra
@@ -132,7 +132,7 @@ async def test_render_refuses_what_dlt_would_refuse(
 async def test_a_value_too_long_even_after_shortening_mints_nothing(
     api: ApiClient, pool: asyncpg.Pool
 ) -> None:
-    _, key = await api.new_org("Acme", tracking=True)
+    _, key = await api.new_org("Acme", tracking=True, whitelisted=WHITELISTED)
     cid = await api.new_campaign(key)
     value = f"at {LONG_URL} now!!"  # 3 + 18 + 6 = 27 after shortening: fits 30, not 26
     got = await api.render(
@@ -158,7 +158,7 @@ async def test_a_value_too_long_even_after_shortening_mints_nothing(
 async def test_segments_at_the_boundaries(
     api: ApiClient, filler: str, extra: str, encoding: str, length: int, segments: int
 ) -> None:
-    _, key = await api.new_org("Acme")
+    _, key = await api.new_org("Acme", whitelisted=WHITELISTED)
     # filler + "Code " + value + "." where the value is `extra` + "1234"
     template = filler + "Code {#var#}."
     got = await api.render(key, template=template, values=[extra + "1234"], var_limit=30)
@@ -168,7 +168,7 @@ async def test_segments_at_the_boundaries(
 async def test_a_resend_reuses_each_recipients_code_and_a_recurrence_does_not(
     api: ApiClient,
 ) -> None:
-    _, key = await api.new_org("Acme", tracking=True)
+    _, key = await api.new_org("Acme", tracking=True, whitelisted=WHITELISTED)
     first = await api.new_campaign(key, "coupon_expiry_reminder")
     resend = await api.new_campaign(key, "resend", parent_id=first)
     resend_again = await api.new_campaign(key, "resend", parent_id=resend)
@@ -207,7 +207,7 @@ async def test_a_resend_reuses_each_recipients_code_and_a_recurrence_does_not(
 async def test_rendering_never_hands_out_a_disabled_or_expired_link(
     api: ApiClient, pool: asyncpg.Pool
 ) -> None:
-    _, key = await api.new_org("Acme", tracking=True)
+    _, key = await api.new_org("Acme", tracking=True, whitelisted=WHITELISTED)
     cid = await api.new_campaign(key)
     body = {"template": "Use {#var#}", "values": [LONG_URL], "campaign_id": cid, "recipient": "r1"}
     first = (await api.render(key, **body))["links"][0]

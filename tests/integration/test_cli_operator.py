@@ -31,6 +31,7 @@ async def clicktrack(
         **os.environ,
         "POSTGRES_DSN": settings.postgres.dsn.reveal(),
         "POSTGRES_SCHEMA": settings.postgres.schema,
+        "REDIS_URL": settings.redis.url.reveal(),
         "SHORT_DOMAIN": "s.ex.in",
         **(env or {}),
     }
@@ -145,3 +146,45 @@ async def test_mint_from_a_file_with_a_progress_bar(settings: Settings, pool: as
     )
     assert (status, again) == (0, out)
     assert err.endswith(f"link {link.link_id}: 0 codes minted, 2500 reused\n")
+
+
+async def test_operator_actions_carry_their_ticket_into_the_audit(
+    settings: Settings, pool: asyncpg.Pool
+) -> None:
+    steps = [
+        ("org", "create", "Acme Retail", "--ticket", "SUP-100"),
+        ("org", "enable-tracking", "Acme Retail", "--ticket", "SUP-101"),
+        ("domain", "add", "Acme Retail", "s.acme.in", "--ticket", "SUP-102"),
+        ("org", "header-in-path", "Acme Retail", "on", "--ticket", "SUP-103"),
+        ("key", "create", "Acme Retail", "--name", "backup", "--ticket", "SUP-104"),
+        ("org", "disable-tracking", "Acme Retail"),
+    ]
+    for step in steps:
+        status, _, err = await clicktrack(settings, *step)
+        assert status == 0, (step, err)
+    org_id = await pool.fetchval("SELECT id FROM orgs WHERE name = 'Acme Retail'")
+    key_id = await pool.fetchval("SELECT max(id) FROM api_keys WHERE org_id = $1", org_id)
+    status, out, err = await clicktrack(settings, "key", "revoke", str(org_id), str(key_id))
+    assert status == 0, err
+
+    status, out, err = await clicktrack(settings, "audit", "--org", "Acme Retail")
+    assert status == 0, err
+    rows = [line.split("  ") for line in out.splitlines()]
+    operator = rows[0][1]
+    assert re.fullmatch(r"cli:\S+", operator)
+    assert [row[2:] for row in rows] == [
+        ["org.created", f"org={org_id}", "ticket=SUP-100", "name=Acme Retail"],
+        ["key.issued", f"org={org_id}", "ticket=SUP-100", f"key_id={key_id - 1} name=main"],
+        ["tracking.enabled", f"org={org_id}", "ticket=SUP-101", "changed=True"],
+        ["domain.added", f"org={org_id}", "ticket=SUP-102", "domain=s.acme.in"],
+        ["org.header_in_path", f"org={org_id}", "ticket=SUP-103", "enabled=True"],
+        ["key.issued", f"org={org_id}", "ticket=SUP-104", f"key_id={key_id} name=backup"],
+        ["tracking.disabled", f"org={org_id}", "ticket=-", "changed=True"],
+        ["key.revoked", f"org={org_id}", "ticket=-", f"key_id={key_id}"],
+    ]
+    assert {row[1] for row in rows} == {operator}
+
+    status, out, _ = await clicktrack(settings, "domain", "list", str(org_id))
+    assert (status, out) == (0, "s.acme.in (default)\n")
+    status, _, err = await clicktrack(settings, "domain", "add", str(org_id), "http://x.in/")
+    assert (status, err.startswith("error: 'http://x.in/' is not a host name")) == (2, True)

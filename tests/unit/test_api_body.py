@@ -44,7 +44,7 @@ def refusal(body_type: type[bodies.Body], raw: bytes) -> tuple[str, str, dict[st
             b'{"template": "Hi", "valuez": []}',
             "unknown_field",
             "unknown field valuez; expected some of template, values, campaign_id, recipient,"
-            " var_limit",
+            " var_limit, slot_types",
             {},
         ),
         (

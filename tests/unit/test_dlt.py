@@ -84,7 +84,7 @@ def test_value_count_must_match_the_slots() -> None:
             render(parsed, values, None)
         assert caught.value.code == "var_count_mismatch"
         assert str(caught.value) == (
-            f"the template has 2 {VAR} slot(s) but {len(values)} value(s) were given"
+            f"the template has 2 slot(s) but {len(values)} value(s) were given"
         )
 
 

@@ -70,3 +70,11 @@ def test_get_stale_keeps_an_expired_entry_and_says_it_is_stale() -> None:
     assert cache.get_stale("a") == (1, False)  # still there: the caller reloads it
     cache.put("a", 2)
     assert cache.get_stale("a") == (2, True)
+
+
+def test_discard_where_forgets_only_the_selected_values() -> None:
+    cache: TtlLru[int, tuple[int, str]] = TtlLru(10, 30, Clock())
+    for link_id, org_id in ((1, 7), (2, 8), (3, 7)):
+        cache.put(link_id, (org_id, f"https://x.in/{link_id}"))
+    cache.discard_where(lambda link: link[0] == 7)  # an organisation's tracking switched
+    assert (len(cache), cache.get(2)) == (1, (8, "https://x.in/2"))

@@ -1,0 +1,111 @@
+"""Short domains of organisations (operator), and the organisation's switches for DLT (operator):
+the header in the path of its links, and the check of links against its DLT whitelist.
+
+A change is recorded in the audit trail and announced to the redirectors (`domains` on Redis
+pub/sub), which reload their table of hosts; if Redis cannot take the message they reload it
+within `LOCAL_CACHE_TTL_S` anyway, so the change is not refused for that.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from aiohttp import web
+
+from services.api.auth import caller, require_operator
+from services.api.bodies import DomainAdd, OrgSwitch
+from services.api.body import decode, path_id
+from services.api.context import POOL, REDIS, SETTINGS
+from services.api.errors import dumps
+from services.api.orgs import operator_name, query_ticket
+from shared import audit, domains, orgs
+from shared.errors import DependencyError, NotFoundError
+from shared.link_cache import domains_changed
+from shared.redis_client import errors as redis_errors
+
+log = logging.getLogger(__name__)
+
+
+def add_routes(router: web.UrlDispatcher) -> None:
+    router.add_get(r"/v1/orgs/{org_id:\d+}/domains", list_domains)
+    router.add_post(r"/v1/orgs/{org_id:\d+}/domains", add_domain)
+    router.add_delete(r"/v1/orgs/{org_id:\d+}/domains/{domain}", remove_domain)
+    router.add_put(r"/v1/orgs/{org_id:\d+}/header-in-path", set_header_in_path)
+    router.add_put(r"/v1/orgs/{org_id:\d+}/whitelist-check", set_whitelist_check)
+
+
+async def list_domains(request: web.Request) -> web.Response:
+    """Operator: any organisation's domains; an API key: its own (another's is 404)."""
+    who = await caller(request)
+    org_id = path_id(request, "org_id")
+    if not who.operator and who.org_id != org_id:
+        raise NotFoundError(f"organisation {org_id} does not exist")
+    pool = request.app[POOL]
+    await orgs.get_org(pool, org_id)
+    return web.json_response({"items": await domains.list_domains(pool, org_id)}, dumps=dumps)
+
+
+async def add_domain(request: web.Request) -> web.Response:
+    """Operator: register a short domain for an organisation (idempotent)."""
+    await require_operator(request)
+    body = await decode(request, DomainAdd)
+    settings = request.app[SETTINGS]
+    added = await domains.add_domain(
+        request.app[POOL],
+        path_id(request, "org_id"),
+        body.domain,
+        default=body.default,
+        move=body.move,
+        longest_link=settings.api.dlt_var_limit - 1 - settings.links.code_length,
+        global_domain=settings.links.short_domain,
+        operator=operator_name(request),
+        ticket=body.ticket,
+    )
+    await _announce(request)
+    return web.json_response(added, status=201, dumps=dumps)
+
+
+async def remove_domain(request: web.Request) -> web.Response:
+    """Operator: remove a short domain; its links there answer 404 from then on."""
+    await require_operator(request)
+    removed = await domains.remove_domain(
+        request.app[POOL],
+        path_id(request, "org_id"),
+        request.match_info["domain"],
+        operator=operator_name(request),
+        ticket=query_ticket(request),
+    )
+    await _announce(request)
+    return web.json_response(removed, dumps=dumps)
+
+
+async def set_header_in_path(request: web.Request) -> web.Response:
+    """Operator: whether an organisation's short links carry the DLT header in their path."""
+    await require_operator(request)
+    body = await decode(request, OrgSwitch)
+    return await _switch(request, body, "header_in_path", "org.header_in_path")
+
+
+async def set_whitelist_check(request: web.Request) -> web.Response:
+    """Operator: whether rendering refuses links missing from the organisation's whitelist."""
+    await require_operator(request)
+    body = await decode(request, OrgSwitch)
+    return await _switch(request, body, "dlt_whitelist_check", "org.whitelist_check")
+
+
+async def _switch(
+    request: web.Request, body: OrgSwitch, switch: str, action: audit.Action
+) -> web.Response:
+    org = await orgs.switch(
+        request.app[POOL], path_id(request, "org_id"), switch, body.enabled,
+        operator=operator_name(request), ticket=body.ticket, action=action,
+    )  # fmt: skip
+    return web.json_response(org, dumps=dumps)
+
+
+async def _announce(request: web.Request) -> None:
+    try:
+        with redis_errors("telling the redirectors of a domain change"):
+            await domains_changed(request.app[REDIS])
+    except DependencyError as exc:
+        log.warning("redirectors not told of a domain change", extra={"error": str(exc)})

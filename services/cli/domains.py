@@ -1,0 +1,143 @@
+"""Operator commands for short domains: `clicktrack domain add|remove|list`, and
+`clicktrack org header-in-path`. Each change is in the audit trail (`--ticket`), and the running
+redirectors are told to reload their hosts (they also reload every `LOCAL_CACHE_TTL_S`)."""
+
+from __future__ import annotations
+
+import click
+
+from services.cli.operator import org, resolve_org, ticket_option
+from services.cli.running import run
+from shared import audit, db, domains, orgs
+from shared.audit import Action
+from shared.errors import DependencyError
+from shared.link_cache import domains_changed
+from shared.redis_client import errors as redis_errors
+from shared.redis_client import redis_client
+from shared.settings import Settings
+
+
+@click.group("domain")
+def domain() -> None:
+    """Short domains of organisations (each brand whitelists its own on DLT)."""
+
+
+@domain.command("add")
+@click.argument("org_ref", metavar="ORG")
+@click.argument("name", metavar="DOMAIN")
+@click.option("--default", "default", is_flag=True, help="Make it the organisation's default.")
+@click.option("--move", is_flag=True, help="Take it over from the organisation that has it.")
+@ticket_option
+@click.pass_obj
+def domain_add(
+    settings: Settings, org_ref: str, name: str, default: bool, move: bool, ticket: str | None
+) -> None:
+    """Register DOMAIN (a host name like s.brand.in) for ORG; its first domain is its default."""
+
+    async def go() -> domains.ShortDomain:
+        async with db.pool(settings.postgres, max_size=1) as pool:
+            return await domains.add_domain(
+                pool,
+                await resolve_org(pool, org_ref),
+                name,
+                default=default,
+                move=move,
+                longest_link=settings.api.dlt_var_limit - 1 - settings.links.code_length,
+                global_domain=settings.links.short_domain,
+                operator=audit.cli_operator(),
+                ticket=ticket,
+            )
+
+    added = run(go())
+    run(_announce(settings))
+    role = " (default)" if added.is_default else ""
+    click.echo(f"organisation {added.org_id}: short domain {added.domain}{role}")
+
+
+@domain.command("remove")
+@click.argument("org_ref", metavar="ORG")
+@click.argument("name", metavar="DOMAIN")
+@ticket_option
+@click.pass_obj
+def domain_remove(settings: Settings, org_ref: str, name: str, ticket: str | None) -> None:
+    """Remove DOMAIN from ORG: its links on that domain answer 404 from then on."""
+
+    async def go() -> domains.ShortDomain:
+        async with db.pool(settings.postgres, max_size=1) as pool:
+            return await domains.remove_domain(
+                pool,
+                await resolve_org(pool, org_ref),
+                name,
+                operator=audit.cli_operator(),
+                ticket=ticket,
+            )
+
+    removed = run(go())
+    run(_announce(settings))
+    click.echo(f"organisation {removed.org_id}: short domain {removed.domain} removed")
+
+
+@domain.command("list")
+@click.argument("org_ref", metavar="ORG")
+@click.pass_obj
+def domain_list(settings: Settings, org_ref: str) -> None:
+    """Print ORG's short domains, the default first."""
+
+    async def go() -> list[domains.ShortDomain]:
+        async with db.pool(settings.postgres, max_size=1) as pool:
+            return await domains.list_domains(pool, await resolve_org(pool, org_ref))
+
+    found = run(go())
+    if not found:
+        click.echo(f"none: links use the global short domain {settings.links.short_domain}")
+    for item in found:
+        click.echo(f"{item.domain}{' (default)' if item.is_default else ''}")
+
+
+@org.command("header-in-path")
+@click.argument("org_ref", metavar="ORG")
+@click.argument("state", type=click.Choice(["on", "off"]))
+@ticket_option
+@click.pass_obj
+def header_in_path(settings: Settings, org_ref: str, state: str, ticket: str | None) -> None:
+    """Put the campaign's DLT header in the path of ORG's short links (s.brand.in/ABCDEF/code),
+    or not."""
+    found = run(_switch(settings, org_ref, "header_in_path", state, ticket, "org.header_in_path"))
+    click.echo(f"organisation {found.id} ({found.name}): header in path {state}")
+
+
+@org.command("whitelist-check")
+@click.argument("org_ref", metavar="ORG")
+@click.argument("state", type=click.Choice(["on", "off"]))
+@ticket_option
+@click.pass_obj
+def whitelist_check(settings: Settings, org_ref: str, state: str, ticket: str | None) -> None:
+    """Whether rendering refuses ORG's links that its DLT whitelist lacks (on for new
+    organisations; off for those older than the whitelist, until it is imported)."""
+    found = run(
+        _switch(settings, org_ref, "dlt_whitelist_check", state, ticket, "org.whitelist_check")
+    )
+    click.echo(f"organisation {found.id} ({found.name}): whitelist check {state}")
+
+
+async def _switch(
+    settings: Settings, org_ref: str, name: str, state: str, ticket: str | None, action: Action
+) -> orgs.Org:
+    async with db.pool(settings.postgres, max_size=1) as pool:
+        return await orgs.switch(
+            pool, await resolve_org(pool, org_ref), name, state == "on",
+            operator=audit.cli_operator(), ticket=ticket, action=action,
+        )  # fmt: skip
+
+
+async def _announce(settings: Settings) -> None:
+    try:
+        async with redis_client(settings.redis, retries=1) as redis:
+            with redis_errors("telling the redirectors"):
+                await domains_changed(redis)
+    except DependencyError as exc:
+        click.echo(
+            f"warning: redirectors not told ({exc}); they reload their hosts within"
+            f" {settings.redirector.local_cache_ttl_s} s",
+            err=True,
+        )

@@ -1,0 +1,235 @@
+"""Short domains of organisations, and the prefix of a campaign's short links.
+
+Indian operators block an SMS whose URL the sender has not whitelisted on its DLT portal, and a
+short link is whitelisted as its short domain with the sender's headers, so each brand needs its
+own short domain (`s.brand.in`) rather than one shared by every customer. An operator registers
+domains for an organisation (`clicktrack domain add`, or the operator API); the first one, or the
+one named `--default`, is the organisation's default, and a campaign may name another of them.
+Organisations without a domain of their own use the global `SHORT_DOMAIN`.
+
+An organisation may ask for the campaign's DLT header in the path of its links
+(`s.brand.in/ABCDEF/7383936D89`, `orgs.header_in_path`): several operators expect it there.
+The redirector resolves by host, header and code (`services/redirector/hosts.py`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+import asyncpg
+
+from shared import audit
+from shared.campaigns import Campaign, get_campaign
+from shared.errors import InvalidInputError, NotFoundError
+from shared.hostnames import clean_domain, hostname
+from shared.links import Link
+from shared.orgs import Org, get_org
+
+
+@dataclass(frozen=True, slots=True)
+class ShortDomain:
+    """A short domain of an organisation."""
+
+    domain: str
+    org_id: int
+    is_default: bool
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ShortPrefix:
+    """What a campaign's short links start with: `domain/` or `domain/HEADER/`."""
+
+    domain: str
+    header: str | None
+    """The DLT header in the path, when the organisation asks for it."""
+
+    def url(self, code: str) -> str:
+        """The short link of `code` as an SMS carries it."""
+        if self.header is None:
+            return f"{self.domain}/{code}"
+        return f"{self.domain}/{self.header}/{code}"
+
+    def length(self, code_length: int) -> int:
+        """Characters of a short link with a code of `code_length`."""
+        return len(self.domain) + 1 + (len(self.header) + 1 if self.header else 0) + code_length
+
+
+_COLUMNS = "domain, org_id, is_default, created_at"
+
+
+async def list_domains(conn: asyncpg.Connection | asyncpg.Pool, org_id: int) -> list[ShortDomain]:
+    """The organisation's domains, the default first."""
+    rows = await conn.fetch(
+        f"SELECT {_COLUMNS} FROM short_domains WHERE org_id = $1"
+        " ORDER BY is_default DESC, created_at, domain",
+        org_id,
+    )
+    return [ShortDomain(**dict(r)) for r in rows]
+
+
+async def add_domain(
+    pool: asyncpg.Pool,
+    org_id: int,
+    domain: str,
+    *,
+    default: bool,
+    move: bool,
+    longest_link: int,
+    global_domain: str,
+    operator: str,
+    ticket: str | None,
+) -> ShortDomain:
+    """Register `domain` for the organisation (idempotent); its first domain, or one added with
+    `default`, becomes its default. A domain of another organisation is refused
+    (`domain_taken`) unless `move`. `longest_link` is the DLT slot limit minus the code and its
+    slash: a domain longer than that could never carry a link (`domain_too_long`). The global
+    `SHORT_DOMAIN` serves every organisation and cannot be one's own (`domain_taken`)."""
+    domain, ticket = clean_domain(domain), audit.clean_ticket(ticket)
+    if domain == hostname(global_domain):
+        raise InvalidInputError(
+            f"{domain} is the global short domain (SHORT_DOMAIN): it serves every organisation",
+            code="domain_taken",
+        )
+    if len(domain) > longest_link:
+        raise InvalidInputError(
+            f"{domain} has {len(domain)} characters: its links could not fit the DLT slot"
+            f" (at most {longest_link} for the domain)",
+            code="domain_too_long",
+        )
+    async with pool.acquire() as conn, conn.transaction():
+        await get_org(conn, org_id)
+        owner = await conn.fetchval(
+            "SELECT org_id FROM short_domains WHERE domain = $1 FOR UPDATE", domain
+        )
+        if owner is not None and owner != org_id:
+            if not move:
+                raise InvalidInputError(
+                    f"{domain} belongs to organisation {owner}: add it with --move (API: "
+                    '"move": true) to take it over',
+                    code="domain_taken",
+                )
+            await conn.execute(
+                "UPDATE short_domains SET org_id = $2, is_default = false WHERE domain = $1",
+                domain,
+                org_id,
+            )
+            await _promote(conn, owner)
+            await audit.record(
+                conn, operator=operator, action="domain.moved", org_id=org_id, ticket=ticket,
+                domain=domain, from_org=owner,
+            )  # fmt: skip
+        elif owner is None:
+            added = await conn.fetchval(
+                "INSERT INTO short_domains (domain, org_id) VALUES ($1, $2)"
+                " ON CONFLICT (domain) DO NOTHING RETURNING domain",
+                domain,
+                org_id,
+            )
+            if added is None:  # another organisation took it a moment ago
+                raise InvalidInputError(
+                    f"{domain} was just registered for another organisation", code="domain_taken"
+                )
+            await audit.record(
+                conn, operator=operator, action="domain.added", org_id=org_id, ticket=ticket,
+                domain=domain,
+            )  # fmt: skip
+        has_default = await conn.fetchval(
+            "SELECT EXISTS (SELECT 1 FROM short_domains WHERE org_id = $1 AND is_default)", org_id
+        )
+        if default or not has_default:
+            await _make_default(conn, org_id, domain)
+            if default:
+                await audit.record(
+                    conn, operator=operator, action="domain.default", org_id=org_id,
+                    ticket=ticket, domain=domain,
+                )  # fmt: skip
+        row = await conn.fetchrow(f"SELECT {_COLUMNS} FROM short_domains WHERE domain = $1", domain)
+    return ShortDomain(**dict(row))
+
+
+async def remove_domain(
+    pool: asyncpg.Pool, org_id: int, domain: str, *, operator: str, ticket: str | None
+) -> ShortDomain:
+    """Remove one of the organisation's domains (its links there then answer 404); when it was
+    the default, the oldest remaining domain becomes the default."""
+    domain, ticket = clean_domain(domain), audit.clean_ticket(ticket)
+    async with pool.acquire() as conn, conn.transaction():
+        row = await conn.fetchrow(
+            f"DELETE FROM short_domains WHERE domain = $1 AND org_id = $2 RETURNING {_COLUMNS}",
+            domain,
+            org_id,
+        )
+        if row is None:
+            raise NotFoundError(f"organisation {org_id} has no short domain {domain}")
+        await _promote(conn, org_id)
+        await audit.record(
+            conn, operator=operator, action="domain.removed", org_id=org_id, ticket=ticket,
+            domain=domain,
+        )  # fmt: skip
+    return ShortDomain(**dict(row))
+
+
+async def _make_default(conn: asyncpg.Connection, org_id: int, domain: str) -> None:
+    await conn.execute(
+        "UPDATE short_domains SET is_default = false WHERE org_id = $1 AND is_default", org_id
+    )
+    await conn.execute("UPDATE short_domains SET is_default = true WHERE domain = $1", domain)
+
+
+async def _promote(conn: asyncpg.Connection, org_id: int) -> None:
+    """Make the oldest domain of the organisation its default, if it has none."""
+    await conn.execute(
+        "UPDATE short_domains SET is_default = true WHERE domain = ("
+        " SELECT domain FROM short_domains WHERE org_id = $1 ORDER BY created_at, domain LIMIT 1)"
+        " AND NOT EXISTS (SELECT 1 FROM short_domains WHERE org_id = $1 AND is_default)",
+        org_id,
+    )
+
+
+async def short_prefix(
+    conn: asyncpg.Connection | asyncpg.Pool,
+    org: Org,
+    campaign: Campaign | None,
+    global_domain: str,
+) -> ShortPrefix:
+    """The prefix of the campaign's short links: the campaign's domain, else the organisation's
+    default, else `global_domain`; with the campaign's DLT header when the organisation asks for
+    it (`missing_header` when the campaign has none)."""
+    wanted = campaign.short_domain if campaign is not None else None
+    rows = await conn.fetch(
+        "SELECT domain, is_default FROM short_domains WHERE org_id = $1", org.id
+    )
+    owned = {r["domain"]: r["is_default"] for r in rows}
+    if wanted is not None:
+        if wanted not in owned:
+            raise InvalidInputError(
+                f"campaign {campaign.id if campaign else ''} names the short domain {wanted},"
+                " which is no longer the organisation's",
+                code="unknown_domain",
+            )
+        domain = wanted
+    else:
+        domain = next((d for d, is_default in owned.items() if is_default), global_domain)
+    header = None
+    if org.header_in_path:
+        header = campaign.dlt_header if campaign is not None else None
+        if header is None:
+            raise InvalidInputError(
+                "the organisation's links carry the DLT header in their path: give the campaign"
+                " its dlt_header",
+                code="missing_header",
+            )
+    return ShortPrefix(domain, header)
+
+
+async def link_prefix(
+    conn: asyncpg.Connection | asyncpg.Pool, link: Link, global_domain: str
+) -> ShortPrefix:
+    """The prefix of a link's short links (its campaign's, see `short_prefix`)."""
+    org = await get_org(conn, link.org_id)
+    campaign = None
+    if link.campaign_id is not None:
+        campaign = await get_campaign(conn, link.org_id, link.campaign_id)
+    return await short_prefix(conn, org, campaign, global_domain)

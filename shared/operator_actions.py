@@ -1,0 +1,94 @@
+"""What an operator does to an organisation, each action with its audit row in one transaction.
+
+The CLI (`services/cli/operator.py`) and the operator API (`services/api/orgs.py`) both call
+these, so an action is recorded the same way whichever way it was taken. A tracking switch also
+has to reach the redirectors: `forget_org` drops the organisation's links from Redis and from
+every redirector's memory (the caller runs it after the commit, and once more a moment later).
+"""
+
+from __future__ import annotations
+
+import asyncpg
+import redis.asyncio as aioredis
+
+from shared import apikeys, audit, orgs
+from shared.apikeys import ApiKey
+from shared.link_cache import invalidate_org
+from shared.orgs import Org
+
+FORGET_AGAIN_S = 2.0
+"""Delay of the second cache drop after a tracking switch, seconds: a redirector that read the
+old state just before the switch may write it back to Redis after the first drop."""
+
+
+async def create_org(
+    pool: asyncpg.Pool, name: str, *, operator: str, ticket: str | None, key_name: str | None
+) -> tuple[Org, tuple[ApiKey, str] | None]:
+    """A new organisation (tracking off) and, when `key_name` is given, its first API key."""
+    ticket = audit.clean_ticket(ticket)
+    async with pool.acquire() as conn, conn.transaction():
+        org = await orgs.get_org(conn, await orgs.create_org(conn, name))
+        await audit.record(
+            conn, operator=operator, action="org.created", org_id=org.id, ticket=ticket,
+            name=org.name,
+        )  # fmt: skip
+        key = None
+        if key_name is not None:
+            key = await apikeys.create_api_key(conn, org.id, key_name)
+            await audit.record(
+                conn, operator=operator, action="key.issued", org_id=org.id, ticket=ticket,
+                key_id=key[0].id, name=key_name,
+            )  # fmt: skip
+    return org, key
+
+
+async def switch_tracking(
+    pool: asyncpg.Pool, org_id: int, enabled: bool, *, operator: str, ticket: str | None
+) -> tuple[Org, list[int]]:
+    """Switch link tracking on or off; returns the organisation and the ids of its links (for
+    `forget_org`). Waits for minting transactions of the organisation to commit first."""
+    ticket = audit.clean_ticket(ticket)
+    async with pool.acquire() as conn, conn.transaction():
+        before = await orgs.get_org(conn, org_id)
+        org = await orgs.set_link_tracking(conn, org_id, enabled)
+        await audit.record(
+            conn, operator=operator, action="tracking.enabled" if enabled else "tracking.disabled",
+            org_id=org_id, ticket=ticket, changed=before.link_tracking_enabled != enabled,
+        )  # fmt: skip
+        rows = await conn.fetch("SELECT id FROM links WHERE org_id = $1", org_id)
+    link_ids = [r["id"] for r in rows]
+    return org, link_ids
+
+
+async def forget_org(redis: aioredis.Redis, org_id: int, link_ids: list[int]) -> None:
+    """Drop the organisation's links from Redis and from every redirector's memory."""
+    await invalidate_org(redis, org_id, link_ids)
+
+
+async def issue_key(
+    pool: asyncpg.Pool, org_id: int, name: str, *, operator: str, ticket: str | None
+) -> tuple[ApiKey, str]:
+    """A new API key of the organisation (the record, and the key shown once)."""
+    ticket = audit.clean_ticket(ticket)
+    async with pool.acquire() as conn, conn.transaction():
+        org = await orgs.get_org(conn, org_id)
+        record, key = await apikeys.create_api_key(conn, org.id, name)
+        await audit.record(
+            conn, operator=operator, action="key.issued", org_id=org.id, ticket=ticket,
+            key_id=record.id, name=name,
+        )  # fmt: skip
+    return record, key
+
+
+async def revoke_key(
+    pool: asyncpg.Pool, org_id: int, key_id: int, *, operator: str, ticket: str | None
+) -> ApiKey:
+    """Revoke one of the organisation's keys."""
+    ticket = audit.clean_ticket(ticket)
+    async with pool.acquire() as conn, conn.transaction():
+        record = await apikeys.revoke_api_key(conn, org_id, key_id)
+        await audit.record(
+            conn, operator=operator, action="key.revoked", org_id=org_id, ticket=ticket,
+            key_id=key_id,
+        )  # fmt: skip
+    return record

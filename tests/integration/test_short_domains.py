@@ -1,0 +1,172 @@
+"""Short domains per organisation and the DLT header in the path, through the operator API, the
+links API and a running redirector: a code answers on its own organisation's domain (and on the
+global one), is 404 on another's, and a header-in-path link only under its campaign's header."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import aiohttp
+import pytest
+
+from services.redirector.app import Redirector
+from shared.settings import Settings
+from tests.integration.api_client import LONG_URL, OPERATOR_TOKEN, ApiClient
+
+pytestmark = pytest.mark.integration
+
+DOMAINS = "/v1/orgs/{org_id}/domains"
+
+
+async def get(base: str, path: str, host: str) -> tuple[int, str | None]:
+    async with (
+        aiohttp.ClientSession() as http,
+        http.get(f"{base}{path}", headers={"Host": host}, allow_redirects=False) as resp,
+    ):
+        return resp.status, resp.headers.get("Location")
+
+
+def sample(app: Redirector, name: str, **labels: str) -> float:
+    value = app.metrics.registry.get_sample_value(name, labels)
+    return 0.0 if value is None else value
+
+
+async def add_domain(api: ApiClient, org_id: int, domain: str, **extra: Any) -> Any:
+    return await api.call(
+        "POST", DOMAINS, auth=OPERATOR_TOKEN, json={"domain": domain, **extra}, expect=201,
+        org_id=org_id,
+    )  # fmt: skip
+
+
+async def mint_one(api: ApiClient, key: str, campaign_id: int, recipient: str) -> Any:
+    link_id = await api.new_link(key, campaign_id, LONG_URL)
+    minted = await api.call(
+        "POST", "/v1/links/{link_id}/recipients", auth=key, json={"recipients": [recipient]},
+        link_id=link_id,
+    )  # fmt: skip
+    return minted["codes"][0]
+
+
+@pytest.fixture
+async def running(settings: Settings, pool: object, topics: object) -> Any:
+    app = Redirector(settings)
+    await app.start("127.0.0.1", 0)
+    yield app
+    await app.stop()
+
+
+async def test_two_organisations_each_on_its_own_domain(
+    api: ApiClient, running: Redirector
+) -> None:
+    alpha, key_a = await api.new_org("Alpha", tracking=True)
+    beta, key_b = await api.new_org("Beta", tracking=True)
+    added = await add_domain(api, alpha, "S.Alpha.in", ticket="SUP-1")
+    assert (added["domain"], added["is_default"]) == ("s.alpha.in", True)
+    await add_domain(api, beta, "s.beta.in")
+    taken = await api.call(
+        "POST", DOMAINS, auth=OPERATOR_TOKEN, json={"domain": "s.alpha.in"}, expect=422,
+        org_id=beta,
+    )  # fmt: skip
+    assert taken["error"] == "domain_taken"
+
+    code_a = await mint_one(api, key_a, await api.new_campaign(key_a), "+919800000001")
+    code_b = await mint_one(api, key_b, await api.new_campaign(key_b), "+919800000002")
+    assert code_a["short_url"] == f"s.alpha.in/{code_a['code']}"
+    assert code_b["short_url"] == f"s.beta.in/{code_b['code']}"
+
+    # the redirector learns of the new domains over pub/sub (or its periodic reload)
+    for _ in range(50):
+        if (await get(running.url, f"/{code_a['code']}", "s.alpha.in"))[0] == 302:
+            break
+        await asyncio.sleep(0.1)
+    assert await get(running.url, f"/{code_a['code']}", "s.alpha.in") == (302, LONG_URL)
+    assert await get(running.url, f"/{code_a['code']}", "S.ALPHA.IN:443") == (302, LONG_URL)
+    assert await get(running.url, f"/{code_b['code']}", "s.beta.in") == (302, LONG_URL)
+    assert await get(running.url, f"/{code_a['code']}", "s.beta.in") == (404, None)
+    assert await get(running.url, f"/{code_b['code']}", "s.alpha.in") == (404, None)
+    assert sample(running, "clicktrack_redirects_total", outcome="wrong_domain") == 2
+    # the global domain (the redirector's SHORT_DOMAIN) keeps serving every code
+    assert await get(running.url, f"/{code_a['code']}", "127.0.0.1") == (302, LONG_URL)
+
+    # an unknown host is a 404 decided in memory: no Redis, no Postgres
+    lookups = sample(running, "clicktrack_resolve_postgres_lookups_total")
+    misses = sample(running, "clicktrack_resolve_misses_total", layer="memory")
+    for path in (f"/{code_a['code']}", "/ZZZZZZZZZZ", "/ACMEIN/ZZZZZZZZZZ"):
+        assert await get(running.url, path, "evil.example") == (404, None)
+    assert sample(running, "clicktrack_redirects_total", outcome="unknown_host") == 3
+    assert sample(running, "clicktrack_resolve_postgres_lookups_total") == lookups
+    assert sample(running, "clicktrack_resolve_misses_total", layer="memory") == misses
+
+    # moved to Beta: Alpha's codes there are 404 from then on, Beta's answer
+    moved = await add_domain(api, beta, "s.alpha.in", move=True, ticket="SUP-4")
+    assert (moved["org_id"], moved["is_default"]) == (beta, False)
+    for _ in range(50):
+        if (await get(running.url, f"/{code_b['code']}", "s.alpha.in"))[0] == 302:
+            break
+        await asyncio.sleep(0.1)
+    assert await get(running.url, f"/{code_b['code']}", "s.alpha.in") == (302, LONG_URL)
+    assert await get(running.url, f"/{code_a['code']}", "s.alpha.in") == (404, None)
+    audit = await api.call("GET", "/v1/audit?org_id={org_id}", auth=OPERATOR_TOKEN, org_id=beta)
+    assert [(e["action"], e["ticket"]) for e in audit["items"]][-1] == ("domain.moved", "SUP-4")
+    assert audit["items"][-1]["detail"] == {"domain": "s.alpha.in", "from_org": alpha}
+
+    # removed: its links there are 404 once the redirector hears of it
+    await api.call(
+        "DELETE", DOMAINS + "/{domain}?ticket=SUP-2", auth=OPERATOR_TOKEN, org_id=beta,
+        domain="s.beta.in",
+    )  # fmt: skip
+    for _ in range(50):
+        if (await get(running.url, f"/{code_b['code']}", "s.beta.in"))[0] == 404:
+            break
+        await asyncio.sleep(0.1)
+    assert await get(running.url, f"/{code_b['code']}", "s.beta.in") == (404, None)
+    listed = await api.call("GET", DOMAINS, auth=key_b, org_id=beta)
+    assert [(d["domain"], d["is_default"]) for d in listed["items"]] == [("s.alpha.in", True)]
+    assert (await api.call("GET", DOMAINS, auth=key_a, org_id=alpha))["items"] == []
+    await api.call("GET", DOMAINS, auth=key_a, org_id=beta, expect=404)
+
+
+async def test_header_in_path_links_answer_only_under_their_header(
+    api: ApiClient, running: Redirector
+) -> None:
+    org_id, key = await api.new_org("Acme", tracking=True, whitelisted=("s.acme.in",))
+    await add_domain(api, org_id, "s.acme.in")
+    await api.call(
+        "PUT", "/v1/orgs/{org_id}/header-in-path", auth=OPERATOR_TOKEN,
+        json={"enabled": True, "ticket": "SUP-3"}, org_id=org_id,
+    )  # fmt: skip
+    bare = await api.new_campaign(key)
+    refused = await api.render(
+        key, expect=422, campaign_id=bare, recipient="+919800000001",
+        template="Offer: {#var#}", values=[LONG_URL],
+    )  # fmt: skip
+    assert refused["error"] == "missing_header"
+
+    campaign = await api.new_campaign(key, dlt_header="ACMEIN")
+    rendered = await api.render(
+        key, campaign_id=campaign, recipient="+919800000001", template="Offer: {#var#}",
+        values=[LONG_URL],
+    )  # fmt: skip
+    code = rendered["links"][0]["code"]
+    short = f"s.acme.in/ACMEIN/{code}"
+    assert rendered["text"] == f"Offer: {short}"
+    assert len(short) == 9 + 1 + 6 + 1 + 10  # the header counts
+    assert rendered["characters"] == len("Offer: ") + len(short)
+    assert rendered["length_change"]["characters"] == len(short) - len(LONG_URL)
+
+    for _ in range(50):
+        if (await get(running.url, f"/ACMEIN/{code}", "s.acme.in"))[0] == 302:
+            break
+        await asyncio.sleep(0.1)
+    assert await get(running.url, f"/ACMEIN/{code}", "s.acme.in") == (302, LONG_URL)
+    assert await get(running.url, f"/OTHERS/{code}", "s.acme.in") == (404, None)
+    assert await get(running.url, f"/acmein/{code}", "s.acme.in") == (404, None)
+    assert sample(running, "clicktrack_redirects_total", outcome="wrong_header") == 1
+
+    # a slot too short for domain + header + code is refused with the real length
+    too_long = await api.render(
+        key, expect=422, campaign_id=campaign, recipient="+919800000001",
+        template="Offer: {#var#}", values=[LONG_URL], var_limit=26,
+    )  # fmt: skip
+    assert (too_long["error"], too_long["length"]) == ("short_link_too_long", 27)
