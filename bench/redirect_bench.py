@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import http.client
 import os
+import random
 import re
 import shutil
 import signal
@@ -26,6 +27,7 @@ from typing import Any
 from aiokafka.admin import AIOKafkaAdminClient
 
 from bench.outcome import finish
+from bench.redirect_kill import measure_kill
 from shared import db
 from shared.codes import mint_code
 from shared.kafka import ensure_topics
@@ -39,7 +41,9 @@ CODES = int(os.environ.get("BENCH_CODES", "20000"))
 WORKER_CHOICES = [int(n) for n in os.environ.get("BENCH_WORKERS", "1 2 3").split()]
 WRK_THREADS = 2
 OWN_BROKER = "127.0.0.1:19092"
-PORTS = {"nginx": 18080, "bare": 18081, "one": 18082, "best": 18083, "outage": 18084}
+PORTS = {"nginx": 18080, "bare": 18081, "one": 18082, "best": 18083, "outage": 18084, "kill": 18085}
+SEED = int(os.environ.get("BENCH_SEED") or random.SystemRandom().randrange(2**32))
+"""The seed of the run's random choices (the kill moment of (g)); in the JSON line."""
 METRICS_PORT_OFFSET = 100
 """A redirector on port P serves /metrics on P + 100 (worker i of several: P + 100 + i)."""
 DESTINATION = "https://shop.example.in/p/42?ref=sms"
@@ -104,6 +108,7 @@ class Bench:
             CLICKS_TOPIC=f"clicks.bench.{tag}",
             DLQ_TOPIC=f"clicks.dlq.bench.{tag}",
         )
+        self.kill_topic = f"clicks.bench.{tag}.kill"
         self.procs: list[subprocess.Popen[bytes]] = []
         self.broker_env = {
             **os.environ,
@@ -136,7 +141,9 @@ class Bench:
                 schema_name=s.postgres.schema,
             )
         self.codes_file.write_text("\n".join(codes) + "\n")
+        self.code = codes[0]
         await ensure_topics(s.kafka)
+        await ensure_topics(s.changed(CLICKS_TOPIC=self.kill_topic).kafka)
         await ensure_topics(s.changed(KAFKA_BOOTSTRAP_SERVERS=OWN_BROKER).kafka)
 
     async def cleanup(self) -> None:
@@ -146,7 +153,7 @@ class Bench:
         admin = AIOKafkaAdminClient(bootstrap_servers=s.kafka.bootstrap_servers)
         await admin.start()
         try:
-            await admin.delete_topics([s.kafka.clicks_topic, s.kafka.dlq_topic])
+            await admin.delete_topics([s.kafka.clicks_topic, s.kafka.dlq_topic, self.kill_topic])
         finally:
             await admin.close()
 
@@ -176,7 +183,9 @@ class Bench:
         for proc in list(self.procs):
             self.stop(proc)
 
-    def redirector(self, name: str, port: int, workers: int, kafka: str) -> subprocess.Popen[bytes]:
+    def redirector(
+        self, name: str, port: int, workers: int, kafka: str, topic: str = ""
+    ) -> subprocess.Popen[bytes]:
         env = {
             **os.environ,
             "REDIRECTOR_HOST": "127.0.0.1",
@@ -184,7 +193,7 @@ class Bench:
             "REDIRECTOR_WORKERS": str(workers),
             "REDIRECTOR_METRICS_PORT": str(port + METRICS_PORT_OFFSET),
             "POSTGRES_SCHEMA": self.settings.postgres.schema,
-            "CLICKS_TOPIC": self.settings.kafka.clicks_topic,
+            "CLICKS_TOPIC": topic or self.settings.kafka.clicks_topic,
             "KAFKA_BOOTSTRAP_SERVERS": kafka,
             "SPOOL_DIR": str(self.work / f"spool-{name}"),
             "LOG_LEVEL": "WARNING",
@@ -310,6 +319,38 @@ def flat(prefix: str, figures: dict[str, float]) -> dict[str, float]:
     return {f"{prefix}_{k}": v for k, v in figures.items()}
 
 
+def kill_run(bench: Bench) -> dict[str, Any]:
+    """(g): kill -9 of a one-process redirector under load, a restart, the clicks lost."""
+    log("(g) redirector killed with SIGKILL under load, then restarted")
+    port, kafka = PORTS["kill"], bench.settings.kafka.bootstrap_servers
+    running: list[subprocess.Popen[bytes]] = []
+
+    def start() -> None:
+        running.append(bench.redirector("kill", port, 1, kafka, bench.kill_topic))
+        wait_http(port, "/healthz")
+
+    def kill() -> None:
+        proc = running.pop()
+        proc.kill()
+        proc.wait()
+        bench.procs.remove(proc)
+
+    moment = random.Random(SEED).uniform(1.0, 4.0)
+    return asyncio.run(
+        measure_kill(
+            port,
+            bench.code,
+            start=start,
+            kill=kill,
+            stop=lambda: bench.stop(running.pop()),
+            moment_s=moment,
+            after_s=3.0,
+            bootstrap=kafka,
+            topic=bench.kill_topic,
+        )
+    )
+
+
 def run(bench: Bench) -> dict[str, Any]:
     result: dict[str, Any] = {}
     nginx_dir = bench.work / "nginx"
@@ -357,7 +398,7 @@ def run(bench: Bench) -> dict[str, Any]:
     bench.prime(PORTS["one"], 1)
     result.update(flat("publish", bench.wrk(PORTS["one"], SECONDS)))
     result["publish_events_sent"] = metric(PORTS["one"], "clicktrack_events_sent_total")
-    result["publish_events_spooled"] = metric(PORTS["one"], "clicktrack_events_spooled_total")
+    result["publish_events_logged"] = metric(PORTS["one"], "clicktrack_events_logged_total")
     bench.stop(proc)
 
     # (e) right after (c): the two p99s it compares come from neighbouring minutes.
@@ -372,13 +413,19 @@ def run(bench: Bench) -> dict[str, Any]:
     result["outage_switch_rps"], result["outage_switch_p99_ms"] = switch["rps"], switch["p99_ms"]
     wait_http(PORTS["outage"], "/readyz", want=503)
     result.update(flat("outage", bench.wrk(PORTS["outage"], SECONDS)))
-    log("(e) broker back: replaying the spool")
+    log("(e) broker back: shipping the click log")
     bench.broker("up")
     wait_http(PORTS["outage"], "/readyz", want=200, seconds=180)
-    for name in ("spooled", "replayed", "dropped", "sent"):
+    deadline = time.monotonic() + 180
+    while metric(PORTS["outage"], "clicktrack_spool_bytes") and time.monotonic() < deadline:
+        time.sleep(0.5)
+    result["outage_unshipped_bytes"] = metric(PORTS["outage"], "clicktrack_spool_bytes")
+    for name in ("logged", "dropped", "sent"):
         result[f"outage_events_{name}"] = metric(PORTS["outage"], f"clicktrack_events_{name}_total")
     bench.stop(proc)
     bench.broker("down")  # its JVM must not share the cores with (d)
+
+    result.update(kill_run(bench))
 
     best: dict[str, float] = {}
     for workers in WORKER_CHOICES:
@@ -401,7 +448,9 @@ def run(bench: Bench) -> dict[str, Any]:
     result["targets"] = {
         "ratio_publish_vs_bare": ">= 0.85",
         "ratio_best_vs_nginx": ">= 0.5",
+        "ratio_best_vs_bare_best": ">= 0.85",
         "ratio_p99_outage_vs_up": "<= 1.2",
+        "lost_after_kill": "== 0",
     }
     return result
 
@@ -428,6 +477,7 @@ def measure() -> dict[str, Any]:
         "connections": CONNECTIONS,
         "wrk_threads": WRK_THREADS,
         "codes": CODES,
+        "seed": SEED,
         **result,
         "wall_s": round(time.monotonic() - started, 1),
     }

@@ -71,26 +71,24 @@ class RedirectorSettings(Section):
     resolve_budget_ms: int = var(500, low=1, high=60_000, env="RESOLVE_BUDGET_MS")
     """Time a cache miss may spend on Redis and Postgres before the answer is 503
     (`RESOLVE_BUDGET_MS`)."""
-    publish_queue_size: int = var(10_000, low=1, high=10_000_000, env="PUBLISH_QUEUE_SIZE")
-    """Events the redirector holds in memory for the sink (`PUBLISH_QUEUE_SIZE`)."""
-    publish_high_water: int = var(8_000, low=1, high=10_000_000, env="PUBLISH_HIGH_WATER")
-    """Queue depth at which the redirector stops queueing and spools to disk
-    (`PUBLISH_HIGH_WATER`); must not exceed `PUBLISH_QUEUE_SIZE`."""
     publish_linger_ms: int = var(50, low=0, high=5_000, env="PUBLISH_LINGER_MS")
     """Time the redirector gathers click events before one send to Kafka, ms
     (`PUBLISH_LINGER_MS`). A send costs nearly the same CPU whatever its size, so a larger
     batch is far cheaper per click (docs/redirector.md); the visitor never waits for it."""
     publish_send_timeout_ms: int = var(5_000, low=100, high=600_000, env="PUBLISH_SEND_TIMEOUT_MS")
-    """Time one batch may take to be acknowledged before it is spooled, ms
+    """Time one batch may take to be acknowledged before the shipper retries it, ms
     (`PUBLISH_SEND_TIMEOUT_MS`)."""
     spool_dir: str = var(".stack/spool/redirector", env="SPOOL_DIR")
-    """Folder of this process's spool files; one folder per process (`SPOOL_DIR`)."""
+    """Folder of this process's click log (every click, written before its 302) and its
+    checkpoint; one folder per process, on a disk that outlives the process (`SPOOL_DIR`)."""
     spool_max_mb: int = var(1024, low=1, high=10_000_000, env="SPOOL_MAX_MB")
-    """Total size of the spool, MiB; past it events are dropped and counted (`SPOOL_MAX_MB`)."""
+    """Total size of the click log, MiB; past it clicks are dropped and counted
+    (`SPOOL_MAX_MB`). It holds what Kafka has not yet taken, plus at most one file shipped."""
     spool_file_mb: int = var(64, low=1, high=4096, env="SPOOL_FILE_MB")
-    """Size at which the spool starts a new file, MiB (`SPOOL_FILE_MB`)."""
+    """Size at which the click log starts a new file, MiB (`SPOOL_FILE_MB`)."""
     spool_fsync_ms: int = var(50, low=1, high=10_000, env="SPOOL_FSYNC_MS")
-    """Interval of the spool's group fsync, ms: the most a crash can lose (`SPOOL_FSYNC_MS`)."""
+    """Interval of the click log's group fsync, ms: the most a machine crash can lose (a
+    killed process loses nothing) (`SPOOL_FSYNC_MS`)."""
     bot_cidrs: tuple[str, ...] = var((), check=cidr, env="BOT_CIDRS")
     """Client networks whose clicks are bots, e.g. carrier link scanners (`BOT_CIDRS`, comma
     separated CIDRs)."""
@@ -101,8 +99,6 @@ class RedirectorSettings(Section):
     def checked(self) -> Self:
         if self.code_min_length > self.code_max_length:
             raise SettingsError("CODE_MIN_LENGTH must not exceed CODE_MAX_LENGTH")
-        if self.publish_high_water > self.publish_queue_size:
-            raise SettingsError("PUBLISH_HIGH_WATER must not exceed PUBLISH_QUEUE_SIZE")
         return self
 
 

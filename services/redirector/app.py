@@ -9,7 +9,7 @@ The dispatch below is that router and that middleware, written out:
     GET|HEAD /{code}          the redirect (`RedirectHandler`)
     GET|HEAD /{header}/{code} the same, with the campaign's DLT header in the path
     GET|HEAD /healthz         alive
-    GET|HEAD /readyz          503 while the click sink spools to disk
+    GET|HEAD /readyz          503 while Kafka does not take the click log
 
 A code is served only on a known host (`Hosts`: the global SHORT_DOMAIN, or a short domain of
 an organisation, which serves that organisation's codes only); any other host is a 404 decided
@@ -204,4 +204,7 @@ class Redirector:
         publisher = self.publisher
         if publisher.healthy:
             return "ok", {"sink": "ok"}
-        return "degraded", {"sink": "spooling", "spool_bytes": publisher.spool.size_bytes}
+        return "degraded", {
+            "sink": "not_shipping",
+            "unshipped_bytes": publisher.log.unshipped_bytes,
+        }

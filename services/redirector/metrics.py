@@ -136,9 +136,8 @@ class RedirectorMetrics:
         self.invalidations = count("cache_invalidations", "Link changes heard on Redis pub/sub")
         self.domain_reloads = count("domain_reloads", "Loads of the short-domain table")
         self.bots = count("bot_clicks", "Redirects flagged as bots, by signal", "signal")
-        # Publishing (the sink): the queue-depth and spool gauges are set by the publisher.
-        self.sent = count("events_sent", "Click events acknowledged by Kafka")
-        self.spooled = count("events_spooled", "Click events written to the disk spool")
-        self.replayed = count("events_replayed", "Spooled click events acknowledged on replay")
-        self.dropped = count("events_dropped", "Click events lost: spool full or unwritable")
+        # Publishing (the sink): the log's gauges are set by the publisher.
+        self.logged = count("events_logged", "Click events written to the local click log")
+        self.sent = count("events_sent", "Click events acknowledged by Kafka (a resend counts)")
+        self.dropped = count("events_dropped", "Click events lost: click log full or unwritable")
         self.producer_errors = count("producer_errors", "Batches not acknowledged in time")

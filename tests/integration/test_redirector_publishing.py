@@ -57,8 +57,8 @@ async def click(
         return resp
 
 
-def spool_files(settings: Settings) -> list[str]:
-    return sorted(p for p in os.listdir(settings.redirector.spool_dir) if p.startswith("spool-"))
+def log_files(settings: Settings) -> list[str]:
+    return sorted(p for p in os.listdir(settings.redirector.spool_dir) if p.startswith("clicks-"))
 
 
 async def test_every_click_is_one_schema_valid_event_on_the_keyed_partition(
@@ -70,7 +70,8 @@ async def test_every_click_is_one_schema_valid_event_on_the_keyed_partition(
             *(click(f"{app.url}/{code}", f"{PHONE} n/{i}") for i in range(300))
         )
         assert [a.status for a in answers] == [302] * 300
-    # Closing the app drained the queue: everything is on the topic now.
+    # Closing the app shipped the log: everything is on the topic now.
+    assert app.metric("clicktrack_events_logged_total") == 300
     assert app.metric("clicktrack_events_sent_total") == 300
     records = await read_topic(settings, settings.kafka.clicks_topic, 301, seconds=3)
     assert len(records) == 300
@@ -123,7 +124,7 @@ async def test_configured_networks_are_bots(
     assert (event["is_bot"], event["bot_reason"]) == (True, "cidr:127.0.0.0/8")
 
 
-async def test_kafka_down_at_start_spools_then_a_restart_replays_everything(
+async def test_kafka_down_at_start_logs_then_a_restart_ships_everything(
     settings: Settings, link: CreatedLink, topics: list[str]
 ) -> None:
     code = link.codes[None]
@@ -133,54 +134,54 @@ async def test_kafka_down_at_start_spools_then_a_restart_replays_everything(
             *(click(f"{app.url}/{code}", f"{PHONE} d/{i}") for i in range(50))
         )
         assert [a.status for a in answers] == [302] * 50
+        unshipped = app.redirector.publisher.log.unshipped_bytes
+        assert unshipped > 50 * 200
         assert await readiness(app) == (
             503,
-            {
-                "status": "degraded",
-                "sink": "spooling",
-                "spool_bytes": app.redirector.publisher.spool.size_bytes,
-            },
+            {"status": "degraded", "sink": "not_shipping", "unshipped_bytes": unshipped},
         )
-        assert app.metric("clicktrack_events_spooled_total") == 50
-    assert len(spool_files(settings)) == 1  # closed and fsynced at shutdown
-    async with redirector(settings) as back:  # the same spool folder, Kafka reachable again
-        await wait_readiness(back, 200, seconds=10)  # the replay is asynchronous
-        assert await readiness(back) == (200, {"status": "ok", "sink": "ok"})
-        assert back.metric("clicktrack_events_replayed_total") == 50
-    assert spool_files(settings) == []
+        assert app.metric("clicktrack_events_logged_total") == 50
+        assert app.metric("clicktrack_events_sent_total") == 0
+    assert len(log_files(settings)) == 1  # the clicks wait on disk
+    async with redirector(settings) as back:  # the same folder, Kafka reachable again
+        await wait_readiness(back, 200, seconds=10)
+        for _ in range(100):  # the shipper works in the background: bounded wait (10 s)
+            if back.metric("clicktrack_events_sent_total") == 50:
+                break
+            await asyncio.sleep(0.1)
+        assert back.metric("clicktrack_events_sent_total") == 50
+        assert back.redirector.publisher.log.unshipped_bytes == 0
+    assert log_files(settings) == []  # shipped files are deleted, an empty one is not kept
     bodies = await events(settings, 51, seconds=3)
     assert sorted(b["user_agent"] for b in bodies) == sorted(f"{PHONE} d/{i}" for i in range(50))
 
 
-async def test_past_the_high_water_mark_events_spool_and_are_replayed(
+async def test_the_log_reaches_the_topic_in_the_order_it_was_written(
     settings: Settings, link: CreatedLink, topics: list[str]
 ) -> None:
-    small = settings.changed(PUBLISH_QUEUE_SIZE=10, PUBLISH_HIGH_WATER=5)
-    async with redirector(small) as app:
+    async with redirector(settings) as app:
         publisher = app.redirector.publisher
-        for i in range(100):  # no await in between: the sender cannot drain meanwhile
+        for i in range(3000):  # no await in between: one gathered send carries them
             publisher.publish(b"k", b'{"n":%d}' % i)
-        assert (publisher.spooling, app.metric("clicktrack_events_spooled_total")) == (True, 95)
         for _ in range(100):
-            if not publisher.spooling:
+            if app.metric("clicktrack_events_sent_total") == 3000:
                 break
             await asyncio.sleep(0.1)
-        assert publisher.spooling is False
-    records = await read_topic(settings, settings.kafka.clicks_topic, 101, seconds=3)
-    assert sorted(orjson.loads(r.value)["n"] for r in records) == list(range(100))
-    assert app.metric("clicktrack_events_replayed_total") == 95
+        assert app.metric("clicktrack_events_sent_total") == 3000
+    records = await read_topic(settings, settings.kafka.clicks_topic, 3001, seconds=3)
+    assert [orjson.loads(r.value)["n"] for r in records] == list(range(3000))  # one partition
     assert app.metric("clicktrack_events_dropped_total") == 0
 
 
-async def test_a_full_spool_drops_and_counts_exactly_what_does_not_fit(
+async def test_a_full_log_drops_and_counts_exactly_what_does_not_fit(
     settings: Settings, pool: asyncpg.Pool, tmp_path: Path
 ) -> None:
     down = settings.changed(KAFKA_BOOTSTRAP_SERVERS=NO_BROKER, SPOOL_MAX_MB=1)
-    value = b"v" * 1000  # with its 10-byte key and 12-byte header: 1022 bytes a record
+    value = b"v" * 1000  # with its 10-byte key and 16-byte header: 1026 bytes a record
     async with redirector(down) as app:
         publisher = app.redirector.publisher
         for _ in range(1100):
             publisher.publish(b"0123456789", value)
-        fits = (1024 * 1024) // 1022
-        assert app.metric("clicktrack_events_spooled_total") == fits
+        fits = (1024 * 1024) // 1026
+        assert app.metric("clicktrack_events_logged_total") == fits
         assert app.metric("clicktrack_events_dropped_total") == 1100 - fits

@@ -13,15 +13,7 @@ def test_redirector_defaults() -> None:
         4,
         32,
     )
-    assert (
-        s.redirector.publish_queue_size,
-        s.redirector.publish_high_water,
-        s.redirector.publish_send_timeout_ms,
-    ) == (
-        10_000,
-        8_000,
-        5_000,
-    )
+    assert s.redirector.publish_send_timeout_ms == 5_000
     assert (
         s.redirector.spool_dir,
         s.redirector.spool_max_mb,
@@ -57,7 +49,6 @@ def test_cidr_lists_are_parsed_and_normalised() -> None:
     [
         ({"BOT_CIDRS": "10.0.0.0/8,nope"}, "BOT_CIDRS must list CIDRs like 10.0.0.0/8, got 'nope'"),
         ({"CODE_MIN_LENGTH": "12", "CODE_MAX_LENGTH": "10"}, "CODE_MIN_LENGTH must not exceed"),
-        ({"PUBLISH_HIGH_WATER": "20000"}, "PUBLISH_HIGH_WATER must not exceed PUBLISH_QUEUE_SIZE"),
         ({"REDIRECTOR_WORKERS": "0"}, "REDIRECTOR_WORKERS must be between 1 and 256, got 0"),
         ({"SPOOL_FSYNC_MS": "fast"}, "SPOOL_FSYNC_MS must be a whole number, got 'fast'"),
         ({"PUBLISH_LINGER_MS": "6000"}, "PUBLISH_LINGER_MS must be between 0 and 5000, got 6000"),

@@ -1,0 +1,120 @@
+"""(g) of `bench/redirect`: `kill -9` of a redirector process under load, then a restart.
+
+Python clients (aiohttp) send clicks, each with a numbered User-Agent, and note which ones got
+their 302. At a seeded random moment the redirector is killed with SIGKILL, started again on the
+same click log folder, loaded a while longer and stopped with SIGTERM. Then the topic is read:
+`lost_after_kill` is the number of clicks answered with a 302 that have no event on the topic
+(must be 0); `doubled_after_kill` the clicks that became two events (must be 0: a resend of one
+event is fine, the counter deduplicates it, but not a second event id).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+
+import aiohttp
+import orjson
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+CLIENTS = 16
+PHONE = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) Mobile/15E148 Safari/604.1"
+
+
+class Clients:
+    """Concurrent clients clicking `code` on 127.0.0.1:`port` until `stop()`."""
+
+    def __init__(self, port: int, code: str) -> None:
+        self._url = f"http://127.0.0.1:{port}/{code}"
+        self.sent = 0
+        self.answered: set[int] = set()
+        self.failed = 0
+        self._stop = asyncio.Event()
+
+    async def run(self) -> None:
+        timeout = aiohttp.ClientTimeout(total=5)
+        async with aiohttp.ClientSession(timeout=timeout) as http:
+            await asyncio.gather(*(self._client(http) for _ in range(CLIENTS)))
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    async def _client(self, http: aiohttp.ClientSession) -> None:
+        while not self._stop.is_set():
+            n, self.sent = self.sent, self.sent + 1
+            try:
+                async with http.get(
+                    self._url, headers={"User-Agent": f"{PHONE} g/{n}"}, allow_redirects=False
+                ) as resp:
+                    await resp.read()
+                    if resp.status == 302:
+                        self.answered.add(n)
+            except (aiohttp.ClientError, TimeoutError):
+                self.failed += 1
+                await asyncio.sleep(0.01)  # the process is down: do not spin
+
+
+async def clicks_on_topic(bootstrap: str, topic: str) -> tuple[int, dict[int, set[str]]]:
+    """Records on `topic` and, per click number, its event ids."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False
+    )
+    await consumer.start()
+    try:
+        await consumer._client.force_metadata_update()
+        parts = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+        consumer.assign(parts)
+        await consumer.seek_to_beginning(*parts)
+        ends = await consumer.end_offsets(parts)
+        records, ids = 0, dict[int, set[str]]()
+        while any([await consumer.position(tp) < end for tp, end in ends.items()]):
+            for batch in (await consumer.getmany(timeout_ms=500)).values():
+                for record in batch:
+                    body = orjson.loads(record.value)
+                    n = int(body["user_agent"].rsplit("/", 1)[1])
+                    ids.setdefault(n, set()).add(body["event_id"])
+                    records += 1
+        return records, ids
+    finally:
+        await consumer.stop()
+
+
+async def measure_kill(
+    port: int,
+    code: str,
+    *,
+    start: Callable[[], None],
+    kill: Callable[[], None],
+    stop: Callable[[], None],
+    moment_s: float,
+    after_s: float,
+    bootstrap: str,
+    topic: str,
+) -> dict[str, float]:
+    """Load, kill -9 after `moment_s`, restart, load `after_s` more, SIGTERM; the figures.
+
+    `start` starts the redirector and returns once it answers; `kill` and `stop` end it.
+    """
+    clients = Clients(port, code)
+    await asyncio.to_thread(start)
+    loading = asyncio.create_task(clients.run())
+    await asyncio.sleep(moment_s)
+    kill()
+    killed_at = time.monotonic()
+    await asyncio.to_thread(start)
+    restart_s = time.monotonic() - killed_at
+    await asyncio.sleep(after_s)
+    clients.stop()
+    await loading
+    await asyncio.to_thread(stop)
+    records, ids = await clicks_on_topic(bootstrap, topic)
+    return {
+        "kill_moment_s": round(moment_s, 3),
+        "kill_restart_s": round(restart_s, 2),
+        "kill_answered": len(clients.answered),
+        "kill_unanswered": clients.failed,
+        "kill_records": records,
+        "lost_after_kill": len(clients.answered - set(ids)),
+        "doubled_after_kill": sum(len(v) > 1 for v in ids.values()),
+    }
