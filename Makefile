@@ -10,10 +10,10 @@ export KAFKA_BOOTSTRAP_SERVERS ?= 127.0.0.1:9092
 export REDIS_URL ?= redis://127.0.0.1:6379/0
 export POSTGRES_DSN ?= postgresql://clicktrack:clicktrack@127.0.0.1:5432/clicktrack
 
-.PHONY: up down test test-unit install stack-up stack-down services-up services-down schema demo status lint promtool \
+.PHONY: up down test test-unit install stack-up stack-down services-up services-down keys schema demo status lint promtool \
 	browser openapi-lint
 
-up: install stack-up schema services-up demo
+up: install stack-up keys schema services-up demo
 	@echo
 	@echo "Clicktrack is running:"
 	@echo "  redirector  http://127.0.0.1:8080/<code>   (health: /healthz, /readyz; metrics: http://127.0.0.1:8090/metrics)"
@@ -58,6 +58,11 @@ services-up:
 
 services-down:
 	bash deploy/services.sh down
+
+# One set of random development keys (the visitor hash key, ...) for every process `make up`
+# starts and for the CLI run from this folder; kept across runs. Never read in production.
+keys: install
+	$(BIN)/python -m shared.settings --dev-keys
 
 schema: install
 	$(BIN)/clicktrack migrate

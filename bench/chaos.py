@@ -183,6 +183,8 @@ class Soak:
             "COUNTER_PORT": str(PORTS["counter"]),
             "LOG_LEVEL": "WARNING",
             "SPOOL_DIR": str(folder / "spool"),  # not the spool of a `make up` redirector
+            # the key the load generator signs its visitors' cookies with
+            "VISITOR_HASH_KEY": self.settings.redirector.visitor_hash_key.reveal(),
         }
         logs = folder / "logs"
         logs.mkdir(parents=True, exist_ok=True)
@@ -285,6 +287,7 @@ class Soak:
             visitors=p.visitors,
             rate=p.rate,
             max_seconds=p.clicks / p.rate * 3,
+            visitor_key=self.settings.redirector.visitor_hash_key.reveal().encode(),
         )
         started = time.monotonic()
         load = asyncio.create_task(run(plan))

@@ -15,6 +15,7 @@ from shared.variables import (
     Section,
     cidr,
     long_token,
+    random_key,
     var,
 )
 
@@ -48,8 +49,17 @@ class RedirectorSettings(Section):
     i uses this port + i. The public port does not serve `/metrics`."""
     workers: int = var(1, low=1, high=256)
     """Redirector processes sharing the port through SO_REUSEPORT (`REDIRECTOR_WORKERS`)."""
-    visitor_hash_key: Secret = var(Secret("dev-only-visitor-key"), env="VISITOR_HASH_KEY")
-    """Key of the HMAC that turns IP and user agent into a visitor id (`VISITOR_HASH_KEY`)."""
+    visitor_hash_key: Secret = var(
+        factory=random_key, production=True, check=long_token, env="VISITOR_HASH_KEY"
+    )
+    """Key of the HMAC that turns IP and user agent into a visitor id and signs the visitor
+    cookie (`VISITOR_HASH_KEY`, at least 32 random characters). Required in production; unset
+    elsewhere, a random key of this process (or `make up`'s, in `.stack/dev-keys.env`)."""
+    visitor_hash_key_previous: Secret = var(
+        Secret(""), empty=True, check=long_token, env="VISITOR_HASH_KEY_PREVIOUS"
+    )
+    """The key `VISITOR_HASH_KEY` replaced, during a rotation (`VISITOR_HASH_KEY_PREVIOUS`):
+    cookies it signed are still believed, and signed again with the new key."""
     code_min_length: int = var(4, low=1, high=64, env="CODE_MIN_LENGTH")
     """Shortest code the redirector looks up; shorter ones are 404 at once (`CODE_MIN_LENGTH`)."""
     code_max_length: int = var(32, low=1, high=64, env="CODE_MAX_LENGTH")
@@ -166,9 +176,12 @@ class ApiSettings(Section):
     """Characters a typed slot may hold, as `tag=N` items (`DLT_TAG_LIMITS`, e.g.
     `email=50,cbn=15`); a tag not listed takes DLT_VAR_LIMIT. A `{#url#}` slot's limit applies
     to the link after shortening."""
-    operator_token: Secret = var(Secret(""), empty=True, check=long_token, env="OPERATOR_TOKEN")
+    operator_token: Secret = var(
+        Secret(""), empty=True, check=long_token, production=True, env="OPERATOR_TOKEN"
+    )
     """Bearer credential of the operator API (`OPERATOR_TOKEN`, at least 32 characters);
-    unset: the operator routes are refused and only the CLI can create organisations."""
+    unset: the operator routes are refused and only the CLI can create organisations. Required
+    in production."""
     operator_name: str = var("api-operator", env="OPERATOR_NAME")
     """Name the operator credential's actions are recorded under in the audit trail
     (`OPERATOR_NAME`); the CLI records `cli:<login>` instead."""

@@ -16,9 +16,11 @@ CLI and the tests build them all, the API reads the counter's group to report it
 
 from __future__ import annotations
 
+import argparse
+import sys
 import typing
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import MISSING, dataclass, field, fields, replace
 from typing import Any, ClassVar
 
 from shared.errors import SettingsError
@@ -35,12 +37,15 @@ from shared.variables import (
     attributes,
     bare_host,
     environment,
+    is_production,
     load,
     mask_url,
     no_trailing_slash,
     sql_identifier,
     var,
+    variable,
     variables,
+    write_dev_keys,
 )
 
 __all__ = [
@@ -175,6 +180,7 @@ class Settings:
         """Read `sections` (default: all) from `env` (default: the environment over `.env`);
         the sections not named, and the unset variables, keep their defaults."""
         env = environment() if env is None else env
+        is_production(env)  # a misspelt CLICKTRACK_ENV is an error, not development
         known = cls.sections()
         wanted = list(known) if sections is None else list(sections)
         if unknown := set(wanted) - set(known):
@@ -183,6 +189,27 @@ class Settings:
         if {"kafka", "counter"} <= set(wanted):
             settings._check_retention()
         return settings
+
+    @classmethod
+    def for_process(cls, sections: Iterable[str]) -> Settings:
+        """`from_env(sections=...)` for a process's entry point: a setting that is missing or
+        malformed ends the process with exit status 2 and one line naming the variable."""
+        try:
+            return cls.from_env(sections=sections)
+        except SettingsError as exc:
+            sys.stderr.write(f"clicktrack: refusing to start: {exc}\n")
+            raise SystemExit(2) from None
+
+    @classmethod
+    def generated_keys(cls) -> tuple[str, ...]:
+        """The variables of the keys a process makes for itself when they are not set (and
+        that production requires): what `make up` writes to `.stack/dev-keys.env`."""
+        return tuple(
+            variable(section, f)
+            for section in cls.sections().values()
+            for f in fields(section)  # type: ignore[arg-type]
+            if f.default_factory is not MISSING and f.metadata["rule"].production
+        )
 
     def changed(self, **values: Any) -> Settings:
         """These settings with some values replaced, each named by its variable
@@ -206,3 +233,18 @@ class Settings:
                 f" retention (TOPIC_RETENTION_HOURS={hours}): a redelivered"
                 " event must still find its id"
             )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m shared.settings --dev-keys`: write `.stack/dev-keys.env` unless it exists."""
+    parser = argparse.ArgumentParser(prog="python -m shared.settings", description=main.__doc__)
+    parser.add_argument("--dev-keys", action="store_true", help="write the development keys")
+    args = parser.parse_args(argv)
+    if args.dev_keys:
+        written = write_dev_keys(Settings.generated_keys())
+        print("wrote .stack/dev-keys.env" if written else "kept .stack/dev-keys.env")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

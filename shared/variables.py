@@ -8,6 +8,12 @@ be (bounds, URL schemes, choices, a check). One loader, `load`, reads any sectio
 definitions: a new variable is one field, nothing else. A malformed value raises `SettingsError`
 naming the variable. Order, as starlette's: the environment, then a `.env` file in the working
 folder (if any), then the defaults.
+
+Keys (`var(factory=random_key, production=True)`) have no default that anyone could read: a
+process that is not told its key makes a random one, and with `CLICKTRACK_ENV=production` it
+refuses to start without it, naming the variable. `make up` writes one set of development keys
+to `.stack/dev-keys.env` (`DEV_KEYS_FILE`), read beneath `.env` outside production, so that the
+services and the CLI it starts share them.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
+import secrets
 import typing
 from collections.abc import Callable, Mapping
 from dataclasses import Field, dataclass, field, fields
@@ -25,6 +32,10 @@ from dotenv import dotenv_values
 
 from shared.errors import SettingsError
 
+ENV_VARIABLE = "CLICKTRACK_ENV"
+"""`development` (the default) or `production`: in production every key must be set."""
+DEV_KEYS_FILE = Path(".stack/dev-keys.env")
+"""Development keys shared by the processes `make up` starts; never read in production."""
 _PASSWORD_IN_URL = re.compile(r"(?P<head>[a-z][a-z0-9+.-]*://[^:/@]*:)[^@]*(?P<tail>@)", re.I)
 
 
@@ -66,12 +77,37 @@ class Rule:
     """May be set to nothing (otherwise "set but empty" is an error)."""
     check: Callable[[str, str], str] | None = None
     """`check(variable, value)`: the value to keep, or `SettingsError`; for a list, per item."""
+    production: bool = False
+    """Must be set (not empty) when `CLICKTRACK_ENV=production`: a key or a credential."""
 
 
-def var(default: Any, *, env: str | None = None, **rule: Any) -> Any:
-    """A settings field with its default, its `Rule` and, when it does not follow its section's
-    prefix, the name of its variable (`env`)."""
-    return field(default=default, metadata={"rule": Rule(**rule), "env": env})
+def var(
+    default: Any = None,
+    *,
+    env: str | None = None,
+    factory: Callable[[], Any] | None = None,
+    **rule: Any,
+) -> Any:
+    """A settings field with its default (or a `factory` making one per section, such as
+    `random_key`), its `Rule` and, when it does not follow its section's prefix, the name of its
+    variable (`env`)."""
+    metadata = {"rule": Rule(**rule), "env": env}
+    if factory is not None:
+        return field(default_factory=factory, metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
+def random_key() -> Secret:
+    """A fresh 256-bit key, URL-safe base64: the value of a key nobody set (outside production)."""
+    return Secret(secrets.token_urlsafe(32))
+
+
+def is_production(env: Mapping[str, str]) -> bool:
+    """Whether `env` says `CLICKTRACK_ENV=production`; an unknown value is an error."""
+    value = env.get(ENV_VARIABLE, "").strip().lower()
+    if value not in ("", "development", "production"):
+        raise SettingsError(f"{ENV_VARIABLE} must be development or production, got {value!r}")
+    return value == "production"
 
 
 def sql_identifier(name: str, value: str) -> str:
@@ -94,7 +130,7 @@ def bare_host(name: str, value: str) -> str:
 
 def long_token(name: str, value: str) -> str:
     if value and len(value) < 32:
-        raise SettingsError(f"{name} must be at least 32 characters (it guards the operator API)")
+        raise SettingsError(f"{name} must be at least 32 characters (a shorter secret is guessed)")
     return value
 
 
@@ -143,19 +179,50 @@ def variables(section: type[Section]) -> tuple[str, ...]:
 def load(section: type[S], env: Mapping[str, str]) -> S:
     """`section` read from `env`; unset variables keep their default."""
     hints = typing.get_type_hints(section)
+    production = is_production(env)
     values: dict[str, Any] = {}
     for f in fields(section):  # type: ignore[arg-type]
-        name = variable(section, f)
+        name, rule = variable(section, f), _rule_of(f)
+        if production and rule.production and not env.get(name, "").strip():
+            raise SettingsError(
+                f"{name} must be set when {ENV_VARIABLE}=production (a key or credential"
+                " has no default there; see SECURITY.md, Keys)"
+            )
         if name in env:
-            values[f.name] = _parse(name, env[name], hints[f.name], _rule_of(f))
+            values[f.name] = _parse(name, env[name], hints[f.name], rule)
     return section(**section.derived(env, values)).checked()
 
 
 def environment() -> dict[str, str]:
-    """The process's environment over the `.env` file of the working folder, if there is one."""
+    """The process's environment over the `.env` file of the working folder, if there is one,
+    over the development keys (`DEV_KEYS_FILE`) outside production."""
     dotenv = Path(".env")
     found = dotenv_values(dotenv) if dotenv.is_file() else {}
-    return {**{k: v for k, v in found.items() if v is not None}, **os.environ}
+    merged = {**{k: v for k, v in found.items() if v is not None}, **os.environ}
+    if is_production(merged) or not DEV_KEYS_FILE.is_file():
+        return merged
+    keys = dotenv_values(DEV_KEYS_FILE)
+    return {**{k: v for k, v in keys.items() if v is not None}, **merged}
+
+
+def write_dev_keys(names: tuple[str, ...], path: Path = DEV_KEYS_FILE) -> bool:
+    """Write a random key for each variable of `names` to `path` (mode 0600) unless the file
+    exists; True if written. Made beside and linked into place, so two callers at once agree."""
+    if path.exists():
+        return False
+    path.parent.mkdir(parents=True, exist_ok=True)
+    draft = path.with_name(f".{path.name}.{os.getpid()}")
+    fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write("# Development keys written by `make up`; never used in production.\n")
+        out.writelines(f"{name}={random_key().reveal()}\n" for name in names)
+    try:
+        os.link(draft, path)
+    except FileExistsError:
+        return False
+    finally:
+        draft.unlink()
+    return True
 
 
 def _rule_of(f: Any) -> Rule:

@@ -12,7 +12,7 @@ the others keep their defaults, unread."""
 
 
 def main() -> None:
-    settings = Settings.from_env(sections=SECTIONS)
+    settings = Settings.for_process(SECTIONS)
     run_app(create_app(settings), settings.api.host, settings.api.port, settings.log.level)
 
 

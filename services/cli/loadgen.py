@@ -1,7 +1,8 @@
 """`clicktrack loadgen`: numbered clicks against a redirector on this machine, every 302 recorded.
 
 Each click carries its number in the User-Agent (after a real phone's UA, so it is not taken for
-a bot) and its visitor in the first-party cookie, so a validator can later tell exactly which
+a bot) and its visitor in the first-party cookie, signed with the redirector's visitor key as the
+redirector signs it (an unsigned cookie is ignored), so a validator can later tell exactly which
 clicks were counted: total = clicks answered 302, unique = visitors with at least one 302.
 The target must be a loopback address; the run is bounded by a click count and a time limit.
 """
@@ -21,6 +22,7 @@ from urllib.parse import urlsplit
 import aiohttp
 import orjson
 
+from services.redirector.visitors import COOKIE_NAME, VisitorKeys
 from shared.errors import InvalidInputError
 
 PHONE_UA = (
@@ -44,6 +46,8 @@ class Plan:
     visitors: int
     rate: float
     max_seconds: float
+    visitor_key: bytes
+    """The redirector's `VISITOR_HASH_KEY`: the cookies are signed with it."""
     concurrency: int = 32
     seed: int = 1
 
@@ -76,9 +80,9 @@ def click_number(user_agent: str | None) -> int | None:
     return int(tail) if tail.isdigit() else None
 
 
-def visitor_cookie(visitor: int) -> str:
-    """The 32-hex-digit cookie value that identifies load-generator visitor `visitor`."""
-    return hashlib.sha256(f"loadgen-visitor-{visitor}".encode()).hexdigest()[:32]
+def visitor_cookie(visitor: int, keys: VisitorKeys) -> str:
+    """The signed cookie value that identifies load-generator visitor `visitor`."""
+    return keys.sign(hashlib.sha256(f"loadgen-visitor-{visitor}".encode()).hexdigest()[:32])
 
 
 def require_loopback(base_url: str) -> None:
@@ -102,6 +106,7 @@ async def run(plan: Plan, progress: Callable[[int], None] | None = None) -> Outc
     timeout = aiohttp.ClientTimeout(total=10)
     connector = aiohttp.TCPConnector(limit=plan.concurrency)
     picks = [(rng.choice(plan.codes), rng.randrange(plan.visitors)) for _ in range(plan.clicks)]
+    keys = VisitorKeys(plan.visitor_key)
 
     async with aiohttp.ClientSession(
         timeout=timeout, connector=connector, cookie_jar=aiohttp.DummyCookieJar()
@@ -112,7 +117,7 @@ async def run(plan: Plan, progress: Callable[[int], None] | None = None) -> Outc
                 code, visitor = picks[n]
                 headers = {
                     "User-Agent": f"{PHONE_UA}{UA_MARK}{n}",
-                    "Cookie": f"ct_vid={visitor_cookie(visitor)}",
+                    "Cookie": f"{COOKIE_NAME}={visitor_cookie(visitor, keys)}",
                 }
                 try:
                     url = f"{plan.base_url}/{code}"

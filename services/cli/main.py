@@ -214,6 +214,7 @@ def loadgen(
         visitors=visitors,
         rate=rate,
         max_seconds=max_seconds,
+        visitor_key=settings.redirector.visitor_hash_key.reveal().encode(),
     )
     try:
         require_loopback(plan.base_url)

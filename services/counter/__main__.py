@@ -11,7 +11,7 @@ SECTIONS = ("log", "kafka", "postgres", "redis", "counter")
 
 
 def main() -> None:
-    settings = Settings.from_env(sections=SECTIONS)
+    settings = Settings.for_process(SECTIONS)
     run_app(create_app(settings), settings.counter.host, settings.counter.port, settings.log.level)
 
 

@@ -11,7 +11,7 @@ SECTIONS = ("log", "kafka", "lag")
 
 
 def main() -> None:
-    settings = Settings.from_env(sections=SECTIONS)
+    settings = Settings.for_process(SECTIONS)
     run_app(create_app(settings), settings.lag.host, settings.lag.port, settings.log.level)
 
 

@@ -36,7 +36,7 @@ SECTIONS = ("log", "kafka", "postgres", "redis", "links", "redirector")
 
 
 def main() -> None:
-    settings = Settings.from_env(sections=SECTIONS)
+    settings = Settings.for_process(SECTIONS)
     setup_logging(settings.log.level)
     worker = WORKER_FLAG in sys.argv[1:]
     if settings.redirector.workers > 1 and not worker:
@@ -116,6 +116,8 @@ def exit_status(returncode: int) -> int:
 
 def _spawn(settings: Settings, index: int) -> subprocess.Popen[bytes]:
     env = dict(os.environ, SPOOL_DIR=os.path.join(settings.redirector.spool_dir, f"worker-{index}"))
+    # The supervisor's key, even one it made itself: every worker must hash and sign alike.
+    env["VISITOR_HASH_KEY"] = settings.redirector.visitor_hash_key.reveal()
     if settings.redirector.metrics_port:  # each worker its own /metrics: base port + index
         env["REDIRECTOR_METRICS_PORT"] = str(settings.redirector.metrics_port + index)
     return subprocess.Popen([sys.executable, "-m", "services.redirector", WORKER_FLAG], env=env)

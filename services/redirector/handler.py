@@ -24,7 +24,7 @@ from services.redirector.resolution import (
 )
 from services.redirector.resolve import Resolver
 from services.redirector.security import ClientAddress, clip, safe_location
-from services.redirector.visitors import COOKIE_MAX_AGE_S, COOKIE_NAME, visitor_id
+from services.redirector.visitors import COOKIE_MAX_AGE_S, COOKIE_NAME, VisitorKeys, visitor_id
 from shared import events
 from shared.errors import DependencyError
 from shared.settings import Settings
@@ -77,8 +77,11 @@ class RedirectHandler:
         self._bots = BotDetector(settings.redirector.bot_cidrs)
         self._client = ClientAddress(settings.redirector.trusted_proxies)
         self._proxied = bool(settings.redirector.trusted_proxies)
-        self._hash_key = settings.redirector.visitor_hash_key.reveal().encode()
-        self._secure_cookie = settings.links.short_base_url.startswith("https://")
+        self._keys = VisitorKeys(
+            settings.redirector.visitor_hash_key.reveal().encode(),
+            settings.redirector.visitor_hash_key_previous.reveal().encode(),
+        )
+        self._https_links = settings.links.short_base_url.startswith("https://")
         self._clock = IsoClock()
 
     async def __call__(
@@ -153,7 +156,7 @@ class RedirectHandler:
                 cookie=request.cookies.get(COOKIE_NAME),
                 ip=ip,
                 user_agent=user_agent,
-                key=self._hash_key,
+                keys=self._keys,
             )
         self._publisher.publish(
             code.encode(),
@@ -185,5 +188,13 @@ class RedirectHandler:
                 max_age=COOKIE_MAX_AGE_S,
                 httponly=True,
                 samesite="Lax",
-                secure=self._secure_cookie,
+                secure=self._over_https(request, peer),
             )
+
+    def _over_https(self, request: web.BaseRequest, peer: str | None) -> bool:
+        """Whether the visitor's request came over HTTPS: our links are https, or this
+        connection is TLS, or a trusted proxy says so in `X-Forwarded-Proto`."""
+        if self._https_links or request.scheme == "https":
+            return True
+        forwarded = request.headers.get("X-Forwarded-Proto", "")
+        return self._proxied and self._client.trusts(peer) and forwarded.lower() == "https"

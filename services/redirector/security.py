@@ -74,6 +74,10 @@ class ClientAddress:
                 return hop
         return hops[0] if hops else peer
 
+    def trusts(self, peer: str | None) -> bool:
+        """Whether `peer` is one of the trusted proxies (whose forwarded headers count)."""
+        return peer is not None and self._is_trusted(peer)
+
     def _is_trusted(self, ip: str) -> bool:
         try:
             addr = ipaddress.ip_address(ip)

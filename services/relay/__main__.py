@@ -11,7 +11,7 @@ SECTIONS = ("log", "kafka", "postgres", "relay")
 
 
 def main() -> None:
-    settings = Settings.from_env(sections=SECTIONS)
+    settings = Settings.for_process(SECTIONS)
     run_app(create_app(settings), settings.relay.host, settings.relay.port, settings.log.level)
 
 

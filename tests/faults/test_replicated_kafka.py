@@ -107,6 +107,7 @@ async def test_killing_the_leader_under_load_loses_no_click(
             visitors=50,
             rate=RATE,
             max_seconds=60,
+            visitor_key=cluster_settings.redirector.visitor_hash_key.reveal().encode(),
         )
         load = asyncio.create_task(run(plan))
         await asyncio.sleep(2.0)  # under load: a fifth of the clicks are in

@@ -3,7 +3,6 @@ from __future__ import annotations
 import pytest
 
 from services.redirector.resolution import code_shape
-from services.redirector.visitors import visitor_id
 from shared.codes import ALPHABET, mint_code
 from shared.settings import Settings
 
@@ -16,36 +15,6 @@ def test_codes_are_fixed_length_base62_and_do_not_repeat(length: int) -> None:
     shape = code_shape(defaults.redirector.code_min_length, defaults.redirector.code_max_length)
     assert all(shape.fullmatch(c) for c in codes)  # the redirector looks every one up
     assert len(set(codes)) == 2000
-
-
-def test_visitor_identity_strongest_first() -> None:
-    key = b"k"
-    assert visitor_id(
-        recipient_id="r42", cookie="a" * 32, ip="1.2.3.4", user_agent="UA", key=key
-    ) == (
-        "r:r42",
-        None,
-    )
-    assert visitor_id(
-        recipient_id=None, cookie="a" * 32, ip="1.2.3.4", user_agent="UA", key=key
-    ) == (
-        "v:" + "a" * 32,
-        None,
-    )
-    vid, cookie = visitor_id(recipient_id=None, cookie=None, ip="1.2.3.4", user_agent="UA", key=key)
-    assert cookie is not None and vid == f"v:{cookie}"
-    # the cookie we set identifies the same visitor on the next click, from any address
-    assert visitor_id(recipient_id=None, cookie=cookie, ip="9.9.9.9", user_agent="UA", key=key) == (
-        vid,
-        None,
-    )
-
-
-def test_a_forged_cookie_is_not_trusted() -> None:
-    vid, cookie = visitor_id(
-        recipient_id=None, cookie="<script>", ip="1.2.3.4", user_agent="UA", key=b"k"
-    )
-    assert cookie is not None and vid == f"v:{cookie}"
 
 
 def test_header_values_that_are_not_utf8_become_valid_text() -> None:

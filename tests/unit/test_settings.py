@@ -58,7 +58,7 @@ def test_secrets_are_masked_in_repr_and_str() -> None:
     assert "hunter2" not in repr(s)
     assert "hunter2" not in str(s.postgres.dsn)
     assert "postgresql://u:***@db:5432/x" in repr(s)
-    assert "dev-only-visitor-key" not in repr(s)
+    assert s.redirector.visitor_hash_key.reveal() not in repr(s)
 
 
 def test_mask_url_keeps_urls_without_password() -> None:
@@ -98,7 +98,7 @@ def test_every_variable_is_named_once_and_documented() -> None:
     """Names did not change when the settings were split into sections, and none is read twice;
     each field's docstring names its variable."""
     names = Settings.variables()
-    assert len(names) == len(set(names)) == 70
+    assert len(names) == len(set(names)) == 71
     for kind in Settings.sections().values():
         source = inspect.getsource(sys.modules[kind.__module__])
         body = source[source.index(f"class {kind.__name__}(") :]
