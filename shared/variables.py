@@ -130,7 +130,7 @@ def bare_host(name: str, value: str) -> str:
 
 def long_token(name: str, value: str) -> str:
     if value and len(value) < 32:
-        raise SettingsError(f"{name} must be at least 32 characters (a shorter secret is guessed)")
+        raise SettingsError(f"{name} must be at least 32 characters (fewer can be guessed)")
     return value
 
 
