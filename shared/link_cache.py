@@ -22,12 +22,25 @@ from __future__ import annotations
 import redis.asyncio as aioredis
 
 LINK_CHANGES = "ct:links:changed"
+"""The channel of link changes on Redis database 0; see `changes_channel`."""
 NEGATIVE = b"-"
 DOMAINS_CHANGED = "domains"
 """The message that makes every redirector reload its table of short domains."""
 ORG_PREFIX = "org:"
 """`org:{id}`: forget every link of that organisation."""
 _UNLINK_CHUNK = 1000
+
+
+def changes_channel(redis: aioredis.Redis) -> str:
+    """The pub/sub channel of link changes for the client's Redis database.
+
+    Pub/sub ignores the database number, so two stacks sharing one Redis server in different
+    databases (a test suite beside `make up`, two suites at once) would otherwise drop each
+    other's links from memory, and a test that relies on a link staying cached fails at random.
+    Database 0, the production one, keeps the bare name `LINK_CHANGES`.
+    """
+    db = int(redis.connection_pool.connection_kwargs.get("db") or 0)
+    return LINK_CHANGES if db == 0 else f"{LINK_CHANGES}:{db}"
 
 
 def code_key(code: str) -> str:
@@ -44,7 +57,7 @@ async def invalidate_link(redis: aioredis.Redis, link_id: int) -> None:
     """Forget a changed link everywhere: Redis now, and each redirector's memory via pub/sub."""
     async with redis.pipeline(transaction=True) as pipe:
         pipe.delete(link_key(link_id))
-        pipe.publish(LINK_CHANGES, str(link_id))
+        pipe.publish(changes_channel(redis), str(link_id))
         await pipe.execute()
 
 
@@ -54,9 +67,9 @@ async def invalidate_org(redis: aioredis.Redis, org_id: int, link_ids: list[int]
     for start in range(0, len(link_ids), _UNLINK_CHUNK):
         chunk = link_ids[start : start + _UNLINK_CHUNK]
         await redis.unlink(*(link_key(link_id) for link_id in chunk))
-    await redis.publish(LINK_CHANGES, f"{ORG_PREFIX}{org_id}")
+    await redis.publish(changes_channel(redis), f"{ORG_PREFIX}{org_id}")
 
 
 async def domains_changed(redis: aioredis.Redis) -> None:
     """Tell every redirector to reload its table of short domains."""
-    await redis.publish(LINK_CHANGES, DOMAINS_CHANGED)
+    await redis.publish(changes_channel(redis), DOMAINS_CHANGED)

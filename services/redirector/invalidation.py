@@ -14,7 +14,7 @@ from services.redirector.hosts import Hosts
 from services.redirector.metrics import RedirectorMetrics
 from services.redirector.resolve import Resolver
 from shared.errors import DependencyError
-from shared.link_cache import DOMAINS_CHANGED, LINK_CHANGES, ORG_PREFIX
+from shared.link_cache import DOMAINS_CHANGED, ORG_PREFIX, changes_channel
 from shared.redis_client import errors
 from shared.service import cancel
 
@@ -25,7 +25,8 @@ POLL_S = 0.5
 
 
 class LinkChanges:
-    """A background task subscribed to `LINK_CHANGES`; `start()` / `stop()` (idempotent).
+    """A background task subscribed to the link changes of its Redis database
+    (`changes_channel`); `start()` / `stop()` (idempotent).
 
     While the subscription is down, messages are lost: on every (re)subscription the resolver's
     link memory is cleared, so nothing older than the outage is served from memory.
@@ -73,7 +74,7 @@ class LinkChanges:
         pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
         try:
             with errors("listening to link changes"):
-                await pubsub.subscribe(LINK_CHANGES)
+                await pubsub.subscribe(changes_channel(self._redis))
                 self._resolver.forget_links()
                 if self._hosts is not None:
                     self._hosts.reload_soon()
