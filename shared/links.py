@@ -4,7 +4,7 @@ and the short codes that lead to it."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import asyncpg
 
@@ -60,13 +60,24 @@ class CreatedLink:
     codes: dict[str | None, str]
 
 
+MAX_EXPIRY_YEARS = 100
+"""How far ahead `expires_at` may be: past year 9999 in UTC a time cannot even be stored
+(`9999-12-31T23:59:59-12:00` is 10000-01-01 in UTC), and no SMS link needs a century."""
+
+
 def check_expiry(expires_at: datetime | None, fallback_url: str | None) -> str | None:
-    """Validate an expiry (aware, in the future) and return the normalised fallback URL."""
+    """Validate an expiry (aware, in the future, within `MAX_EXPIRY_YEARS`) and return the
+    normalised fallback URL."""
     if expires_at is not None:
         if expires_at.tzinfo is None:
             raise InvalidLinkError("expires_at must carry a time zone", code="invalid_expiry")
-        if expires_at <= datetime.now(UTC):
+        now = datetime.now(UTC)
+        if expires_at <= now:
             raise InvalidLinkError("expires_at must be in the future", code="invalid_expiry")
+        if expires_at > now + timedelta(days=365 * MAX_EXPIRY_YEARS):
+            raise InvalidLinkError(
+                f"expires_at must be within {MAX_EXPIRY_YEARS} years", code="invalid_expiry"
+            )
     if fallback_url is None:
         return None
     try:

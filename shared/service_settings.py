@@ -163,13 +163,17 @@ class ApiSettings(Section):
     port: int = var(8082, low=0, high=65535)
     """Port of the links API (`API_PORT`)."""
     rate_per_s: int = var(50, low=1, high=1_000_000)
-    """Requests per second one caller (API key, or address without one) may make to one API
-    process (`API_RATE_PER_S`); over it: 429 with Retry-After."""
+    """Requests per second one caller (API key, or address without one) may make to all the API
+    processes together, counted in Redis (`API_RATE_PER_S`); over it: 429 with Retry-After."""
     rate_burst: int = var(100, low=1, high=1_000_000)
     """Requests a caller may make at once before the rate applies (`API_RATE_BURST`)."""
     auth_failures_burst: int = var(20, low=1, high=1_000_000)
     """Refused credentials one client address may send before it is slowed to one per 5 s
     (`API_AUTH_FAILURES_BURST`): guessing keys stays hopeless."""
+    trusted_proxies: tuple[str, ...] = var((), check=cidr)
+    """Load balancers in front of the API whose `X-Forwarded-For` is believed
+    (`API_TRUSTED_PROXIES`, comma separated CIDRs): the client address the rate limits count
+    by is then the rightmost hop not among them; empty: the peer address is the client."""
     dlt_var_limit: int = var(30, low=1, high=2000, env="DLT_VAR_LIMIT")
     """Characters a DLT `{#var#}` value may hold (`DLT_VAR_LIMIT`); the short link must fit."""
     dlt_tag_limits: tuple[str, ...] = var((), env="DLT_TAG_LIMITS", check=tag_limit)

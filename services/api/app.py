@@ -29,8 +29,9 @@ from services.api.dlt import short_link_length, tag_limits
 from services.api.errors import Handler, dumps, json_errors
 from services.api.freshness import EndOffsets
 from services.api.openapi import document
-from services.api.ratelimit import RateLimiter
+from services.api.ratelimit import Limits
 from shared import db
+from shared.client_address import ClientAddress
 from shared.errors import SettingsError
 from shared.probes import Probes, Readiness
 from shared.settings import Settings
@@ -41,7 +42,8 @@ MAX_BODY = 16 * 1024 * 1024
 """Largest request body, bytes: room for 100,000 recipient ids."""
 READY_TIMEOUT_S = 2.0
 REDIS_TIMEOUT_S = 0.5
-"""Budget of one Redis call of a report, seconds; past it the report reads Postgres instead."""
+"""Budget of one Redis call of a report or a rate limit, seconds; past it the report reads
+Postgres instead and the request is not limited."""
 
 
 def create_app(settings: Settings) -> web.Application:
@@ -56,11 +58,18 @@ def create_app(settings: Settings) -> web.Application:
             f" {settings.api.dlt_var_limit}: use a shorter domain or shorter codes"
         )
     tag_limits(settings.api.dlt_tag_limits, settings.api.dlt_var_limit)  # names real tags
-    limiter = RateLimiter(settings.api.rate_per_s, settings.api.rate_burst)
-    failures = RateLimiter(ratelimit.AUTH_FAILURES_PER_S, settings.api.auth_failures_burst)
+    limits = Limits(
+        rate=settings.api.rate_per_s,
+        burst=settings.api.rate_burst,
+        failures_burst=settings.api.auth_failures_burst,
+    )
+    limit = ratelimit.middleware(
+        limits,
+        ClientAddress(settings.api.trusted_proxies),
+        ratelimit.key_prefix(settings.postgres.schema),
+    )
     app = web.Application(
-        client_max_size=MAX_BODY,
-        middlewares=[count_requests, ratelimit.middleware(limiter, failures), json_errors],
+        client_max_size=MAX_BODY, middlewares=[count_requests, limit, json_errors]
     )
     app[SETTINGS] = settings
     app[METRICS] = Metrics.create()

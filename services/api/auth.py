@@ -25,12 +25,27 @@ class Caller:
     org_id: int | None
 
 
-def _bearer(request: web.Request) -> str:
-    header = request.headers.get("Authorization", "")
+AUTHENTICATED = "clicktrack.authenticated"
+"""Request item set once the request's credential was accepted (the rate limits read it)."""
+
+
+def bearer_credential(header: str) -> str | None:
+    """The credential of an `Authorization` header as authentication reads it (scheme in any
+    case, surrounding spaces dropped), or None when it is not a bearer credential. The one
+    normalisation: the rate limits count by what it returns, so that `Bearer  KEY` with one
+    more space is the same caller."""
     scheme, _, credential = header.partition(" ")
-    if scheme.lower() != "bearer" or not credential.strip():
+    credential = credential.strip()
+    if scheme.lower() != "bearer" or not credential:
+        return None
+    return credential
+
+
+def _bearer(request: web.Request) -> str:
+    credential = bearer_credential(request.headers.get("Authorization", ""))
+    if credential is None:
         raise AuthError("send an API key as 'Authorization: Bearer <key>'")
-    return credential.strip()
+    return credential
 
 
 def _is_operator(request: web.Request, credential: str) -> bool:
@@ -42,10 +57,12 @@ async def caller(request: web.Request) -> Caller:
     """The caller, or `AuthError` for a missing, unknown or revoked credential."""
     credential = _bearer(request)
     if _is_operator(request, credential):
+        request[AUTHENTICATED] = True
         return Caller(operator=True, org_id=None)
     if credential.startswith(KEY_PREFIX):
         org_id = await org_of_key(request.app[POOL], credential)
         if org_id is not None:
+            request[AUTHENTICATED] = True
             return Caller(operator=False, org_id=org_id)
     raise AuthError("the credential is not a valid API key (unknown or revoked)")
 

@@ -23,6 +23,8 @@ class Metrics:
     """Requests by method, route template and status."""
     codes_minted: Counter
     """Short codes created (bulk recipients and rendering)."""
+    rate_limit_unavailable: Counter
+    """Requests let through unlimited because Redis did not answer the rate limiter."""
 
     @classmethod
     def create(cls) -> Metrics:
@@ -38,6 +40,10 @@ class Metrics:
                 "status",
             ),
             codes_minted=count("api_codes_minted", "Short codes minted by the API"),
+            rate_limit_unavailable=count(
+                "api_rate_limit_unavailable",
+                "Requests let through unlimited because Redis did not answer the rate limiter",
+            ),
         )
 
 

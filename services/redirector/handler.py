@@ -23,9 +23,10 @@ from services.redirector.resolution import (
     Resolution,
 )
 from services.redirector.resolve import Resolver
-from services.redirector.security import ClientAddress, clip, safe_location
+from services.redirector.security import clip, safe_location
 from services.redirector.visitors import COOKIE_MAX_AGE_S, COOKIE_NAME, VisitorKeys, visitor_id
 from shared import events
+from shared.client_address import ClientAddress
 from shared.errors import DependencyError
 from shared.settings import Settings
 
@@ -142,7 +143,7 @@ class RedirectHandler:
         user_agent = clip(headers.get("User-Agent"))
         referer = clip(headers.get("Referer"))
         peer = request.remote
-        ip = self._client.of(peer, headers.get("X-Forwarded-For")) if self._proxied else peer
+        ip = self._client.of(peer, headers.getall("X-Forwarded-For", ())) if self._proxied else peer
         bot = self._bots.reason(request.method, user_agent, referer, ip)
         if bot is not None:
             self._m.bots.labels(bot.split(":", 1)[0]).inc()

@@ -1,8 +1,8 @@
-"""What the redirector trusts: which Location it will send, and which client address it believes."""
+"""What the redirector trusts: which Location it will send (the client address it believes is
+`shared.client_address`)."""
 
 from __future__ import annotations
 
-import ipaddress
 from functools import lru_cache
 from urllib.parse import urlsplit
 
@@ -47,48 +47,3 @@ def clip(value: str | None) -> str | None:
     if value.isascii():
         return value
     return value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
-
-
-class ClientAddress:
-    """Finds the client's address: the peer, or behind trusted proxies `X-Forwarded-For`.
-
-    `X-Forwarded-For` is read right to left, skipping the trusted proxies (load balancers) that
-    appended to it; the first address not trusted is the client. Without trusted proxies the
-    header is ignored, since anyone can send it.
-    """
-
-    def __init__(self, trusted_proxies: tuple[str, ...]) -> None:
-        self._trusted = tuple(ipaddress.ip_network(c, strict=False) for c in trusted_proxies)
-
-    def of(self, peer: str | None, forwarded_for: str | None) -> str | None:
-        """The client address as text, or `peer` when no proxy is trusted."""
-        if not self._trusted or not peer or not self._is_trusted(peer):
-            return peer
-        if not forwarded_for:
-            return peer
-        hops = [h.strip() for h in forwarded_for.split(",")[-16:]]
-        for hop in reversed(hops):
-            if not hop or not _is_ip(hop):
-                return peer  # a malformed chain is not believed
-            if not self._is_trusted(hop):
-                return hop
-        return hops[0] if hops else peer
-
-    def trusts(self, peer: str | None) -> bool:
-        """Whether `peer` is one of the trusted proxies (whose forwarded headers count)."""
-        return peer is not None and self._is_trusted(peer)
-
-    def _is_trusted(self, ip: str) -> bool:
-        try:
-            addr = ipaddress.ip_address(ip)
-        except ValueError:
-            return False
-        return any(addr.version == n.version and addr in n for n in self._trusted)
-
-
-def _is_ip(text: str) -> bool:
-    try:
-        ipaddress.ip_address(text)
-    except ValueError:
-        return False
-    return True

@@ -63,10 +63,27 @@ def is_public_host(host: str) -> bool:
     return is_public_address(address)
 
 
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+"""The well-known NAT64 prefix (RFC 6052): on a NAT64 network `64:ff9b::a9fe:a9fe` reaches
+169.254.169.254, so the IPv4 address in its last 32 bits is what must be public."""
+_EMBEDDING_IPV4 = (
+    ipaddress.ip_network("64:ff9b:1::/48"),  # local-use NAT64 (RFC 8215): any IPv4 inside
+    ipaddress.ip_network("::/96"),  # IPv4-compatible (deprecated): ::a9fe:a9fe
+)
+"""Prefixes whose addresses carry an IPv4 address we cannot place: never public."""
+
+
 def is_public_address(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-    """A global unicast address (not private, loopback, link-local, multicast, reserved)."""
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        return is_public_address(address.ipv4_mapped)
+    """A global unicast address (not private, loopback, link-local, multicast, reserved); an
+    IPv6 address that carries an IPv4 one (mapped, NAT64, 6to4) is judged by that one."""
+    if isinstance(address, ipaddress.IPv6Address):
+        embedded = address.ipv4_mapped or address.sixtofour
+        if embedded is None and address in _NAT64:
+            embedded = ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+        if embedded is not None:
+            return is_public_address(embedded)
+        if any(address in net for net in _EMBEDDING_IPV4):
+            return False
     return address.is_global and not address.is_multicast
 
 

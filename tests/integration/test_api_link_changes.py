@@ -97,6 +97,7 @@ async def test_bad_changes_are_refused_and_change_nothing(api: ApiClient) -> Non
         ({"destination": 42}, "invalid_field"),
         ({"disabled": "yes"}, "invalid_field"),
         ({"expires_at": past}, "invalid_expiry"),
+        ({"expires_at": "9999-12-31T23:59:59-12:00"}, "invalid_expiry"),
         ({"expires_at": "tomorrow"}, "invalid_field"),
         ({"fallback_url": "ftp://x.example/"}, "invalid_fallback"),
         ({"code": "AbC"}, "unknown_field"),

@@ -213,9 +213,10 @@ async def test_webhook_commands_register_list_and_remove(
 
     listed = await asyncio.to_thread(invoke, "webhook", "list", str(org))
     assert listed == (0, f"endpoint {endpoint_id}: https://hooks.example.com/in\n", "")
-    refused = await asyncio.to_thread(invoke, "webhook", "add", str(org), "https://10.0.0.1/")
-    assert refused[0] == 2
-    assert refused[2] == "error: the URL points at a private, loopback or link-local address\n"
+    for private in ("https://10.0.0.1/", "https://[64:ff9b::a9fe:a9fe]/"):  # NAT64 metadata
+        refused = await asyncio.to_thread(invoke, "webhook", "add", str(org), private)
+        assert refused[0] == 2
+        assert refused[2] == "error: the URL points at a private, loopback or link-local address\n"
     other = await asyncio.to_thread(invoke, "webhook", "remove", str(org + 1000), str(endpoint_id))
     assert other[0] == 2  # another organisation cannot remove it
     assert await asyncio.to_thread(invoke, "webhook", "remove", str(org), str(endpoint_id)) == (

@@ -1,52 +1,31 @@
+"""Who a caller is to the rate limits: the credential as authentication reads it."""
+
 from __future__ import annotations
 
-import pytest
-
-from services.api import ratelimit
-from services.api.ratelimit import RateLimiter
+from services.api.auth import bearer_credential
+from services.api.ratelimit import PREFIX, caller_key
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-def test_a_burst_then_the_rate() -> None:
-    clock = Clock()
-    limiter = RateLimiter(rate=2, burst=3, clock=clock)
-    assert [limiter.take("a") for _ in range(3)] == [0.0, 0.0, 0.0]
-    assert limiter.take("a") == pytest.approx(0.5)  # empty: the next token comes in 1/rate s
-    clock.now += 0.5
-    assert limiter.take("a") == 0.0
-    assert limiter.take("a") == pytest.approx(0.5)
-    clock.now += 10  # refills up to the burst, no further
-    assert [limiter.take("a") for _ in range(4)][-1] == pytest.approx(0.5)
+def test_a_credential_is_read_as_authentication_reads_it() -> None:
+    assert bearer_credential("Bearer ck_abc") == "ck_abc"
+    assert bearer_credential("bearer   ck_abc  ") == "ck_abc"
+    assert bearer_credential("BEARER ck_abc") == "ck_abc"
+    assert bearer_credential("Basic ck_abc") is None
+    assert bearer_credential("Bearer   ") is None
+    assert bearer_credential("") is None
 
 
-def test_callers_do_not_share_a_bucket() -> None:
-    limiter = RateLimiter(rate=1, burst=1, clock=Clock())
-    assert limiter.take("a") == 0.0
-    assert limiter.take("a") > 0
-    assert limiter.take("b") == 0.0
+def test_spellings_of_one_key_are_one_caller() -> None:
+    # One more space once gave a fresh bucket per request: the limit did not hold.
+    spellings = ["Bearer ck_abc", "Bearer  ck_abc", "bearer ck_abc ", "BEARER\u0020\u0020ck_abc"]
+    keys = {caller_key(bearer_credential(s), "203.0.113.9") for s in spellings}
+    assert len(keys) == 1
+    (key,) = keys
+    assert key.startswith(PREFIX + "key:") and "ck_abc" not in key
 
 
-def test_the_table_of_callers_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(ratelimit, "MAX_CALLERS", 3)
-    limiter = RateLimiter(rate=1, burst=1, clock=Clock())
-    for caller in "abcd":
-        limiter.take(caller)
-    assert list(limiter._buckets) == ["b", "c", "d"]
-
-
-def test_wait_spends_nothing() -> None:
-    clock = Clock()
-    limiter = RateLimiter(rate=1, burst=1, clock=clock)
-    assert limiter.wait("a") == 0.0
-    assert limiter.take("a") == 0.0
-    assert limiter.wait("a") == pytest.approx(1.0)
-    assert limiter.wait("a") == pytest.approx(1.0)
-    clock.now += 1
-    assert limiter.wait("a") == 0.0
+def test_without_a_credential_the_address_is_the_caller() -> None:
+    assert caller_key(None, "203.0.113.9") == PREFIX + "addr:203.0.113.9"
+    assert caller_key(bearer_credential("Bearer ck_a"), "x") != caller_key(
+        bearer_credential("Bearer ck_b"), "x"
+    )

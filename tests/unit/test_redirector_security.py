@@ -2,7 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from services.redirector.security import ClientAddress, clip, safe_location
+from services.redirector.security import clip, safe_location
+from shared.client_address import ClientAddress
 
 
 @pytest.mark.parametrize(
@@ -58,3 +59,15 @@ def test_forwarded_for_is_read_right_to_left_past_trusted_proxies() -> None:
     assert client.of("198.51.100.7", "203.0.113.9") == "198.51.100.7"  # peer is not a proxy
     assert client.of("10.0.0.2", "203.0.113.9, garbage") == "10.0.0.2"  # malformed chain
     assert client.of("10.0.0.2", "10.0.0.5, 10.0.0.1") == "10.0.0.5"  # only proxies: the first
+
+
+def test_every_forwarded_for_line_is_read_as_one_chain() -> None:
+    # HAProxy appends a header line of its own: the visitor's forged line comes first, and
+    # reading only that one would believe the forgery.
+    client = ClientAddress(("10.0.0.0/8",))
+    lines = ["1.2.3.4", "203.0.113.9"]
+    assert client.of("10.0.0.2", lines) == "203.0.113.9"
+    assert client.of("10.0.0.2", ["1.2.3.4, 198.51.100.1", "203.0.113.9, 10.0.0.1"]) == (
+        "203.0.113.9"
+    )
+    assert client.of("10.0.0.2", []) == "10.0.0.2"

@@ -91,7 +91,12 @@ def test_message_ids_are_stable_per_endpoint_and_events() -> None:
 
 @pytest.mark.parametrize(
     "url",
-    ["https://hooks.example.com/clicks", "https://93.184.215.14:8443/in?token=abc"],
+    [
+        "https://hooks.example.com/clicks",
+        "https://93.184.215.14:8443/in?token=abc",
+        "https://[64:ff9b::5db8:d70e]/in",  # NAT64 of 93.184.215.14: public
+        "https://[2606:4700::6810:84e5]/in",
+    ],
 )
 def test_public_https_urls_are_accepted(url: str) -> None:
     assert check_url(url, allow_insecure=False) == url
@@ -109,6 +114,11 @@ def test_public_https_urls_are_accepted(url: str) -> None:
         ("https://169.254.169.254/latest/meta-data", "the URL points at a private"),
         ("https://[::1]/", "the URL points at a private"),
         ("https://[::ffff:192.168.0.1]/", "the URL points at a private"),
+        ("https://[64:ff9b::a9fe:a9fe]/", "the URL points at a private"),  # NAT64 metadata
+        ("https://[64:ff9b::7f00:1]/", "the URL points at a private"),
+        ("https://[64:ff9b:1::a9fe:a9fe]/", "the URL points at a private"),
+        ("https://[2002:a9fe:a9fe::1]/", "the URL points at a private"),  # 6to4
+        ("https://[::a9fe:a9fe]/", "the URL points at a private"),
         ("https://localhost/", "the URL points at a private"),
         ("https://api.localhost/", "the URL points at a private"),
         ("https://hooks.example.com/a b", "the URL is too long or holds spaces"),
