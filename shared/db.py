@@ -38,6 +38,8 @@ _UNAVAILABLE = (
     asyncpg.PostgresConnectionError,
     # the server is shutting down or refuses connections for now (AdminShutdown, ...)
     asyncpg.OperatorInterventionError,
+    # the session sat idle in a transaction past idle_in_transaction_session_timeout: gone
+    asyncpg.IdleInTransactionSessionTimeoutError,
     # A connection whose server went away mid-statement can fail its reset on release ("cannot
     # switch to state 15; another operation is in progress"); the pool closes that connection.
     asyncpg.InternalClientError,
@@ -51,6 +53,7 @@ def errors(unavailable: str) -> Boundary:
     - Postgres unreachable, gone mid-statement, shutting down, timed out: `DependencyError`
       (retriable) with the message `unavailable` ("what went wrong, what to do") and the cause;
     - a unique key taken: `ConflictError`; a foreign key that finds no row: `MissingRowError`;
+    - a statement cancelled at its timeout: `DependencyError` (retriable: the database is busy);
     - any other refusal (deadlock, serialization failure, a trigger's error): `QueryError`
       (retriable).
     """
@@ -62,6 +65,11 @@ def _translate(unavailable: str, exc: BaseException) -> ClicktrackError:
         return ConflictError(f"Postgres: a row with this key exists already ({exc})")
     if isinstance(exc, asyncpg.ForeignKeyViolationError):
         return MissingRowError(f"Postgres: a row this one refers to does not exist ({exc})")
+    if isinstance(exc, asyncpg.QueryCanceledError):
+        return DependencyError(
+            f"{unavailable}: Postgres cancelled a statement that ran past its timeout"
+            " (POSTGRES_STATEMENT_TIMEOUT_MS)"
+        )
     if isinstance(exc, _UNAVAILABLE):
         return DependencyError(unavailable)
     return QueryError(f"Postgres refused a statement: {exc!r}")
@@ -78,7 +86,9 @@ async def pool(
 ) -> AsyncIterator[asyncpg.Pool]:
     """An asyncpg pool whose connections use `postgres.schema`; closed on exit.
 
-    `server_settings`: more run-time parameters for every connection (`{"jit": "off"}`).
+    Every connection has the statement and idle-in-transaction timeouts of `postgres`, so no
+    request can hold a connection, its locks or vacuum for long. `server_settings`: more run-time
+    parameters for every connection (`{"jit": "off"}`), which win over those.
     Start-up tries `retries` times, one second apart, logging the host and the tries left.
     """
     dsn = postgres.dsn.reveal()
@@ -90,6 +100,10 @@ async def pool(
                 min_size=min_size,
                 max_size=max_size,
                 server_settings={
+                    "statement_timeout": str(postgres.statement_timeout_ms),
+                    "idle_in_transaction_session_timeout": str(
+                        postgres.idle_in_transaction_timeout_ms
+                    ),
                     **(server_settings or {}),
                     "search_path": postgres.schema,
                 },
@@ -126,6 +140,7 @@ async def migrate(conn: asyncpg.Connection, schema: str) -> list[str]:
         await conn.execute("SELECT pg_advisory_xact_lock($1)", _MIGRATION_LOCK)
         await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
         await conn.execute(f'SET LOCAL search_path TO "{schema}"')
+        await conn.execute("SET LOCAL statement_timeout = 0")  # rewriting a big table takes long
         await conn.execute(
             "CREATE TABLE IF NOT EXISTS schema_migrations ("
             " version text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"

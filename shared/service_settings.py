@@ -170,6 +170,9 @@ class ApiSettings(Section):
     auth_failures_burst: int = var(20, low=1, high=1_000_000)
     """Refused credentials one client address may send before it is slowed to one per 5 s
     (`API_AUTH_FAILURES_BURST`): guessing keys stays hopeless."""
+    org_concurrency: int = var(4, low=1, high=1_000)
+    """CSV exports and batch renders one organisation may run at once in one API process
+    (`API_ORG_CONCURRENCY`); past it: 429 with Retry-After, other organisations go on."""
     trusted_proxies: tuple[str, ...] = var((), check=cidr)
     """Load balancers in front of the API whose `X-Forwarded-For` is believed
     (`API_TRUSTED_PROXIES`, comma separated CIDRs): the client address the rate limits count

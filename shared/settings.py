@@ -100,6 +100,14 @@ class PostgresSettings(Section):
     """asyncpg DSN (`POSTGRES_DSN`)."""
     schema: str = var("public", check=sql_identifier)
     """Schema the tables live in (`POSTGRES_SCHEMA`); tests use one schema per test."""
+    statement_timeout_ms: int = var(60_000, low=100, high=86_400_000)
+    """Longest a statement of a service may run before Postgres cancels it, ms
+    (`POSTGRES_STATEMENT_TIMEOUT_MS`): one tenant's runaway query cannot hold a connection and
+    its locks for long. Migrations run without it."""
+    idle_in_transaction_timeout_ms: int = var(30_000, low=100, high=86_400_000)
+    """Longest a connection may sit idle inside an open transaction before Postgres ends its
+    session, ms (`POSTGRES_IDLE_IN_TRANSACTION_TIMEOUT_MS`): a stalled client cannot pin a pool
+    connection and hold back vacuum."""
 
 
 @dataclass(frozen=True)

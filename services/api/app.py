@@ -24,11 +24,12 @@ from services.api import (
     reports,
     whitelist,
 )
-from services.api.context import END_OFFSETS, METRICS, POOL, REDIS, SETTINGS, Metrics
+from services.api.context import END_OFFSETS, GATE, METRICS, POOL, REDIS, SETTINGS, Metrics
 from services.api.dlt import short_link_length, tag_limits
 from services.api.errors import Handler, dumps, json_errors
 from services.api.freshness import EndOffsets
 from services.api.openapi import document
+from services.api.org_gate import OrgGate
 from services.api.ratelimit import Limits
 from shared import db
 from shared.client_address import ClientAddress
@@ -73,6 +74,7 @@ def create_app(settings: Settings) -> web.Application:
     )
     app[SETTINGS] = settings
     app[METRICS] = Metrics.create()
+    app[GATE] = OrgGate(settings.api.org_concurrency)
     app.cleanup_ctx.append(_resources)
 
     async def ready() -> Readiness:

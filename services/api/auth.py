@@ -25,8 +25,9 @@ class Caller:
     org_id: int | None
 
 
-AUTHENTICATED = "clicktrack.authenticated"
-"""Request item set once the request's credential was accepted (the rate limits read it)."""
+CALLER = "clicktrack.caller"
+"""Request item: the `Caller` once the request's credential was accepted (the rate limits and
+the per-organisation caps read it)."""
 
 
 def bearer_credential(header: str) -> str | None:
@@ -57,13 +58,13 @@ async def caller(request: web.Request) -> Caller:
     """The caller, or `AuthError` for a missing, unknown or revoked credential."""
     credential = _bearer(request)
     if _is_operator(request, credential):
-        request[AUTHENTICATED] = True
-        return Caller(operator=True, org_id=None)
+        who = request[CALLER] = Caller(operator=True, org_id=None)
+        return who
     if credential.startswith(KEY_PREFIX):
         org_id = await org_of_key(request.app[POOL], credential)
         if org_id is not None:
-            request[AUTHENTICATED] = True
-            return Caller(operator=False, org_id=org_id)
+            who = request[CALLER] = Caller(operator=False, org_id=org_id)
+            return who
     raise AuthError("the credential is not a valid API key (unknown or revoked)")
 
 
@@ -72,6 +73,13 @@ async def require_org(request: web.Request) -> int:
     who = await caller(request)
     if who.org_id is None:
         raise ForbiddenError("the operator credential cannot act inside an organisation")
+    return who.org_id
+
+
+def org_of(request: web.Request) -> int:
+    """The organisation `require_org` accepted for this request (call that first)."""
+    who = request[CALLER]
+    assert isinstance(who, Caller) and who.org_id is not None, "require_org was not called"
     return who.org_id
 
 

@@ -10,6 +10,7 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter
 
 from services.api.freshness import EndOffsets
+from services.api.org_gate import OrgGate
 from shared.metrics import counters
 from shared.settings import Settings
 
@@ -52,5 +53,7 @@ POOL = web.AppKey("pool", asyncpg.Pool)
 METRICS = web.AppKey("metrics", Metrics)
 REDIS = web.AppKey("redis", aioredis.Redis)
 """Counter copies for live totals; optional (reports fall back to Postgres without it)."""
+GATE = web.AppKey("org_gate", OrgGate)
+"""Per-organisation cap on CSV exports and batch renders running at once."""
 END_OFFSETS = web.AppKey("end_offsets", EndOffsets)
 """Kafka end offsets of the clicks topic, for the counter's lag in reports."""

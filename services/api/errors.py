@@ -26,10 +26,16 @@ log = logging.getLogger(__name__)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
+
+class TooBusyError(ClicktrackError, code="rate_limited", retriable=True):
+    """Too many of the organisation's heavy requests run at once: HTTP 429, Retry-After 1."""
+
+
 _STATUS: tuple[tuple[type[ClicktrackError], int], ...] = (
     (InvalidInputError, 422),
     (NotFoundError, 404),
     (AuthError, 401),
+    (TooBusyError, 429),
     (ForbiddenError, 403),
     (TrackingDisabledError, 409),
     (DependencyError, 503),
@@ -79,7 +85,10 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
         )
         if status >= 500:
             log.warning("request failed", extra={"path": request.path, "error": exc.code})
-        return error_response(status, exc.code, exc.detail, **exc.context)
+        response = error_response(status, exc.code, exc.detail, **exc.context)
+        if status == 429:
+            response.headers["Retry-After"] = "1"
+        return response
     except web.HTTPException as exc:
         if exc.status < 400:
             raise

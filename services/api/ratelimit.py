@@ -35,7 +35,7 @@ from aiohttp import web
 from aiohttp.typedefs import Middleware
 from redis.exceptions import RedisError
 
-from services.api.auth import AUTHENTICATED, bearer_credential
+from services.api.auth import CALLER, bearer_credential
 from services.api.context import METRICS, REDIS
 from services.api.errors import Handler, error_response
 from shared.client_address import ClientAddress
@@ -165,7 +165,7 @@ def middleware(limits: Limits, client: ClientAddress, prefix: str) -> Middleware
         try:
             if response.status == 401:
                 await spend_script(keys=[failures], args=list(failure_args), client=redis)
-            elif credential is not None and not was_known and request.get(AUTHENTICATED):
+            elif credential is not None and not was_known and CALLER in request:
                 await redis.set(known, b"1", ex=KNOWN_TTL_S)
         except (RedisError, OSError) as exc:
             skip_until = time.monotonic() + BREAK_S

@@ -20,7 +20,7 @@ from services.api import bodies, dlt
 from services.api.auth import require_org
 from services.api.bodies import RenderBatchRequest, RenderRequest
 from services.api.body import decode, decode_item
-from services.api.context import METRICS, POOL, SETTINGS
+from services.api.context import GATE, METRICS, POOL, SETTINGS
 from services.api.errors import dumps
 from services.api.sms import SmsLength
 from shared.campaigns import get_campaign
@@ -131,6 +131,11 @@ async def render_batch(request: web.Request) -> web.Response:
     """Render one template for many recipients; a message that breaks a rule gets its error in
     its place and mints nothing, the others are rendered."""
     org_id = await require_org(request)
+    with request.app[GATE].enter(org_id):
+        return await _render_batch(request, org_id)
+
+
+async def _render_batch(request: web.Request, org_id: int) -> web.Response:
     body = await decode(request, RenderBatchRequest)
     job = await _job(request, org_id, body)
     items = body.messages
@@ -171,6 +176,15 @@ async def render_batch(request: web.Request) -> web.Response:
 
 async def _job(request: web.Request, org_id: int, body: RenderRequest | RenderBatchRequest) -> Job:
     settings, pool = request.app[SETTINGS], request.app[POOL]
+    limit = settings.api.dlt_var_limit
+    if body.var_limit is not None and body.var_limit > limit:
+        # The operators' slot limit is not the caller's to raise: a message checked against a
+        # larger one would be blocked at sending, after its codes were minted.
+        raise InvalidInputError(
+            f"var_limit may only lower the slot limit of {limit} characters (DLT_VAR_LIMIT)",
+            code="invalid_var_limit",
+            limit=limit,
+        )
     template = dlt.parse_template(body.template, body.slot_types)
     org = await get_org(pool, org_id)
     campaign, missing = None, None
@@ -188,7 +202,7 @@ async def _job(request: web.Request, org_id: int, body: RenderRequest | RenderBa
     return Job(
         org_id=org_id,
         template=template,
-        var_limit=body.var_limit or settings.api.dlt_var_limit,
+        var_limit=body.var_limit or limit,
         tag_limits=None
         if body.var_limit
         else dlt.tag_limits(settings.api.dlt_tag_limits, settings.api.dlt_var_limit),
