@@ -42,6 +42,7 @@ from shared.settings import Secret, Settings
 from tests.faults.harness import CounterProcess, counter_env, progress
 from tests.faults.validator import validate
 from tests.faults.workload import make_workload, produce
+from tests.helpers import seed_links
 
 PROBE_EVERY = 50
 PROBE_LINK_BASE = 10_000_000
@@ -224,6 +225,7 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
     async with db.pool(settings.postgres, max_size=2) as pool:
         async with pool.acquire() as conn:
             await db.migrate(conn, settings.postgres.schema)
+        await seed_links(pool, workload.clicks)  # the counter counts only links that exist
         try:
             started = time.perf_counter()
             await produce(settings, workload.records)

@@ -132,12 +132,16 @@ async def dead_letter_producer(
 def topic_configs(kafka: KafkaSettings, replicas: int = 1) -> dict[str, str]:
     """Topic-level configuration of the clicks and dead-letter topics.
 
-    With `replicas` > 1, `min.insync.replicas` is replicas - 1: an `acks=all` write survives
+    Records carry the broker's arrival time (`LogAppendTime`). With `replicas` > 1,
+    `min.insync.replicas` is replicas - 1: an `acks=all` write survives
     one broker down, and a second failure refuses writes instead of losing them.
     """
     configs = {
         "retention.ms": str(kafka.topic_retention_hours * 3600 * 1000),
         "cleanup.policy": "delete",
+        # The broker stamps each record when it takes it: the counter counts a click from a
+        # redirector whose clock runs ahead at that arrival (services/counter/intake.py).
+        "message.timestamp.type": "LogAppendTime",
     }
     if replicas > 1:
         configs["min.insync.replicas"] = str(replicas - 1)

@@ -16,6 +16,7 @@ import asyncpg
 import orjson
 from aiokafka import AIOKafkaConsumer, ConsumerRecord
 
+from shared import events
 from shared.counts import CountStore
 from shared.settings import Settings
 
@@ -163,3 +164,34 @@ class Forwarder:
             self._writers.discard(dst)
 
         await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+
+
+async def seed_links(pool: asyncpg.Pool, clicks: list[events.ClickEvent]) -> None:
+    """The organisations, campaigns and links `clicks` claim, with those ids: what the redirector
+    would have resolved them from, and what the counter checks each click against (a click on a
+    link that is not the one it claims is dead-lettered). Rows that exist are left alone."""
+    links = {c.link_id: c for c in clicks}
+    campaigns = {c.campaign_id: c for c in clicks if c.campaign_id is not None}
+    orgs = {c.org_id for c in clicks}
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.executemany(
+            "INSERT INTO orgs (id, name) OVERRIDING SYSTEM VALUE"
+            " VALUES ($1::bigint, 'org ' || $1::bigint) ON CONFLICT DO NOTHING",
+            [(o,) for o in sorted(orgs)],
+        )
+        await conn.executemany(
+            "INSERT INTO campaigns (id, org_id, name, kind, channel) OVERRIDING SYSTEM VALUE"
+            " VALUES ($1, $2, 'campaign', $3, $4) ON CONFLICT DO NOTHING",
+            [(i, c.org_id, c.campaign_kind, c.channel) for i, c in sorted(campaigns.items())],
+        )
+        await conn.executemany(
+            "INSERT INTO links (id, org_id, campaign_id, destination) OVERRIDING SYSTEM VALUE"
+            " VALUES ($1::bigint, $2, $3, 'https://shop.example.in/' || $1::bigint)"
+            " ON CONFLICT DO NOTHING",
+            [(i, c.org_id, c.campaign_id) for i, c in sorted(links.items())],
+        )
+        for table in ("orgs", "campaigns", "links"):  # ids made later come after these
+            await conn.execute(
+                f"SELECT setval(pg_get_serial_sequence('{table}', 'id'),"
+                f" greatest((SELECT max(id) FROM {table}), 1))"
+            )

@@ -62,7 +62,7 @@ class Counter:
         try:
             pool = await self._stack.enter_async_context(
                 db.pool(
-                    s.postgres, max_size=s.counter.statements + 2, server_settings=store.PLANNER
+                    s.postgres, max_size=s.counter.statements + 3, server_settings=store.PLANNER
                 )
             )
             counts = CountStore(await self._stack.enter_async_context(redis_client(s.redis)))

@@ -2,9 +2,21 @@
 
 `events.decode` checks the contract (JSON object, field types, ids in range, the campaign kinds
 and channels Postgres accepts). The counter also needs a few things the types do not say: a
-parsable `occurred_at` that is not in the future (it picks the hour and the day partition), and
-bounded sizes (every text ends up in an index). A record that fails any check is refused with a
-reason and goes to the dead-letter topic.
+parsable `occurred_at` (it picks the hour and the day partition) and bounded sizes (every text
+ends up in an index). A record that fails any check is refused with a reason and goes to the
+dead-letter topic; `links.LinkOwners` then checks that the link is the org's and campaign's the
+event claims.
+
+Time, the rule (docs/click-topic.md says it to producers):
+- an event is counted in the hour of its `occurred_at`;
+- unless that is more than `FUTURE_TOLERANCE` after the record's arrival, the broker's
+  `LogAppendTime` stamp (the clicks topic is made with it): a redirector whose clock runs ahead
+  would otherwise count in hours that have not come yet. It is then counted at its arrival. The
+  arrival belongs to the record, so a redelivery of it lands in the same hour and day partition
+  and is recognised as a duplicate. Without a broker stamp (a topic made before) an event more
+  than `MAX_CLOCK_SKEW` ahead of the counter's clock is refused, as before;
+- an event older than the deduplication window (`DEDUP_RETENTION_DAYS`, the partitions kept) is
+  refused: its day's event ids are gone, so counting it could count a replay twice.
 
 A `Click` is not a second copy of the event: it is the plain tuple of the values counting derives
 from one (hour, day, visitor), which the store turns into one array per column in one step.
@@ -21,7 +33,10 @@ from shared.errors import EventError
 MAX_TEXT = 256
 """Longest `visitor_id`, `recipient_id`, `channel` and `code` the counter accepts, characters."""
 MAX_CLOCK_SKEW = timedelta(hours=1)
-"""How far in the future `occurred_at` may be (the redirector's clock may run ahead)."""
+"""How far ahead of the counter's clock `occurred_at` may be when the record has no broker
+stamp to count it at instead."""
+FUTURE_TOLERANCE = timedelta(minutes=5)
+"""How far ahead of its arrival (the broker's stamp) `occurred_at` is believed."""
 _EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
 _UNIX = datetime(1970, 1, 1, tzinfo=UTC)
 _MS = timedelta(milliseconds=1)
@@ -58,14 +73,24 @@ class Click(NamedTuple):
     day: date
     """`occurred_at`'s UTC day (Postgres takes it from `at_ms`: a date costs more to send)."""
     occurred: datetime
-    """`occurred_at`, UTC."""
+    """When the click is counted, UTC: `occurred_at`, or its arrival (the module's time rule)."""
 
 
-def admit(raw: bytes | None, *, max_bytes: int, now: datetime | None = None) -> Click:
+def admit(
+    raw: bytes | None,
+    *,
+    max_bytes: int,
+    now: datetime | None = None,
+    arrival: datetime | None = None,
+    keep_days: int | None = None,
+) -> Click:
     """The click in `raw`, or `EventError` saying why it cannot be counted.
 
     `max_bytes`: the largest record value accepted, bytes. `now`: the time to judge
     `occurred_at` by (default: the current time; a batch passes one for all its records).
+    `arrival`: the broker's `LogAppendTime` of the record, if it has one (see the module's time
+    rule). `keep_days`: the deduplication window, days (`DEDUP_RETENTION_DAYS`); None: no
+    lower bound but the year 2000.
     """
     if raw is not None and len(raw) > max_bytes:
         raise EventError(f"record is {len(raw)} bytes, over the {max_bytes}-byte limit")
@@ -79,10 +104,19 @@ def admit(raw: bytes | None, *, max_bytes: int, now: datetime | None = None) -> 
         raise EventError("occurred_at has no time zone")
     if occurred.tzinfo is not UTC:
         occurred = occurred.astimezone(UTC)
-    if occurred > (now or datetime.now(UTC)) + MAX_CLOCK_SKEW:
+    now = now or datetime.now(UTC)
+    if arrival is not None:
+        if occurred > arrival + FUTURE_TOLERANCE:
+            occurred = arrival  # a clock running ahead: counted when the broker took it
+    elif occurred > now + MAX_CLOCK_SKEW:
         raise EventError(f"occurred_at {occurred_at} is in the future")
     if occurred < _EPOCH:
         raise EventError(f"occurred_at {occurred_at} is before 2000")
+    if keep_days is not None and occurred.date() < now.date() - timedelta(days=keep_days):
+        raise EventError(
+            f"occurred_at {occurred_at} is older than the {keep_days}-day deduplication window"
+            " (DEDUP_RETENTION_DAYS): a replay of it could not be recognised"
+        )
     # the channel needs no check here: its pattern (events.decode) allows 32 characters at most
     visitor_id, recipient_id, channel = record.visitor_id, record.recipient_id, record.channel
     if (

@@ -27,6 +27,7 @@ from services.counter import retention, store
 from services.counter.dead_letters import DeadLetters
 from services.counter.intake import Click
 from services.counter.metrics import CounterMetrics
+from services.counter.owners import LinkOwners
 from services.counter.positions import Offsets, Positions
 from services.counter.reader import Read, Reader
 from services.counter.rebuild import Healer
@@ -65,7 +66,7 @@ class Pipeline:
         self._servers = settings.kafka.bootstrap_servers
         self.batch_lock = asyncio.Lock()
         """Held while a batch starts; the rebalance listener holds it to let none start."""
-        self._reader = Reader(parts.consumer, settings, stopping)
+        self._reader = Reader(parts.consumer, settings, stopping, LinkOwners(parts.pool))
         self._in_flight: set[asyncio.Task[None]] = set()
         self._last_batch: asyncio.Task[None] | None = None
         self._ahead: asyncio.Task[Read] | None = None

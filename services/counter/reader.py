@@ -1,5 +1,5 @@
 """Reading the counter's next batch from Kafka: filled up to a size within a wait, each record
-admitted as a `Click` or refused with its reason (`intake.admit`)."""
+admitted as a `Click` or refused with its reason (`intake.admit`, then `owners.LinkOwners`)."""
 
 from __future__ import annotations
 
@@ -11,9 +11,13 @@ from datetime import UTC, datetime
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
 from services.counter.intake import Click, admit
+from services.counter.owners import LinkOwners
 from shared import kafka
 from shared.errors import EventError
 from shared.settings import Settings
+
+LOG_APPEND_TIME = 1
+"""`ConsumerRecord.timestamp_type` of a record stamped by the broker (`LogAppendTime`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,27 +33,50 @@ class Reader:
     """Reads batches through the counter's consumer until `stopping` is set."""
 
     def __init__(
-        self, consumer: AIOKafkaConsumer, settings: Settings, stopping: asyncio.Event
+        self,
+        consumer: AIOKafkaConsumer,
+        settings: Settings,
+        stopping: asyncio.Event,
+        owners: LinkOwners,
     ) -> None:
         self._consumer = consumer
         self._settings = settings
         self._stopping = stopping
+        self._owners = owners
 
     async def read(self) -> Read:
         """The next batch, each record admitted (a `Click`) or refused with its reason."""
         batches = await self._fetch_batch()
         read = Read(batches, {}, {})
         limit = self._settings.counter.event_max_bytes
+        keep_days = self._settings.counter.dedup_retention_days
         now = datetime.now(UTC)
+        admitted: list[tuple[TopicPartition, ConsumerRecord, Click]] = []
         for tp, records in batches.items():
-            clicks: list[Click] = []
             refused: list[tuple[ConsumerRecord, str]] = []
             for record in records:
+                arrival = (
+                    datetime.fromtimestamp(record.timestamp / 1000, UTC)
+                    if record.timestamp_type == LOG_APPEND_TIME
+                    else None
+                )
                 try:
-                    clicks.append(admit(record.value, max_bytes=limit, now=now))
+                    click = admit(
+                        record.value, max_bytes=limit, now=now, arrival=arrival, keep_days=keep_days
+                    )
                 except EventError as exc:
                     refused.append((record, str(exc)))
-            read.clicks[tp], read.refused[tp] = clicks, refused
+                else:
+                    admitted.append((tp, record, click))
+            read.clicks[tp], read.refused[tp] = [], refused
+        reasons = await self._owners.refusals([click for _, _, click in admitted])
+        for (tp, record, click), reason in zip(admitted, reasons, strict=True):
+            if reason is None:
+                read.clicks[tp].append(click)
+            else:
+                read.refused[tp].append((record, reason))
+        for refused in read.refused.values():
+            refused.sort(key=lambda item: item[0].offset)
         return read
 
     async def _fetch_batch(self) -> dict[TopicPartition, list[ConsumerRecord]]:

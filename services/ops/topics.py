@@ -2,7 +2,7 @@
 
 A topic is checked for its partition count, its replication factor (each partition has that many
 replicas, all in sync), and the topic configs of `shared.kafka.topic_configs`: retention,
-cleanup policy and, when there are replicas, `min.insync.replicas`.
+cleanup policy, the broker's timestamps and, when there are replicas, `min.insync.replicas`.
 """
 
 from __future__ import annotations

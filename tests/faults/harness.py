@@ -23,6 +23,7 @@ from services.counter.offsets import stored_offsets
 from shared.settings import Settings
 from tests.faults.validator import validate
 from tests.faults.workload import Workload, make_workload, produce
+from tests.helpers import seed_links
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -194,6 +195,7 @@ class Rig:
         """A numbered workload of `clicks` clicks (and its duplicates and `poison` records),
         published."""
         workload = make_workload(clicks, seed=seed, poison=poison)
+        await seed_links(self.pool, workload.clicks)
         await produce(self.settings, workload.records)
         return workload
 

@@ -75,7 +75,8 @@ def make_workload(
                 org_id=500 + link % 3,
                 campaign_id=campaign,
                 campaign_kind="one_time" if campaign else None,
-                channel="sms" if link % 4 else "whatsapp",
+                # a campaign's channel, as the redirector takes it from the campaign
+                channel="whatsapp" if campaign and campaign % 4 == 0 else "sms",
                 recipient_id=None,
                 visitor_id=f"v:{rng.randrange(visitors)}" if not bot else f"bot:{i}",
                 user_agent="WhatsApp/2.0" if bot else "Mozilla/5.0",

@@ -24,7 +24,7 @@ from shared.campaigns import CAMPAIGN_KINDS
 from shared.links import create_campaign, create_link
 from shared.orgs import create_org
 from shared.settings import Settings
-from tests.helpers import pg_counts, read_topic, wait_for
+from tests.helpers import pg_counts, read_topic, seed_links, wait_for
 from tests.unit.test_events import make_event
 
 pytestmark = pytest.mark.integration
@@ -121,6 +121,7 @@ async def test_an_event_with_unknown_fields_is_counted_by_the_real_counter(
     settings: Settings, pool: asyncpg.Pool, redis: aioredis.Redis, producer: AIOKafkaProducer
 ) -> None:
     known = make_event(link_id=77, visitor_id="v:future")
+    await seed_links(pool, [known])
     newer = {
         **orjson.loads(events.encode(known)),
         "device": {"os": "Android", "model": "X1"},
@@ -170,6 +171,7 @@ async def test_events_postgres_would_refuse_are_dead_lettered_and_counting_goes_
     settings: Settings, pool: asyncpg.Pool, redis: aioredis.Redis, producer: AIOKafkaProducer
 ) -> None:
     # Without the decoder's checks one such event would fail its whole batch on the CHECKs.
+    await seed_links(pool, [make_event(link_id=78)])
     good = orjson.loads(events.encode(make_event(link_id=78, visitor_id="v:a")))
     poison = [
         orjson.dumps({**good, "campaign_kind": "newsletter"}),

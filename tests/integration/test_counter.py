@@ -28,6 +28,7 @@ from tests.helpers import (
     pg_counts,
     read_topic,
     redis_counts,
+    seed_links,
     wait_for,
 )
 from tests.unit.test_events import make_event
@@ -42,6 +43,13 @@ async def send(producer: AIOKafkaProducer, topic: str, *values: bytes | None) ->
 
 def click(link_id: int, visitor: str, *, bot: bool = False) -> events.ClickEvent:
     return make_event(link_id=link_id, visitor_id=visitor, is_bot=bot)
+
+
+@pytest.fixture(autouse=True)
+async def links(pool: asyncpg.Pool) -> None:
+    """Links 1..40 of `make_event`'s organisation and campaign: the counter counts only clicks
+    on links that are what they claim."""
+    await seed_links(pool, [make_event(link_id=i) for i in range(1, 41)])
 
 
 async def test_redelivered_events_count_once(

@@ -384,7 +384,11 @@ async def test_topics_are_created_then_checked(settings: Settings) -> None:
         (settings.kafka.dlq_topic, True, 3, 1, ()),
         (f"{settings.kafka.clicks_topic}.missing", False, 0, 0, ("topic does not exist",)),
     ]
-    assert reports[0].configs == {"retention.ms": "604800000", "cleanup.policy": "delete"}
+    assert reports[0].configs == {
+        "retention.ms": "604800000",
+        "cleanup.policy": "delete",
+        "message.timestamp.type": "LogAppendTime",
+    }
 
 
 async def test_a_topic_made_otherwise_is_reported(settings: Settings) -> None:

@@ -107,3 +107,35 @@ def test_a_record_over_the_size_limit_is_refused_before_decoding() -> None:
     with pytest.raises(EventError) as caught:
         admit(raw, max_bytes=1024, now=NOW)
     assert str(caught.value) == f"record is {len(raw)} bytes, over the 1024-byte limit"
+
+
+def test_a_click_from_a_clock_ahead_is_counted_at_its_arrival() -> None:
+    arrival = datetime(2026, 11, 26, 19, 29, 30, tzinfo=UTC)
+    ahead = encoded(occurred_at="2026-11-26T20:31:00Z")  # 61 minutes after its arrival
+    click = admit(ahead, max_bytes=65_536, now=NOW, arrival=arrival)
+    assert click.occurred == arrival
+    assert datetime.fromtimestamp(click.hour, UTC) == datetime(2026, 11, 26, 19, tzinfo=UTC)
+    # judged by its arrival, not by the counter's clock: read again a day later, the same hour
+    later = admit(ahead, max_bytes=65_536, now=NOW.replace(day=27), arrival=arrival)
+    assert later.hour == click.hour and later.day == click.day
+
+
+def test_a_click_within_the_tolerance_of_its_arrival_keeps_its_time() -> None:
+    arrival = datetime(2026, 11, 26, 19, 29, 30, tzinfo=UTC)
+    click = admit(
+        encoded(occurred_at="2026-11-26T19:33:00Z"), max_bytes=65_536, now=NOW, arrival=arrival
+    )
+    assert click.occurred == datetime(2026, 11, 26, 19, 33, tzinfo=UTC)
+
+
+def test_a_click_older_than_the_dedup_window_is_refused() -> None:
+    kept = admit(
+        encoded(occurred_at="2026-11-17T00:00:00Z"), max_bytes=65_536, now=NOW, keep_days=9
+    )
+    assert kept.day.isoformat() == "2026-11-17"
+    with pytest.raises(EventError) as caught:
+        admit(encoded(occurred_at="2026-11-16T23:59:59Z"), max_bytes=65_536, now=NOW, keep_days=9)
+    assert str(caught.value) == (
+        "occurred_at 2026-11-16T23:59:59Z is older than the 9-day deduplication window"
+        " (DEDUP_RETENTION_DAYS): a replay of it could not be recognised"
+    )
