@@ -5,8 +5,8 @@ The body is `{"type": "clicks.v1", "timestamp": ..., "data": {"events": [...]}}`
 exactly the `clicks.v1` record (same schema, same `event_id`). A 2xx answer is success; anything
 else (other status, redirect, timeout, refused connection) is retried after
 backoff * 2^(attempt-1), jittered between half and all of it, honouring a `Retry-After` of a
-429/503 up to the same cap; an endpoint that just failed every retry gets one attempt per
-delivery for a minute.
+429/503 up to the same cap (`BACKOFF_CAP_S`); an endpoint that just failed every retry gets one
+attempt per delivery for a minute. At most `RESPONSE_MAX_BYTES` of an answer is read.
 Redirects are not followed: a redirect could lead anywhere. Names are resolved through a
 resolver that refuses private addresses, so an endpoint's DNS cannot be turned against us later.
 """
@@ -34,8 +34,14 @@ from shared.errors import DeliveryError
 from shared.events import ClickEvent, utc_now_iso
 
 USER_AGENT = "Clicktrack-Webhooks/1"
-BACKOFF_CAP_S = 300.0
+BACKOFF_CAP_S = 60.0
+"""Longest wait before a retry, seconds, whatever `Retry-After` asks: with 6 attempts a
+delivery ends within about 6 minutes (each endpoint has its own lane, so this bounds only how
+long its own deliveries and the committed offsets wait)."""
 COOLDOWN_S = 60.0
+RESPONSE_MAX_BYTES = 64 * 1024
+"""Most of an endpoint's answer read: its body means nothing to us, and an endpoint that sends
+a huge or endless one must not hold the lane or the memory."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,7 +161,7 @@ class Deliverer:
             async with self._session.post(
                 endpoint.url, data=body, headers=headers, allow_redirects=False
             ) as resp:
-                await resp.read()
+                await resp.content.read(RESPONSE_MAX_BYTES)
                 if 200 <= resp.status < 300:
                     return
                 raise DeliveryError(

@@ -2,17 +2,18 @@
 
 Its own consumer group (`RELAY_GROUP`) reads the click topic in batches. Per batch: decode (a
 record we cannot read is skipped and counted: the counter dead-letters it), keep human clicks,
-look up the enabled endpoints of their organisations, and post each endpoint its own
-organisation's events, at most `WEBHOOK_BATCH_MAX` per POST, endpoints in parallel, each
-endpoint's posts in offset order. A delivery that fails every retry goes to `WEBHOOK_DLQ_TOPIC`
-(the exact body, with endpoint, organisation, message id and reason in headers; never the secret
-or the URL). Only then are the batch's offsets committed, so a crash re-sends the batch:
-delivery is at least once, and receivers deduplicate by `event_id` (or by `webhook-id`).
+look up the enabled endpoints of their organisations, and hand each endpoint's lane its own
+organisation's events, at most `WEBHOOK_BATCH_MAX` per POST (`lanes`: one queue and task per
+endpoint, its posts in offset order, so a slow endpoint delays only its own deliveries). A
+delivery that fails every retry goes to `WEBHOOK_DLQ_TOPIC` (the exact body, with endpoint,
+organisation, message id and reason in headers; never the secret or the URL). A batch's offsets
+are committed once its deliveries and those of every batch before it have ended, so a crash
+re-sends what was not: delivery is at least once, and receivers deduplicate by `event_id` (or by
+`webhook-id`).
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
@@ -23,8 +24,9 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPa
 from prometheus_client import CollectorRegistry
 
 from services.relay import endpoints
-from services.relay.delivery import Deliverer, Outcome
+from services.relay.delivery import Deliverer, Outcome, message_id, payload
 from services.relay.endpoints import Endpoint
+from services.relay.lanes import Lanes
 from shared import db, events
 from shared.consume import ConsumerLoop
 from shared.errors import EventError
@@ -36,6 +38,8 @@ log = logging.getLogger(__name__)
 
 BATCH_MAX_RECORDS = 500
 STOP_TIMEOUT_S = 30.0
+DRAIN_S = 10.0
+"""How long a stopping relay lets its lanes finish what they hold, seconds."""
 WAIT_MS = 200
 """Longest wait for a batch, milliseconds (then the loop looks whether it should stop)."""
 
@@ -61,6 +65,7 @@ class _Parts:
     consumer: AIOKafkaConsumer
     dlq: AIOKafkaProducer
     deliverer: Deliverer
+    lanes: Lanes
 
 
 class Relay:
@@ -109,11 +114,14 @@ class Relay:
         except BaseException:
             await self._stack.aclose()
             raise
-        self._parts = _Parts(pool, consumer, dlq, deliverer)
+        lanes = Lanes(partial(self._send, dlq, deliverer), partial(self._park, dlq))
+        self._stack.push_async_callback(lanes.close)
+        self._parts = _Parts(pool, consumer, dlq, deliverer, lanes)
         self._loop = ConsumerLoop(
             partial(self._step, self._parts),
             partial(self._rewind, self._parts),
             name="relay-loop",
+            drain=partial(self._drain, self._parts),
             stop_timeout_s=STOP_TIMEOUT_S,
         )
         self._loop.start()
@@ -134,7 +142,9 @@ class Relay:
         await self._stack.aclose()
 
     async def _rewind(self, parts: _Parts, failure: BaseException) -> None:
-        # Nothing of a failed batch was committed: read it again from the committed offsets.
+        # Nothing after the committed offsets counts as sent: the lanes start afresh and what
+        # they held is read again.
+        await parts.lanes.close()
         consumer = parts.consumer
         with errors("rewinding the relay", self.settings.kafka.bootstrap_servers):
             for tp in consumer.assignment():
@@ -145,7 +155,13 @@ class Relay:
                     consumer.seek(tp, committed)
 
     async def _step(self, parts: _Parts) -> None:
-        """Read the next batch (waiting `WAIT_MS` at most) and deliver it."""
+        """Commit what the lanes finished, read the next batch (waiting `WAIT_MS` at most) and
+        hand it to the lanes."""
+        lanes = parts.lanes
+        if lanes.failure is not None:
+            raise lanes.failure
+        await self._commit(parts)
+        await lanes.wait_for_room(WAIT_MS / 1000)
         servers = self.settings.kafka.bootstrap_servers
         with errors("reading clicks", servers):
             batches: Batches = await parts.consumer.getmany(
@@ -153,6 +169,19 @@ class Relay:
             )
         if batches:
             await self._process(parts, batches)
+            await self._commit(parts)
+
+    async def _commit(self, parts: _Parts) -> None:
+        ready = parts.lanes.committable()
+        if ready:
+            with errors("committing offsets", self.settings.kafka.bootstrap_servers):
+                await parts.consumer.commit(ready)
+
+    async def _drain(self, parts: _Parts) -> None:
+        """When the loop ends: let the lanes finish what they hold (briefly), commit that."""
+        if parts.lanes.failure is None:
+            await parts.lanes.settle(DRAIN_S)
+            await self._commit(parts)
 
     async def _process(self, parts: _Parts, batches: Batches) -> None:
         clicks: list[events.ClickEvent] = []
@@ -165,6 +194,7 @@ class Relay:
                     continue
                 if not event.is_bot:
                     clicks.append(event)
+        deliveries: list[tuple[Endpoint, list[events.ClickEvent]]] = []
         if clicks:
             with db.errors("Postgres did not answer: the batch is read again"):
                 targets = await endpoints.of_orgs(parts.pool, {e.org_id for e in clicks})
@@ -172,25 +202,36 @@ class Relay:
             for event in clicks:
                 for endpoint in targets.get(event.org_id, ()):
                     per_endpoint.setdefault(endpoint.id, (endpoint, []))[1].append(event)
-            await asyncio.gather(*(self._send(parts, ep, evs) for ep, evs in per_endpoint.values()))
-        with errors("committing offsets", self.settings.kafka.bootstrap_servers):
-            await parts.consumer.commit(
-                {tp: records[-1].offset + 1 for tp, records in batches.items() if records}
-            )
+            size = self.settings.relay.webhook_batch_max
+            for endpoint, evs in per_endpoint.values():
+                deliveries += [(endpoint, evs[i : i + size]) for i in range(0, len(evs), size)]
+        offsets = {tp: records[-1].offset + 1 for tp, records in batches.items() if records}
+        await parts.lanes.add_batch(offsets, deliveries)
 
     async def _send(
-        self, parts: _Parts, endpoint: Endpoint, clicks: list[events.ClickEvent]
+        self,
+        dlq: AIOKafkaProducer,
+        deliverer: Deliverer,
+        endpoint: Endpoint,
+        chunk: list[events.ClickEvent],
     ) -> None:
-        size = self.settings.relay.webhook_batch_max
-        for start in range(0, len(clicks), size):
-            chunk = clicks[start : start + size]
-            outcome = await parts.deliverer.deliver(endpoint, chunk)
-            self.metrics.requests.labels("failed").inc(outcome.attempts - outcome.delivered)
-            if outcome.delivered:
-                self.metrics.requests.labels("ok").inc()
-                self.metrics.delivered.inc(len(chunk))
-            else:
-                await self._dead_letter(parts.dlq, endpoint, outcome, len(chunk))
+        """Deliver one chunk (in its endpoint's lane), or dead-letter it after its retries."""
+        outcome = await deliverer.deliver(endpoint, chunk)
+        self.metrics.requests.labels("failed").inc(outcome.attempts - outcome.delivered)
+        if outcome.delivered:
+            self.metrics.requests.labels("ok").inc()
+            self.metrics.delivered.inc(len(chunk))
+        else:
+            await self._dead_letter(dlq, endpoint, outcome, len(chunk))
+
+    async def _park(
+        self, dlq: AIOKafkaProducer, endpoint: Endpoint, chunk: list[events.ClickEvent]
+    ) -> None:
+        """Dead-letter a chunk at once: its endpoint's lane is full (it is slow or down)."""
+        outcome = Outcome(
+            False, 0, "endpoint backlog full", message_id(endpoint, chunk), payload(chunk)
+        )
+        await self._dead_letter(dlq, endpoint, outcome, len(chunk))
 
     async def _dead_letter(
         self, dlq: AIOKafkaProducer, endpoint: Endpoint, outcome: Outcome, count: int

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
@@ -320,3 +321,102 @@ def start_relay(settings: Settings) -> subprocess.Popen[bytes]:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
+
+
+async def test_a_stalled_endpoint_delays_only_its_own_deliveries(
+    relay_settings: Settings, pool: asyncpg.Pool, producer: AIOKafkaProducer
+) -> None:
+    """Today's head-of-line blocking: the relay read its next batch only once every endpoint of
+    the last one was done, and honoured Retry-After up to 300 s per retry, so one customer's
+    stalled endpoint held every organisation's webhooks for about 25 minutes."""
+    fast: list[bytes] = []
+    slow: list[bytes] = []
+
+    async def stalled(request: web.Request) -> web.Response:
+        slow.append(await request.read())
+        return web.Response(status=503, headers={"Retry-After": "300"})
+
+    async def quick(request: web.Request) -> web.Response:
+        fast.append(await request.read())
+        return web.Response(status=204)
+
+    app = web.Application()
+    app.router.add_post("/stalled", stalled)
+    app.router.add_post("/quick", quick)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    try:
+        abuser, quiet = [await create_org(pool, n, tracking=True) for n in ("Stalled", "Quiet")]
+        await endpoints.register(
+            pool, abuser, str(server.make_url("/stalled")), allow_insecure=True
+        )
+        await endpoints.register(pool, quiet, str(server.make_url("/quick")), allow_insecure=True)
+        topic = relay_settings.kafka.clicks_topic
+        first = [make_event(org_id=abuser, visitor_id="v:a"), make_event(org_id=quiet)]
+        await publish(producer, topic, *(events.encode(e) for e in first))
+        relay = Relay(relay_settings)
+        await relay.start()
+        try:
+            assert await wait_for(lambda: _count(fast), 1, seconds=30) == 1
+            assert len(slow) == 1  # the stalled endpoint waits out its Retry-After
+            later = [make_event(org_id=quiet, visitor_id=f"v:{i}") for i in range(3)]
+            await publish(producer, topic, *(events.encode(e) for e in later))
+            assert await wait_for(lambda: _count(fast), 2, seconds=15) == 2
+            assert len(slow) == 1
+            sent = [e["event_id"] for e in orjson.loads(fast[1])["data"]["events"]]
+            assert sent == [e.event_id for e in later]
+        finally:
+            await relay.stop()
+    finally:
+        await server.close()
+
+
+async def test_an_endless_answer_is_read_no_further_than_its_cap(
+    relay_settings: Settings, pool: asyncpg.Pool, producer: AIOKafkaProducer
+) -> None:
+    """Today the relay read a whole answer: an endpoint streaming an endless 200 held the
+    delivery until its timeout, and it was retried as failed."""
+    posts: list[bytes] = []
+
+    async def endless(request: web.Request) -> web.StreamResponse:
+        posts.append(await request.read())
+        response = web.StreamResponse(status=200)
+        await response.prepare(request)
+        with contextlib.suppress(ConnectionError, asyncio.CancelledError):
+            while True:
+                await response.write(b"x" * 65_536)
+                await asyncio.sleep(0.01)
+        return response
+
+    app = web.Application()
+    app.router.add_post("/endless", endless)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    try:
+        org = await create_org(pool, "Chatty", tracking=True)
+        await endpoints.register(pool, org, str(server.make_url("/endless")), allow_insecure=True)
+        await publish(
+            producer, relay_settings.kafka.clicks_topic, events.encode(make_event(org_id=org))
+        )
+        relay = Relay(relay_settings.changed(WEBHOOK_TIMEOUT_MS=5000))
+        await relay.start()
+        try:
+            delivered = await wait_for(lambda: _delivered(relay), 1.0, seconds=20)
+        finally:
+            await relay.stop()
+    finally:
+        await server.close()
+    assert delivered == 1.0
+    assert len(posts) == 1
+    assert (
+        relay.registry.get_sample_value("clicktrack_webhook_requests_total", {"result": "failed"})
+        == 0
+    )
+
+
+async def _count(items: list[bytes]) -> int:
+    return len(items)
+
+
+async def _delivered(relay: Relay) -> float:
+    return relay.registry.get_sample_value("clicktrack_webhook_events_delivered_total") or 0.0
