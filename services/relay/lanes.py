@@ -143,9 +143,10 @@ class Lanes:
             except Exception as exc:  # dead-lettering failed: the relay reads it all again
                 if self.failure is None:
                     self.failure = exc
-                return
-            finally:
                 lane.queued -= len(chunk)
                 self._progress.set()
+                return
+            lane.queued -= len(chunk)
             if number in self._open:
                 self._open[number] -= 1
+            self._progress.set()
