@@ -37,6 +37,7 @@ MAX_CLOCK_SKEW = timedelta(hours=1)
 stamp to count it at instead."""
 FUTURE_TOLERANCE = timedelta(minutes=5)
 """How far ahead of its arrival (the broker's stamp) `occurred_at` is believed."""
+_TOLERANCE_MS = FUTURE_TOLERANCE.total_seconds() * 1000
 _EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
 _UNIX = datetime(1970, 1, 1, tzinfo=UTC)
 _MS = timedelta(milliseconds=1)
@@ -81,16 +82,16 @@ def admit(
     *,
     max_bytes: int,
     now: datetime | None = None,
-    arrival: datetime | None = None,
+    arrival_ms: int | None = None,
     keep_days: int | None = None,
 ) -> Click:
     """The click in `raw`, or `EventError` saying why it cannot be counted.
 
     `max_bytes`: the largest record value accepted, bytes. `now`: the time to judge
     `occurred_at` by (default: the current time; a batch passes one for all its records).
-    `arrival`: the broker's `LogAppendTime` of the record, if it has one (see the module's time
-    rule). `keep_days`: the deduplication window, days (`DEDUP_RETENTION_DAYS`); None: no
-    lower bound but the year 2000.
+    `arrival_ms`: the broker's `LogAppendTime` of the record, ms since 1970, if it has one (see
+    the module's time rule). `keep_days`: the deduplication window, days
+    (`DEDUP_RETENTION_DAYS`); None: no lower bound but the year 2000.
     """
     if raw is not None and len(raw) > max_bytes:
         raise EventError(f"record is {len(raw)} bytes, over the {max_bytes}-byte limit")
@@ -105,9 +106,10 @@ def admit(
     if occurred.tzinfo is not UTC:
         occurred = occurred.astimezone(UTC)
     now = now or datetime.now(UTC)
-    if arrival is not None:
-        if occurred > arrival + FUTURE_TOLERANCE:
-            occurred = arrival  # a clock running ahead: counted when the broker took it
+    if arrival_ms is not None:
+        if occurred.timestamp() * 1000 > arrival_ms + _TOLERANCE_MS:
+            # a clock running ahead: counted when the broker took it
+            occurred = datetime.fromtimestamp(arrival_ms / 1000, UTC)
     elif occurred > now + MAX_CLOCK_SKEW:
         raise EventError(f"occurred_at {occurred_at} is in the future")
     if occurred < _EPOCH:

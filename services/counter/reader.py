@@ -55,14 +55,14 @@ class Reader:
         for tp, records in batches.items():
             refused: list[tuple[ConsumerRecord, str]] = []
             for record in records:
-                arrival = (
-                    datetime.fromtimestamp(record.timestamp / 1000, UTC)
-                    if record.timestamp_type == LOG_APPEND_TIME
-                    else None
-                )
+                stamped = record.timestamp_type == LOG_APPEND_TIME
                 try:
                     click = admit(
-                        record.value, max_bytes=limit, now=now, arrival=arrival, keep_days=keep_days
+                        record.value,
+                        max_bytes=limit,
+                        now=now,
+                        arrival_ms=record.timestamp if stamped else None,
+                        keep_days=keep_days,
                     )
                 except EventError as exc:
                     refused.append((record, str(exc)))
