@@ -25,7 +25,7 @@ class Caller:
     org_id: int | None
 
 
-CALLER = "clicktrack.caller"
+CALLER = web.RequestKey("caller", Caller)
 """Request item: the `Caller` once the request's credential was accepted (the rate limits and
 the per-organisation caps read it)."""
 
@@ -79,7 +79,7 @@ async def require_org(request: web.Request) -> int:
 def org_of(request: web.Request) -> int:
     """The organisation `require_org` accepted for this request (call that first)."""
     who = request[CALLER]
-    assert isinstance(who, Caller) and who.org_id is not None, "require_org was not called"
+    assert who.org_id is not None, "require_org was not called"
     return who.org_id
 
 

@@ -134,53 +134,50 @@ async def render_message(request: web.Request) -> web.Response:
 
 async def render_batch(request: web.Request) -> web.Response:
     """Render one template for many recipients; a message that breaks a rule gets its error in
-    its place and mints nothing, the others are rendered."""
+    its place and mints nothing, the others are rendered. An organisation renders at most
+    `API_ORG_CONCURRENCY` batches (and exports) at once."""
     org_id = await require_org(request)
     with request.app[GATE].enter(org_id):
-        return await _render_batch(request, org_id)
-
-
-async def _render_batch(request: web.Request, org_id: int) -> web.Response:
-    body = await decode(request, RenderBatchRequest)
-    job = await _job(request, org_id, body)
-    items = body.messages
-    results: list[dict[str, Any]] = [{} for _ in items]
-    good: list[tuple[int, Message]] = []
-    for i, item in enumerate(items):
-        if i % YIELD_EVERY == YIELD_EVERY - 1:
-            await asyncio.sleep(0)  # let other requests run: a batch is long Python work
-        try:
-            given = decode_item(item, bodies.Message, "a message")
-            message = Message(check_recipient(given.recipient), given.values)
-            _check(job, message)
-        except InvalidInputError as exc:
-            results[i] = {"error": exc.code, "detail": exc.detail, **exc.context}
-        else:
-            good.append((i, message))
-    tracked = await _track(request, job, [m for _, m in good])
-    segments = original = 0
-    for n, (i, message) in enumerate(good):
-        if n % YIELD_EVERY == YIELD_EVERY - 1:
-            await asyncio.sleep(0)
-        done = _render(job, message, tracked)
-        results[i] = {"recipient": message.recipient, **_measured(done)}
-        segments, original = segments + done.sms.segments, original + done.original.segments
-    return web.json_response(
-        {
-            "tracking": {"enabled": job.tracking, "detail": _ON if job.tracking else _OFF},
-            "var_limit": job.var_limit,
-            **_typing(job.template),
-            "totals": {
-                "messages": len(items),
-                "rendered": len(good),
-                "refused": len(items) - len(good),
-                "segments": segments,
-                "original_segments": original,
+        body = await decode(request, RenderBatchRequest)
+        job = await _job(request, org_id, body)
+        items = body.messages
+        results: list[dict[str, Any]] = [{} for _ in items]
+        good: list[tuple[int, Message]] = []
+        for i, item in enumerate(items):
+            if i % YIELD_EVERY == YIELD_EVERY - 1:
+                await asyncio.sleep(0)  # let other requests run: a batch is long Python work
+            try:
+                given = decode_item(item, bodies.Message, "a message")
+                message = Message(check_recipient(given.recipient), given.values)
+                _check(job, message)
+            except InvalidInputError as exc:
+                results[i] = {"error": exc.code, "detail": exc.detail, **exc.context}
+            else:
+                good.append((i, message))
+        tracked = await _track(request, job, [m for _, m in good])
+        segments = original = 0
+        for n, (i, message) in enumerate(good):
+            if n % YIELD_EVERY == YIELD_EVERY - 1:
+                await asyncio.sleep(0)
+            done = _render(job, message, tracked)
+            results[i] = {"recipient": message.recipient, **_measured(done)}
+            segments, original = segments + done.sms.segments, original + done.original.segments
+        return web.json_response(
+            {
+                "tracking": {"enabled": job.tracking, "detail": _ON if job.tracking else _OFF},
+                "var_limit": job.var_limit,
+                **_typing(job.template),
+                "totals": {
+                    "messages": len(items),
+                    "rendered": len(good),
+                    "refused": len(items) - len(good),
+                    "segments": segments,
+                    "original_segments": original,
+                },
+                "messages": results,
             },
-            "messages": results,
-        },
-        dumps=dumps,
-    )
+            dumps=dumps,
+        )
 
 
 async def _job(request: web.Request, org_id: int, body: RenderRequest | RenderBatchRequest) -> Job:
