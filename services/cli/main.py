@@ -19,7 +19,7 @@ from services.cli.running import run
 from services.cli.webhooks import webhook
 from services.cli.whitelist import whitelist_group
 from services.counter import rebuild, retention
-from services.ops.topics import check_topics
+from services.ops.topics import align_topics, check_topics
 from shared import db
 from shared.counts import CountStore
 from shared.errors import ClicktrackError
@@ -68,14 +68,17 @@ def migrate(settings: Settings) -> None:
 @click.option("--check", is_flag=True, help="Only check; create nothing.")
 @click.pass_obj
 def topics(settings: Settings, check: bool) -> None:
-    """Create the clicks and dead-letter topics if missing, then check their configuration
-    (partitions, replicas, retention, min.insync.replicas); exit status 1 if one differs."""
+    """Create the clicks and dead-letter topics if missing (and give existing ones our topic
+    configs), then check their configuration (partitions, replicas, retention,
+    min.insync.replicas, timestamps); exit status 1 if one differs."""
     names = [
         settings.kafka.clicks_topic,
         settings.kafka.dlq_topic,
         settings.relay.webhook_dlq_topic,
     ]
     created = [] if check else run(ensure_topics(settings.kafka, names))
+    if not check:
+        run(align_topics(settings, names))  # e.g. topics made before LogAppendTime
     reports = run(check_topics(settings, names))
     for report in reports:
         click.echo(describe_topic(report, report.name in created))

@@ -88,6 +88,29 @@ async def check_topics(settings: Settings, names: list[str]) -> list[TopicReport
     return reports
 
 
+async def align_topics(settings: Settings, names: list[str]) -> list[str]:
+    """Give the existing topics in `names` the configs of `topic_configs` where they differ (a
+    topic made before the broker stamped its records, say); returns the names changed. Run by
+    `clicktrack topics`, an operator's command, never by a service as it starts."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka.bootstrap_servers)
+    await start_with_retries(
+        admin.start, "kafka admin client", settings.kafka.bootstrap_servers, retries=3
+    )
+    try:
+        with errors("aligning topic configs", settings.kafka.bootstrap_servers):
+            wanted = topic_configs(settings.kafka, await replication_factor(admin, settings.kafka))
+            present = [n for n in names if n in set(await admin.list_topics())]
+            configs = await _configs(admin, present)
+            changed = [n for n in present if any(configs[n].get(k) != v for k, v in wanted.items())]
+            if changed:
+                await admin.alter_configs(
+                    [ConfigResource(ConfigResourceType.TOPIC, n, dict(wanted)) for n in changed]
+                )
+    finally:
+        await admin.close()
+    return changed
+
+
 async def _configs(admin: AIOKafkaAdminClient, names: list[str]) -> dict[str, dict[str, str]]:
     if not names:
         return {}

@@ -17,6 +17,8 @@ import pytest
 import redis.asyncio as aioredis
 from aiohttp.test_utils import TestServer
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from click.testing import CliRunner, Result
 
 from services.cli.main import cli
@@ -26,7 +28,7 @@ from services.ops.lag_reader import LagReader
 from services.ops.lag_status import Status
 from services.ops.topics import check_topics
 from shared import events
-from shared.kafka import ensure_topics
+from shared.kafka import ensure_topics, topic_configs
 from shared.settings import Settings
 from tests.helpers import Forwarder
 from tests.unit.test_events import make_event
@@ -36,8 +38,24 @@ pytestmark = pytest.mark.integration
 AGE_S = 90  # the oldest unconsumed record is stamped this many seconds in the past
 
 
+async def stamped_by_producers(settings: Settings) -> None:
+    """Make the test's clicks topic keep the producer's timestamps (our topics take the broker's,
+    `LogAppendTime`), so that a record can be stamped in the past: the lag reader works on any
+    topic, and this one has records of a known age."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka.bootstrap_servers)
+    await admin.start()
+    try:
+        configs = {**topic_configs(settings.kafka), "message.timestamp.type": "CreateTime"}
+        await admin.alter_configs(
+            [ConfigResource(ConfigResourceType.TOPIC, settings.kafka.clicks_topic, configs)]
+        )
+    finally:
+        await admin.close()
+
+
 async def consume_part(settings: Settings, producer: AIOKafkaProducer, group: str) -> None:
     """10 records on partition 0 and 4 on partition 1; `group` commits 6 and 4."""
+    await stamped_by_producers(settings)
     now_ms = int(time.time() * 1000)
     for i in range(10):
         stamp = now_ms - AGE_S * 1000 if i == 6 else now_ms - 1000
@@ -432,10 +450,36 @@ def test_topics_command_checks_without_creating(settings: Settings) -> None:
     assert made.exit_code == 0, made.output
     assert made.stdout.splitlines()[0] == (
         f"{settings.kafka.clicks_topic}: created (3 partitions, 1 replicas,"
-        " cleanup.policy=delete, retention.ms=604800000)"
+        " cleanup.policy=delete, message.timestamp.type=LogAppendTime, retention.ms=604800000)"
     )
     again = runner.invoke(cli, ["topics", "--check"], env=env)
     assert again.exit_code == 0
     assert again.stdout.splitlines()[2].startswith(
         f"{settings.kafka.clicks_topic}.webhooks: ok (3 "
     )
+
+
+async def test_topics_command_gives_an_old_topic_the_brokers_timestamps(
+    settings: Settings, topics: list[str]
+) -> None:
+    """A clicks topic made before LogAppendTime (the counter's clock rule needs the broker's
+    stamps) is aligned by `clicktrack topics`, not reported as a mismatch for ever."""
+    await stamped_by_producers(settings)
+    env = {
+        "KAFKA_BOOTSTRAP_SERVERS": settings.kafka.bootstrap_servers,
+        "CLICKS_TOPIC": settings.kafka.clicks_topic,
+        "DLQ_TOPIC": settings.kafka.dlq_topic,
+        "WEBHOOK_DLQ_TOPIC": f"{settings.kafka.clicks_topic}.webhooks-dlq",
+        "TOPIC_PARTITIONS": "3",
+    }
+    runner = CliRunner()
+
+    def invoke(*args: str) -> Result:
+        return runner.invoke(cli, list(args), env=env)
+
+    checked = await asyncio.to_thread(invoke, "topics", "--check")
+    assert checked.exit_code == 1
+    assert "message.timestamp.type is 'CreateTime', expected 'LogAppendTime'" in checked.stdout
+    made = await asyncio.to_thread(invoke, "topics")
+    assert made.exit_code == 0, made.output
+    assert (await asyncio.to_thread(invoke, "topics", "--check")).exit_code == 0

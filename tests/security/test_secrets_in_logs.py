@@ -55,6 +55,7 @@ def run(service_addresses: dict[str, str], tmp_path: Path) -> Iterator[tuple[dic
         "POSTGRES_SCHEMA": f"t_logs_{tag}",
         "CLICKS_TOPIC": f"clicks.logs.{tag}",
         "DLQ_TOPIC": f"clicks.dlq.logs.{tag}",
+        "WEBHOOK_DLQ_TOPIC": f"clicks.logs.{tag}.webhooks-dlq",
         "COUNTER_GROUP": f"counter-logs-{tag}",
         "API_PORT": str(PORTS["api"]),
         "REDIRECTOR_PORT": str(PORTS["redirector"]),
