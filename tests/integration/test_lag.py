@@ -49,6 +49,15 @@ async def stamped_by_producers(settings: Settings) -> None:
         await admin.alter_configs(
             [ConfigResource(ConfigResourceType.TOPIC, settings.kafka.clicks_topic, configs)]
         )
+        # The leader applies a topic's new config a moment later: wait until it reports it.
+        topic = ConfigResource(ConfigResourceType.TOPIC, settings.kafka.clicks_topic)
+        for _ in range(50):
+            (described,) = await admin.describe_configs([topic])
+            entries = {e[0]: e[1] for e in described.resources[0][4]}
+            if entries.get("message.timestamp.type") == "CreateTime":
+                break
+            await asyncio.sleep(0.1)
+        await asyncio.sleep(1)
     finally:
         await admin.close()
 
