@@ -270,8 +270,8 @@ class Abuse:
 
 async def fill_counters(pool: asyncpg.Pool, org_id: int, end: datetime) -> None:
     await pool.execute(
-        "INSERT INTO hourly_counters (link_id, hour, channel, org_id, total_clicks, unique_clicks)"
-        " SELECT 1000000 + l, $2::timestamptz - h * interval '1 hour', 'sms', $1, 3, 1"
+        "INSERT INTO quarter_counters (link_id, quarter, channel, org_id, total_clicks)"
+        " SELECT 1000000 + l, $2::timestamptz - h * interval '1 hour', 'sms', $1, 3"
         " FROM generate_series(1, $3::int) l, generate_series(1, $4::int) h",
         org_id,
         end,

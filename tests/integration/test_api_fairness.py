@@ -69,8 +69,8 @@ async def fill_counters(pool: asyncpg.Pool, org_id: int, links: int, end: dateti
     """`links` x `HOURS` hourly rows of the organisation, the last hour before `end`."""
     await pool.execute(
         """
-        INSERT INTO hourly_counters (link_id, hour, channel, org_id, total_clicks, unique_clicks)
-        SELECT 1000000 + l, $2::timestamptz - h * interval '1 hour', 'sms', $1, 3, 1
+        INSERT INTO quarter_counters (link_id, quarter, channel, org_id, total_clicks)
+        SELECT 1000000 + l, $2::timestamptz - h * interval '1 hour', 'sms', $1, 3
         FROM generate_series(1, $3::int) l, generate_series(1, $4::int) h
         """,
         org_id,
@@ -134,7 +134,7 @@ async def test_slow_csv_readers_hold_no_connection_and_the_quiet_org_goes_on(
         assert await wait_until(all_released), (app_pool.get_idle_size(), app_pool.get_size())
         stalled = await pool.fetchval(
             "SELECT count(*) FROM pg_stat_activity"
-            " WHERE state = 'idle in transaction' AND query LIKE '%hourly_counters%'"
+            " WHERE state = 'idle in transaction' AND query LIKE '%quarter_counters%'"
         )
         assert stalled == 0  # nothing holds back vacuum either
         async with asyncio.timeout(20):
@@ -193,8 +193,8 @@ async def test_an_export_in_small_pages_is_the_same_export(
     end = floor_hour(datetime.now(UTC))
     await fill_counters(pool, org_id, 3, end)
     await pool.execute(  # a second channel, so that a bucket holds several rows per link
-        "INSERT INTO hourly_counters (link_id, hour, channel, org_id, total_clicks)"
-        " SELECT link_id, hour, 'whatsapp', org_id, 1 FROM hourly_counters WHERE org_id = $1",
+        "INSERT INTO quarter_counters (link_id, quarter, channel, org_id, total_clicks)"
+        " SELECT link_id, quarter, 'whatsapp', org_id, 1 FROM quarter_counters WHERE org_id = $1",
         org_id,
     )
     headers = {"Authorization": f"Bearer {key}"}

@@ -11,7 +11,7 @@ import pytest
 import redis.asyncio as aioredis
 from aiokafka import AIOKafkaProducer
 
-from services.api.window import floor_hour
+from services.api.window import floor_quarter
 from services.counter import retention
 from services.counter.counter import Counter
 from shared import events
@@ -34,9 +34,10 @@ async def send(producer: AIOKafkaProducer, topic: str, *values: bytes) -> None:
         await producer.send_and_wait(topic, value=value, key=b"k")
 
 
-async def hours_counted(pool: asyncpg.Pool, link_id: int) -> list[tuple[datetime, int]]:
+async def quarters_counted(pool: asyncpg.Pool, link_id: int) -> list[tuple[datetime, int]]:
     rows = await pool.fetch(
-        "SELECT hour, total_clicks FROM hourly_counters WHERE link_id = $1 ORDER BY hour", link_id
+        "SELECT quarter, total_clicks FROM quarter_counters WHERE link_id = $1 ORDER BY quarter",
+        link_id,
     )
     return [(r["hour"], r["total_clicks"]) for r in rows]
 
@@ -71,7 +72,7 @@ async def test_a_click_that_lies_about_its_link_is_dead_lettered(
     assert {dict(r.headers)["reason"].decode(): r.value for r in dead} == values
     assert await pg_counts(pool, 999_999) == (0, 0, 0)
     per_org = await pool.fetch(
-        "SELECT org_id, sum(total_clicks) AS n FROM hourly_counters GROUP BY org_id ORDER BY 1"
+        "SELECT org_id, sum(total_clicks) AS n FROM quarter_counters GROUP BY org_id ORDER BY 1"
     )
     assert [(r["org_id"], r["n"]) for r in per_org] == [(31, 3)]  # nothing reached org 32
     assert counter.registry.get_sample_value("clicktrack_events_dead_lettered_total") == 5
@@ -82,7 +83,7 @@ async def test_a_redirector_an_hour_ahead_is_counted_at_arrival_and_once(
 ) -> None:
     """Today a redirector whose clock runs an hour (and a minute) ahead sends every click to
     the dead letters. The topic is stamped by the broker (LogAppendTime); the click is counted
-    in the hour it arrived, and the same record read again is the same duplicate."""
+    in the quarter hour it arrived, and the same record read again is the same duplicate."""
     await seed_links(pool, [make_event(**VICTIM)])
     ahead = datetime.now(UTC) + timedelta(hours=1, minutes=1)
     early = make_event(**VICTIM, occurred_at=iso(ahead), visitor_id="v:early")
@@ -94,11 +95,12 @@ async def test_a_redirector_an_hour_ahead_is_counted_at_arrival_and_once(
         assert await wait_for(lambda: pg_counts(pool, 101), (1, 1, 0)) == (1, 1, 0)
     finally:
         await counter.stop()
-    ((hour, total),) = await hours_counted(pool, 101)
+    ((quarter, total),) = await quarters_counted(pool, 101)
     assert total == 1
-    assert floor_hour(sent_at) <= hour <= floor_hour(datetime.now(UTC)) < floor_hour(ahead)
+    assert floor_quarter(sent_at) <= quarter <= floor_quarter(datetime.now(UTC))
+    assert quarter < floor_quarter(ahead)
     assert counter.registry.get_sample_value("clicktrack_events_dead_lettered_total") == 0
-    # another group reads the topic again from its start: the same hour, a duplicate
+    # another group reads the topic again from its start: the same quarter, a duplicate
     group = f"{settings.counter.group}-again"
     again = Counter(settings.changed(COUNTER_GROUP=group))
     await again.start()
@@ -106,7 +108,7 @@ async def test_a_redirector_an_hour_ahead_is_counted_at_arrival_and_once(
         assert await wait_for(lambda: _stored(pool, group), 2) == 2
     finally:
         await again.stop()
-    assert await hours_counted(pool, 101) == [(hour, 1)]
+    assert await quarters_counted(pool, 101) == [(quarter, 1)]
 
 
 async def test_an_event_older_than_the_dedup_window_is_dead_lettered(

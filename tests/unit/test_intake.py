@@ -118,10 +118,10 @@ def test_a_click_from_a_clock_ahead_is_counted_at_its_arrival() -> None:
     ahead = encoded(occurred_at="2026-11-26T20:31:00Z")  # 61 minutes after its arrival
     click = admit(ahead, max_bytes=65_536, now=NOW, arrival_ms=ms(arrival))
     assert click.occurred == arrival
-    assert datetime.fromtimestamp(click.hour, UTC) == datetime(2026, 11, 26, 19, tzinfo=UTC)
-    # judged by its arrival, not by the counter's clock: read again a day later, the same hour
+    assert click.at_ms == ms(arrival)
+    # judged by its arrival, not by the counter's clock: read again a day later, the same time
     later = admit(ahead, max_bytes=65_536, now=NOW.replace(day=27), arrival_ms=ms(arrival))
-    assert later.hour == click.hour and later.day == click.day
+    assert later.at_ms == click.at_ms and later.day == click.day
 
 
 def test_a_click_within_the_tolerance_of_its_arrival_keeps_its_time() -> None:
