@@ -39,7 +39,7 @@ async def quarters_counted(pool: asyncpg.Pool, link_id: int) -> list[tuple[datet
         "SELECT quarter, total_clicks FROM quarter_counters WHERE link_id = $1 ORDER BY quarter",
         link_id,
     )
-    return [(r["hour"], r["total_clicks"]) for r in rows]
+    return [(r["quarter"], r["total_clicks"]) for r in rows]
 
 
 async def test_a_click_that_lies_about_its_link_is_dead_lettered(
