@@ -18,6 +18,7 @@ up: install stack-up keys schema services-up demo
 	@echo "Clicktrack is running:"
 	@echo "  redirector  http://127.0.0.1:8080/<code>   (health: /healthz, /readyz; metrics: http://127.0.0.1:8090/metrics)"
 	@echo "  counter     http://127.0.0.1:8081/metrics"
+	@echo "  api metrics http://127.0.0.1:8092/metrics"
 	@echo "  api         http://127.0.0.1:8082/v1/openapi.json   (organisations: clicktrack org create)"
 	@echo "  logs        .stack/logs/ (services), .stack/kafka/logs/, .stack/redis/, .stack/postgres/"
 	@echo "  try         $(BIN)/clicktrack link https://example.com   then open the short URL"

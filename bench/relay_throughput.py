@@ -96,7 +96,13 @@ async def main(n: int) -> dict[str, object]:
                 await db.migrate(conn, settings.postgres.schema)
             try:
                 org = await create_org(pool, "Bench", tracking=True)
-                endpoint, secret = await endpoints.register(pool, org, url, allow_insecure=True)
+                endpoint, secret = await endpoints.register(
+                    pool,
+                    org,
+                    url,
+                    allow_insecure=True,
+                    sealer=endpoints.secrets_sealer(settings.relay.webhook_secret_key),
+                )
                 clicks = make_events(org, n)
 
                 # baseline: the same signed batches, posted directly

@@ -159,6 +159,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         REDIS_URL=Secret(base.redis.url.reveal().rsplit("/", 1)[0] + f"/{args.redis_db}"),
         COUNTER_PORT=0,
         API_PORT=args.port,
+        API_METRICS_PORT=0,
         # The bench measures how fast reports are answered, back to back from one key: the API's
         # own limit (API_RATE_PER_S, 50/s) would answer 429 after its burst and measure nothing.
         API_RATE_PER_S=1_000_000,

@@ -43,8 +43,10 @@ class Probes:
         body = generate_latest(self.registry)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
-    def add_routes(self, router: web.UrlDispatcher) -> None:
-        """Route `/healthz`, `/readyz` and `/metrics` (GET and HEAD) to these handlers."""
+    def add_routes(self, router: web.UrlDispatcher, *, metrics: bool = True) -> None:
+        """Route `/healthz`, `/readyz` and (unless served apart: `metrics=False`) `/metrics`
+        (GET and HEAD) to these handlers."""
         router.add_get("/healthz", self.healthz)
         router.add_get("/readyz", self.readyz)
-        router.add_get("/metrics", self.metrics)
+        if metrics:
+            router.add_get("/metrics", self.metrics)

@@ -162,6 +162,10 @@ class ApiSettings(Section):
     """Address the links API listens on (`API_HOST`)."""
     port: int = var(8082, low=0, high=65535)
     """Port of the links API (`API_PORT`)."""
+    metrics_host: str = "127.0.0.1"
+    """Address of the API's `/metrics`, apart from its public port (`API_METRICS_HOST`)."""
+    metrics_port: int = var(8092, low=0, high=65535)
+    """Port of the API's `/metrics` (`API_METRICS_PORT`); the public port does not serve it."""
     rate_per_s: int = var(50, low=1, high=1_000_000)
     """Requests per second one caller (API key, or address without one) may make to all the API
     processes together, counted in Redis (`API_RATE_PER_S`); over it: 429 with Retry-After."""
@@ -220,6 +224,13 @@ class RelaySettings(Section):
     """Time an endpoint has to answer one delivery, milliseconds (`WEBHOOK_TIMEOUT_MS`)."""
     webhook_batch_max: int = var(100, low=1, high=10_000, env="WEBHOOK_BATCH_MAX")
     """Most events in one webhook POST (`WEBHOOK_BATCH_MAX`)."""
+    webhook_secret_key: Secret = var(
+        factory=random_key, production=True, check=long_token, env="WEBHOOK_SECRET_KEY"
+    )
+    """Key that seals the endpoints' signing secrets at rest (`WEBHOOK_SECRET_KEY`, at least 32
+    random characters; AES-256-GCM under a key derived from it). Required in production; the CLI
+    (`webhook add`) and the relay must share it. Unset elsewhere: a random key of this process
+    (or `make up`'s, in `.stack/dev-keys.env`)."""
     webhook_allow_insecure: bool = var(False, env="WEBHOOK_ALLOW_INSECURE")
     """Allow `http://` endpoints and private, loopback or link-local addresses
     (`WEBHOOK_ALLOW_INSECURE`); for local development and tests only."""

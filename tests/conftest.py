@@ -135,6 +135,7 @@ def own_settings(
         REDIRECTOR_METRICS_PORT=0,
         COUNTER_PORT=0,
         API_PORT=0,
+        API_METRICS_PORT=0,
         LAG_PORT=0,
         RELAY_PORT=0,
         SPOOL_DIR=str(folder / "spool"),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import redis.asyncio as aioredis
 from aiohttp import web
@@ -24,7 +24,17 @@ from services.api import (
     reports,
     whitelist,
 )
-from services.api.context import END_OFFSETS, GATE, METRICS, POOL, REDIS, SETTINGS, Metrics
+from services.api.context import (
+    END_OFFSETS,
+    GATE,
+    METRICS,
+    METRICS_SITE,
+    POOL,
+    REDIS,
+    SETTINGS,
+    Metrics,
+    MetricsSite,
+)
 from services.api.dlt import short_link_length, tag_limits
 from services.api.errors import Handler, dumps, json_errors
 from services.api.freshness import EndOffsets
@@ -75,12 +85,15 @@ def create_app(settings: Settings) -> web.Application:
     app[SETTINGS] = settings
     app[METRICS] = Metrics.create()
     app[GATE] = OrgGate(settings.api.org_concurrency)
-    app.cleanup_ctx.append(_resources)
+    app[METRICS_SITE] = MetricsSite()
 
     async def ready() -> Readiness:
         return await readiness(app)
 
-    Probes(app[METRICS].registry, ready).add_routes(app.router)
+    probes = Probes(app[METRICS].registry, ready)
+    probes.add_routes(app.router, metrics=False)  # /metrics: on its own address, not public
+    app.cleanup_ctx.append(_resources)
+    app.cleanup_ctx.append(_metrics_listener(probes))
     app.router.add_get("/v1/openapi.json", openapi)
     for module in (
         orgs,
@@ -117,6 +130,27 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
         finally:
             await ends.close()
             await redis.aclose()
+
+
+def _metrics_listener(probes: Probes) -> Callable[[web.Application], AsyncIterator[None]]:
+    """A cleanup context serving `/metrics` on `API_METRICS_HOST:API_METRICS_PORT` (as the
+    redirector does), so that operational counts are not readable from the internet."""
+
+    async def listen(app: web.Application) -> AsyncIterator[None]:
+        metrics_app = web.Application()
+        metrics_app.router.add_get("/metrics", probes.metrics)
+        runner = web.AppRunner(metrics_app, access_log=None)
+        await runner.setup()
+        settings = app[SETTINGS].api
+        try:
+            await web.TCPSite(runner, settings.metrics_host, settings.metrics_port).start()
+            host, port = runner.addresses[0][:2]
+            app[METRICS_SITE].url = f"http://{host}:{port}"
+            yield
+        finally:
+            await runner.cleanup()
+
+    return listen
 
 
 @web.middleware

@@ -55,5 +55,15 @@ REDIS = web.AppKey("redis", aioredis.Redis)
 """Counter copies for live totals; optional (reports fall back to Postgres without it)."""
 GATE = web.AppKey("org_gate", OrgGate)
 """Per-organisation cap on CSV exports and batch renders running at once."""
+
+
+@dataclass
+class MetricsSite:
+    """Where the API's `/metrics` listens, apart from the public port; `url` once started."""
+
+    url: str = ""
+
+
+METRICS_SITE = web.AppKey("metrics_site", MetricsSite)
 END_OFFSETS = web.AppKey("end_offsets", EndOffsets)
 """Kafka end offsets of the clicks topic, for the counter's lag in reports."""

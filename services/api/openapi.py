@@ -34,7 +34,6 @@ BODY_TYPES: tuple[type[msgspec.Struct], ...] = tuple(
 _PLAIN = (
     ("healthz", "/healthz", "Alive", False),
     ("readyz", "/readyz", "Postgres reachable and the schema migrated (503 when not)", False),
-    ("metrics", "/metrics", "Prometheus metrics", False),
     ("openapi", "/v1/openapi.json", "This document", True),
     ("dashboard", "/dashboard", "Dashboard: the campaign list (HTML; signs in with an API key)",
      True),

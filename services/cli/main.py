@@ -20,6 +20,7 @@ from services.cli.webhooks import webhook
 from services.cli.whitelist import whitelist_group
 from services.counter import rebuild, retention
 from services.ops.topics import align_topics, check_topics
+from services.relay import endpoints
 from shared import db
 from shared.counts import CountStore
 from shared.errors import ClicktrackError
@@ -54,14 +55,20 @@ cli.add_command(whitelist_group)
 @cli.command()
 @click.pass_obj
 def migrate(settings: Settings) -> None:
-    """Apply the SQL migrations that are not applied yet (idempotent)."""
+    """Apply the SQL migrations that are not applied yet (idempotent), then seal the webhook
+    secrets stored in clear before migration 0061 with WEBHOOK_SECRET_KEY."""
 
-    async def go() -> list[str]:
+    async def go() -> tuple[list[str], int]:
         async with db.pool(settings.postgres, max_size=1) as pool, pool.acquire() as conn:
-            return await db.migrate(conn, settings.postgres.schema)
+            applied = await db.migrate(conn, settings.postgres.schema)
+            sealer = endpoints.secrets_sealer(settings.relay.webhook_secret_key)
+            async with conn.transaction():
+                return applied, await endpoints.seal_stored_secrets(conn, sealer)
 
-    applied = run(go())
+    applied, sealed = run(go())
     click.echo(f"migrations applied: {', '.join(applied)}" if applied else "schema is up to date")
+    if sealed:
+        click.echo(f"{sealed} webhook secrets stored in clear are sealed now")
 
 
 @cli.command()

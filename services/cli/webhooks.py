@@ -25,7 +25,11 @@ def add(settings: Settings, org_id: int, url: str) -> None:
     async def go() -> tuple[endpoints.Endpoint, str]:
         async with db.pool(settings.postgres, max_size=1) as pool:
             return await endpoints.register(
-                pool, org_id, url, allow_insecure=settings.relay.webhook_allow_insecure
+                pool,
+                org_id,
+                url,
+                allow_insecure=settings.relay.webhook_allow_insecure,
+                sealer=endpoints.secrets_sealer(settings.relay.webhook_secret_key),
             )
 
     endpoint, secret = _run(go())
@@ -41,7 +45,8 @@ def list_(settings: Settings, org_id: int) -> None:
 
     async def go() -> dict[int, list[endpoints.Endpoint]]:
         async with db.pool(settings.postgres, max_size=1) as pool:
-            return await endpoints.of_orgs(pool, [org_id])
+            sealer = endpoints.secrets_sealer(settings.relay.webhook_secret_key)
+            return await endpoints.of_orgs(pool, [org_id], sealer)
 
     found = _run(go()).get(org_id, [])
     for endpoint in found:

@@ -5,6 +5,10 @@ credentials, non-https schemes, and hosts that are private, loopback, link-local
 public addresses are refused, so a customer cannot point the relay at our own network;
 `WEBHOOK_ALLOW_INSECURE` lifts that for local development and tests. The relay checks the
 resolved address again at delivery time (DNS can change after registration).
+
+The secret has to be readable to sign with it, so it is sealed, not hashed: AES-256-GCM under a
+key derived from `WEBHOOK_SECRET_KEY` (`shared.sealing`), bound to its organisation and URL. A
+copy of the table (a dump, a backup) without that key holds no usable secret.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import asyncpg
 from services.relay.signing import new_secret
 from shared import db
 from shared.errors import ConflictError, MissingRowError, NotFoundError, WebhookError
+from shared.sealing import Sealer, derive
 from shared.settings import Secret
 
 URL_MAX = 2048
@@ -33,6 +38,15 @@ class Endpoint:
     url: str
     secret: Secret
     """`whsec_...`: the signing key; `repr` and logs show `***`."""
+
+
+def secrets_sealer(key: Secret) -> Sealer:
+    """The sealer of the endpoints' secrets under `WEBHOOK_SECRET_KEY`."""
+    return Sealer(derive(key.reveal().encode(), "clicktrack webhook secret v1"))
+
+
+def _bound(org_id: int, url: str) -> bytes:
+    return f"webhook {org_id} {url}".encode()
 
 
 def check_url(url: str, *, allow_insecure: bool) -> str:
@@ -88,19 +102,20 @@ def is_public_address(address: ipaddress.IPv4Address | ipaddress.IPv6Address) ->
 
 
 async def register(
-    pool: asyncpg.Pool, org_id: int, url: str, *, allow_insecure: bool
+    pool: asyncpg.Pool, org_id: int, url: str, *, allow_insecure: bool, sealer: Sealer
 ) -> tuple[Endpoint, str]:
-    """Add an endpoint for `org_id`; returns it and its secret (to hand to the customer once)."""
+    """Add an endpoint for `org_id`; returns it and its secret (to hand to the customer once).
+    The secret is stored sealed by `sealer` (`secrets_sealer`)."""
     check_url(url, allow_insecure=allow_insecure)
     secret = new_secret()
     try:
         with db.errors("Postgres did not answer: register the endpoint again"):
             endpoint_id = await pool.fetchval(
-                "INSERT INTO webhook_endpoints (org_id, url, secret)"
+                "INSERT INTO webhook_endpoints (org_id, url, sealed_secret)"
                 " VALUES ($1, $2, $3) RETURNING id",
                 org_id,
                 url,
-                secret,
+                sealer.seal(secret.encode(), _bound(org_id, url)),
             )
     except MissingRowError:
         raise NotFoundError(f"organisation {org_id} does not exist") from None
@@ -120,16 +135,33 @@ async def remove(pool: asyncpg.Pool, org_id: int, endpoint_id: int) -> None:
         raise NotFoundError(f"organisation {org_id} has no webhook endpoint {endpoint_id}")
 
 
-async def of_orgs(pool: asyncpg.Pool, org_ids: Iterable[int]) -> dict[int, list[Endpoint]]:
-    """The enabled endpoints of each of `org_ids` that has any."""
+async def of_orgs(
+    pool: asyncpg.Pool, org_ids: Iterable[int], sealer: Sealer
+) -> dict[int, list[Endpoint]]:
+    """The enabled endpoints of each of `org_ids` that has any, their secrets opened."""
     rows = await pool.fetch(
-        "SELECT id, org_id, url, secret FROM webhook_endpoints"
-        " WHERE org_id = ANY($1::bigint[]) AND enabled ORDER BY id",
+        "SELECT id, org_id, url, sealed_secret FROM webhook_endpoints"
+        " WHERE org_id = ANY($1::bigint[]) AND enabled AND sealed_secret IS NOT NULL ORDER BY id",
         sorted(set(org_ids)),
     )
     found: dict[int, list[Endpoint]] = {}
     for r in rows:
+        secret = sealer.open(r["sealed_secret"], _bound(r["org_id"], r["url"])).decode()
         found.setdefault(r["org_id"], []).append(
-            Endpoint(r["id"], r["org_id"], r["url"], Secret(r["secret"]))
+            Endpoint(r["id"], r["org_id"], r["url"], Secret(secret))
         )
     return found
+
+
+async def seal_stored_secrets(conn: asyncpg.Connection, sealer: Sealer) -> int:
+    """Seal the secrets stored in clear before migration 0061; returns how many."""
+    rows = await conn.fetch(
+        "SELECT id, org_id, url, secret FROM webhook_endpoints WHERE secret IS NOT NULL"
+    )
+    for r in rows:
+        await conn.execute(
+            "UPDATE webhook_endpoints SET sealed_secret = $2, secret = NULL WHERE id = $1",
+            r["id"],
+            sealer.seal(r["secret"].encode(), _bound(r["org_id"], r["url"])),
+        )
+    return len(rows)

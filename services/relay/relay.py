@@ -79,6 +79,7 @@ class Relay:
         self.settings = settings
         self.registry = registry or CollectorRegistry()
         self.metrics = RelayMetrics(self.registry)
+        self._secrets = endpoints.secrets_sealer(settings.relay.webhook_secret_key)
         self._stack = AsyncExitStack()
         self._loop: ConsumerLoop | None = None
         self._parts: _Parts | None = None
@@ -197,7 +198,8 @@ class Relay:
         deliveries: list[tuple[Endpoint, list[events.ClickEvent]]] = []
         if clicks:
             with db.errors("Postgres did not answer: the batch is read again"):
-                targets = await endpoints.of_orgs(parts.pool, {e.org_id for e in clicks})
+                orgs = {e.org_id for e in clicks}
+                targets = await endpoints.of_orgs(parts.pool, orgs, self._secrets)
             per_endpoint: dict[int, tuple[Endpoint, list[events.ClickEvent]]] = {}
             for event in clicks:
                 for endpoint in targets.get(event.org_id, ()):

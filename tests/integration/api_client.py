@@ -21,9 +21,11 @@ class ApiClient:
     """Calls the API by route template; asserts the status, validates the body against the
     documented schema of that route and status, and returns the decoded body."""
 
-    def __init__(self, http: aiohttp.ClientSession) -> None:
+    def __init__(self, http: aiohttp.ClientSession, metrics_url: str = "") -> None:
         self.http = http
         self.doc = document()
+        self.metrics_url = metrics_url
+        """Base URL of the API's `/metrics`, served apart from its public port."""
 
     async def call(
         self,
@@ -34,7 +36,7 @@ class ApiClient:
         json: Any = None,
         expect: int = 200,
         data: bytes | None = None,
-        **params: int,
+        **params: int | str,
     ) -> Any:
         headers = {"Authorization": f"Bearer {auth}"} if auth else {}
         path = route.format(**params)

@@ -10,6 +10,7 @@ import pytest
 from aiohttp.test_utils import TestServer
 
 from services.api.app import create_app
+from services.api.context import METRICS_SITE
 from shared.settings import Secret, Settings
 from tests.integration.api_client import OPERATOR_TOKEN, SHORT_DOMAIN, ApiClient
 
@@ -26,5 +27,5 @@ async def api(api_settings: Settings, pool: asyncpg.Pool) -> AsyncIterator[ApiCl
     server = TestServer(create_app(api_settings), host="127.0.0.1")
     await server.start_server()
     async with aiohttp.ClientSession(base_url=str(server.make_url(""))) as http:
-        yield ApiClient(http)
+        yield ApiClient(http, server.app[METRICS_SITE].url)
     await server.close()

@@ -287,6 +287,8 @@ async def test_pagination_and_operational_endpoints(api: ApiClient, pool: asyncp
             },
         )
     async with api.http.get("/metrics") as resp:
+        assert resp.status == 404  # not on the public port:
+    async with aiohttp.ClientSession() as http, http.get(f"{api.metrics_url}/metrics") as resp:
         text = await resp.text()
     assert (
         'clicktrack_api_requests_total{method="GET",route="/v1/campaigns",status="200"} 2.0' in text

@@ -26,7 +26,8 @@ from services.relay.relay import Relay
 from shared import events
 from shared.kafka import ensure_topics
 from shared.orgs import create_org
-from shared.settings import Settings
+from shared.sealing import Sealer
+from shared.settings import Secret, Settings
 from tests.helpers import read_topic, wait_for
 from tests.unit.test_events import make_event
 
@@ -84,6 +85,11 @@ async def relay_settings(settings: Settings, topics: list[str]) -> Settings:
     return relay
 
 
+def sealer(settings: Settings) -> Sealer:
+    """The sealer of webhook secrets the relay of `settings` opens them with."""
+    return endpoints.secrets_sealer(settings.relay.webhook_secret_key)
+
+
 async def publish(producer: AIOKafkaProducer, topic: str, *values: bytes) -> None:
     for value in values:
         await producer.send_and_wait(topic, value=value, key=b"k", partition=0)
@@ -98,8 +104,12 @@ async def test_relay_posts_each_org_its_human_clicks_signed_and_retries(
     state, base = receiver
     state.fail_first = {"/a": 2}
     org_a, org_b, org_c = [await create_org(pool, n, tracking=True) for n in "ABC"]
-    _, secret_a = await endpoints.register(pool, org_a, f"{base}/a", allow_insecure=True)
-    _, secret_b = await endpoints.register(pool, org_b, f"{base}/b", allow_insecure=True)
+    _, secret_a = await endpoints.register(
+        pool, org_a, f"{base}/a", allow_insecure=True, sealer=sealer(relay_settings)
+    )
+    _, secret_b = await endpoints.register(
+        pool, org_b, f"{base}/b", allow_insecure=True, sealer=sealer(relay_settings)
+    )
     a = [make_event(org_id=org_a, visitor_id=f"v:{i}") for i in range(3)]
     a_bot = make_event(org_id=org_a, is_bot=True, bot_reason="head")
     b = [make_event(org_id=org_b, visitor_id=f"v:{i}") for i in range(2)]
@@ -150,7 +160,9 @@ async def test_a_delivery_that_keeps_failing_is_dead_lettered_and_the_relay_move
     state, base = receiver
     state.fail_first, state.status = {"/down": 1000}, 503
     org = await create_org(pool, "Down Inc", tracking=True)
-    endpoint, secret = await endpoints.register(pool, org, f"{base}/down", allow_insecure=True)
+    endpoint, secret = await endpoints.register(
+        pool, org, f"{base}/down", allow_insecure=True, sealer=sealer(relay_settings)
+    )
     clicks = [make_event(org_id=org, visitor_id=f"v:{i}") for i in range(2)]
     await publish(producer, relay_settings.kafka.clicks_topic, *(events.encode(e) for e in clicks))
 
@@ -194,6 +206,7 @@ async def test_webhook_commands_register_list_and_remove(
     env = {
         "POSTGRES_DSN": settings.postgres.dsn.reveal(),
         "POSTGRES_SCHEMA": settings.postgres.schema,
+        "WEBHOOK_SECRET_KEY": settings.relay.webhook_secret_key.reveal(),
     }
     runner = CliRunner()
 
@@ -209,8 +222,16 @@ async def test_webhook_commands_register_list_and_remove(
     endpoint_id = int(first.split()[1])
     assert first == f"endpoint {endpoint_id} for organisation {org}: https://hooks.example.com/in"
     secret = second.rsplit(" ", 1)[1]
-    stored = await pool.fetchval("SELECT secret FROM webhook_endpoints WHERE id = $1", endpoint_id)
-    assert stored == secret and secret.startswith("whsec_")
+    clear, sealed = await pool.fetchrow(
+        "SELECT secret, sealed_secret FROM webhook_endpoints WHERE id = $1", endpoint_id
+    )
+    assert secret.startswith("whsec_") and clear is None  # at rest only sealed:
+    assert secret.removeprefix("whsec_").encode() not in sealed
+    (found,) = (await endpoints.of_orgs(pool, [org], sealer(settings)))[org]
+    assert found.secret.reveal() == secret
+    other_key = settings.changed(WEBHOOK_SECRET_KEY=Secret("x" * 43))
+    with pytest.raises(ValueError, match="does not open"):  # the table without the key: useless
+        await endpoints.of_orgs(pool, [org], sealer(other_key))
 
     listed = await asyncio.to_thread(invoke, "webhook", "list", str(org))
     assert listed == (0, f"endpoint {endpoint_id}: https://hooks.example.com/in\n", "")
@@ -225,7 +246,7 @@ async def test_webhook_commands_register_list_and_remove(
         f"endpoint {endpoint_id} removed\n",
         "",
     )
-    assert await endpoints.of_orgs(pool, [org]) == {}
+    assert await endpoints.of_orgs(pool, [org], sealer(settings)) == {}
 
 
 async def _ids(state: Receiver, path: str, secret: str) -> int:
@@ -263,7 +284,9 @@ async def test_a_relay_killed_mid_delivery_delivers_again_after_restart(
     try:
         org = await create_org(pool, "Crashy", tracking=True)
         url = str(server.make_url("/hook"))
-        _, secret = await endpoints.register(pool, org, url, allow_insecure=True)
+        _, secret = await endpoints.register(
+            pool, org, url, allow_insecure=True, sealer=sealer(relay_settings)
+        )
         clicks = [make_event(org_id=org, visitor_id=f"v:{i}") for i in range(3)]
         await publish(
             producer, relay_settings.kafka.clicks_topic, *(events.encode(e) for e in clicks)
@@ -313,6 +336,7 @@ def start_relay(settings: Settings) -> subprocess.Popen[bytes]:
         "WEBHOOK_ALLOW_INSECURE": "true",
         "WEBHOOK_BACKOFF_MS": str(settings.relay.webhook_backoff_ms),
         "WEBHOOK_MAX_ATTEMPTS": str(settings.relay.webhook_max_attempts),
+        "WEBHOOK_SECRET_KEY": settings.relay.webhook_secret_key.reveal(),
         "LOG_LEVEL": "WARNING",
     }
     return subprocess.Popen(

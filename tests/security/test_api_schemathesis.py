@@ -50,6 +50,7 @@ def api(service_addresses: dict[str, str]) -> Iterator[str]:
         **service_addresses,
         "POSTGRES_SCHEMA": schema,
         "API_PORT": str(PORT),
+        "API_METRICS_PORT": "0",
         "OPERATOR_TOKEN": OPERATOR,
         "API_RATE_PER_S": "1000000",
         "API_RATE_BURST": "1000000",

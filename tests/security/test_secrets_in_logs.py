@@ -58,6 +58,7 @@ def run(service_addresses: dict[str, str], tmp_path: Path) -> Iterator[tuple[dic
         "WEBHOOK_DLQ_TOPIC": f"clicks.logs.{tag}.webhooks-dlq",
         "COUNTER_GROUP": f"counter-logs-{tag}",
         "API_PORT": str(PORTS["api"]),
+        "API_METRICS_PORT": "0",
         "REDIRECTOR_PORT": str(PORTS["redirector"]),
         "REDIRECTOR_METRICS_PORT": "0",
         "COUNTER_PORT": str(PORTS["counter"]),

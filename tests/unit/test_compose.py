@@ -105,3 +105,24 @@ def test_the_long_running_services_are_restarted_when_they_fail() -> None:
     for name in ("redirector", "counter", "api", "relay", "lag-exporter"):
         assert services[name]["restart"] == "on-failure", name
     assert "restart" not in services["setup"]  # a one-shot job: it runs once
+
+
+def test_redis_needs_a_password_that_every_service_sends_and_keys_have_no_default() -> None:
+    services = compose()["services"]
+    redis = services["redis"]
+    required = "${REDIS_PASSWORD:?set REDIS_PASSWORD}"
+    assert redis["command"][-2:] == ["--requirepass", required]
+    assert redis["environment"]["REDISCLI_AUTH"] == required  # the health check authenticates
+    assert redis["ports"] == ["127.0.0.1:6379:6379"]
+    for name in ("setup", "redirector", "counter", "api", "relay", "lag-exporter"):
+        env = services[name]["environment"]
+        assert env["REDIS_URL"] == f"redis://:{required}@redis:6379/0", name
+        for key in Settings.generated_keys():  # compose refuses to start without them
+            assert env[key] == f"${{{key}:?set {key}}}", (name, key)
+
+
+def test_the_apis_metrics_are_off_its_published_port() -> None:
+    api = compose()["services"]["api"]
+    parsed = Settings.from_env({k: str(v) for k, v in api["environment"].items()})
+    assert parsed.api.metrics_port != parsed.api.port
+    assert all(str(parsed.api.metrics_port) not in port for port in api["ports"])
