@@ -108,6 +108,9 @@ def process_env(settings: Settings) -> dict[str, str]:
         "RELAY_GROUP": settings.relay.group,
         "WEBHOOK_DLQ_TOPIC": settings.relay.webhook_dlq_topic,
         "WEBHOOK_ALLOW_INSECURE": "true",
+        # the relay opens the secrets this run sealed, and its API metrics stay off 8092
+        "WEBHOOK_SECRET_KEY": settings.relay.webhook_secret_key.reveal(),
+        "API_METRICS_PORT": "0",
         "LOG_LEVEL": "WARNING",
     }
 
@@ -368,8 +371,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             _, abuser_key = await create_api_key(pool, abuser_org, "bench")
             quiet_campaign = await create_campaign(pool, quiet_org, "Diwali", "one_time")
             abuser_campaign = await create_campaign(pool, abuser_org, "Spam", "one_time")
-            await endpoints.register(pool, quiet_org, f"{hook_base}/quiet", allow_insecure=True)
-            await endpoints.register(pool, abuser_org, f"{hook_base}/stalled", allow_insecure=True)
+            seal = endpoints.secrets_sealer(settings.relay.webhook_secret_key)
+            for org_id, path in ((quiet_org, "quiet"), (abuser_org, "stalled")):
+                url = f"{hook_base}/{path}"
+                await endpoints.register(pool, org_id, url, allow_insecure=True, sealer=seal)
             end = floor_hour(datetime.now(UTC))
             await fill_counters(pool, abuser_org, end)
             env = process_env(settings)

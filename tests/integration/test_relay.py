@@ -371,10 +371,13 @@ async def test_a_stalled_endpoint_delays_only_its_own_deliveries(
     await server.start_server()
     try:
         abuser, quiet = [await create_org(pool, n, tracking=True) for n in ("Stalled", "Quiet")]
+        seal = sealer(relay_settings)
         await endpoints.register(
-            pool, abuser, str(server.make_url("/stalled")), allow_insecure=True
+            pool, abuser, str(server.make_url("/stalled")), allow_insecure=True, sealer=seal
         )
-        await endpoints.register(pool, quiet, str(server.make_url("/quick")), allow_insecure=True)
+        await endpoints.register(
+            pool, quiet, str(server.make_url("/quick")), allow_insecure=True, sealer=seal
+        )
         topic = relay_settings.kafka.clicks_topic
         first = [make_event(org_id=abuser, visitor_id="v:a"), make_event(org_id=quiet)]
         await publish(producer, topic, *(events.encode(e) for e in first))
@@ -417,7 +420,13 @@ async def test_an_endless_answer_is_read_no_further_than_its_cap(
     await server.start_server()
     try:
         org = await create_org(pool, "Chatty", tracking=True)
-        await endpoints.register(pool, org, str(server.make_url("/endless")), allow_insecure=True)
+        await endpoints.register(
+            pool,
+            org,
+            str(server.make_url("/endless")),
+            allow_insecure=True,
+            sealer=sealer(relay_settings),
+        )
         await publish(
             producer, relay_settings.kafka.clicks_topic, events.encode(make_event(org_id=org))
         )
