@@ -32,12 +32,14 @@ from services.api.context import (
     POOL,
     REDIS,
     SETTINGS,
+    UNIQUES,
     Metrics,
     MetricsSite,
 )
 from services.api.dlt import short_link_length, tag_limits
 from services.api.errors import Handler, dumps, json_errors
 from services.api.freshness import EndOffsets
+from services.api.insights import UniqueCache
 from services.api.openapi import document
 from services.api.org_gate import OrgGate
 from services.api.ratelimit import Limits
@@ -86,6 +88,7 @@ def create_app(settings: Settings) -> web.Application:
     app[METRICS] = Metrics.create()
     app[GATE] = OrgGate(settings.api.org_concurrency)
     app[METRICS_SITE] = MetricsSite()
+    app[UNIQUES] = UniqueCache()
 
     async def ready() -> Readiness:
         return await readiness(app)

@@ -12,7 +12,7 @@ from xml.sax.saxutils import escape, quoteattr
 
 from aiohttp import web
 
-from services.api.context import POOL
+from services.api.context import POOL, UNIQUES
 from services.api.insights import Tally, window_counts
 from services.api.reports import subject_of
 from services.api.window import Window
@@ -33,7 +33,9 @@ def add_routes(router: web.UrlDispatcher) -> None:
 async def chart(request: web.Request) -> web.Response:
     """The clicks of the campaign or the organisation the path names, over the window, as SVG."""
     subject = await subject_of(request)
-    counted = await window_counts(request.app[POOL], subject.scope, subject.id, subject.window)
+    counted = await window_counts(
+        request.app[POOL], subject.scope, subject.id, subject.window, cache=request.app[UNIQUES]
+    )
     rows = counted.series
     title = f"Clicks of {'campaign ' if subject.scope == 'campaign' else ''}{subject.label}"
     return _svg_response(render(rows, subject.window, title))

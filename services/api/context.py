@@ -10,6 +10,7 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter
 
 from services.api.freshness import EndOffsets
+from services.api.insights import UniqueCache
 from services.api.org_gate import OrgGate
 from shared.metrics import counters
 from shared.settings import Settings
@@ -67,3 +68,5 @@ class MetricsSite:
 METRICS_SITE = web.AppKey("metrics_site", MetricsSite)
 END_OFFSETS = web.AppKey("end_offsets", EndOffsets)
 """Kafka end offsets of the clicks topic, for the counter's lag in reports."""
+UNIQUES = web.AppKey("uniques", UniqueCache)
+"""Distinct-visitor counts already made, under the version of their rows (exact hits only)."""

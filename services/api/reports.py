@@ -19,7 +19,7 @@ from aiohttp import web
 
 from services.api.auth import require_org
 from services.api.body import path_id
-from services.api.context import END_OFFSETS, POOL, REDIS, SETTINGS
+from services.api.context import END_OFFSETS, POOL, REDIS, SETTINGS, UNIQUES
 from services.api.errors import dumps
 from services.api.freshness import counter_lag
 from services.api.insights import (
@@ -123,7 +123,9 @@ async def link_report(request: web.Request) -> web.Response:
     pool = request.app[POOL]
     link = await get_link(pool, org_id, path_id(request, "link_id"))
     totals, source = await live_totals(request.app[REDIS], pool, "link", [link.id])
-    counted = await window_counts(pool, "link", link.id, window, by=["channel"])
+    counted = await window_counts(
+        pool, "link", link.id, window, by=["channel"], cache=request.app[UNIQUES]
+    )
     body = {
         **await envelope(request, window, now),
         "link": link,
@@ -148,17 +150,23 @@ async def campaign_report(request: web.Request) -> web.Response:
     family = await _family(pool, campaign)
     ids = [c.id for c in family]
     others = [c for c in family if c.id != campaign.id]
+    uniques = request.app[UNIQUES]
     totals_of, counted, others_in_window, first_day = await asyncio.gather(
         live_totals(request.app[REDIS], pool, "campaign", ids),
-        window_counts(pool, "campaign", campaign.id, window, by=["channel", "link"]),
+        window_counts(pool, "campaign", campaign.id, window, by=["channel", "link"], cache=uniques),
         campaigns_between(
-            pool, [c.id for c in others], [window.start] * len(others), [window.end] * len(others)
+            pool,
+            [c.id for c in others],
+            [window.start] * len(others),
+            [window.end] * len(others),
+            cache=uniques,
         ),
         campaigns_between(
             pool,
             ids,
             [floor_quarter(c.created_at) for c in family],
             [floor_quarter(c.created_at) + FIRST_HOURS * HOUR for c in family],
+            cache=uniques,
         ),
     )
     totals, source = totals_of
@@ -201,10 +209,11 @@ async def org_report(request: web.Request) -> web.Response:
         )
     ]
     shown = listed[:MAX_CAMPAIGNS]
+    uniques = request.app[UNIQUES]
     (totals, source), counted, org_all_time = await asyncio.gather(
         live_totals(request.app[REDIS], pool, "campaign", [c.id for c in shown]),
-        window_counts(pool, "org", org_id, window, by=["channel", "kind"]),
-        org_totals(pool, org_id),
+        window_counts(pool, "org", org_id, window, by=["channel", "kind"], cache=uniques),
+        org_totals(pool, org_id, cache=uniques),
     )
     body = {
         **await envelope(request, window, now),

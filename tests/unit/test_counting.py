@@ -7,7 +7,7 @@ from __future__ import annotations
 import msgspec
 
 from services.api.export import HEADER
-from services.api.insights import BOT_COLUMNS, Tally
+from services.api.insights import BOT_COLUMNS, Tally, UniqueCache
 from services.api.report_responses import BotsByReason, Counts
 from services.counter import store
 from shared.events import BOT_KINDS, bot_kind
@@ -40,3 +40,14 @@ def test_every_reason_the_redirector_gives_has_its_kind() -> None:
     assert [bot_kind(r) for r in ("head", "ua:WhatsApp", "ua:missing", "referer:x", "cidr:y")] == [
         "head", "user_agent", "user_agent", "referrer", "network"
     ]  # fmt: skip
+
+
+def test_the_unique_cache_answers_only_for_the_version_it_was_given() -> None:
+    cache = UniqueCache(size=2)
+    cache.put("a", 10, {"x": 1})
+    assert cache.get("a", 10) == {"x": 1}
+    assert cache.get("a", 11) is None  # a click counted since: counted again
+    cache.put("b", 1, 2)
+    cache.get("a", 10)  # a is used again: b is now the oldest
+    cache.put("c", 1, 3)
+    assert (cache.get("a", 10), cache.get("b", 1), cache.get("c", 1)) == ({"x": 1}, None, 3)

@@ -346,3 +346,39 @@ async def test_lag_says_how_many_clicks_are_not_counted_yet(
         assert await wait_for(lag, ("current", 0)) == ("current", 0)
     finally:
         await counter.stop()
+
+
+async def test_a_click_counted_after_a_report_shows_in_the_next_one(
+    api: ApiClient,
+    world: World,
+    settings: Settings,
+    pool: asyncpg.Pool,
+    producer: AIOKafkaProducer,
+) -> None:
+    """The distinct visitors of a window are kept per API process under the sum of the window's
+    counts (`insights.UniqueCache`): a new click changes the sum, so it is never served stale."""
+    a = world.campaigns["A"]
+    route = "/v1/campaigns/{campaign_id}/report"
+    for _ in range(2):  # the second answer comes from the cache: the same
+        got = await report(api, world, route, window(world), campaign_id=a)
+        assert (got["in_window"]["unique"], got["series"][0]["unique"]) == (3, 2)
+    late = world.hour + timedelta(minutes=40)
+    await publish(
+        producer,
+        settings.kafka.clicks_topic,
+        [
+            make_event(
+                occurred_at=late.isoformat().replace("+00:00", "Z"),
+                link_id=world.links["A2"],
+                org_id=world.org_id,
+                campaign_id=a,
+                campaign_kind="one_time",
+                visitor_id="v:6",
+            )
+        ],
+    )
+    assert await wait_for(lambda: counted_total(pool, world.org_id), 11) == 11
+    got = await report(api, world, route, window(world), campaign_id=a)
+    assert (got["in_window"]["unique"], got["series"][0]["unique"]) == (4, 3)
+    org = await report(api, world, "/v1/report", window(world))
+    assert org["totals"]["unique"] == 6
