@@ -30,6 +30,14 @@ from tests.unit.test_events import make_event
 pytestmark = pytest.mark.integration
 __all__ = ["running"]  # the fixture, shared with the other dashboard test
 
+
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    """The test's settings with a long deduplication window: the counter refuses clicks older
+    than it, and this test counts clicks of a fixed date (London's DST change in October)."""
+    return settings.changed(DEDUP_RETENTION_DAYS=400)
+
+
 PEOPLE = ["asha", "bala", "chitra", "dev", "esha"]
 """asha taps link 1 (and link 2 during London's repeated hour), bala taps both links, chitra
 never taps, dev's phone only previews (a bot), esha taps link 1 after it expired."""
