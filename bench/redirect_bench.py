@@ -27,7 +27,8 @@ from typing import Any
 from aiokafka.admin import AIOKafkaAdminClient
 
 from bench.outcome import finish
-from bench.redirect_kill import measure_kill
+from bench.redirect_kill import kill_run
+from bench.redirect_steps import fixed_rate, flood, fresh
 from shared import db
 from shared.codes import mint_code
 from shared.kafka import ensure_topics
@@ -41,7 +42,15 @@ CODES = int(os.environ.get("BENCH_CODES", "20000"))
 WORKER_CHOICES = [int(n) for n in os.environ.get("BENCH_WORKERS", "1 2 3").split()]
 WRK_THREADS = 2
 OWN_BROKER = "127.0.0.1:19092"
-PORTS = {"nginx": 18080, "bare": 18081, "one": 18082, "best": 18083, "outage": 18084, "kill": 18085}
+PORTS = {
+    "nginx": 18080,
+    "bare": 18081,
+    "one": 18082,
+    "best": 18083,
+    "outage": 18084,
+    "kill": 18085,
+    "fresh": 18087,
+}
 SEED = int(os.environ.get("BENCH_SEED") or random.SystemRandom().randrange(2**32))
 """The seed of the run's random choices (the kill moment of (g)); in the JSON line."""
 METRICS_PORT_OFFSET = 100
@@ -50,21 +59,49 @@ DESTINATION = "https://shop.example.in/p/42?ref=sms"
 PHONE = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) Mobile/15E148 Safari/604.1"
 
 LUA = """
+-- BENCH_MODE: random (a random code of the file each request), prime (the file in order from a
+-- random start), walk (each thread its own slice of the file, in order: no code asked twice
+-- while the requests stay under the codes), invent (random base62 codes of 10: never minted).
+local mode = os.getenv("BENCH_MODE")
 local codes = {}
-for line in io.lines(os.getenv("BENCH_CODES_FILE")) do codes[#codes + 1] = line end
-local sequential = os.getenv("BENCH_SEQUENTIAL") == "1"
+if mode ~= "invent" then
+  for line in io.lines(os.getenv("BENCH_CODES_FILE")) do codes[#codes + 1] = line end
+end
+local threads = tonumber(os.getenv("BENCH_THREADS"))
+local delay_ms = tonumber(os.getenv("BENCH_DELAY_MS") or "0")
+local alphabet = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+local counter = 0
+function setup(thread)
+  thread:set("id", counter)
+  counter = counter + 1
+end
 math.randomseed(os.time() + tonumber(string.sub(tostring({}), 8), 16))
-local i = math.random(#codes)
+local i = nil
 wrk.headers["User-Agent"] = os.getenv("BENCH_UA")
 request = function()
   local code
-  if sequential then
+  if mode == "walk" then
+    if i == nil then i = id * math.floor(#codes / threads) end
     i = i % #codes + 1
     code = codes[i]
+  elseif mode == "prime" then
+    if i == nil then i = math.random(#codes) end
+    i = i % #codes + 1
+    code = codes[i]
+  elseif mode == "invent" then
+    local t = {}
+    for k = 1, 10 do
+      local r = math.random(62)
+      t[k] = string.sub(alphabet, r, r)
+    end
+    code = table.concat(t)
   else
     code = codes[math.random(#codes)]
   end
   return wrk.format("GET", "/" .. code)
+end
+if delay_ms > 0 then
+  delay = function() return delay_ms end
 end
 """
 
@@ -109,6 +146,8 @@ class Bench:
             DLQ_TOPIC=f"clicks.dlq.bench.{tag}",
         )
         self.kill_topic = f"clicks.bench.{tag}.kill"
+        self.seconds = SECONDS
+        self.link_id = 0
         self.procs: list[subprocess.Popen[bytes]] = []
         self.broker_env = {
             **os.environ,
@@ -142,6 +181,7 @@ class Bench:
             )
         self.codes_file.write_text("\n".join(codes) + "\n")
         self.code = codes[0]
+        self.link_id = link.link_id
         await ensure_topics(s.kafka)
         await ensure_topics(s.changed(CLICKS_TOPIC=self.kill_topic).kafka)
         await ensure_topics(s.changed(KAFKA_BOOTSTRAP_SERVERS=OWN_BROKER).kafka)
@@ -222,25 +262,37 @@ class Bench:
         Postgres round trip, and how many a timed warm-up covers would depend on the very speed
         being measured. Returns the requests made.
         """
-        made = 0
+        made = 0.0
         for _ in range(12):
-            made += self.wrk(port, 5, sequential=True)["requests"]
+            made += self.wrk(port, 5, mode="prime")["requests"]
             if made >= CODES * (processes + 1):
                 break
         return made
 
-    def wrk(self, port: int, seconds: int, *, sequential: bool = False) -> dict[str, float]:
+    def wrk(
+        self,
+        port: int,
+        seconds: int,
+        *,
+        mode: str = "random",
+        codes: Path | None = None,
+        connections: int = CONNECTIONS,
+        delay_ms: int = 0,
+    ) -> dict[str, float]:
+        """One wrk run (see `LUA` for the modes); `delay_ms` after each answer per connection."""
         env = {
             **os.environ,
-            "BENCH_CODES_FILE": str(self.codes_file),
-            "BENCH_SEQUENTIAL": "1" if sequential else "0",
+            "BENCH_CODES_FILE": str(codes or self.codes_file),
+            "BENCH_MODE": mode,
+            "BENCH_THREADS": str(WRK_THREADS),
+            "BENCH_DELAY_MS": str(delay_ms),
             "BENCH_UA": PHONE,
         }
         done = subprocess.run(
             [
                 "wrk",
                 f"-t{WRK_THREADS}",
-                f"-c{CONNECTIONS}",
+                f"-c{connections}",
                 f"-d{seconds}s",
                 "--latency",
                 "-s",
@@ -315,40 +367,14 @@ def metric(port: int, name: str) -> float:
     return float(found.group(1)) if found else 0.0
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) the process `pid` has used, seconds."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def flat(prefix: str, figures: dict[str, float]) -> dict[str, float]:
     return {f"{prefix}_{k}": v for k, v in figures.items()}
-
-
-def kill_run(bench: Bench) -> dict[str, Any]:
-    """(g): kill -9 of a one-process redirector under load, a restart, the clicks lost."""
-    log("(g) redirector killed with SIGKILL under load, then restarted")
-    port, kafka = PORTS["kill"], bench.settings.kafka.bootstrap_servers
-    running: list[subprocess.Popen[bytes]] = []
-
-    def start() -> None:
-        running.append(bench.redirector("kill", port, 1, kafka, bench.kill_topic))
-        wait_http(port, "/healthz")
-
-    def kill() -> None:
-        proc = running.pop()
-        proc.kill()
-        proc.wait()
-        bench.procs.remove(proc)
-
-    moment = random.Random(SEED).uniform(1.0, 4.0)
-    return asyncio.run(
-        measure_kill(
-            port,
-            bench.code,
-            start=start,
-            kill=kill,
-            stop=lambda: bench.stop(running.pop()),
-            moment_s=moment,
-            after_s=3.0,
-            bootstrap=kafka,
-            topic=bench.kill_topic,
-        )
-    )
 
 
 def run(bench: Bench) -> dict[str, Any]:
@@ -396,9 +422,23 @@ def run(bench: Bench) -> dict[str, Any]:
     proc = bench.redirector("one", PORTS["one"], 1, kafka)
     wait_http(PORTS["one"], "/readyz")
     bench.prime(PORTS["one"], 1)
+    cpu = cpu_seconds(proc.pid)
     result.update(flat("publish", bench.wrk(PORTS["one"], SECONDS)))
+    result["publish_cpu_us"] = round(
+        (cpu_seconds(proc.pid) - cpu) * 1e6 / max(result["publish_requests"], 1), 1
+    )
     result["publish_events_sent"] = metric(PORTS["one"], "clicktrack_events_sent_total")
     result["publish_events_logged"] = metric(PORTS["one"], "clicktrack_events_logged_total")
+    log("(i) the same redirector at half its maximum rate")
+    result.update(fixed_rate(bench, PORTS["one"], result["publish_rps"]))
+    bench.stop(proc)
+
+    log("(f) redirector, one process, fresh codes minted in bulk just before, each asked once")
+    proc = bench.redirector("fresh", PORTS["fresh"], 1, kafka)
+    wait_http(PORTS["fresh"], "/readyz")
+    result.update(fresh(bench, PORTS["fresh"], metric, result["publish_rps"], proc.pid))
+    log("(h) a flood of random codes beside real ones")
+    result.update(flood(bench, PORTS["fresh"], metric, bench.work / "fresh.txt"))
     bench.stop(proc)
 
     # (e) right after (c): the two p99s it compares come from neighbouring minutes.
@@ -425,7 +465,8 @@ def run(bench: Bench) -> dict[str, Any]:
     bench.stop(proc)
     bench.broker("down")  # its JVM must not share the cores with (d)
 
-    result.update(kill_run(bench))
+    log("(g) redirector killed with SIGKILL under load, then restarted")
+    result.update(kill_run(bench, PORTS["kill"], SEED))
 
     best: dict[str, float] = {}
     for workers in WORKER_CHOICES:
@@ -441,6 +482,10 @@ def run(bench: Bench) -> dict[str, Any]:
     result.update(flat("best", best))
 
     result["ratio_publish_vs_bare"] = round(result["publish_rps"] / result["bare_rps"], 3)
+    result["ratio_fresh_vs_warm"] = round(result["fresh_rps"] / result["publish_rps"], 3)
+    result["ratio_fresh_p99_vs_warm_p99"] = round(
+        result["fresh_p99_ms"] / result["publish_p99_ms"], 3
+    )
     result["ratio_best_vs_nginx"] = round(result["best_rps"] / result["nginx_rps"], 3)
     result["ratio_bare_best_vs_nginx"] = round(best_bare / result["nginx_rps"], 3)
     result["ratio_best_vs_bare_best"] = round(result["best_rps"] / best_bare, 3)
@@ -450,7 +495,10 @@ def run(bench: Bench) -> dict[str, Any]:
         "ratio_best_vs_nginx": ">= 0.5",
         "ratio_best_vs_bare_best": ">= 0.85",
         "ratio_p99_outage_vs_up": "<= 1.2",
+        "ratio_fresh_vs_warm": ">= 0.7",
+        "ratio_fresh_p99_vs_warm_p99": "<= 2",
         "lost_after_kill": "== 0",
+        "pg_queries_per_1k_random": "<= 1",
     }
     return result
 

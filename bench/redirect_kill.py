@@ -11,12 +11,18 @@ event is fine, the counter deduplicates it, but not a second event id).
 from __future__ import annotations
 
 import asyncio
+import random
+import subprocess
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
+
+if TYPE_CHECKING:
+    from bench.redirect_bench import Bench
 
 CLIENTS = 16
 PHONE = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) Mobile/15E148 Safari/604.1"
@@ -118,3 +124,36 @@ async def measure_kill(
         "lost_after_kill": len(clients.answered - set(ids)),
         "doubled_after_kill": sum(len(v) > 1 for v in ids.values()),
     }
+
+
+def kill_run(bench: Bench, port: int, seed: int) -> dict[str, Any]:
+    """(g): kill -9 of a one-process redirector under load, a restart, the clicks lost."""
+    kafka = bench.settings.kafka.bootstrap_servers
+    running: list[subprocess.Popen[bytes]] = []
+
+    def start() -> None:
+        running.append(bench.redirector("kill", port, 1, kafka, bench.kill_topic))
+        from bench.redirect_bench import wait_http  # the bench's module imports this one
+
+        wait_http(port, "/healthz")
+
+    def kill() -> None:
+        proc = running.pop()
+        proc.kill()
+        proc.wait()
+        bench.procs.remove(proc)
+
+    moment = random.Random(seed).uniform(1.0, 4.0)
+    return asyncio.run(
+        measure_kill(
+            port,
+            bench.code,
+            start=start,
+            kill=kill,
+            stop=lambda: bench.stop(running.pop()),
+            moment_s=moment,
+            after_s=3.0,
+            bootstrap=kafka,
+            topic=bench.kill_topic,
+        )
+    )

@@ -41,6 +41,11 @@ KAFKA_STDOUT=$KAFKA_LOGS/stdout.log
 REDIS_DIR=$STACK_DIR/redis
 REDIS_PID=$REDIS_DIR/redis.pid
 REDIS_LOG=$REDIS_DIR/redis.log
+# Redis holds two roles: counters (no TTL: never evicted) and the redirectors' cache of codes and
+# links (every key with a TTL). volatile-lru evicts only keys with a TTL: under memory pressure
+# the cache shrinks and the counters stay (docs/redirector.md, Redis memory).
+REDIS_MAXMEMORY=${REDIS_MAXMEMORY:-1gb}
+REDIS_POLICY=volatile-lru
 
 PG_HOME=$STACK_DIR/postgres          # always under STACK_DIR; holds `location` on fallback
 PG_LOCATION_FILE=$PG_HOME/location
@@ -428,7 +433,8 @@ redis_start() {
     fi
     args+=(--bind "$bind" --port "$REDIS_PORT" --daemonize yes
            --pidfile "$REDIS_PID" --logfile "$REDIS_LOG" --dir "$REDIS_DIR"
-           --appendonly yes --appendfsync everysec --save "")
+           --appendonly yes --appendfsync everysec --save ""
+           --maxmemory "$REDIS_MAXMEMORY" --maxmemory-policy "$REDIS_POLICY")
     msg "redis: starting on $bind:$REDIS_PORT"
     if ! (cd "$REDIS_DIR" && exec redis-server "${args[@]}") >"$REDIS_DIR/startup.log" 2>&1 </dev/null 9>&-; then
         fail_service redis "redis-server failed to start" "$REDIS_DIR/startup.log" "$REDIS_LOG"

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from importlib import resources
 
@@ -83,12 +83,15 @@ async def pool(
     max_size: int = 10,
     retries: int = 10,
     server_settings: dict[str, str] | None = None,
+    reset: Callable[[asyncpg.Connection], Awaitable[None]] | None = None,
 ) -> AsyncIterator[asyncpg.Pool]:
     """An asyncpg pool whose connections use `postgres.schema`; closed on exit.
 
     Every connection has the statement and idle-in-transaction timeouts of `postgres`, so no
     request can hold a connection, its locks or vacuum for long. `server_settings`: more run-time
     parameters for every connection (`{"jit": "off"}`), which win over those.
+    `reset`: what a connection goes through when it returns to the pool (default asyncpg's
+    `RESET ALL; UNLISTEN *; ...`, a round trip; `keep_session` for read-only lookups).
     Start-up tries `retries` times, one second apart, logging the host and the tries left.
     """
     dsn = postgres.dsn.reveal()
@@ -107,6 +110,7 @@ async def pool(
                     **(server_settings or {}),
                     "search_path": postgres.schema,
                 },
+                reset=reset,
             )
             break
         except _FAILURES as exc:
@@ -124,6 +128,14 @@ async def pool(
         yield created
     finally:
         await created.close()
+
+
+async def keep_session(conn: asyncpg.Connection) -> None:
+    """A pool `reset` that keeps the session as it is: for connections that only run reads and
+    change no session state (the redirector's lookups), it spares each release a round trip.
+    A connection left in a transaction is still rolled back."""
+    if conn.is_in_transaction():
+        await conn.execute("ROLLBACK")
 
 
 def migration_files() -> list[tuple[str, str]]:

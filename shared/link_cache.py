@@ -15,11 +15,23 @@ Two more messages travel on `LINK_CHANGES`: `org:{id}` when an organisation's li
 switched (its links' keys are deleted first, `invalidate_org`; each redirector drops the
 organisation's links from memory), and `domains` when a short domain is added, moved or removed
 (each redirector reloads its table of hosts, `domains_changed`).
+
+Whoever mints codes calls `cache_codes` once they are committed: their entries are written
+(`CODE_CACHE_TTL_S`), so the first tap of a fresh code is one Redis read and no Postgres query.
+(The redirectors' filter of minted codes learns them from Postgres itself: migration 0071.)
+
+Every key here has a TTL: with `maxmemory-policy volatile-lru` Redis evicts only these cache
+entries under memory pressure, never the counters (`shared/counts.py`), which have none.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+import orjson
 import redis.asyncio as aioredis
+
+from shared.redis_client import errors
 
 LINK_CHANGES = "ct:links:changed"
 """The channel of link changes on Redis database 0; see `changes_channel`."""
@@ -29,6 +41,11 @@ DOMAINS_CHANGED = "domains"
 ORG_PREFIX = "org:"
 """`org:{id}`: forget every link of that organisation."""
 _UNLINK_CHUNK = 1000
+CACHE_CHUNK = 10_000
+"""Codes per Redis pipeline when caching minted codes."""
+
+CodeRow = tuple[str, int, str | None]
+"""A minted code, its link id and its recipient (None: the link's shared code)."""
 
 
 def changes_channel(redis: aioredis.Redis) -> str:
@@ -51,6 +68,24 @@ def code_key(code: str) -> str:
 def link_key(link_id: int) -> str:
     """Redis key of a link's entry."""
     return f"ct:link1:{link_id}"
+
+
+def code_entry(link_id: int, recipient_id: str | None) -> bytes:
+    """The value of a code's key."""
+    return orjson.dumps({"link_id": link_id, "recipient_id": recipient_id})
+
+
+async def cache_codes(redis: aioredis.Redis, rows: Sequence[CodeRow], ttl_s: int) -> None:
+    """Write minted codes to the cache for `ttl_s` seconds, `CACHE_CHUNK` codes a round trip;
+    `DependencyError` if Redis fails (the codes are minted all the same: a redirector then finds
+    them in Postgres)."""
+    with errors("caching minted codes"):
+        for start in range(0, len(rows), CACHE_CHUNK):
+            chunk = rows[start : start + CACHE_CHUNK]
+            async with redis.pipeline(transaction=False) as pipe:
+                for code, link_id, recipient in chunk:
+                    pipe.set(code_key(code), code_entry(link_id, recipient), ex=ttl_s)
+                await pipe.execute()
 
 
 async def invalidate_link(redis: aioredis.Redis, link_id: int) -> None:

@@ -63,6 +63,10 @@ class CreatedLink:
     destination: str
     codes: dict[str | None, str]
 
+    def code_rows(self) -> list[tuple[str, int, str | None]]:
+        """(code, link id, recipient) of each code, as `link_cache.cache_codes` takes them."""
+        return [(code, self.link_id, recipient) for recipient, code in self.codes.items()]
+
 
 MAX_EXPIRY_YEARS = 100
 """How far ahead `expires_at` may be: past year 9999 in UTC a time cannot even be stored

@@ -78,6 +78,9 @@ class RedirectorSettings(Section):
     (`NEGATIVE_CACHE_TTL_S`)."""
     redis_cache_ttl_s: int = var(3600, low=1, high=30 * 86_400, env="REDIS_CACHE_TTL_S")
     """Seconds a resolved code and its link stay in Redis (`REDIS_CACHE_TTL_S`)."""
+    postgres_max_lookups: int = var(4, low=1, high=1_000, env="POSTGRES_MAX_LOOKUPS")
+    """Postgres lookups one redirector process runs at once (`POSTGRES_MAX_LOOKUPS`); the rest
+    wait their turn within `RESOLVE_BUDGET_MS`. Each gathers the misses of a loop turn."""
     resolve_budget_ms: int = var(500, low=1, high=60_000, env="RESOLVE_BUDGET_MS")
     """Time a cache miss may spend on Redis and Postgres before the answer is 503
     (`RESOLVE_BUDGET_MS`)."""

@@ -136,6 +136,9 @@ class LinkSettings(Section):
     code_length: int = var(10, low=8, high=20)
     """Characters in a new short code, base62 (`CODE_LENGTH`, 8 to 20): 62**10 is about 8e17,
     so guessing a live code is hopeless. Every minting path (API, CLI, demo) takes it from here."""
+    code_cache_ttl_s: int = var(2 * 86_400, low=60, high=90 * 86_400)
+    """Seconds a code minted through the API or the CLI stays in the Redis cache
+    (`CODE_CACHE_TTL_S`): most taps of an SMS come within a day; a later one reads Postgres."""
 
     @classmethod
     def derived(cls, env: Mapping[str, str], values: dict[str, Any]) -> dict[str, Any]:

@@ -150,7 +150,15 @@ def settings(service_addresses: dict[str, str], tmp_path: Path) -> Settings:
 
 @pytest.fixture
 async def pool(settings: Settings) -> AsyncIterator[asyncpg.Pool]:
-    """A pool on this test's freshly migrated schema; the schema is dropped afterwards."""
+    """A pool on this test's freshly migrated schema; the schema is dropped afterwards.
+
+    The test Redis database is flushed first: a fresh schema numbers its links from 1 again,
+    and a link key cached by an earlier test (`ct:link1:1`) must not describe this one's."""
+    client = aioredis.Redis.from_url(settings.redis.url.reveal())
+    try:
+        await client.flushdb()
+    finally:
+        await client.aclose()
     async with db.pool(settings.postgres, max_size=4) as created:
         async with created.acquire() as conn:
             await db.migrate(conn, settings.postgres.schema)

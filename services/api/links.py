@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from contextlib import suppress
 
 import redis.asyncio as aioredis
@@ -18,9 +19,11 @@ from shared import links, orgs
 from shared.campaigns import get_campaign
 from shared.domains import link_prefix
 from shared.errors import DependencyError
-from shared.link_cache import invalidate_link
+from shared.link_cache import CodeRow, cache_codes, invalidate_link
 from shared.minting import mint
 from shared.redis_client import errors as redis_errors
+
+log = logging.getLogger(__name__)
 
 INVALIDATE_AGAIN_S = 2.0
 """Delay of the second cache drop after a link change, seconds."""
@@ -114,6 +117,15 @@ async def _invalidate(redis: aioredis.Redis, link_id: int) -> None:
     task.add_done_callback(_pending.discard)
 
 
+async def cache_minted(app: web.Application, rows: list[CodeRow]) -> None:
+    """Put committed codes in the redirectors' Redis cache and filters (`cache_codes`). A
+    failure is logged, not raised: the codes work all the same (found through Postgres)."""
+    try:
+        await cache_codes(app[REDIS], rows, app[SETTINGS].links.code_cache_ttl_s)
+    except DependencyError as exc:
+        log.warning("minted codes not cached", extra={"codes": len(rows), "error": str(exc)})
+
+
 async def add_recipients(request: web.Request) -> web.Response:
     """One short code per recipient on the link, minted in bulk (COPY); recipients that have a
     code already keep it. Up to 100,000 recipients per request. 409 `tracking_disabled` while
@@ -128,6 +140,10 @@ async def add_recipients(request: web.Request) -> web.Response:
         await orgs.require_tracking(conn, org_id)
         minted = await mint(conn, link.id, recipients, length=settings.links.code_length)
     request.app[METRICS].codes_minted.inc(minted.minted)
+    await cache_minted(
+        request.app,
+        [(code, link.id, r) for r, code in zip(minted.recipients, minted.codes, strict=True)],
+    )
     return web.json_response(
         {
             "link_id": link.id,

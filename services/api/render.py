@@ -23,6 +23,7 @@ from services.api.bodies import RenderBatchRequest, RenderRequest
 from services.api.body import decode, decode_item
 from services.api.context import GATE, METRICS, POOL, SETTINGS
 from services.api.errors import dumps
+from services.api.links import cache_minted
 from services.api.sms import SmsLength
 from shared.campaigns import get_campaign
 from shared.domains import ShortPrefix, short_prefix
@@ -282,6 +283,9 @@ async def _track(request: web.Request, job: Job, messages: list[Message]) -> Tra
             request.app[METRICS].codes_minted.inc(minted.minted)
             for recipient, code in zip(minted.recipients, minted.codes, strict=True):
                 tracked[(url, recipient)] = (link.id, code)
+    await cache_minted(
+        request.app, [(code, link_id, r) for (_, r), (link_id, code) in tracked.items()]
+    )
     return tracked
 
 

@@ -10,6 +10,7 @@ import aiohttp
 
 from shared import db
 from shared.counts import CountStore
+from shared.link_cache import cache_codes
 from shared.links import create_campaign, create_link, create_org
 from shared.orgs import set_time_zone
 from shared.redis_client import redis_client
@@ -35,6 +36,7 @@ async def run_demo(settings: Settings, wait_s: float, say: Callable[[str], None]
             destination=DESTINATION,
             code_length=settings.links.code_length,
         )
+        await cache_codes(redis, created.code_rows(), settings.links.code_cache_ttl_s)
         short_url = f"{settings.links.short_base_url}/{created.codes[None]}"
         say(f"demo: link {created.link_id} {short_url} -> {DESTINATION}")
         for visitor, clicks in (("Alice's phone", 2), ("Bob's phone", 1)):

@@ -23,8 +23,9 @@ from services.ops.topics import align_topics, check_topics
 from services.relay import endpoints
 from shared import db
 from shared.counts import CountStore
-from shared.errors import ClicktrackError
+from shared.errors import ClicktrackError, DependencyError
 from shared.kafka import ensure_topics
+from shared.link_cache import cache_codes
 from shared.links import create_link, create_org
 from shared.redis_client import redis_client
 from shared.settings import Settings
@@ -101,7 +102,10 @@ def link(settings: Settings, destination: str, org_name: str, recipients: tuple[
     """Create a tracked link to DESTINATION (in a new organisation) and print its short URLs."""
 
     async def go() -> None:
-        async with db.pool(settings.postgres, max_size=1) as pool:
+        async with (
+            db.pool(settings.postgres, max_size=1) as pool,
+            redis_client(settings.redis, required=False) as redis,
+        ):
             org_id = await create_org(pool, org_name, tracking=True)
             created = await create_link(
                 pool,
@@ -110,6 +114,10 @@ def link(settings: Settings, destination: str, org_name: str, recipients: tuple[
                 recipients=list(recipients) or None,
                 code_length=settings.links.code_length,
             )
+            try:  # the running redirectors learn the codes at once (their filters, Redis)
+                await cache_codes(redis, created.code_rows(), settings.links.code_cache_ttl_s)
+            except DependencyError as exc:
+                click.echo(f"codes not cached in Redis: {exc}", err=True)
         click.echo(f"link {created.link_id} -> {created.destination}")
         for recipient, code in created.codes.items():
             who = f" (recipient {recipient})" if recipient else ""

@@ -11,6 +11,7 @@ import asyncio
 import csv
 import sys
 from collections.abc import Iterator
+from itertools import repeat
 from typing import IO
 
 import asyncpg
@@ -20,6 +21,7 @@ from services.cli.running import run
 from shared import apikeys, audit, db, operator_actions, orgs
 from shared.domains import link_prefix
 from shared.errors import DependencyError, InvalidInputError, NotFoundError
+from shared.link_cache import cache_codes
 from shared.links import Link, get_link
 from shared.minting import mint
 from shared.redis_client import errors as redis_errors
@@ -243,7 +245,10 @@ def mint_command(settings: Settings, link_id: int, source: IO[str], out: IO[str]
         writer = csv.writer(out)
         writer.writerow(["recipient", "code", "short_url"])
         minted = reused = 0
-        async with db.pool(settings.postgres, max_size=1) as pool:
+        async with (
+            db.pool(settings.postgres, max_size=1) as pool,
+            redis_client(settings.redis, required=False) as redis,
+        ):
             link = await _link(pool, link_id)
             prefix = await link_prefix(pool, link, settings.links.short_domain)
             with click.progressbar(
@@ -254,6 +259,11 @@ def mint_command(settings: Settings, link_id: int, source: IO[str], out: IO[str]
                         await orgs.require_tracking(conn, link.org_id)
                         done = await mint(conn, link.id, chunk, length=settings.links.code_length)
                     minted, reused = minted + done.minted, reused + done.reused
+                    rows = list(zip(done.codes, repeat(link.id), done.recipients, strict=False))
+                    try:  # first taps read Redis; without it they read Postgres
+                        await cache_codes(redis, rows, settings.links.code_cache_ttl_s)
+                    except DependencyError as exc:
+                        click.echo(f"codes not cached in Redis: {exc}", err=True)
                     writer.writerows(
                         (r, code, prefix.url(code))
                         for r, code in zip(done.recipients, done.codes, strict=True)

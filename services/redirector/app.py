@@ -26,10 +26,11 @@ without details.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import time
-from contextlib import AsyncExitStack
+from contextlib import AsyncExitStack, suppress
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry
@@ -38,6 +39,7 @@ from services.redirector.handler import RedirectHandler, error_response
 from services.redirector.hosts import Hosts
 from services.redirector.invalidation import LinkChanges
 from services.redirector.metrics import LocalCounter, RedirectorMetrics
+from services.redirector.minted import MintedCodes
 from services.redirector.publisher import Publisher
 from services.redirector.resolve import Resolver
 from shared import db
@@ -52,6 +54,8 @@ MAX_REQUEST_LINE = 2048
 MAX_HEADER_FIELD = 4096
 """Bytes of one header field; a longer one is refused with 400."""
 MAX_HEADERS = 64
+SUBSCRIBE_WAIT_S = 1.0
+"""Time start-up waits for the link-change subscription (Redis may be down: then it goes on)."""
 SHUTDOWN_TIMEOUT_S = 10.0
 """Time in-flight requests get to finish at stop, before the click sink drains."""
 
@@ -103,10 +107,16 @@ class Redirector:
         """
         settings, metrics, stack = self.settings, self.metrics, self._stack
         try:
-            pool = await stack.enter_async_context(db.pool(settings.postgres))
+            # Lookups only read: a release need not reset the session (a round trip each).
+            pool = await stack.enter_async_context(
+                db.pool(settings.postgres, reset=db.keep_session)
+            )
             # Redis is a cache here: the redirector starts without it, and Postgres answers.
             redis = await stack.enter_async_context(redis_client(settings.redis, required=False))
-            resolver = Resolver(settings, pool, redis, metrics)
+            minted = MintedCodes(pool, settings.postgres)
+            minted.start()
+            stack.push_async_callback(minted.stop)
+            resolver = Resolver(settings, pool, redis, metrics, minted=minted)
             stack.push_async_callback(resolver.close)
             hosts = Hosts(
                 settings.links.short_domain, pool, metrics, settings.redirector.local_cache_ttl_s
@@ -119,6 +129,11 @@ class Redirector:
             changes = LinkChanges(redis, resolver, metrics, hosts)
             changes.start()
             stack.push_async_callback(changes.stop)
+            # Subscribed before the first request: the (re)subscription clears the link memory,
+            # and a first answer must not race it. Redis down: start without it.
+            with suppress(TimeoutError):
+                async with asyncio.timeout(SUBSCRIBE_WAIT_S):
+                    await changes.subscribed.wait()
             self._resolver, self._publisher, self._hosts = resolver, publisher, hosts
             self._handler = RedirectHandler(settings, resolver, publisher, metrics)
             server = web.Server(

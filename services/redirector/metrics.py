@@ -129,6 +129,9 @@ class RedirectorMetrics:
         misses = count("resolve_misses", "Lookups a layer passed on (memory, redis)", "layer")
         self.misses = {name: misses.labels(name) for name in LAYERS[:2]}
         self.negative_hits = count("resolve_negative_hits", "Unknown codes the negative cache knew")
+        self.filtered = count(
+            "resolve_filtered", "Codes the filter of minted codes refused, without a lookup"
+        )
         self.postgres_lookups = count("resolve_postgres_lookups", "Postgres queries for a code")
         self.dependency_errors = count(
             "resolve_dependency_errors", "Redis or Postgres failures or timeouts", "dependency"

@@ -60,6 +60,17 @@ async def wait_readiness(app: Running, want: int, seconds: float = 60.0) -> int:
         await asyncio.sleep(0.1)
 
 
+async def filter_ready(app: Running, seconds: float = 10.0) -> None:
+    """Wait until the app's filter of minted codes is built and subscribed (bounded)."""
+    minted = app.redirector.resolver.minted
+    assert minted is not None
+    for _ in range(int(seconds / 0.05)):
+        if minted.current:
+            break
+        await asyncio.sleep(0.05)
+    assert minted.current, f"the filter of minted codes is not current after {seconds} s"
+
+
 async def events(settings: Settings, count: int, seconds: float = 20.0) -> list[dict[str, object]]:
     """The values of the first `count` records of the clicks topic, decoded."""
     records = await read_topic(settings, settings.kafka.clicks_topic, count, seconds)

@@ -13,6 +13,7 @@ import redis.asyncio as aioredis
 
 from services.redirector.app import Redirector
 from shared.codes import mint_codes
+from shared.link_cache import cache_codes
 from shared.links import create_campaign, create_link, create_org
 from shared.minting import Minted, mint
 from shared.settings import Settings
@@ -143,10 +144,14 @@ async def redirector(
 
 
 async def test_bulk_minted_codes_resolve_in_the_redirector(
-    pool: asyncpg.Pool, link_id: int, redirector: str
+    pool: asyncpg.Pool, link_id: int, redirector: str, redis: aioredis.Redis
 ) -> None:
     async with pool.acquire() as conn:
         got = await mint(conn, link_id, [f"p{i}" for i in range(50)], length=LENGTH)
+    # As the API and the CLI do once the codes are committed: the running redirector's filter
+    # of minted codes learns them (else it would refuse them as never minted) and Redis has them.
+    rows = [(c, link_id, r) for r, c in got.by_recipient().items()]
+    await cache_codes(redis, rows, Settings().links.code_cache_ttl_s)
     async with aiohttp.ClientSession() as http:
         for code in list(got.by_recipient().values())[:5]:
             async with http.get(f"{redirector}/{code}", allow_redirects=False) as resp:

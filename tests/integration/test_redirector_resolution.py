@@ -13,7 +13,7 @@ import redis.asyncio as aioredis
 from shared.link_cache import code_key, invalidate_link, link_key
 from shared.links import CreatedLink, create_campaign, create_link, create_org
 from shared.settings import Secret, Settings
-from tests.integration.redirector_support import events, redirector
+from tests.integration.redirector_support import events, filter_ready, redirector
 
 pytestmark = pytest.mark.integration
 
@@ -69,10 +69,11 @@ async def test_memory_then_redis_then_postgres(
         assert second.metric("clicktrack_resolve_hits_total", {"layer": "redis"}) == 1
 
 
-async def test_unknown_codes_are_remembered_and_malformed_ones_never_looked_up(
+async def test_unknown_codes_are_refused_by_the_filter_and_malformed_ones_never_looked_up(
     settings: Settings, link: CreatedLink, redis: aioredis.Redis, topics: list[str]
 ) -> None:
     async with redirector(settings) as app:
+        await filter_ready(app)
         for _ in range(3):
             status, location, body = await get(f"{app.url}/Zz9Zz9Zz9Z")
             assert (status, location, body) == (
@@ -80,13 +81,28 @@ async def test_unknown_codes_are_remembered_and_malformed_ones_never_looked_up(
                 None,
                 {"error": "not_found", "detail": "unknown link"},
             )
-        assert app.metric(PG) == 1  # the first ask; then the negative cache answers
-        assert app.metric("clicktrack_resolve_negative_hits_total") == 2
+        assert app.metric(PG) == 0  # never minted: the filter knows without asking anyone
+        assert app.metric("clicktrack_resolve_filtered_total") == 3
         for path in ("/ab", "/abc%24def", "/" + "a" * 33, "/abc-def", "/%C3%A9t%C3%A9x"):
             assert (await get(app.url + path))[0] == 404
-        assert app.metric(PG) == 1
+        assert app.metric(PG) == 0
         assert app.metric("clicktrack_redirects_total", {"outcome": "malformed"}) == 5
-        assert app.metric("clicktrack_resolve_misses_total", {"layer": "memory"}) == 1
+        assert app.metric("clicktrack_resolve_misses_total", {"layer": "memory"}) == 0
+        # A real code passes the filter and is found.
+        assert (await get(f"{app.url}/{link.codes['r1']}"))[:2] == (302, DESTINATION)
+    assert await redis.get(code_key("Zz9Zz9Zz9Z")) is None  # nothing was written for it
+
+
+async def test_a_code_the_filter_lets_through_is_looked_up_once_then_remembered(
+    settings: Settings, link: CreatedLink, redis: aioredis.Redis, topics: list[str]
+) -> None:
+    async with redirector(settings) as app:
+        await filter_ready(app)
+        app.redirector.resolver.minted.announced(["Zz9Zz9Zz9Z"])  # as a false positive would
+        for _ in range(3):
+            assert (await get(f"{app.url}/Zz9Zz9Zz9Z"))[0] == 404
+        assert app.metric(PG) == 1  # the first ask; then the negative cache answers
+        assert app.metric("clicktrack_resolve_negative_hits_total") == 2
     assert await redis.get(code_key("Zz9Zz9Zz9Z")) == b"-"
     async with redirector(settings) as again:  # Redis remembers it for every process
         assert (await get(f"{again.url}/Zz9Zz9Zz9Z"))[0] == 404

@@ -126,3 +126,15 @@ def test_the_apis_metrics_are_off_its_published_port() -> None:
     parsed = Settings.from_env({k: str(v) for k, v in api["environment"].items()})
     assert parsed.api.metrics_port != parsed.api.port
     assert all(str(parsed.api.metrics_port) not in port for port in api["ports"])
+
+
+def test_redis_evicts_only_the_cache_never_the_counters() -> None:
+    """Counters have no TTL and every cache key has one (`shared/link_cache.py`): with
+    volatile-lru, both the native stack and compose evict only cache keys."""
+    command = compose()["services"]["redis"]["command"]
+    policy = command[command.index("--maxmemory-policy") + 1]
+    assert policy == "volatile-lru"
+    assert command[command.index("--maxmemory") + 1] == "1gb"
+    stack = (ROOT / "deploy" / "stack.sh").read_text()
+    assert "REDIS_POLICY=volatile-lru" in stack
+    assert '--maxmemory "$REDIS_MAXMEMORY" --maxmemory-policy "$REDIS_POLICY"' in stack
