@@ -12,9 +12,11 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
+from services.api.body import path_id
 from services.api.context import POOL, SETTINGS
+from shared import orgs
 from shared.apikeys import KEY_PREFIX, org_of_key
-from shared.errors import AuthError, ForbiddenError
+from shared.errors import AuthError, ForbiddenError, NotFoundError
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +76,17 @@ async def require_org(request: web.Request) -> int:
     if who.org_id is None:
         raise ForbiddenError("the operator credential cannot act inside an organisation")
     return who.org_id
+
+
+async def readable_org(request: web.Request) -> int:
+    """The organisation of the path's `org_id`, if the caller may read it: the operator any
+    organisation, an API key its own (another's is a 404, as if it did not exist)."""
+    who = await caller(request)
+    org_id = path_id(request, "org_id")
+    if not who.operator and who.org_id != org_id:
+        raise NotFoundError(f"organisation {org_id} does not exist")
+    await orgs.get_org(request.app[POOL], org_id)
+    return org_id
 
 
 def org_of(request: web.Request) -> int:

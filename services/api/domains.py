@@ -12,14 +12,14 @@ import logging
 
 from aiohttp import web
 
-from services.api.auth import caller, require_operator
+from services.api.auth import readable_org, require_operator
 from services.api.bodies import DomainAdd, OrgSwitch
 from services.api.body import decode, path_id
 from services.api.context import POOL, REDIS, SETTINGS
 from services.api.errors import dumps
 from services.api.orgs import operator_name, query_ticket
 from shared import audit, domains, orgs
-from shared.errors import DependencyError, NotFoundError
+from shared.errors import DependencyError
 from shared.link_cache import domains_changed
 from shared.redis_client import errors as redis_errors
 
@@ -36,12 +36,8 @@ def add_routes(router: web.UrlDispatcher) -> None:
 
 async def list_domains(request: web.Request) -> web.Response:
     """Operator: any organisation's domains; an API key: its own (another's is 404)."""
-    who = await caller(request)
-    org_id = path_id(request, "org_id")
-    if not who.operator and who.org_id != org_id:
-        raise NotFoundError(f"organisation {org_id} does not exist")
+    org_id = await readable_org(request)
     pool = request.app[POOL]
-    await orgs.get_org(pool, org_id)
     return web.json_response({"items": await domains.list_domains(pool, org_id)}, dumps=dumps)
 
 

@@ -11,7 +11,7 @@ from typing import Any
 from aiohttp import web
 
 from services.api import dlt
-from services.api.auth import caller, require_operator, require_org
+from services.api.auth import readable_org, require_operator, require_org
 from services.api.bodies import WhitelistAdd, WhitelistCheck, WhitelistImport
 from services.api.body import decode, path_id
 from services.api.context import POOL, SETTINGS
@@ -20,7 +20,6 @@ from services.api.orgs import operator_name, query_ticket
 from shared import orgs, whitelist
 from shared.campaigns import get_campaign
 from shared.domains import short_prefix
-from shared.errors import NotFoundError
 
 
 def add_routes(router: web.UrlDispatcher) -> None:
@@ -33,12 +32,8 @@ def add_routes(router: web.UrlDispatcher) -> None:
 
 async def list_whitelist(request: web.Request) -> web.Response:
     """Operator: any organisation's whitelist; an API key: its own (another's is 404)."""
-    who = await caller(request)
-    org_id = path_id(request, "org_id")
-    if not who.operator and who.org_id != org_id:
-        raise NotFoundError(f"organisation {org_id} does not exist")
+    org_id = await readable_org(request)
     pool = request.app[POOL]
-    await orgs.get_org(pool, org_id)
     return web.json_response({"items": await whitelist.list_entries(pool, org_id)}, dumps=dumps)
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import click
 
-from services.cli.operator import org, resolve_org, ticket_option
+from services.cli.operator import org, org_rows, resolve_org, ticket_option
 from services.cli.running import run
 from shared import audit, db, domains, orgs
 from shared.audit import Action
@@ -83,41 +83,42 @@ def domain_remove(settings: Settings, org_ref: str, name: str, ticket: str | Non
 def domain_list(settings: Settings, org_ref: str) -> None:
     """Print ORG's short domains, the default first."""
 
-    async def go() -> list[domains.ShortDomain]:
-        async with db.pool(settings.postgres, max_size=1) as pool:
-            return await domains.list_domains(pool, await resolve_org(pool, org_ref))
-
-    found = run(go())
+    found = org_rows(settings, org_ref, domains.list_domains)
     if not found:
         click.echo(f"none: links use the global short domain {settings.links.short_domain}")
     for item in found:
         click.echo(f"{item.domain}{' (default)' if item.is_default else ''}")
 
 
-@org.command("header-in-path")
-@click.argument("org_ref", metavar="ORG")
-@click.argument("state", type=click.Choice(["on", "off"]))
-@ticket_option
-@click.pass_obj
-def header_in_path(settings: Settings, org_ref: str, state: str, ticket: str | None) -> None:
-    """Put the campaign's DLT header in the path of ORG's short links (s.brand.in/ABCDEF/code),
-    or not."""
-    found = run(_switch(settings, org_ref, "header_in_path", state, ticket, "org.header_in_path"))
-    click.echo(f"organisation {found.id} ({found.name}): header in path {state}")
+def _switch_command(name: str, column: str, action: Action, label: str, doc: str) -> None:
+    """`clicktrack org NAME ORG on|off [--ticket T]`: switch the organisation's `column`."""
+
+    @org.command(name, help=doc)
+    @click.argument("org_ref", metavar="ORG")
+    @click.argument("state", type=click.Choice(["on", "off"]))
+    @ticket_option
+    @click.pass_obj
+    def switch(settings: Settings, org_ref: str, state: str, ticket: str | None) -> None:
+        found = run(_switch(settings, org_ref, column, state, ticket, action))
+        click.echo(f"organisation {found.id} ({found.name}): {label} {state}")
 
 
-@org.command("whitelist-check")
-@click.argument("org_ref", metavar="ORG")
-@click.argument("state", type=click.Choice(["on", "off"]))
-@ticket_option
-@click.pass_obj
-def whitelist_check(settings: Settings, org_ref: str, state: str, ticket: str | None) -> None:
-    """Whether rendering refuses ORG's links that its DLT whitelist lacks (on for new
-    organisations; off for those older than the whitelist, until it is imported)."""
-    found = run(
-        _switch(settings, org_ref, "dlt_whitelist_check", state, ticket, "org.whitelist_check")
-    )
-    click.echo(f"organisation {found.id} ({found.name}): whitelist check {state}")
+_switch_command(
+    "header-in-path",
+    "header_in_path",
+    "org.header_in_path",
+    "header in path",
+    "Put the campaign's DLT header in the path of ORG's short links (s.brand.in/ABCDEF/code),"
+    " or not.",
+)
+_switch_command(
+    "whitelist-check",
+    "dlt_whitelist_check",
+    "org.whitelist_check",
+    "whitelist check",
+    "Whether rendering refuses ORG's links that its DLT whitelist lacks (on for new"
+    " organisations; off for those older than the whitelist, until it is imported).",
+)
 
 
 async def _switch(

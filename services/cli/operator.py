@@ -10,9 +10,9 @@ from __future__ import annotations
 import asyncio
 import csv
 import sys
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from itertools import repeat
-from typing import IO
+from typing import IO, TypeVar
 
 import asyncpg
 import click
@@ -27,6 +27,8 @@ from shared.minting import mint
 from shared.redis_client import errors as redis_errors
 from shared.redis_client import redis_client
 from shared.settings import Settings
+
+T = TypeVar("T")
 
 CHUNK = 100_000
 """Recipients minted per transaction by `clicktrack mint`."""
@@ -285,6 +287,16 @@ async def _link(pool: asyncpg.Pool, link_id: int) -> Link:
 def _chunks(items: list[str], size: int) -> Iterator[list[str]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
+
+
+def org_rows(settings: Settings, ref: str, read: Callable[[asyncpg.Pool, int], Awaitable[T]]) -> T:
+    """What `read(pool, org_id)` returns for the organisation `ref` (an id or a unique name)."""
+
+    async def go() -> T:
+        async with db.pool(settings.postgres, max_size=1) as pool:
+            return await read(pool, await resolve_org(pool, ref))
+
+    return run(go())
 
 
 async def resolve_org(pool: asyncpg.Pool, ref: str) -> int:

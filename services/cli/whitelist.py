@@ -9,7 +9,7 @@ from typing import IO
 
 import click
 
-from services.cli.operator import resolve_org, ticket_option
+from services.cli.operator import org_rows, resolve_org, ticket_option
 from services.cli.running import run
 from shared import audit, db, whitelist
 from shared.settings import Settings
@@ -63,11 +63,7 @@ def whitelist_import(
 def whitelist_list(settings: Settings, org_ref: str) -> None:
     """Print ORG's whitelist: id, kind, value, header, DLT reference, date."""
 
-    async def go() -> list[whitelist.Entry]:
-        async with db.pool(settings.postgres, max_size=1) as pool:
-            return await whitelist.list_entries(pool, await resolve_org(pool, org_ref))
-
-    for e in run(go()):
+    for e in org_rows(settings, org_ref, whitelist.list_entries):
         click.echo(
             f"{e.id}  {e.kind}  {e.value}  {e.header or '*'}  {e.dlt_ref or '-'}"
             f"  {e.whitelisted_on or '-'}"
