@@ -9,10 +9,7 @@
 
 One folder per process (an exclusive `flock` on `clicks.lock`). Files `clicks-<seq>.log` are
 append-only and numbered in write order; a process opens a new file at start and every
-`file_bytes`. Each record is
-
-    !4sIII header: magic, key length, value length, CRC-32 of (the two lengths, key, value)
-    then the key, then the value
+`file_bytes`. Each record is a header with a CRC, then the key and the value (`clicklog_records`).
 
 Torn writes. A write the disk cut short (a full disk) leaves part of a record in the file. The
 writer cuts it off again (`ftruncate`; if even that fails, it closes the file and opens another)
@@ -38,20 +35,19 @@ import errno
 import fcntl
 import logging
 import os
-import struct
-import zlib
 from contextlib import suppress
 from pathlib import Path
 from typing import NamedTuple
 
+from services.redirector.clicklog_records import (
+    MAX_RECORD_BYTES,
+    Record,
+    decode_records,
+    encode_record,
+)
+
 log = logging.getLogger(__name__)
 
-MAGIC = b"\xc1\x1c\x0c\x01"
-_HEADER = struct.Struct("!4sIII")
-_LENGTHS = struct.Struct("!II")
-HEADER_BYTES = _HEADER.size
-MAX_RECORD_BYTES = 1024 * 1024
-"""Largest key + value accepted; a header claiming more is corrupt."""
 PENDING_MAX_BYTES = 64 * 1024 * 1024
 """Bytes `append()` may keep in memory while writes fail (a full or read-only disk)."""
 READ_BYTES = 1024 * 1024
@@ -60,60 +56,12 @@ _PREFIX = "clicks-"
 _SUFFIX = ".log"
 _CHECKPOINT = "checkpoint"
 
-Record = tuple[bytes, bytes]
-
 
 class Position(NamedTuple):
     """A place in the log: a file's sequence number and a byte offset in it."""
 
     seq: int
     offset: int
-
-
-def encode_record(key: bytes, value: bytes) -> bytes:
-    """One record as stored on disk."""
-    lengths = _LENGTHS.pack(len(key), len(value))
-    crc = zlib.crc32(value, zlib.crc32(key, zlib.crc32(lengths)))
-    return MAGIC + lengths + struct.pack("!I", crc) + key + value
-
-
-def decode_records(data: bytes, *, final: bool) -> tuple[list[Record], int, int]:
-    """The records in `data`: (records, bytes consumed, bytes skipped as unreadable).
-
-    A bad stretch (a torn or corrupt record, garbage) is skipped up to the next magic that
-    starts a valid record. With `final` false more bytes may follow `data`: a record cut by the
-    end of `data` is left for the next read (not consumed). With `final` true, `data` ends
-    the file and whatever cannot be read is skipped.
-    """
-    records: list[Record] = []
-    view = memoryview(data)
-    pos, end, skipped = 0, len(data), 0
-    while pos < end:
-        if pos + HEADER_BYTES <= end:
-            magic, key_len, value_len, crc = _HEADER.unpack_from(data, pos)
-            size = key_len + value_len
-            if magic == MAGIC and size <= MAX_RECORD_BYTES:
-                start = pos + HEADER_BYTES
-                stop = start + size
-                if stop > end and not final:
-                    break  # the rest of this record comes with the next read
-                lengths = zlib.crc32(view[pos + 4 : start - 4])
-                if stop <= end and zlib.crc32(view[start:stop], lengths) == crc:
-                    records.append((data[start : start + key_len], data[start + key_len : stop]))
-                    pos = stop
-                    continue
-        elif not final and data.startswith(MAGIC[: end - pos], pos):
-            break  # a header cut by the end of `data`
-        # A bad record: resynchronise at the next magic.
-        found = data.find(MAGIC, pos + 1)
-        if found < 0:
-            # The last bytes may be the start of a magic the next read completes.
-            found = end if final else max(pos, end - len(MAGIC) + 1)
-            if found == pos:
-                break
-        skipped += found - pos
-        pos = found
-    return records, pos, skipped
 
 
 class ClickLog:
