@@ -1,5 +1,6 @@
 """Redis: a connection with bounded retries at start-up, and the boundary where redis-py's errors
-become ours (`errors`, and `get` and `set_all` for the redirector's cache reads and writes)."""
+become ours (`errors`, and `get`, `get_many` and `set_all` for the redirector's cache reads and
+writes)."""
 
 from __future__ import annotations
 
@@ -39,6 +40,15 @@ async def get(client: aioredis.Redis, key: str) -> bytes | None:
     except _FAILURES as exc:
         raise _failed(f"reading {key}", exc) from exc
     return cast("bytes | None", value)
+
+
+async def get_many(client: aioredis.Redis, keys: list[str]) -> list[bytes | None]:
+    """`MGET keys` in one round trip; `DependencyError` if Redis fails."""
+    try:
+        values: Any = await client.mget(keys)
+    except _FAILURES as exc:
+        raise _failed("reading the cache", exc) from exc
+    return cast("list[bytes | None]", values)
 
 
 async def set_all(client: aioredis.Redis, values: dict[str, bytes], ttl_s: int) -> None:

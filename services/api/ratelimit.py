@@ -33,12 +33,13 @@ from typing import Any
 import redis.asyncio as aioredis
 from aiohttp import web
 from aiohttp.typedefs import Middleware
-from redis.exceptions import RedisError
 
 from services.api.auth import CALLER, bearer_credential
 from services.api.context import METRICS, REDIS
 from services.api.errors import Handler, error_response
 from shared.client_address import ClientAddress
+from shared.errors import DependencyError
+from shared.redis_client import errors as redis_errors
 
 log = logging.getLogger(__name__)
 
@@ -144,12 +145,13 @@ def middleware(limits: Limits, client: ClientAddress, prefix: str) -> Middleware
         failures = prefix + f"fail:{address}"
         known = prefix + "known:" + (_digest(credential) if credential is not None else "-")
         try:
-            why, wait_ms, was_known = await admit_script(
-                keys=[failures, known, caller_key(credential, address, prefix)],
-                args=[*failure_args, *caller_args],
-                client=redis,
-            )
-        except (RedisError, OSError) as exc:
+            with redis_errors("admitting a request"):
+                why, wait_ms, was_known = await admit_script(
+                    keys=[failures, known, caller_key(credential, address, prefix)],
+                    args=[*failure_args, *caller_args],
+                    client=redis,
+                )
+        except DependencyError as exc:
             skip_until = time.monotonic() + BREAK_S
             _unavailable(request, exc)
             return await handler(request)
@@ -163,11 +165,12 @@ def middleware(limits: Limits, client: ClientAddress, prefix: str) -> Middleware
             )
         response = await handler(request)
         try:
-            if response.status == 401:
-                await spend_script(keys=[failures], args=list(failure_args), client=redis)
-            elif credential is not None and not was_known and CALLER in request:
-                await redis.set(known, b"1", ex=KNOWN_TTL_S)
-        except (RedisError, OSError) as exc:
+            with redis_errors("recording a request"):
+                if response.status == 401:
+                    await spend_script(keys=[failures], args=list(failure_args), client=redis)
+                elif credential is not None and not was_known and CALLER in request:
+                    await redis.set(known, b"1", ex=KNOWN_TTL_S)
+        except DependencyError as exc:
             skip_until = time.monotonic() + BREAK_S
             _unavailable(request, exc)
         return response

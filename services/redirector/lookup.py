@@ -23,12 +23,11 @@ from typing import Any
 import asyncpg
 import orjson
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
 
 from services.redirector.cache import TtlLru
 from services.redirector.metrics import RedirectorMetrics
 from services.redirector.resolution import CodeEntry, LinkEntry, link_of
-from shared import db
+from shared import db, redis_client
 from shared.errors import DependencyError, QueryError
 from shared.link_cache import NEGATIVE, code_entry, code_key, link_key
 from shared.service import cancel
@@ -186,8 +185,8 @@ class Lookups:
 
     async def _mget(self, keys: list[str]) -> list[bytes | None]:
         try:
-            values: list[bytes | None] = await self._redis.mget(keys)  # type: ignore[assignment]
-        except (RedisError, OSError) as exc:
+            values = await redis_client.get_many(self._redis, keys)
+        except DependencyError as exc:
             self._m.dependency_errors.labels("redis").inc()
             log.warning("redis cache unavailable, asking postgres", extra={"error": repr(exc)})
             return [None] * len(keys)
@@ -210,11 +209,8 @@ class Lookups:
 
         async def write() -> None:
             try:
-                async with self._redis.pipeline(transaction=False) as pipe:
-                    for key, value in values.items():
-                        pipe.set(key, value, ex=ttl_s)
-                    await pipe.execute()
-            except (RedisError, OSError) as exc:
+                await redis_client.set_all(self._redis, values, ttl_s)
+            except DependencyError as exc:
                 self._m.dependency_errors.labels("redis").inc()
                 log.warning("redis cache write failed", extra={"error": repr(exc)})
 
