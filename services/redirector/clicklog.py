@@ -159,19 +159,23 @@ class ClickLog:
 
     def append(self, key: bytes, value: bytes) -> bool:
         """Write one record (into the kernel, not yet fsynced); False if the log is full."""
-        record = encode_record(key, value)
-        size = len(record)
+        return self.append_encoded(encode_record(key, value), 1)
+
+    def append_encoded(self, data: bytes, records: int) -> bool:
+        """Write `records` records already encoded (`encode_record`, joined) with one write:
+        all of them, or none if the log is full (False)."""
+        size = len(data)
         if self._disk_bytes + self._pending_bytes + size > self._max_bytes:
             return False
         if self._pending:  # writes are failing: keep the order, the sync task retries
             if self._pending_bytes + size > PENDING_MAX_BYTES:
                 return False
-            self._keep(record, 1)
+            self._keep(data, records)
             return True
         if self._active_bytes and self._active_bytes + size > self._file_bytes:
             self._rotate()
-        if not self._write(record):
-            self._keep(record, 1)
+        if not self._write(data):
+            self._keep(data, records)
         return True
 
     def end(self) -> Position:

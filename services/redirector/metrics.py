@@ -141,6 +141,9 @@ class RedirectorMetrics:
         self.bots = count("bot_clicks", "Redirects flagged as bots, by signal", "signal")
         # Publishing (the sink): the log's gauges are set by the publisher.
         self.logged = count("events_logged", "Click events written to the local click log")
+        self.log_writes = count(
+            "click_log_writes", "Writes to the click log (one per event-loop turn with clicks)"
+        )
         self.sent = count("events_sent", "Click events acknowledged by Kafka (a resend counts)")
         self.dropped = count("events_dropped", "Click events lost: click log full or unwritable")
         self.producer_errors = count("producer_errors", "Batches not acknowledged in time")

@@ -173,6 +173,30 @@ async def test_the_log_reaches_the_topic_in_the_order_it_was_written(
     assert app.metric("clicktrack_events_dropped_total") == 0
 
 
+async def test_the_clicks_of_one_loop_turn_are_one_write_done_before_any_answer(
+    settings: Settings, link: CreatedLink, topics: list[str]
+) -> None:
+    async with redirector(settings) as app:
+        publisher = app.redirector.publisher
+        log = publisher.log
+        before = log.end()
+        first = [publisher.publish(b"k", b'{"n":%d}' % i) for i in range(3)]
+        assert log.end() == before and not first[0].done()  # nothing written yet
+        await first[0]
+        assert first[1] is first[0] and first[2] is first[0]
+        assert log.end().offset - before.offset == 3 * (16 + 1 + 7)  # header, key, value
+        second = publisher.publish(b"k", b'{"n":3}')
+        assert second is not first[0] and not second.done()  # the next turn's
+        await second
+        assert app.metric("clicktrack_click_log_writes_total") == 2
+        assert app.metric("clicktrack_events_logged_total") == 4
+        # Real clicks, 20 at once: each answered only after its turn's write.
+        taps = [click(f"{app.url}/{link.codes[None]}", PHONE) for _ in range(20)]
+        assert [r.status for r in await asyncio.gather(*taps)] == [302] * 20
+        assert app.metric("clicktrack_events_logged_total") == 24
+        assert app.metric("clicktrack_click_log_writes_total") <= 2 + 20
+
+
 async def test_a_full_log_drops_and_counts_exactly_what_does_not_fit(
     settings: Settings, pool: asyncpg.Pool, tmp_path: Path
 ) -> None:
@@ -180,8 +204,9 @@ async def test_a_full_log_drops_and_counts_exactly_what_does_not_fit(
     value = b"v" * 1000  # with its 10-byte key and 16-byte header: 1026 bytes a record
     async with redirector(down) as app:
         publisher = app.redirector.publisher
-        for _ in range(1100):
-            publisher.publish(b"0123456789", value)
+        turn = [publisher.publish(b"0123456789", value) for _ in range(1100)]
+        assert len(set(turn)) == 1  # one loop turn: one future, one write attempt
+        await turn[0]
         fits = (1024 * 1024) // 1026
         assert app.metric("clicktrack_events_logged_total") == fits
         assert app.metric("clicktrack_events_dropped_total") == 1100 - fits
