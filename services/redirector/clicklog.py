@@ -178,6 +178,12 @@ class ClickLog:
             self._keep(data, records)
         return True
 
+    async def flush(self) -> bool:
+        """Write what waits in memory and fsync now; True if every record appended so far is
+        on disk."""
+        await self._sync()
+        return not self._pending and not self._dirty
+
     def end(self) -> Position:
         """Where the next record will be written."""
         return Position(self._seq, self._active_bytes)

@@ -29,6 +29,7 @@ from pathlib import Path
 
 from prometheus_client import Gauge
 
+from services.redirector import legacy_spool
 from services.redirector.clicklog import ClickLog
 from services.redirector.clicklog_records import encode_record
 from services.redirector.kafka_sink import KafkaSink
@@ -87,6 +88,8 @@ class Publisher:
         run left). A broker that is down at start-up does not stop the redirector."""
         await self.log.__aenter__()
         self._started = True
+        # An older redirector's outage spool in the same folder: its clicks come first.
+        self._m.logged.inc(await legacy_spool.adopt(self.log))
         try:
             await self.kafka.send([])
         except DependencyError as exc:

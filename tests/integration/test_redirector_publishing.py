@@ -25,6 +25,7 @@ from tests.integration.redirector_support import (
     redirector,
     wait_readiness,
 )
+from tests.unit.test_legacy_spool import old_record
 
 pytestmark = pytest.mark.integration
 
@@ -195,6 +196,31 @@ async def test_the_clicks_of_one_loop_turn_are_one_write_done_before_any_answer(
         assert [r.status for r in await asyncio.gather(*taps)] == [302] * 20
         assert app.metric("clicktrack_events_logged_total") == 24
         assert app.metric("clicktrack_click_log_writes_total") <= 2 + 20
+
+
+def plant_old_spool(folder: Path, files: list[list[tuple[bytes, bytes]]]) -> None:
+    """The files of the spool an older redirector kept during an outage (format of c0c54a4)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for seq, part in enumerate(files, start=1):
+        (folder / f"spool-{seq:012d}.log").write_bytes(b"".join(old_record(*r) for r in part))
+
+
+async def test_an_older_redirectors_spool_reaches_the_topic_after_an_upgrade(
+    settings: Settings, pool: asyncpg.Pool, topics: list[str]
+) -> None:
+    folder = Path(settings.redirector.spool_dir)
+    old = [(b"code%d" % i, b'{"old":%d}' % i) for i in range(40)]
+    plant_old_spool(folder, [old[:25], old[25:]])
+    async with redirector(settings) as app:
+        for _ in range(100):
+            if app.metric("clicktrack_events_sent_total") == 40:
+                break
+            await asyncio.sleep(0.1)
+        assert app.metric("clicktrack_events_sent_total") == 40
+        assert app.metric("clicktrack_events_logged_total") == 40
+    assert not [p for p in os.listdir(folder) if p.startswith("spool-")]
+    got = await read_topic(settings, settings.kafka.clicks_topic, 41, seconds=3)
+    assert sorted((r.key, r.value) for r in got) == sorted(old)
 
 
 async def test_a_full_log_drops_and_counts_exactly_what_does_not_fit(
