@@ -177,6 +177,9 @@ class ApiSettings(Section):
     auth_failures_burst: int = var(20, low=1, high=1_000_000)
     """Refused credentials one client address may send before it is slowed to one per 5 s
     (`API_AUTH_FAILURES_BURST`): guessing keys stays hopeless."""
+    redis_budget_ms: int = var(500, low=10, high=60_000)
+    """Time one Redis call of a report or a rate limit may take (`API_REDIS_BUDGET_MS`); past it
+    the report reads Postgres instead (`totals_source`) and the request is not limited."""
     org_concurrency: int = var(4, low=1, high=1_000)
     """CSV exports and batch renders one organisation may run at once in one API process
     (`API_ORG_CONCURRENCY`); past it: 429 with Retry-After, other organisations go on."""

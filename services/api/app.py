@@ -54,9 +54,6 @@ log = logging.getLogger(__name__)
 MAX_BODY = 16 * 1024 * 1024
 """Largest request body, bytes: room for 100,000 recipient ids."""
 READY_TIMEOUT_S = 2.0
-REDIS_TIMEOUT_S = 0.5
-"""Budget of one Redis call of a report or a rate limit, seconds; past it the report reads
-Postgres instead and the request is not limited."""
 
 
 def create_app(settings: Settings) -> web.Application:
@@ -120,8 +117,8 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     # Redis and Kafka are optional for the API: reports fall back to Postgres and an unknown lag.
     redis = aioredis.Redis.from_url(
         settings.redis.url.reveal(),
-        socket_timeout=REDIS_TIMEOUT_S,
-        socket_connect_timeout=REDIS_TIMEOUT_S,
+        socket_timeout=settings.api.redis_budget_ms / 1000,
+        socket_connect_timeout=settings.api.redis_budget_ms / 1000,
     )
     ends = EndOffsets(settings)
     async with db.pool(settings.postgres) as pool:

@@ -16,7 +16,7 @@ balancer every client has its own address, so a flood of bad keys never touches 
 Each bucket is a GCRA (generic cell rate algorithm) state in one Redis key: the theoretical
 arrival time of the next request, in ms of Redis's own clock (`TIME`), so the API processes need
 not agree on the time. One script call decides a request; a refused credential costs one more.
-When Redis does not answer within `REDIS_TIMEOUT_S` the request is let through and counted
+When Redis does not answer within `API_REDIS_BUDGET_MS` the request is let through and counted
 (`clicktrack_api_rate_limit_unavailable`): the limits protect the service, and an API that
 refuses everyone while Redis restarts would be the outage they are meant to prevent.
 """
