@@ -81,6 +81,12 @@ stop_one() {
 case ${1:-} in
     up)
         mkdir -p "$RUN" "$LOGS"
+        # The development keys every service needs outside production (kept if present): run
+        # on its own, without `make up`, this script must not start services that crash-loop
+        # for a missing key.
+        if [[ ${CLICKTRACK_ENV:-} != production ]]; then
+            (cd "$ROOT" && "$PY" -m shared.settings --dev-keys >/dev/null)
+        fi
         for s in "${SERVICES[@]}"; do start_one "$s"; done
         ;;
     down)
