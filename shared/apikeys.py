@@ -13,9 +13,9 @@ from datetime import datetime
 
 import asyncpg
 
+from shared import db
 from shared.codes import mint_code
-from shared.errors import NotFoundError
-from shared.orgs import clean_name
+from shared.orgs import clean_name, owned_rows
 
 KEY_PREFIX = "ctk_"
 _KEY_BODY = 40
@@ -69,22 +69,19 @@ async def org_of_key(conn: asyncpg.Connection | asyncpg.Pool, key: str) -> int |
 
 async def list_api_keys(conn: asyncpg.Connection | asyncpg.Pool, org_id: int) -> list[ApiKey]:
     """The organisation's keys, revoked ones included, oldest first."""
-    rows = await conn.fetch(
-        f"SELECT {_COLUMNS} FROM api_keys WHERE org_id = $1 ORDER BY id", org_id
-    )
-    return [ApiKey(**dict(r)) for r in rows]
+    return await owned_rows(conn, ApiKey, "api_keys", _COLUMNS, org_id, "id")
 
 
 async def revoke_api_key(
     conn: asyncpg.Connection | asyncpg.Pool, org_id: int, key_id: int
 ) -> ApiKey:
     """Revoke one of the organisation's keys (idempotent); `NotFoundError` if not its key."""
-    row = await conn.fetchrow(
+    return await db.fetch_one(
+        conn,
+        ApiKey,
         "UPDATE api_keys SET revoked_at = coalesce(revoked_at, now())"
         f" WHERE id = $1 AND org_id = $2 RETURNING {_COLUMNS}",
         key_id,
         org_id,
+        missing=f"API key {key_id} does not exist",
     )
-    if row is None:
-        raise NotFoundError(f"API key {key_id} does not exist")
-    return ApiKey(**dict(row))

@@ -17,9 +17,10 @@ from typing import Literal, get_args
 
 import asyncpg
 
+from shared import db
 from shared.errors import InvalidInputError
 from shared.hostnames import clean_domain
-from shared.orgs import clean_name, owned_row
+from shared.orgs import clean_name, owned
 
 CampaignKind = Literal["one_time", "recurring", "coupon_expiry_reminder", "resend"]
 """What a campaign is. Adding one: here, then a migration rewriting the `CHECK`s, deployed (with
@@ -152,21 +153,21 @@ async def get_campaign(
     conn: asyncpg.Connection | asyncpg.Pool, org_id: int, campaign_id: int
 ) -> Campaign:
     """The organisation's campaign, or `NotFoundError` (also for another org's campaign)."""
-    row = await owned_row(conn, "campaigns", COLUMNS, campaign_id, org_id, "campaign")
-    return Campaign(**dict(row))
+    return await owned(conn, Campaign, "campaigns", COLUMNS, campaign_id, org_id, "campaign")
 
 
 async def list_campaigns(
     conn: asyncpg.Connection | asyncpg.Pool, org_id: int, *, after_id: int = 0, limit: int = 100
 ) -> list[Campaign]:
     """The organisation's campaigns by id, `limit` of them after `after_id`."""
-    rows = await conn.fetch(
+    return await db.fetch_all(
+        conn,
+        Campaign,
         f"SELECT {COLUMNS} FROM campaigns WHERE org_id = $1 AND id > $2 ORDER BY id LIMIT $3",
         org_id,
         after_id,
         limit,
     )
-    return [Campaign(**dict(r)) for r in rows]
 
 
 async def link_lineage(conn: asyncpg.Connection | asyncpg.Pool, campaign: Campaign) -> list[int]:

@@ -1,5 +1,6 @@
-"""Postgres helpers: a connection pool that retries at start-up, the migration runner, and the
-boundary where asyncpg's errors become ours (`errors`).
+"""Postgres helpers: a connection pool that retries at start-up, the migration runner, the
+readers that turn rows into our records (`fetch_all`, `fetch_one`), and the boundary where
+asyncpg's errors become ours (`errors`).
 
 Migrations are the numbered `*.sql` files in `shared/migrations/`, applied in order, each in its
 own transaction, under an advisory lock so two processes starting together do not race. We keep
@@ -14,6 +15,7 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from importlib import resources
+from typing import Any, TypeVar
 
 import asyncpg
 
@@ -23,11 +25,14 @@ from shared.errors import (
     ConflictError,
     DependencyError,
     MissingRowError,
+    NotFoundError,
     QueryError,
 )
 from shared.settings import PostgresSettings, mask_url
 
 log = logging.getLogger(__name__)
+
+R = TypeVar("R")
 
 _MIGRATION_LOCK = 0x0C11C7  # an arbitrary key for pg_advisory_xact_lock
 
@@ -128,6 +133,30 @@ async def pool(
         yield created
     finally:
         await created.close()
+
+
+async def fetch_all(
+    conn: asyncpg.Connection | asyncpg.Pool, record: Callable[..., R], sql: str, *args: Any
+) -> list[R]:
+    """Every row of `sql` as a `record` (a dataclass whose fields are the selected columns,
+    by name), in the order of the statement."""
+    return [record(**dict(row)) for row in await conn.fetch(sql, *args)]
+
+
+async def fetch_one(
+    conn: asyncpg.Connection | asyncpg.Pool,
+    record: Callable[..., R],
+    sql: str,
+    *args: Any,
+    missing: str,
+) -> R:
+    """The first row of `sql` as a `record` (see `fetch_all`), or `NotFoundError(missing)` when
+    there is none: what a read, an `UPDATE ... RETURNING` or a `DELETE ... RETURNING` of one row
+    of an organisation answers for a row that is not there (or not that organisation's)."""
+    row = await conn.fetchrow(sql, *args)
+    if row is None:
+        raise NotFoundError(missing)
+    return record(**dict(row))
 
 
 async def keep_session(conn: asyncpg.Connection) -> None:

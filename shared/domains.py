@@ -19,12 +19,12 @@ from datetime import datetime
 
 import asyncpg
 
-from shared import audit
+from shared import audit, db
 from shared.campaigns import Campaign, get_campaign
-from shared.errors import InvalidInputError, NotFoundError
+from shared.errors import InvalidInputError
 from shared.hostnames import clean_domain, hostname
 from shared.links import Link
-from shared.orgs import Org, get_org
+from shared.orgs import Org, get_org, owned_rows
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,12 +61,8 @@ _COLUMNS = "domain, org_id, is_default, created_at"
 
 async def list_domains(conn: asyncpg.Connection | asyncpg.Pool, org_id: int) -> list[ShortDomain]:
     """The organisation's domains, the default first."""
-    rows = await conn.fetch(
-        f"SELECT {_COLUMNS} FROM short_domains WHERE org_id = $1"
-        " ORDER BY is_default DESC, created_at, domain",
-        org_id,
-    )
-    return [ShortDomain(**dict(r)) for r in rows]
+    order = "is_default DESC, created_at, domain"
+    return await owned_rows(conn, ShortDomain, "short_domains", _COLUMNS, org_id, order)
 
 
 async def add_domain(
@@ -156,19 +152,20 @@ async def remove_domain(
     the default, the oldest remaining domain becomes the default."""
     domain, ticket = clean_domain(domain), audit.clean_ticket(ticket)
     async with pool.acquire() as conn, conn.transaction():
-        row = await conn.fetchrow(
+        removed = await db.fetch_one(
+            conn,
+            ShortDomain,
             f"DELETE FROM short_domains WHERE domain = $1 AND org_id = $2 RETURNING {_COLUMNS}",
             domain,
             org_id,
+            missing=f"organisation {org_id} has no short domain {domain}",
         )
-        if row is None:
-            raise NotFoundError(f"organisation {org_id} has no short domain {domain}")
         await _promote(conn, org_id)
         await audit.record(
             conn, operator=operator, action="domain.removed", org_id=org_id, ticket=ticket,
             domain=domain,
         )  # fmt: skip
-    return ShortDomain(**dict(row))
+    return removed
 
 
 async def _make_default(conn: asyncpg.Connection, org_id: int, domain: str) -> None:

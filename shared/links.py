@@ -9,10 +9,11 @@ from datetime import UTC, datetime, timedelta
 
 import asyncpg
 
+from shared import db
 from shared.campaigns import Campaign, create_campaign, link_lineage
 from shared.errors import InvalidLinkError
 from shared.minting import mint
-from shared.orgs import create_org, owned_row
+from shared.orgs import create_org, owned
 from shared.urls import normalise_destination
 
 __all__ = [
@@ -196,7 +197,7 @@ async def _find(conn: asyncpg.Connection, campaign_ids: list[int], destination: 
 
 async def get_link(conn: asyncpg.Connection | asyncpg.Pool, org_id: int, link_id: int) -> Link:
     """The organisation's link, or `NotFoundError` (also for another org's link)."""
-    return Link(**dict(await owned_row(conn, "links", _COLUMNS, link_id, org_id, "link")))
+    return await owned(conn, Link, "links", _COLUMNS, link_id, org_id, "link")
 
 
 async def list_links(
@@ -208,7 +209,9 @@ async def list_links(
     limit: int = 100,
 ) -> list[Link]:
     """The links of one of the organisation's campaigns, by id."""
-    rows = await conn.fetch(
+    return await db.fetch_all(
+        conn,
+        Link,
         f"SELECT {_COLUMNS} FROM links WHERE org_id = $1 AND campaign_id = $2 AND id > $3"
         " ORDER BY id LIMIT $4",
         org_id,
@@ -216,7 +219,6 @@ async def list_links(
         after_id,
         limit,
     )
-    return [Link(**dict(r)) for r in rows]
 
 
 async def update_link(

@@ -5,13 +5,17 @@ from __future__ import annotations
 
 import functools
 import zoneinfo
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TypeVar
 
 import asyncpg
 
-from shared import audit
+from shared import audit, db
 from shared.errors import InvalidInputError, NotFoundError, TrackingDisabledError
+
+R = TypeVar("R")
 
 MAX_NAME = 200
 """Longest organisation or campaign name, characters."""
@@ -20,6 +24,11 @@ _COLUMNS = (
     "id, name, link_tracking_enabled, created_at, tracking_changed_at, header_in_path,"
     " dlt_whitelist_check, time_zone"
 )
+
+
+def _missing(org_id: int) -> str:
+    """What an answer says of an organisation that does not exist (or is not the caller's)."""
+    return f"organisation {org_id} does not exist"
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,14 +73,14 @@ def check_time_zone(name: object) -> str:
 
 async def set_time_zone(conn: asyncpg.Connection | asyncpg.Pool, org_id: int, zone: str) -> Org:
     """Set the organisation's time zone (an operator's decision); returns the organisation."""
-    row = await conn.fetchrow(
+    return await db.fetch_one(
+        conn,
+        Org,
         f"UPDATE orgs SET time_zone = $2 WHERE id = $1 RETURNING {_COLUMNS}",
         org_id,
         check_time_zone(zone),
+        missing=_missing(org_id),
     )
-    if row is None:
-        raise NotFoundError(f"organisation {org_id} does not exist")
-    return Org(**dict(row))
 
 
 def clean_name(name: object, what: str = "name") -> str:
@@ -86,22 +95,35 @@ def clean_name(name: object, what: str = "name") -> str:
     return name
 
 
-async def owned_row(
+async def owned(
     conn: asyncpg.Connection | asyncpg.Pool,
+    record: Callable[..., R],
     table: str,
     columns: str,
     row_id: int,
     org_id: int,
     noun: str,
-) -> asyncpg.Record:
-    """Row `row_id` of `table` if organisation `org_id` owns it. Another organisation's row is
-    reported exactly like a missing one (`NotFoundError`), so ids reveal nothing across orgs."""
-    row = await conn.fetchrow(
-        f"SELECT {columns} FROM {table} WHERE id = $1 AND org_id = $2", row_id, org_id
+) -> R:
+    """Row `row_id` of `table` as a `record`, if organisation `org_id` owns it. Another
+    organisation's row is reported exactly like a missing one (`NotFoundError`), so ids reveal
+    nothing across orgs."""
+    sql = f"SELECT {columns} FROM {table} WHERE id = $1 AND org_id = $2"
+    return await db.fetch_one(
+        conn, record, sql, row_id, org_id, missing=f"{noun} {row_id} does not exist"
     )
-    if row is None:
-        raise NotFoundError(f"{noun} {row_id} does not exist")
-    return row
+
+
+async def owned_rows(
+    conn: asyncpg.Connection | asyncpg.Pool,
+    record: Callable[..., R],
+    table: str,
+    columns: str,
+    org_id: int,
+    order: str,
+) -> list[R]:
+    """Every row of `table` organisation `org_id` owns, as `record`s, in the SQL `order`."""
+    sql = f"SELECT {columns} FROM {table} WHERE org_id = $1 ORDER BY {order}"
+    return await db.fetch_all(conn, record, sql, org_id)
 
 
 async def create_org(
@@ -119,37 +141,33 @@ async def create_org(
 
 async def get_org(conn: asyncpg.Connection | asyncpg.Pool, org_id: int) -> Org:
     """The organisation, or `NotFoundError`."""
-    row = await conn.fetchrow(f"SELECT {_COLUMNS} FROM orgs WHERE id = $1", org_id)
-    if row is None:
-        raise NotFoundError(f"organisation {org_id} does not exist")
-    return Org(**dict(row))
+    sql = f"SELECT {_COLUMNS} FROM orgs WHERE id = $1"
+    return await db.fetch_one(conn, Org, sql, org_id, missing=_missing(org_id))
 
 
 async def list_orgs(
     conn: asyncpg.Connection | asyncpg.Pool, *, after_id: int = 0, limit: int = 100
 ) -> list[Org]:
     """Organisations by id, `limit` of them after `after_id` (keyset pagination)."""
-    rows = await conn.fetch(
-        f"SELECT {_COLUMNS} FROM orgs WHERE id > $1 ORDER BY id LIMIT $2", after_id, limit
-    )
-    return [Org(**dict(r)) for r in rows]
+    sql = f"SELECT {_COLUMNS} FROM orgs WHERE id > $1 ORDER BY id LIMIT $2"
+    return await db.fetch_all(conn, Org, sql, after_id, limit)
 
 
 async def set_link_tracking(
     conn: asyncpg.Connection | asyncpg.Pool, org_id: int, enabled: bool
 ) -> Org:
     """Switch link tracking on or off (an operator's decision); returns the organisation."""
-    row = await conn.fetchrow(
+    return await db.fetch_one(
+        conn,
+        Org,
         "UPDATE orgs SET link_tracking_enabled = $2,"
         " tracking_changed_at = CASE WHEN link_tracking_enabled = $2 THEN tracking_changed_at"
         " ELSE now() END"
         f" WHERE id = $1 RETURNING {_COLUMNS}",
         org_id,
         enabled,
+        missing=_missing(org_id),
     )
-    if row is None:
-        raise NotFoundError(f"organisation {org_id} does not exist")
-    return Org(**dict(row))
 
 
 async def require_tracking(conn: asyncpg.Connection, org_id: int) -> None:
@@ -162,7 +180,7 @@ async def require_tracking(conn: asyncpg.Connection, org_id: int) -> None:
         "SELECT link_tracking_enabled FROM orgs WHERE id = $1 FOR SHARE", org_id
     )
     if enabled is None:
-        raise NotFoundError(f"organisation {org_id} does not exist")
+        raise NotFoundError(_missing(org_id))
     if not enabled:
         raise TrackingDisabledError(
             "link tracking is off for this organisation: no tracked link or code is created"
@@ -181,12 +199,8 @@ async def set_switch(
     their path, or whether rendering checks links against its DLT whitelist."""
     if switch not in SWITCHES:
         raise ValueError(f"no such switch {switch!r}")  # a bug: fixed names, no SQL from input
-    row = await conn.fetchrow(
-        f"UPDATE orgs SET {switch} = $2 WHERE id = $1 RETURNING {_COLUMNS}", org_id, enabled
-    )
-    if row is None:
-        raise NotFoundError(f"organisation {org_id} does not exist")
-    return Org(**dict(row))
+    sql = f"UPDATE orgs SET {switch} = $2 WHERE id = $1 RETURNING {_COLUMNS}"
+    return await db.fetch_one(conn, Org, sql, org_id, enabled, missing=_missing(org_id))
 
 
 async def switch(

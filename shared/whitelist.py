@@ -26,10 +26,11 @@ from urllib.parse import urlsplit
 
 import asyncpg
 
-from shared import audit
+from shared import audit, db
 from shared.campaigns import clean_header
 from shared.errors import InvalidInputError, NotFoundError, TemplateError
 from shared.hostnames import clean_domain
+from shared.orgs import owned_rows
 
 EntryKind = Literal["short_domain", "url"]
 MAX_IMPORT = 10_000
@@ -191,12 +192,8 @@ def parse_csv(text: str) -> list[NewEntry]:
 
 async def list_entries(conn: asyncpg.Connection | asyncpg.Pool, org_id: int) -> list[Entry]:
     """The organisation's entries: short domains first, then URLs, each by value."""
-    rows = await conn.fetch(
-        f"SELECT {_COLUMNS} FROM dlt_whitelist WHERE org_id = $1"
-        " ORDER BY kind DESC, value, header NULLS FIRST",
-        org_id,
-    )
-    return [Entry(**dict(r)) for r in rows]
+    order = "kind DESC, value, header NULLS FIRST"
+    return await owned_rows(conn, Entry, "dlt_whitelist", _COLUMNS, org_id, order)
 
 
 async def import_entries(
@@ -247,14 +244,14 @@ async def remove_entry(
     """Remove one of the organisation's entries."""
     ticket = audit.clean_ticket(ticket)
     async with pool.acquire() as conn, conn.transaction():
-        row = await conn.fetchrow(
+        entry = await db.fetch_one(
+            conn,
+            Entry,
             f"DELETE FROM dlt_whitelist WHERE id = $1 AND org_id = $2 RETURNING {_COLUMNS}",
             entry_id,
             org_id,
+            missing=f"whitelist entry {entry_id} does not exist",
         )
-        if row is None:
-            raise NotFoundError(f"whitelist entry {entry_id} does not exist")
-        entry = Entry(**dict(row))
         await audit.record(
             conn, operator=operator, action="whitelist.removed", org_id=org_id, ticket=ticket,
             entry=_label(entry),
