@@ -3,7 +3,9 @@
 Tracking is switched on through a support ticket, domains and whitelists change on a customer's
 request: each such operator action is one row of `operator_audit` (migration 0040), written by
 `record` in the same transaction as the action itself, so an action without its row (or a row
-without its action) cannot be committed. `clicktrack audit` and `GET /v1/audit` list them.
+without its action) cannot be committed: `acting` opens that transaction, and its `Trail` writes
+the rows with the operator and the ticket of the action. `clicktrack audit` and `GET /v1/audit`
+list them.
 
 The operator is the name of the credential that acted: `cli:<login>` for the CLI (the operator's
 own account on the machine that holds the database credentials), the `OPERATOR_NAME` of the
@@ -13,6 +15,8 @@ operator token for the API.
 from __future__ import annotations
 
 import getpass
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal, get_args
@@ -109,6 +113,32 @@ async def record(
         orjson.dumps(detail).decode(),
     )
     return entry_id
+
+
+@dataclass(frozen=True, slots=True)
+class Trail:
+    """An operator action in progress: the connection of its transaction, and the operator and
+    (checked) ticket every audit row it writes carries."""
+
+    conn: asyncpg.Connection
+    operator: str
+    ticket: str | None
+
+    async def record(self, action: Action, org_id: int | None, **detail: Any) -> int:
+        """Write one audit row of this action, in its transaction; returns the row's id."""
+        return await record(
+            self.conn, operator=self.operator, action=action, org_id=org_id, ticket=self.ticket,
+            **detail,
+        )  # fmt: skip
+
+
+@asynccontextmanager
+async def acting(pool: asyncpg.Pool, *, operator: str, ticket: str | None) -> AsyncIterator[Trail]:
+    """One transaction for an operator action and its audit rows, committed together or not at
+    all. The ticket is checked first, before anything is read or written (`invalid_ticket`)."""
+    ticket = clean_ticket(ticket)
+    async with pool.acquire() as conn, conn.transaction():
+        yield Trail(conn, operator, ticket)
 
 
 async def list_entries(

@@ -82,6 +82,7 @@ async def add_domain(
     (`domain_taken`) unless `move`. `longest_link` is the DLT slot limit minus the code and its
     slash: a domain longer than that could never carry a link (`domain_too_long`). The global
     `SHORT_DOMAIN` serves every organisation and cannot be one's own (`domain_taken`)."""
+    # the ticket is checked before the domain's own rules, as `acting` would check it
     domain, ticket = clean_domain(domain), audit.clean_ticket(ticket)
     if domain == hostname(global_domain):
         raise InvalidInputError(
@@ -94,7 +95,8 @@ async def add_domain(
             f" (at most {longest_link} for the domain)",
             code="domain_too_long",
         )
-    async with pool.acquire() as conn, conn.transaction():
+    async with audit.acting(pool, operator=operator, ticket=ticket) as trail:
+        conn = trail.conn
         await get_org(conn, org_id)
         owner = await conn.fetchval(
             "SELECT org_id FROM short_domains WHERE domain = $1 FOR UPDATE", domain
@@ -112,10 +114,7 @@ async def add_domain(
                 org_id,
             )
             await _promote(conn, owner)
-            await audit.record(
-                conn, operator=operator, action="domain.moved", org_id=org_id, ticket=ticket,
-                domain=domain, from_org=owner,
-            )  # fmt: skip
+            await trail.record("domain.moved", org_id, domain=domain, from_org=owner)
         elif owner is None:
             added = await conn.fetchval(
                 "INSERT INTO short_domains (domain, org_id) VALUES ($1, $2)"
@@ -127,20 +126,14 @@ async def add_domain(
                 raise InvalidInputError(
                     f"{domain} was just registered for another organisation", code="domain_taken"
                 )
-            await audit.record(
-                conn, operator=operator, action="domain.added", org_id=org_id, ticket=ticket,
-                domain=domain,
-            )  # fmt: skip
+            await trail.record("domain.added", org_id, domain=domain)
         has_default = await conn.fetchval(
             "SELECT EXISTS (SELECT 1 FROM short_domains WHERE org_id = $1 AND is_default)", org_id
         )
         if default or not has_default:
             await _make_default(conn, org_id, domain)
             if default:
-                await audit.record(
-                    conn, operator=operator, action="domain.default", org_id=org_id,
-                    ticket=ticket, domain=domain,
-                )  # fmt: skip
+                await trail.record("domain.default", org_id, domain=domain)
         row = await conn.fetchrow(f"SELECT {_COLUMNS} FROM short_domains WHERE domain = $1", domain)
     return ShortDomain(**dict(row))
 
@@ -150,21 +143,18 @@ async def remove_domain(
 ) -> ShortDomain:
     """Remove one of the organisation's domains (its links there then answer 404); when it was
     the default, the oldest remaining domain becomes the default."""
-    domain, ticket = clean_domain(domain), audit.clean_ticket(ticket)
-    async with pool.acquire() as conn, conn.transaction():
+    domain = clean_domain(domain)
+    async with audit.acting(pool, operator=operator, ticket=ticket) as trail:
         removed = await db.fetch_one(
-            conn,
+            trail.conn,
             ShortDomain,
             f"DELETE FROM short_domains WHERE domain = $1 AND org_id = $2 RETURNING {_COLUMNS}",
             domain,
             org_id,
             missing=f"organisation {org_id} has no short domain {domain}",
         )
-        await _promote(conn, org_id)
-        await audit.record(
-            conn, operator=operator, action="domain.removed", org_id=org_id, ticket=ticket,
-            domain=domain,
-        )  # fmt: skip
+        await _promote(trail.conn, org_id)
+        await trail.record("domain.removed", org_id, domain=domain)
     return removed
 
 

@@ -25,20 +25,13 @@ async def create_org(
     pool: asyncpg.Pool, name: str, *, operator: str, ticket: str | None, key_name: str | None
 ) -> tuple[Org, tuple[ApiKey, str] | None]:
     """A new organisation (tracking off) and, when `key_name` is given, its first API key."""
-    ticket = audit.clean_ticket(ticket)
-    async with pool.acquire() as conn, conn.transaction():
-        org = await orgs.get_org(conn, await orgs.create_org(conn, name))
-        await audit.record(
-            conn, operator=operator, action="org.created", org_id=org.id, ticket=ticket,
-            name=org.name,
-        )  # fmt: skip
+    async with audit.acting(pool, operator=operator, ticket=ticket) as trail:
+        org = await orgs.get_org(trail.conn, await orgs.create_org(trail.conn, name))
+        await trail.record("org.created", org.id, name=org.name)
         key = None
         if key_name is not None:
-            key = await apikeys.create_api_key(conn, org.id, key_name)
-            await audit.record(
-                conn, operator=operator, action="key.issued", org_id=org.id, ticket=ticket,
-                key_id=key[0].id, name=key_name,
-            )  # fmt: skip
+            key = await apikeys.create_api_key(trail.conn, org.id, key_name)
+            await trail.record("key.issued", org.id, key_id=key[0].id, name=key_name)
     return org, key
 
 
@@ -47,15 +40,15 @@ async def switch_tracking(
 ) -> tuple[Org, list[int]]:
     """Switch link tracking on or off; returns the organisation and the ids of its links (for
     `forget_org`). Waits for minting transactions of the organisation to commit first."""
-    ticket = audit.clean_ticket(ticket)
-    async with pool.acquire() as conn, conn.transaction():
-        before = await orgs.get_org(conn, org_id)
-        org = await orgs.set_link_tracking(conn, org_id, enabled)
-        await audit.record(
-            conn, operator=operator, action="tracking.enabled" if enabled else "tracking.disabled",
-            org_id=org_id, ticket=ticket, changed=before.link_tracking_enabled != enabled,
-        )  # fmt: skip
-        rows = await conn.fetch("SELECT id FROM links WHERE org_id = $1", org_id)
+    async with audit.acting(pool, operator=operator, ticket=ticket) as trail:
+        before = await orgs.get_org(trail.conn, org_id)
+        org = await orgs.set_link_tracking(trail.conn, org_id, enabled)
+        await trail.record(
+            "tracking.enabled" if enabled else "tracking.disabled",
+            org_id,
+            changed=before.link_tracking_enabled != enabled,
+        )
+        rows = await trail.conn.fetch("SELECT id FROM links WHERE org_id = $1", org_id)
     link_ids = [r["id"] for r in rows]
     return org, link_ids
 
@@ -69,14 +62,10 @@ async def issue_key(
     pool: asyncpg.Pool, org_id: int, name: str, *, operator: str, ticket: str | None
 ) -> tuple[ApiKey, str]:
     """A new API key of the organisation (the record, and the key shown once)."""
-    ticket = audit.clean_ticket(ticket)
-    async with pool.acquire() as conn, conn.transaction():
-        org = await orgs.get_org(conn, org_id)
-        record, key = await apikeys.create_api_key(conn, org.id, name)
-        await audit.record(
-            conn, operator=operator, action="key.issued", org_id=org.id, ticket=ticket,
-            key_id=record.id, name=name,
-        )  # fmt: skip
+    async with audit.acting(pool, operator=operator, ticket=ticket) as trail:
+        org = await orgs.get_org(trail.conn, org_id)
+        record, key = await apikeys.create_api_key(trail.conn, org.id, name)
+        await trail.record("key.issued", org.id, key_id=record.id, name=name)
     return record, key
 
 
@@ -84,11 +73,7 @@ async def revoke_key(
     pool: asyncpg.Pool, org_id: int, key_id: int, *, operator: str, ticket: str | None
 ) -> ApiKey:
     """Revoke one of the organisation's keys."""
-    ticket = audit.clean_ticket(ticket)
-    async with pool.acquire() as conn, conn.transaction():
-        record = await apikeys.revoke_api_key(conn, org_id, key_id)
-        await audit.record(
-            conn, operator=operator, action="key.revoked", org_id=org_id, ticket=ticket,
-            key_id=key_id,
-        )  # fmt: skip
+    async with audit.acting(pool, operator=operator, ticket=ticket) as trail:
+        record = await apikeys.revoke_api_key(trail.conn, org_id, key_id)
+        await trail.record("key.revoked", org_id, key_id=key_id)
     return record

@@ -214,10 +214,7 @@ async def switch(
     action: audit.Action,
 ) -> Org:
     """An operator sets one of `SWITCHES`, recorded in the audit trail as `action`."""
-    ticket = audit.clean_ticket(ticket)
-    async with pool.acquire() as conn, conn.transaction():
-        org = await set_switch(conn, org_id, name, enabled)
-        await audit.record(
-            conn, operator=operator, action=action, org_id=org_id, ticket=ticket, enabled=enabled
-        )
+    async with audit.acting(pool, operator=operator, ticket=ticket) as trail:
+        org = await set_switch(trail.conn, org_id, name, enabled)
+        await trail.record(action, org_id, enabled=enabled)
     return org

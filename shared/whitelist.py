@@ -207,9 +207,9 @@ async def import_entries(
 ) -> tuple[list[NewEntry], list[NewEntry]]:
     """Add the entries the organisation lacks (an entry it has keeps its reference and date);
     returns (added, already there). With `dry_run` nothing is written."""
-    ticket = audit.clean_ticket(ticket)
     wanted = list(entries)
-    async with pool.acquire() as conn, conn.transaction():
+    async with audit.acting(pool, operator=operator, ticket=ticket) as trail:
+        conn = trail.conn
         # one import of an organisation at a time: two cannot both add the same entry
         if await conn.fetchval("SELECT id FROM orgs WHERE id = $1 FOR UPDATE", org_id) is None:
             raise NotFoundError(f"organisation {org_id} does not exist")
@@ -231,10 +231,9 @@ async def import_entries(
             [(org_id, e.kind, e.value, e.header, e.dlt_ref, e.whitelisted_on) for e in added],
         )
         action: audit.Action = "whitelist.added" if len(added) == 1 else "whitelist.imported"
-        await audit.record(
-            conn, operator=operator, action=action, org_id=org_id, ticket=ticket,
-            added=len(added), entries=[_label(e) for e in added[:20]],
-        )  # fmt: skip
+        await trail.record(
+            action, org_id, added=len(added), entries=[_label(e) for e in added[:20]]
+        )
     return added, kept
 
 
@@ -242,20 +241,16 @@ async def remove_entry(
     pool: asyncpg.Pool, org_id: int, entry_id: int, *, operator: str, ticket: str | None
 ) -> Entry:
     """Remove one of the organisation's entries."""
-    ticket = audit.clean_ticket(ticket)
-    async with pool.acquire() as conn, conn.transaction():
+    async with audit.acting(pool, operator=operator, ticket=ticket) as trail:
         entry = await db.fetch_one(
-            conn,
+            trail.conn,
             Entry,
             f"DELETE FROM dlt_whitelist WHERE id = $1 AND org_id = $2 RETURNING {_COLUMNS}",
             entry_id,
             org_id,
             missing=f"whitelist entry {entry_id} does not exist",
         )
-        await audit.record(
-            conn, operator=operator, action="whitelist.removed", org_id=org_id, ticket=ticket,
-            entry=_label(entry),
-        )  # fmt: skip
+        await trail.record("whitelist.removed", org_id, entry=_label(entry))
     return entry
 
 
