@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import click
 
-from services.cli.operator import org, org_rows, resolve_org, ticket_option
+from services.cli.operator import on_org, org, ticket_option
 from services.cli.running import run
-from shared import audit, db, domains, orgs
+from shared import audit, domains, orgs
 from shared.audit import Action
 from shared.errors import DependencyError
 from shared.link_cache import domains_changed
@@ -33,22 +33,11 @@ def domain_add(
     settings: Settings, org_ref: str, name: str, default: bool, move: bool, ticket: str | None
 ) -> None:
     """Register DOMAIN (a host name like s.brand.in) for ORG; its first domain is its default."""
-
-    async def go() -> domains.ShortDomain:
-        async with db.pool(settings.postgres, max_size=1) as pool:
-            return await domains.add_domain(
-                pool,
-                await resolve_org(pool, org_ref),
-                name,
-                default=default,
-                move=move,
-                longest_link=settings.api.dlt_var_limit - 1 - settings.links.code_length,
-                global_domain=settings.links.short_domain,
-                operator=audit.cli_operator(),
-                ticket=ticket,
-            )
-
-    added = run(go())
+    added = on_org(
+        settings, org_ref, domains.add_domain, name, default=default, move=move,
+        longest_link=settings.api.dlt_var_limit - 1 - settings.links.code_length,
+        global_domain=settings.links.short_domain, operator=audit.cli_operator(), ticket=ticket,
+    )  # fmt: skip
     run(_announce(settings))
     role = " (default)" if added.is_default else ""
     click.echo(f"organisation {added.org_id}: short domain {added.domain}{role}")
@@ -61,18 +50,10 @@ def domain_add(
 @click.pass_obj
 def domain_remove(settings: Settings, org_ref: str, name: str, ticket: str | None) -> None:
     """Remove DOMAIN from ORG: its links on that domain answer 404 from then on."""
-
-    async def go() -> domains.ShortDomain:
-        async with db.pool(settings.postgres, max_size=1) as pool:
-            return await domains.remove_domain(
-                pool,
-                await resolve_org(pool, org_ref),
-                name,
-                operator=audit.cli_operator(),
-                ticket=ticket,
-            )
-
-    removed = run(go())
+    removed = on_org(
+        settings, org_ref, domains.remove_domain, name, operator=audit.cli_operator(),
+        ticket=ticket,
+    )  # fmt: skip
     run(_announce(settings))
     click.echo(f"organisation {removed.org_id}: short domain {removed.domain} removed")
 
@@ -82,8 +63,7 @@ def domain_remove(settings: Settings, org_ref: str, name: str, ticket: str | Non
 @click.pass_obj
 def domain_list(settings: Settings, org_ref: str) -> None:
     """Print ORG's short domains, the default first."""
-
-    found = org_rows(settings, org_ref, domains.list_domains)
+    found = on_org(settings, org_ref, domains.list_domains)
     if not found:
         click.echo(f"none: links use the global short domain {settings.links.short_domain}")
     for item in found:
@@ -99,7 +79,10 @@ def _switch_command(name: str, column: str, action: Action, label: str, doc: str
     @ticket_option
     @click.pass_obj
     def switch(settings: Settings, org_ref: str, state: str, ticket: str | None) -> None:
-        found = run(_switch(settings, org_ref, column, state, ticket, action))
+        found = on_org(
+            settings, org_ref, orgs.switch, column, state == "on", operator=audit.cli_operator(),
+            ticket=ticket, action=action,
+        )  # fmt: skip
         click.echo(f"organisation {found.id} ({found.name}): {label} {state}")
 
 
@@ -119,16 +102,6 @@ _switch_command(
     "Whether rendering refuses ORG's links that its DLT whitelist lacks (on for new"
     " organisations; off for those older than the whitelist, until it is imported).",
 )
-
-
-async def _switch(
-    settings: Settings, org_ref: str, name: str, state: str, ticket: str | None, action: Action
-) -> orgs.Org:
-    async with db.pool(settings.postgres, max_size=1) as pool:
-        return await orgs.switch(
-            pool, await resolve_org(pool, org_ref), name, state == "on",
-            operator=audit.cli_operator(), ticket=ticket, action=action,
-        )  # fmt: skip
 
 
 async def _announce(settings: Settings) -> None:

@@ -12,7 +12,7 @@ import csv
 import sys
 from collections.abc import Awaitable, Callable, Iterator
 from itertools import repeat
-from typing import IO, TypeVar
+from typing import IO, Concatenate, ParamSpec, TypeVar
 
 import asyncpg
 import click
@@ -29,6 +29,7 @@ from shared.redis_client import redis_client
 from shared.settings import Settings
 
 T = TypeVar("T")
+P = ParamSpec("P")
 
 CHUNK = 100_000
 """Recipients minted per transaction by `clicktrack mint`."""
@@ -69,7 +70,7 @@ def org_create(settings: Settings, name: str, key_name: str, ticket: str | None)
 @click.pass_obj
 def enable_tracking(settings: Settings, org_ref: str, ticket: str | None) -> None:
     """Switch link tracking on for ORG (an id, or a unique name); its codes redirect again."""
-    run(_set_tracking(settings, org_ref, True, ticket))
+    _set_tracking(settings, org_ref, True, ticket)
 
 
 @org.command("disable-tracking")
@@ -79,20 +80,17 @@ def enable_tracking(settings: Settings, org_ref: str, ticket: str | None) -> Non
 def disable_tracking(settings: Settings, org_ref: str, ticket: str | None) -> None:
     """Switch link tracking off for ORG: nothing is minted any more, links in new messages pass
     through untouched, and its live codes stop redirecting (fallback URL, else 404)."""
-    run(_set_tracking(settings, org_ref, False, ticket))
+    _set_tracking(settings, org_ref, False, ticket)
 
 
-async def _set_tracking(
-    settings: Settings, org_ref: str, enabled: bool, ticket: str | None
-) -> None:
-    async with db.pool(settings.postgres, max_size=1) as pool:
-        org_id = await resolve_org(pool, org_ref)
-        found, link_ids = await operator_actions.switch_tracking(
-            pool, org_id, enabled, operator=audit.cli_operator(), ticket=ticket
-        )
+def _set_tracking(settings: Settings, org_ref: str, enabled: bool, ticket: str | None) -> None:
+    found, link_ids = on_org(
+        settings, org_ref, operator_actions.switch_tracking, enabled,
+        operator=audit.cli_operator(), ticket=ticket,
+    )  # fmt: skip
     state = "on" if found.link_tracking_enabled else "off"
     click.echo(f"organisation {found.id} ({found.name}): link tracking {state}")
-    await tell_redirectors(settings, found.id, link_ids)
+    run(tell_redirectors(settings, found.id, link_ids))
 
 
 async def tell_redirectors(settings: Settings, org_id: int, link_ids: list[int]) -> None:
@@ -120,18 +118,14 @@ def org_timezone(settings: Settings, org_ref: str, zone: str, ticket: str | None
     """Set the time zone of ORG's reports to ZONE, an IANA name (Asia/Kolkata, Europe/London):
     their days and hours are then that zone's, exactly."""
 
-    async def go() -> None:
-        async with db.pool(settings.postgres, max_size=1) as pool:
-            org_id = await resolve_org(pool, org_ref)
-            async with pool.acquire() as conn, conn.transaction():
-                found = await orgs.set_time_zone(conn, org_id, zone)
-                await audit.record(
-                    conn, operator=audit.cli_operator(), action="org.time_zone", org_id=org_id,
-                    ticket=ticket, time_zone=found.time_zone,
-                )  # fmt: skip
-        click.echo(f"organisation {found.id} ({found.name}): time zone {found.time_zone}")
+    async def go(pool: asyncpg.Pool, org_id: int) -> orgs.Org:
+        async with audit.acting(pool, operator=audit.cli_operator(), ticket=ticket) as trail:
+            found = await orgs.set_time_zone(trail.conn, org_id, zone)
+            await trail.record("org.time_zone", org_id, time_zone=found.time_zone)
+        return found
 
-    run(go())
+    found = on_org(settings, org_ref, go)
+    click.echo(f"organisation {found.id} ({found.name}): time zone {found.time_zone}")
 
 
 @org.command("show")
@@ -140,20 +134,18 @@ def org_timezone(settings: Settings, org_ref: str, zone: str, ticket: str | None
 def org_show(settings: Settings, org_ref: str) -> None:
     """Print ORG (an id, or a unique name) and its API keys (never the keys themselves)."""
 
-    async def go() -> None:
-        async with db.pool(settings.postgres, max_size=1) as pool:
-            found = await orgs.get_org(pool, await resolve_org(pool, org_ref))
-            keys = await apikeys.list_api_keys(pool, found.id)
-        tracking = "on" if found.link_tracking_enabled else "off"
-        click.echo(
-            f"organisation {found.id}: {found.name}, link tracking {tracking},"
-            f" time zone {found.time_zone}"
-        )
-        for key in keys:
-            state = f"revoked {key.revoked_at:%Y-%m-%d}" if key.revoked_at else "live"
-            click.echo(f"  key {key.id} {key.prefix}... {key.name!r} ({state})")
+    async def go(pool: asyncpg.Pool, org_id: int) -> tuple[orgs.Org, list[apikeys.ApiKey]]:
+        return await orgs.get_org(pool, org_id), await apikeys.list_api_keys(pool, org_id)
 
-    run(go())
+    found, keys = on_org(settings, org_ref, go)
+    tracking = "on" if found.link_tracking_enabled else "off"
+    click.echo(
+        f"organisation {found.id}: {found.name}, link tracking {tracking},"
+        f" time zone {found.time_zone}"
+    )
+    for key in keys:
+        state = f"revoked {key.revoked_at:%Y-%m-%d}" if key.revoked_at else "live"
+        click.echo(f"  key {key.id} {key.prefix}... {key.name!r} ({state})")
 
 
 @click.group("key")
@@ -168,16 +160,11 @@ def key() -> None:
 @click.pass_obj
 def key_create(settings: Settings, org_ref: str, name: str, ticket: str | None) -> None:
     """Issue a new API key for ORG; it is shown once."""
-
-    async def go() -> None:
-        async with db.pool(settings.postgres, max_size=1) as pool:
-            org_id = await resolve_org(pool, org_ref)
-            record, secret = await operator_actions.issue_key(
-                pool, org_id, name, operator=audit.cli_operator(), ticket=ticket
-            )
-        click.echo(f"key {record.id} for organisation {org_id} (shown once): {secret}")
-
-    run(go())
+    record, secret = on_org(
+        settings, org_ref, operator_actions.issue_key, name, operator=audit.cli_operator(),
+        ticket=ticket,
+    )  # fmt: skip
+    click.echo(f"key {record.id} for organisation {record.org_id} (shown once): {secret}")
 
 
 @key.command("revoke")
@@ -187,16 +174,11 @@ def key_create(settings: Settings, org_ref: str, name: str, ticket: str | None) 
 @click.pass_obj
 def key_revoke(settings: Settings, org_ref: str, key_id: int, ticket: str | None) -> None:
     """Revoke key KEY_ID of ORG."""
-
-    async def go() -> None:
-        async with db.pool(settings.postgres, max_size=1) as pool:
-            org_id = await resolve_org(pool, org_ref)
-            await operator_actions.revoke_key(
-                pool, org_id, key_id, operator=audit.cli_operator(), ticket=ticket
-            )
-        click.echo(f"key {key_id} revoked")
-
-    run(go())
+    on_org(
+        settings, org_ref, operator_actions.revoke_key, key_id, operator=audit.cli_operator(),
+        ticket=ticket,
+    )  # fmt: skip
+    click.echo(f"key {key_id} revoked")
 
 
 @click.command("audit")
@@ -289,12 +271,20 @@ def _chunks(items: list[str], size: int) -> Iterator[list[str]]:
         yield items[start : start + size]
 
 
-def org_rows(settings: Settings, ref: str, read: Callable[[asyncpg.Pool, int], Awaitable[T]]) -> T:
-    """What `read(pool, org_id)` returns for the organisation `ref` (an id or a unique name)."""
+def on_org(
+    settings: Settings,
+    ref: str,
+    act: Callable[Concatenate[asyncpg.Pool, int, P], Awaitable[T]],
+    *args: P.args,
+    **kwargs: P.kwargs,
+) -> T:
+    """What `act(pool, org_id, *args, **kwargs)` returns for the organisation `ref` (an id or a
+    unique name): the one way a command reads or changes one organisation's rows. A Clicktrack
+    error ends the command with one line on stderr (`run`)."""
 
     async def go() -> T:
         async with db.pool(settings.postgres, max_size=1) as pool:
-            return await read(pool, await resolve_org(pool, ref))
+            return await act(pool, await resolve_org(pool, ref), *args, **kwargs)
 
     return run(go())
 

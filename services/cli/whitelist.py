@@ -9,9 +9,8 @@ from typing import IO
 
 import click
 
-from services.cli.operator import org_rows, resolve_org, ticket_option
-from services.cli.running import run
-from shared import audit, db, whitelist
+from services.cli.operator import on_org, ticket_option
+from shared import audit, whitelist
 from shared.settings import Settings
 
 
@@ -40,7 +39,7 @@ def whitelist_add(
     """Add VALUE to ORG's whitelist: a short domain (s.brand.in, with --header, else for every
     header) or the start of URLs sent untracked (https://shop.brand.in/offers/)."""
     entry = whitelist.new_entry(value, header, dlt_ref, whitelisted_on)
-    _report(*run(_store(settings, org_ref, [entry], dry_run=False, ticket=ticket)), False)
+    _store(settings, org_ref, [entry], dry_run=False, ticket=ticket)
 
 
 @whitelist_group.command("import")
@@ -54,7 +53,7 @@ def whitelist_import(
 ) -> None:
     """Add the entries of the CSV file SOURCE ('-' for stdin) that ORG lacks."""
     entries = whitelist.parse_csv(source.read())
-    _report(*run(_store(settings, org_ref, entries, dry_run=dry_run, ticket=ticket)), dry_run)
+    _store(settings, org_ref, entries, dry_run=dry_run, ticket=ticket)
 
 
 @whitelist_group.command("list")
@@ -62,8 +61,7 @@ def whitelist_import(
 @click.pass_obj
 def whitelist_list(settings: Settings, org_ref: str) -> None:
     """Print ORG's whitelist: id, kind, value, header, DLT reference, date."""
-
-    for e in org_rows(settings, org_ref, whitelist.list_entries):
+    for e in on_org(settings, org_ref, whitelist.list_entries):
         click.echo(
             f"{e.id}  {e.kind}  {e.value}  {e.header or '*'}  {e.dlt_ref or '-'}"
             f"  {e.whitelisted_on or '-'}"
@@ -77,34 +75,26 @@ def whitelist_list(settings: Settings, org_ref: str) -> None:
 @click.pass_obj
 def whitelist_remove(settings: Settings, org_ref: str, entry_id: int, ticket: str | None) -> None:
     """Remove entry ENTRY_ID (see `whitelist list`) from ORG's whitelist."""
-
-    async def go() -> whitelist.Entry:
-        async with db.pool(settings.postgres, max_size=1) as pool:
-            return await whitelist.remove_entry(
-                pool, await resolve_org(pool, org_ref), entry_id,
-                operator=audit.cli_operator(), ticket=ticket,
-            )  # fmt: skip
-
-    removed = run(go())
+    removed = on_org(
+        settings, org_ref, whitelist.remove_entry, entry_id, operator=audit.cli_operator(),
+        ticket=ticket,
+    )  # fmt: skip
     click.echo(f"removed {removed.kind} {removed.value} {removed.header or ''}".rstrip())
 
 
-async def _store(
+def _store(
     settings: Settings,
     org_ref: str,
     entries: list[whitelist.NewEntry],
     *,
     dry_run: bool,
     ticket: str | None,
-) -> tuple[list[whitelist.NewEntry], list[whitelist.NewEntry]]:
-    async with db.pool(settings.postgres, max_size=1) as pool:
-        return await whitelist.import_entries(
-            pool, await resolve_org(pool, org_ref), entries, dry_run=dry_run,
-            operator=audit.cli_operator(), ticket=ticket,
-        )  # fmt: skip
-
-
-def _report(added: list[whitelist.NewEntry], kept: list[whitelist.NewEntry], dry_run: bool) -> None:
+) -> None:
+    """Add the entries ORG lacks (or, `dry_run`, only say which) and print what was done."""
+    added, kept = on_org(
+        settings, org_ref, whitelist.import_entries, entries, dry_run=dry_run,
+        operator=audit.cli_operator(), ticket=ticket,
+    )  # fmt: skip
     verb = "would add" if dry_run else "added"
     for entry in added:
         click.echo(f"{verb} {entry.kind} {entry.value} {entry.header or '*'}")
