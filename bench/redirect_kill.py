@@ -17,48 +17,13 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-import aiohttp
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from tests.faults.harness import ClickLoad, click_number
+
 if TYPE_CHECKING:
     from bench.redirect_bench import Bench
-
-CLIENTS = 16
-PHONE = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) Mobile/15E148 Safari/604.1"
-
-
-class Clients:
-    """Concurrent clients clicking `code` on 127.0.0.1:`port` until `stop()`."""
-
-    def __init__(self, port: int, code: str) -> None:
-        self._url = f"http://127.0.0.1:{port}/{code}"
-        self.sent = 0
-        self.answered: set[int] = set()
-        self.failed = 0
-        self._stop = asyncio.Event()
-
-    async def run(self) -> None:
-        timeout = aiohttp.ClientTimeout(total=5)
-        async with aiohttp.ClientSession(timeout=timeout) as http:
-            await asyncio.gather(*(self._client(http) for _ in range(CLIENTS)))
-
-    def stop(self) -> None:
-        self._stop.set()
-
-    async def _client(self, http: aiohttp.ClientSession) -> None:
-        while not self._stop.is_set():
-            n, self.sent = self.sent, self.sent + 1
-            try:
-                async with http.get(
-                    self._url, headers={"User-Agent": f"{PHONE} g/{n}"}, allow_redirects=False
-                ) as resp:
-                    await resp.read()
-                    if resp.status == 302:
-                        self.answered.add(n)
-            except (aiohttp.ClientError, TimeoutError):
-                self.failed += 1
-                await asyncio.sleep(0.01)  # the process is down: do not spin
 
 
 async def clicks_on_topic(bootstrap: str, topic: str) -> tuple[int, dict[int, set[str]]]:
@@ -78,8 +43,7 @@ async def clicks_on_topic(bootstrap: str, topic: str) -> tuple[int, dict[int, se
             for batch in (await consumer.getmany(timeout_ms=500)).values():
                 for record in batch:
                     body = orjson.loads(record.value)
-                    n = int(body["user_agent"].rsplit("/", 1)[1])
-                    ids.setdefault(n, set()).add(body["event_id"])
+                    ids.setdefault(click_number(body["user_agent"]), set()).add(body["event_id"])
                     records += 1
         return records, ids
     finally:
@@ -102,7 +66,7 @@ async def measure_kill(
 
     `start` starts the redirector and returns once it answers; `kill` and `stop` end it.
     """
-    clients = Clients(port, code)
+    clients = ClickLoad(port, code)
     await asyncio.to_thread(start)
     loading = asyncio.create_task(clients.run())
     await asyncio.sleep(moment_s)

@@ -1,5 +1,6 @@
-"""Tools of the fault tests and the counter benchmark: counter subprocesses, their progress
-as stored in Postgres, and the `Rig` a fault test works in."""
+"""Tools of the fault tests and the benchmarks: counter subprocesses, their progress as stored
+in Postgres, a load of numbered clicks on a redirector (`ClickLoad`), and the `Rig` a fault test
+works in."""
 
 from __future__ import annotations
 
@@ -26,6 +27,55 @@ from tests.faults.workload import Workload, make_workload, produce
 from tests.helpers import seed_links
 
 ROOT = Path(__file__).resolve().parents[2]
+PHONE = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) Mobile/15E148 Safari/604.1"
+"""A phone's user agent: the redirector counts its clicks as human."""
+
+
+class ClickLoad:
+    """`clients` concurrent clients clicking `code` on 127.0.0.1:`port` until `stop()`, each
+    click with its number in its user agent (`<PHONE> k/<n>`, read back from the topic by
+    `click_number`). `answered` holds the numbers of the clicks that got their 302, `other` the
+    statuses of any other answer, `failed` counts requests that got no answer (the process was
+    down), `sent` the clicks tried."""
+
+    def __init__(self, port: int, code: str, *, clients: int = 16) -> None:
+        self._url = f"http://127.0.0.1:{port}/{code}"
+        self._clients = clients
+        self.sent = 0
+        self.answered: set[int] = set()
+        self.other: list[int] = []
+        self.failed = 0
+        self._stop = asyncio.Event()
+
+    async def run(self) -> None:
+        """Click until `stop()`; each request may take 5 s at most."""
+        timeout = aiohttp.ClientTimeout(total=5)
+        async with aiohttp.ClientSession(timeout=timeout) as http:
+            await asyncio.gather(*(self._client(http) for _ in range(self._clients)))
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    async def _client(self, http: aiohttp.ClientSession) -> None:
+        while not self._stop.is_set():
+            n, self.sent = self.sent, self.sent + 1
+            try:
+                async with http.get(
+                    self._url, headers={"User-Agent": f"{PHONE} k/{n}"}, allow_redirects=False
+                ) as resp:
+                    await resp.read()
+                    if resp.status == 302:
+                        self.answered.add(n)
+                    else:
+                        self.other.append(resp.status)
+            except (aiohttp.ClientError, TimeoutError):
+                self.failed += 1
+                await asyncio.sleep(0.01)  # the process is down: do not spin
+
+
+def click_number(user_agent: str) -> int:
+    """The number `ClickLoad` gave a click, from the user agent of its event."""
+    return int(user_agent.rsplit("/", 1)[1])
 
 
 def counter_env(settings: Settings, port: int, **extra: str) -> dict[str, str]:

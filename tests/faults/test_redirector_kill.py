@@ -26,14 +26,12 @@ import pytest
 
 from shared.links import create_link, create_org
 from shared.settings import Settings
-from tests.faults.harness import ROOT, Rig, read_all, wait_until_counted
+from tests.faults.harness import ROOT, ClickLoad, Rig, click_number, read_all, wait_until_counted
 
 pytestmark = pytest.mark.integration
 
 KILLS = int(os.environ.get("FAULT_REDIRECTOR_KILLS", "10"))
-CLIENTS = 16
 DESTINATION = "https://shop.example.in/p/42?ref=sms"
-PHONE = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) Mobile/15E148 Safari/604.1"
 
 
 def free_port() -> int:
@@ -106,43 +104,6 @@ class RedirectorProcess:
             self.kill()
 
 
-class Load:
-    """Clients sending clicks with numbered user agents; `answered` holds the numbers of the
-    clicks that got their 302, `failed` counts requests that got no answer."""
-
-    def __init__(self, port: int, code: str) -> None:
-        self._url = f"http://127.0.0.1:{port}/{code}"
-        self._next = 0
-        self.answered: set[int] = set()
-        self.other: list[int] = []
-        self.failed = 0
-        self._stop = asyncio.Event()
-
-    async def run(self) -> None:
-        timeout = aiohttp.ClientTimeout(total=5)
-        async with aiohttp.ClientSession(timeout=timeout) as http:
-            await asyncio.gather(*(self._client(http) for _ in range(CLIENTS)))
-
-    def stop(self) -> None:
-        self._stop.set()
-
-    async def _client(self, http: aiohttp.ClientSession) -> None:
-        while not self._stop.is_set():
-            n, self._next = self._next, self._next + 1
-            try:
-                async with http.get(
-                    self._url, headers={"User-Agent": f"{PHONE} k/{n}"}, allow_redirects=False
-                ) as resp:
-                    await resp.read()
-                    if resp.status == 302:
-                        self.answered.add(n)
-                    else:
-                        self.other.append(resp.status)
-            except (aiohttp.ClientError, TimeoutError):
-                self.failed += 1
-                await asyncio.sleep(0.01)  # the process is down: do not spin
-
-
 @pytest.mark.timeout(600)
 async def test_kill_9_of_a_redirector_loses_no_answered_click(
     rig: Rig, fault_rng: random.Random, tmp_path: Path
@@ -154,7 +115,7 @@ async def test_kill_9_of_a_redirector_loses_no_answered_click(
     )
     code = created.codes[None]
     redirector = RedirectorProcess(settings, tmp_path / "clicklog", rig.logs / "redirector.log")
-    load = Load(redirector.port, code)
+    load = ClickLoad(redirector.port, code)
     loading = asyncio.create_task(load.run())
     moments = []
     try:
@@ -177,7 +138,7 @@ async def test_kill_9_of_a_redirector_loses_no_answered_click(
     values = [orjson.loads(v) for v in await read_all(settings, settings.kafka.clicks_topic) if v]
     ids_of: dict[int, set[str]] = {}
     for body in values:
-        ids_of.setdefault(int(body["user_agent"].rsplit("/", 1)[1]), set()).add(body["event_id"])
+        ids_of.setdefault(click_number(body["user_agent"]), set()).add(body["event_id"])
     lost = sorted(load.answered - set(ids_of))
     twice = sorted(n for n, ids in ids_of.items() if len(ids) > 1)
     print(
@@ -191,7 +152,7 @@ async def test_kill_9_of_a_redirector_loses_no_answered_click(
     assert twice == []  # and no click became two events
     # A click the process logged but whose 302 the kill cut off is on the topic too: the
     # redirector took it, the visitor may retry. It is counted once like any other.
-    assert set(ids_of) - load.answered <= set(range(load._next))
+    assert set(ids_of) - load.answered <= set(range(load.sent))
 
     counter = rig.counter("counter")
     counter.start()
