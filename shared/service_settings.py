@@ -28,25 +28,45 @@ def tag_limit(name: str, value: str) -> str:
     return value
 
 
-__all__ = ["ApiSettings", "CounterSettings", "LagSettings", "RedirectorSettings", "RelaySettings"]
+__all__ = [
+    "ApiSettings",
+    "CounterSettings",
+    "LagSettings",
+    "Listeners",
+    "RedirectorSettings",
+    "RelaySettings",
+]
 
 
 @dataclass(frozen=True)
-class RedirectorSettings(Section):
+class Listeners(Section):
+    """The two listeners of a service that answers the internet (the redirector, the API): its
+    public port, and `/metrics` on an address and port of their own, which the public port does
+    not serve, so that operational counts are not readable from the internet (SECURITY.md).
+    Each such section gives its ports' defaults."""
+
+    host: str = "127.0.0.1"
+    """Address the service listens on (`REDIRECTOR_HOST`, `API_HOST`)."""
+    port: int = var(0, low=0, high=65535)
+    """Port the service listens on; each section gives its own default and docstring."""
+    metrics_host: str = "127.0.0.1"
+    """Address of the service's `/metrics`, apart from its public port
+    (`REDIRECTOR_METRICS_HOST`, `API_METRICS_HOST`)."""
+    metrics_port: int = var(0, low=0, high=65535)
+    """Port of the service's `/metrics`; each section gives its own default and docstring."""
+
+
+@dataclass(frozen=True)
+class RedirectorSettings(Listeners):
     """The redirector: its listeners, resolution, bots, publishing and spool."""
 
     prefix: ClassVar[str] = "REDIRECTOR_"
 
-    host: str = "127.0.0.1"
-    """Address the redirector listens on (`REDIRECTOR_HOST`)."""
     port: int = var(8080, low=0, high=65535)
     """Port of the redirector (`REDIRECTOR_PORT`)."""
-    metrics_host: str = "127.0.0.1"
-    """Address of the redirector's `/metrics`, apart from the public port
-    (`REDIRECTOR_METRICS_HOST`)."""
     metrics_port: int = var(8090, low=0, high=65535)
     """Port of the redirector's `/metrics` (`REDIRECTOR_METRICS_PORT`); with N workers, worker
-    i uses this port + i. The public port does not serve `/metrics`."""
+    i uses this port + i."""
     workers: int = var(1, low=1, high=256)
     """Redirector processes sharing the port through SO_REUSEPORT (`REDIRECTOR_WORKERS`)."""
     visitor_hash_key: Secret = var(
@@ -156,19 +176,15 @@ class CounterSettings(Section):
 
 
 @dataclass(frozen=True)
-class ApiSettings(Section):
+class ApiSettings(Listeners):
     """The links and reports API."""
 
     prefix: ClassVar[str] = "API_"
 
-    host: str = "127.0.0.1"
-    """Address the links API listens on (`API_HOST`)."""
     port: int = var(8082, low=0, high=65535)
     """Port of the links API (`API_PORT`)."""
-    metrics_host: str = "127.0.0.1"
-    """Address of the API's `/metrics`, apart from its public port (`API_METRICS_HOST`)."""
     metrics_port: int = var(8092, low=0, high=65535)
-    """Port of the API's `/metrics` (`API_METRICS_PORT`); the public port does not serve it."""
+    """Port of the API's `/metrics` (`API_METRICS_PORT`)."""
     rate_per_s: int = var(50, low=1, high=1_000_000)
     """Requests per second one caller (API key, or address without one) may make to all the API
     processes together, counted in Redis (`API_RATE_PER_S`); over it: 429 with Retry-After."""

@@ -96,13 +96,15 @@ def test_every_field_is_read_from_its_variable() -> None:
 
 def test_every_variable_is_named_once_and_documented() -> None:
     """Names did not change when the settings were split into sections, and none is read twice;
-    each field's docstring names its variable."""
+    each field's docstring names its variable (a field a section takes from a base such as
+    `Listeners`, in the base, unless the section declares it again)."""
     names = Settings.variables()
     assert len(names) == len(set(names)) == 81
     for kind in Settings.sections().values():
-        source = inspect.getsource(sys.modules[kind.__module__])
-        body = source[source.index(f"class {kind.__name__}(") :]
         for name, attribute in attributes(kind).items():
+            owner = next(c for c in kind.__mro__ if attribute in vars(c).get("__annotations__", {}))
+            source = inspect.getsource(sys.modules[owner.__module__])
+            body = source[source.index(f"class {owner.__name__}(") :]
             field_doc = re.search(rf'^    {attribute}: .*?\n    """(.*?)"""', body, re.S | re.M)
             assert field_doc and f"`{name}" in field_doc.group(1), (kind.__name__, name)
 
