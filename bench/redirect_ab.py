@@ -1,6 +1,6 @@
 """A/B of the redirector: this tree against an earlier commit, one process each, interleaved.
 
-`python -m bench.redirect_ab OLD [--new REV] [--rounds N] [--seconds S]`
+`python -m bench.redirect_ab OLD [--new REV] [--rounds N] [--seconds S] [--fresh N]`
 
 Whole `bench/redirect` runs of two revisions, one after the other, differ by more than the
 change being measured on a busy two-core machine (the same code moves ±40 % run to run). This
@@ -29,6 +29,7 @@ from typing import Any
 
 from bench import redirect_bench as rb
 from bench.outcome import finish
+from bench.redirect_steps import mint_fresh
 
 PORTS = {"old": 18091, "new": 18092}
 
@@ -76,6 +77,20 @@ def start(bench: rb.Bench, name: str, tree: Path) -> int:
     return proc.pid
 
 
+def round_of(bench: rb.Bench, name: str, args: argparse.Namespace, i: int) -> dict[str, float]:
+    """One wrk round on `name`: warm codes at random, or with `--fresh` codes minted for this
+    round only (`args.fresh` of them, as the API mints them), each asked for once."""
+    if not args.fresh:
+        return bench.wrk(PORTS[name], args.seconds)
+    minted, _ = asyncio.run(mint_fresh(bench, bench.link_id, args.fresh))
+    codes = bench.work / f"fresh-{name}-{i}.txt"
+    codes.write_text("\n".join(minted) + "\n")
+    figures = bench.wrk(PORTS[name], args.seconds, mode="walk", codes=codes)
+    if figures["requests"] > args.fresh:
+        raise RuntimeError(f"round {i + 1} asked for more codes than minted: raise --fresh")
+    return figures
+
+
 def measure(args: argparse.Namespace) -> dict[str, Any]:
     # `Bench.prepare` also makes the topics on the outage run's own broker: here that is the
     # shared one (no outage is run).
@@ -102,7 +117,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             for i in range(args.rounds):
                 order = ("old", "new") if i % 2 == 0 else ("new", "old")
                 for name in order:
-                    runs[name].append(bench.wrk(PORTS[name], args.seconds))
+                    runs[name].append(round_of(bench, name, args, i))
                 rb.log(f"round {i + 1}: old {runs['old'][-1]['rps']} new {runs['new'][-1]['rps']}")
             cpu = {name: rb.cpu_seconds(pid) for name, pid in pids.items()}
             sent = {name: rb.metric(PORTS[name], "clicktrack_events_sent_total") for name in PORTS}
@@ -120,6 +135,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         "old": revs["old"],
         "new": revs["new"],
         "rounds": args.rounds,
+        "codes": f"{args.fresh} fresh a round" if args.fresh else "warm",
         "seconds_each": args.seconds,
         "connections": rb.CONNECTIONS,
         "rps_old": [r["rps"] for r in runs["old"]],
@@ -151,6 +167,12 @@ def main() -> int:
     parser.add_argument("--new", default="", help="a commit (default: this working tree)")
     parser.add_argument("--rounds", type=int, default=8)
     parser.add_argument("--seconds", type=int, default=5)
+    parser.add_argument(
+        "--fresh",
+        type=int,
+        default=0,
+        help="codes minted before each round and each asked for once (0: warm codes)",
+    )
     args = parser.parse_args()
     return finish("redirect_ab", lambda: measure(args))
 

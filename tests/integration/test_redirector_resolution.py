@@ -221,6 +221,39 @@ async def test_postgres_trouble_is_a_503_with_json_not_a_crash(
         assert (await get(f"{app.url}/{link.codes['r1']}"))[:2] == (302, DESTINATION)
 
 
+async def test_a_lookup_past_its_budget_is_a_503_and_still_fills_the_caches(
+    settings: Settings, link: CreatedLink, pool: asyncpg.Pool, topics: list[str]
+) -> None:
+    other = await create_link(
+        pool,
+        org_id=link.org_id,
+        campaign_id=link.campaign_id,
+        destination=DESTINATION,
+        recipients=["r2"],
+        code_length=Settings().links.code_length,
+    )
+    codes = [link.codes["r1"], link.codes["r1"], other.codes["r2"]]
+    async with redirector(settings.changed(RESOLVE_BUDGET_MS=300)) as app, pool.acquire() as lock:
+        tx = lock.transaction()
+        await tx.start()
+        await lock.execute("LOCK TABLE codes IN ACCESS EXCLUSIVE MODE")  # Postgres hangs
+        try:
+            answers = await asyncio.gather(*(get(f"{app.url}/{code}") for code in codes))
+        finally:
+            await tx.rollback()
+        assert [a[0] for a in answers] == [503, 503, 503]
+        assert (
+            app.metric("clicktrack_resolve_dependency_errors_total", {"dependency": "budget"}) == 2
+        )
+        assert app.metric(PG) == 1  # one query for the turn's two codes, not cancelled
+        for _ in range(50):  # the query ends once the lock is gone, and fills the caches
+            if app.redirector.resolver.codes.get(other.codes["r2"]) is not None:
+                break
+            await asyncio.sleep(0.1)
+        assert (await get(f"{app.url}/{other.codes['r2']}"))[:2] == (302, DESTINATION)
+        assert app.metric(PG) == 1
+
+
 async def test_an_expired_link_is_served_while_it_reloads_in_the_background(
     settings: Settings,
     link: CreatedLink,
