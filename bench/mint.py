@@ -24,6 +24,7 @@ from shared import db
 from shared.codes import mint_code
 from shared.links import create_campaign, create_link, create_org
 from shared.minting import mint
+from shared.recipients import RecipientKeys
 from shared.settings import Settings
 
 
@@ -72,6 +73,7 @@ async def run(codes: int, baseline_codes: int) -> dict[str, object]:
                 destination="https://b.example/2",
                 code_length=settings.links.code_length,
             )
+            vault = RecipientKeys(settings.api.recipient_key).vault(org_id)
             # Phone numbers in no particular order, as a CRM export would give them.
             recipients = [f"+91{i:010d}" for i in range(codes)]
             random.Random(7).shuffle(recipients)
@@ -80,7 +82,11 @@ async def run(codes: int, baseline_codes: int) -> dict[str, object]:
                 backend = Cpu(await conn.fetchval("SELECT pg_backend_pid()"))
                 started = time.perf_counter()
                 minted = await mint(
-                    conn, ours_link.link_id, recipients, length=settings.links.code_length
+                    conn,
+                    ours_link.link_id,
+                    recipients,
+                    length=settings.links.code_length,
+                    vault=vault,
                 )
                 seconds = time.perf_counter() - started
                 cpu = backend.seconds()
@@ -94,7 +100,11 @@ async def run(codes: int, baseline_codes: int) -> dict[str, object]:
             started = time.perf_counter()
             async with pool.acquire() as conn:
                 again = await mint(
-                    conn, ours_link.link_id, recipients, length=settings.links.code_length
+                    conn,
+                    ours_link.link_id,
+                    recipients,
+                    length=settings.links.code_length,
+                    vault=vault,
                 )
             reuse_seconds = time.perf_counter() - started
             assert (again.minted, again.reused) == (0, codes)

@@ -51,6 +51,7 @@ from shared.apikeys import create_api_key
 from shared.kafka import delete_topics, ensure_topics
 from shared.links import create_campaign, create_link, create_org
 from shared.minting import mint
+from shared.recipients import RecipientKeys
 from shared.settings import Secret, Settings
 
 RESEND_SHARE = 0.2
@@ -215,13 +216,17 @@ async def _measure(args: argparse.Namespace, settings: Settings, pool: Any) -> d
     )
     recipients = [f"+91{9_000_000_000 + i}" for i in range(args.recipients)]
     started = time.perf_counter()
+    vault = RecipientKeys(settings.api.recipient_key).vault(org_id)
     async with pool.acquire() as conn:
-        first = await mint(conn, link.link_id, recipients, length=settings.links.code_length)
+        first = await mint(
+            conn, link.link_id, recipients, length=settings.links.code_length, vault=vault
+        )
         second = await mint(
             conn,
             again.link_id,
             recipients[: int(len(recipients) * RESEND_SHARE)],
             length=settings.links.code_length,
+            vault=vault,
         )
     mint_seconds = time.perf_counter() - started
     targets = [

@@ -42,6 +42,8 @@ Action = Literal[
     "whitelist.added",
     "whitelist.imported",
     "whitelist.removed",
+    "org.purged",
+    "recipients.erased",
 ]
 """What an operator did. Adding one: here (the SQL checks only its spelling, `noun.verb`)."""
 ACTIONS: tuple[Action, ...] = get_args(Action)

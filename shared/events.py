@@ -118,8 +118,8 @@ class ClickEvent(msgspec.Struct, frozen=True, gc=False):
         str,
         msgspec.Meta(
             min_length=1,
-            description="Who clicked, for unique counts: r:<recipient>, else a first-party"
-            " cookie id, else a keyed hash of IP and user agent. Opaque.",
+            description="Who clicked, for unique counts: r:<recipient pseudonym>, else the"
+            " redirector's signed cookie id, else a keyed hash of IP and user agent. Opaque.",
         ),
     ]
     is_bot: Annotated[
@@ -133,7 +133,12 @@ class ClickEvent(msgspec.Struct, frozen=True, gc=False):
         CampaignKind | None, _doc("The campaign's kind; null exactly when campaign_id is null.")
     ] = None
     recipient_id: Annotated[
-        str | None, _doc("The recipient the code was minted for; null for a shared code.")
+        str | None,
+        _doc(
+            "Pseudonym of the recipient the code was minted for (32 hex digits: HMAC-SHA256 of"
+            " the sender's id under the organisation's pseudonym key, never the id itself);"
+            " null for a shared code."
+        ),
     ] = None
     user_agent: Annotated[Header | None, _doc("The User-Agent header, cut to 512.")] = None
     ip: Annotated[

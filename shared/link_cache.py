@@ -6,7 +6,9 @@ Two kinds of keys, so that changing a link never means finding its (maybe millio
                       not to exist (a short-lived negative entry)
     ct:link1:{id}     JSON of the link's attributes the redirector needs (`LinkEntry`)
 
-A code never moves to another link, so code entries only expire. Whoever changes a link
+A code never moves to another link, so code entries only expire, or are dropped when their
+recipient is erased (`invalidate_codes`: the message is `codes:` and the codes, comma-separated,
+on the same channel). Whoever changes a link
 (destination, disabled, expiry, fallback) calls `invalidate_link`: it deletes the link's key
 and publishes the id on `LINK_CHANGES`, and every redirector drops the link from its memory.
 Redirectors also keep entries in memory only for a short TTL, so a lost message heals itself.
@@ -108,3 +110,19 @@ async def invalidate_org(redis: aioredis.Redis, org_id: int, link_ids: list[int]
 async def domains_changed(redis: aioredis.Redis) -> None:
     """Tell every redirector to reload its table of short domains."""
     await redis.publish(changes_channel(redis), DOMAINS_CHANGED)
+
+
+CODES_MESSAGE = "codes:"
+"""What starts a message on the link-change channel that names codes (comma-separated), not a
+link."""
+
+
+async def invalidate_codes(redis: aioredis.Redis, codes: Sequence[str]) -> None:
+    """Forget these codes everywhere (their recipient was erased): Redis now, and each
+    redirector's memory via pub/sub, up to 1,000 codes a message."""
+    for start in range(0, len(codes), _UNLINK_CHUNK):
+        chunk = codes[start : start + _UNLINK_CHUNK]
+        async with redis.pipeline(transaction=True) as pipe:
+            pipe.delete(*(code_key(c) for c in chunk))
+            pipe.publish(changes_channel(redis), CODES_MESSAGE + ",".join(chunk))
+            await pipe.execute()

@@ -14,6 +14,7 @@ from shared.campaigns import Campaign, create_campaign, link_lineage
 from shared.errors import InvalidLinkError
 from shared.minting import mint
 from shared.orgs import create_org, owned
+from shared.recipients import RecipientKeys
 from shared.urls import normalise_destination
 
 __all__ = [
@@ -105,9 +106,12 @@ async def create_link(
     expires_at: datetime | None = None,
     fallback_url: str | None = None,
     code_length: int,
+    keys: RecipientKeys | None = None,
 ) -> CreatedLink:
     """Create a link and its codes (one per recipient, else one shared) in one transaction;
-    codes are `code_length` characters (`LinkSettings.code_length`)."""
+    codes are `code_length` characters (`LinkSettings.code_length`). With recipients, `keys`
+    (`RECIPIENT_KEY`) turns them into pseudonyms; the answer's codes are by the sender's ids."""
+
     destination = normalise_destination(destination)
     fallback = check_expiry(expires_at, fallback_url)
     async with pool.acquire() as conn, conn.transaction():
@@ -121,7 +125,8 @@ async def create_link(
             fallback,
         )
         wanted: list[str | None] = list(recipients) if recipients else [None]
-        minted = await mint(conn, link_id, wanted, length=code_length)
+        vault = keys.vault(org_id) if keys is not None else None
+        minted = await mint(conn, link_id, wanted, length=code_length, vault=vault)
     return CreatedLink(link_id, org_id, campaign_id, destination, minted.by_recipient())
 
 

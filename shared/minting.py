@@ -8,6 +8,10 @@ careful path then stages the rows in a temporary table, inserts those of recipie
 code with `ON CONFLICT DO NOTHING`, reads back the codes that were there before, and mints again
 for the rest. Either way each recipient ends up with exactly one code, and asking again returns
 the same code (a resend reuses it).
+
+Recipients are stored as pseudonyms (`shared.recipients`): `mint` turns the sender's ids into
+their pseudonyms (and keeps the sealed way back) before any code is written, so no id reaches
+`codes` as given.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import asyncpg
 
 from shared.codes import mint_codes
 from shared.errors import ClicktrackError, InvalidInputError
+from shared.recipients import RecipientVault
 
 MAX_RECIPIENT = 128
 """Longest recipient id, characters."""
@@ -36,7 +41,8 @@ class Minted:
     """Codes of a link for some recipients."""
 
     recipients: list[Recipient]
-    """Each recipient once, in code-point order, the shared code (None) last."""
+    """Each recipient once (the sender's ids), in the order of their pseudonyms, the shared
+    code (None) last."""
     codes: list[str]
     """The code of each recipient, in the same order."""
     minted: int
@@ -88,20 +94,36 @@ async def mint(
     recipients: Sequence[object],
     *,
     length: int,
+    vault: RecipientVault | None,
     generate: Callable[[int, int], list[str]] = mint_codes,
 ) -> Minted:
     """The code of each recipient on `link_id`, minting the missing ones, all in one transaction
     (a savepoint inside the caller's). Codes are `length` characters (`LinkSettings.code_length`);
-    `generate(count, length)` makes the candidate codes.
+    `vault` is the link's organisation's (`RecipientKeys.vault`; None only when no recipient is
+    named): the codes carry the recipients' pseudonyms; `generate(count, length)` makes the
+    candidate codes.
 
-    The answer lists each recipient once, in code-point order with the shared code (None) last:
-    the order the rows are written in, and the cheapest to produce for a million recipients.
+    The answer lists each recipient once, in the order of their pseudonyms with the shared code
+    (None) last: the order the rows are written in, the cheapest for a million recipients.
     """
     checked = check_recipients(recipients)
-    named = sorted(r for r in checked if r is not None)
-    todo: list[Recipient] = [*named, None] if len(named) < len(checked) else list(named)
+    named = list(dict.fromkeys(r for r in checked if r is not None))
+    if named and vault is None:
+        raise ValueError("recipients need their organisation's vault to become pseudonyms")
     async with conn.transaction():
-        return await _mint(conn, link_id, todo, length, generate)
+        pseudonyms = await vault.remember(conn, named) if vault else []
+        sender_id: dict[Recipient, Recipient] = dict(zip(pseudonyms, named, strict=True))
+        sender_id[None] = None
+        todo: list[Recipient] = [*sorted(pseudonyms)]
+        if None in checked:
+            todo.append(None)
+        done = await _mint(conn, link_id, todo, length, generate)
+    return Minted(
+        recipients=list(map(sender_id.__getitem__, done.recipients)),
+        codes=done.codes,
+        minted=done.minted,
+        reused=done.reused,
+    )
 
 
 async def _mint(

@@ -209,6 +209,14 @@ class ApiSettings(Listeners):
     """Characters a typed slot may hold, as `tag=N` items (`DLT_TAG_LIMITS`, e.g.
     `email=50,cbn=15`); a tag not listed takes DLT_VAR_LIMIT. A `{#url#}` slot's limit applies
     to the link after shortening."""
+    recipient_key: Secret = var(
+        factory=random_key, production=True, check=long_token, env="RECIPIENT_KEY"
+    )
+    """Master key of the recipients' pseudonyms and of their sealed ids (`RECIPIENT_KEY`, at
+    least 32 random characters): each organisation's keys are derived from it
+    (`shared.recipients`). Required in production, and never changed once codes were minted
+    with it: a new key gives every recipient a new pseudonym. Unset elsewhere: a random key of
+    this process (or `make up`'s, in `.stack/dev-keys.env`)."""
     operator_token: Secret = var(
         Secret(""), empty=True, check=long_token, production=True, env="OPERATOR_TOKEN"
     )

@@ -219,7 +219,8 @@ class Settings:
             variable(section, f)
             for section in cls.sections().values()
             for f in fields(section)  # type: ignore[arg-type]
-            if f.default_factory is not MISSING and f.metadata["rule"].production
+            if f.default_factory is not MISSING
+            and getattr(f.metadata.get("rule"), "production", False)
         )
 
     def changed(self, **values: Any) -> Settings:

@@ -294,6 +294,16 @@ class RenderBatchRequest(Body):
     slot_types: SlotTypes = None
 
 
+class Pseudonyms(Body):
+    """Pseudonyms to read the recipient ids of (the `recipient_id` of click events)."""
+
+    rules = {"pseudonyms": "invalid_pseudonym"}
+    pseudonyms: Annotated[
+        list[Annotated[str, Meta(pattern="^[0-9a-f]{32}$")]],
+        Meta(max_length=10_000, description="Up to 10,000 pseudonyms, 32 hex digits each."),
+    ]
+
+
 REQUEST_BODIES: tuple[type[Body], ...] = (
     OrgCreate,
     LinkTracking,
@@ -310,5 +320,6 @@ REQUEST_BODIES: tuple[type[Body], ...] = (
     RenderRequest,
     Message,
     RenderBatchRequest,
+    Pseudonyms,
 )
 """Every type a handler decodes a body with."""

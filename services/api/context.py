@@ -13,6 +13,7 @@ from services.api.freshness import EndOffsets
 from services.api.insights import UniqueCache
 from services.api.org_gate import OrgGate
 from shared.metrics import counters
+from shared.recipients import RecipientKeys, RecipientVault
 from shared.settings import Settings
 
 
@@ -70,3 +71,8 @@ END_OFFSETS = web.AppKey("end_offsets", EndOffsets)
 """Kafka end offsets of the clicks topic, for the counter's lag in reports."""
 UNIQUES = web.AppKey("uniques", UniqueCache)
 """Distinct-visitor counts already made, under the version of their rows (exact hits only)."""
+
+
+def recipient_vault(request: web.Request, org_id: int) -> RecipientVault:
+    """The recipients' keys of organisation `org_id` (derived from `RECIPIENT_KEY`)."""
+    return RecipientKeys(request.app[SETTINGS].api.recipient_key).vault(org_id)

@@ -13,7 +13,7 @@ from msgspec import UNSET
 from services.api.auth import require_org
 from services.api.bodies import LinkChange, LinkCreate, Recipients
 from services.api.body import decode, page, paged, path_id
-from services.api.context import METRICS, POOL, REDIS, SETTINGS
+from services.api.context import METRICS, POOL, REDIS, SETTINGS, recipient_vault
 from services.api.errors import dumps
 from shared import links, orgs
 from shared.campaigns import get_campaign
@@ -138,7 +138,13 @@ async def add_recipients(request: web.Request) -> web.Response:
     prefix = await link_prefix(pool, link, settings.links.short_domain)
     async with pool.acquire() as conn, conn.transaction():
         await orgs.require_tracking(conn, org_id)
-        minted = await mint(conn, link.id, recipients, length=settings.links.code_length)
+        minted = await mint(
+            conn,
+            link.id,
+            recipients,
+            length=settings.links.code_length,
+            vault=recipient_vault(request, org_id),
+        )
     request.app[METRICS].codes_minted.inc(minted.minted)
     await cache_minted(
         request.app,

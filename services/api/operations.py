@@ -21,6 +21,7 @@ from services.api import (
     export,
     links,
     orgs,
+    recipients,
     render,
     reports,
     whitelist,
@@ -35,6 +36,7 @@ from services.api.bodies import (
     LinkTracking,
     OrgCreate,
     OrgSwitch,
+    Pseudonyms,
     Recipients,
     RenderBatchRequest,
     RenderRequest,
@@ -65,12 +67,15 @@ from services.api.responses import (
     ApiKeyList,
     Campaign,
     CampaignPage,
+    Erasure,
     Link,
     LinkPage,
     Minted,
     NewApiKey,
     Org,
     OrgPage,
+    PseudonymKey,
+    RecipientIds,
     RenderBatch,
     Rendering,
 )
@@ -138,6 +143,9 @@ class Op:
     """Query parameters other than paging (the reports' window)."""
     name: str = ""
     """The `operationId`, when it is not the handler's name."""
+    upload: str = ""
+    """Description of a CSV body, for an operation that takes one (not JSON). Documented as
+    `text/plain`: a CSV is any text, and the handler reads it whatever its Content-Type."""
 
     def operation(self) -> Schema:
         """The operation object of the document."""
@@ -165,6 +173,12 @@ class Op:
             operation["requestBody"] = {
                 "required": True,
                 "content": {"application/json": {"schema": ref(self.body.__name__)}},
+            }
+        elif self.upload:
+            operation["requestBody"] = {
+                "required": True,
+                "description": self.upload,
+                "content": {"text/plain": {"schema": {"type": "string"}}},
             }
         return operation
 
@@ -317,6 +331,18 @@ OPERATIONS = (
     Op("post", "/v1/links/{link_id}/recipients", links.add_recipients,
        "Mint one code per recipient (bulk)", KEY, (200, Minted), body=Recipients,
        errors=_MINTS),
+    Op("get", "/v1/recipients/key", recipients.pseudonym_key,
+       "The key of the recipients' pseudonyms", KEY, (200, PseudonymKey), errors=_NO_404),
+    Op("post", "/v1/recipients/lookup", recipients.look_up,
+       "The recipient ids behind pseudonyms", KEY, (200, RecipientIds), body=Pseudonyms,
+       errors=_NO_404),
+    Op("delete", "/v1/recipients/{recipient}", recipients.erase_one,
+       "Erase a recipient, named by its id (percent-encoded)", KEY, (200, Erasure),
+       errors=(401, 403, 404, 422)),
+    Op("post", "/v1/recipients/erasures", recipients.erase_many,
+       "Erase the recipients of a CSV (one id per line)", KEY, (200, Erasure),
+       errors=(*_NO_404, 422), upload="One recipient id per line; a first line `recipient` is"
+       " a header."),
     Op("post", "/v1/render", render.render_message, "Render a DLT template for a recipient", KEY,
        (200, Rendering), body=RenderRequest, errors=_MINTS),
     Op("post", "/v1/render/batch", render.render_batch,

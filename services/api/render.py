@@ -21,7 +21,7 @@ from services.api import bodies, dlt
 from services.api.auth import require_org
 from services.api.bodies import RenderBatchRequest, RenderRequest
 from services.api.body import decode, decode_item
-from services.api.context import GATE, METRICS, POOL, SETTINGS
+from services.api.context import GATE, METRICS, POOL, SETTINGS, recipient_vault
 from services.api.errors import dumps
 from services.api.links import cache_minted
 from services.api.sms import SmsLength
@@ -275,11 +275,14 @@ async def _track(request: web.Request, job: Job, messages: list[Message]) -> Tra
     settings, pool = request.app[SETTINGS], request.app[POOL]
     campaign = await get_campaign(pool, job.org_id, job.campaign_id)
     tracked: Tracked = {}
+    vault = recipient_vault(request, job.org_id)
     async with pool.acquire() as conn, conn.transaction():
         await require_tracking(conn, job.org_id)  # switched off since `_job` read it: 409
         for url, recipients in wanted.items():
             link = await link_for_destination(conn, campaign, url)
-            minted = await mint(conn, link.id, recipients, length=settings.links.code_length)
+            minted = await mint(
+                conn, link.id, recipients, length=settings.links.code_length, vault=vault
+            )
             request.app[METRICS].codes_minted.inc(minted.minted)
             for recipient, code in zip(minted.recipients, minted.codes, strict=True):
                 tracked[(url, recipient)] = (link.id, code)

@@ -219,3 +219,28 @@ class Rendering(SmsMeasure):
 REFERENCED: tuple[type[msgspec.Struct], ...] = (Error, RenderedMessage)
 """Bodies no operation names as its type, reached only by a `$ref` in a raw item's schema (and
 every error answer); the rest of the document's bodies come from the operations themselves."""
+
+
+class PseudonymKey(Closed):
+    """The organisation's key of its recipients' pseudonyms."""
+
+    org_id: Id
+    key: Annotated[str, doc("The HMAC key, URL-safe base64 without padding.")]
+    algorithm: Annotated[str, doc("How a pseudonym is computed from a recipient id.")]
+
+
+class Erasure(Closed):
+    """What an erasure did."""
+
+    erased: Annotated[int, doc("Recipients erased: their ids deleted, their rows renamed.")]
+    unknown: Annotated[int, doc("Ids never minted for this organisation, or erased before.")]
+    codes: Annotated[int, doc("Short codes of the erased recipients (they keep working).")]
+
+
+class RecipientIds(Closed):
+    """The recipient ids of pseudonyms."""
+
+    recipients: Annotated[
+        dict[str, str],
+        doc("Pseudonym -> the id it was minted for; erased or unknown pseudonyms are absent."),
+    ]

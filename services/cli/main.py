@@ -23,10 +23,12 @@ from services.ops.topics import align_topics, check_topics
 from services.relay import endpoints
 from shared import db
 from shared.counts import CountStore
+from shared.erasure import pseudonymise_legacy
 from shared.errors import ClicktrackError, DependencyError
 from shared.kafka import ensure_topics
 from shared.link_cache import cache_codes
 from shared.links import create_link, create_org
+from shared.recipients import RecipientKeys
 from shared.redis_client import redis_client
 from shared.settings import Settings
 
@@ -57,19 +59,27 @@ cli.add_command(whitelist_group)
 @click.pass_obj
 def migrate(settings: Settings) -> None:
     """Apply the SQL migrations that are not applied yet (idempotent), then seal the webhook
-    secrets stored in clear before migration 0061 with WEBHOOK_SECRET_KEY."""
+    secrets stored in clear before migration 0061 with WEBHOOK_SECRET_KEY, and turn recipient
+    ids stored before pseudonyms (migration 0080) into pseudonyms with RECIPIENT_KEY."""
 
     async def go() -> tuple[list[str], int]:
         async with db.pool(settings.postgres, max_size=1) as pool, pool.acquire() as conn:
             applied = await db.migrate(conn, settings.postgres.schema)
             sealer = endpoints.secrets_sealer(settings.relay.webhook_secret_key)
             async with conn.transaction():
-                return applied, await endpoints.seal_stored_secrets(conn, sealer)
+                sealed = await endpoints.seal_stored_secrets(conn, sealer)
+            keys = RecipientKeys(settings.api.recipient_key)
+            return applied, sealed, await pseudonymise_legacy(conn, keys)
 
-    applied, sealed = run(go())
+    applied, sealed, pseudonymised = run(go())
     click.echo(f"migrations applied: {', '.join(applied)}" if applied else "schema is up to date")
     if sealed:
         click.echo(f"{sealed} webhook secrets stored in clear are sealed now")
+    if pseudonymised:
+        click.echo(
+            f"{pseudonymised} recipient ids stored as given are pseudonyms now; restart the"
+            " redirectors so that their caches forget the ids"
+        )
 
 
 @cli.command()
@@ -113,6 +123,7 @@ def link(settings: Settings, destination: str, org_name: str, recipients: tuple[
                 destination=destination,
                 recipients=list(recipients) or None,
                 code_length=settings.links.code_length,
+                keys=RecipientKeys(settings.api.recipient_key),
             )
             try:  # the running redirectors learn the codes at once (their filters, Redis)
                 await cache_codes(redis, created.code_rows(), settings.links.code_cache_ttl_s)

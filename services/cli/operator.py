@@ -20,10 +20,12 @@ import click
 from services.cli.running import run
 from shared import apikeys, audit, db, operator_actions, orgs
 from shared.domains import link_prefix
+from shared.erasure import forget_in_redis, purge_org
 from shared.errors import DependencyError, InvalidInputError, NotFoundError
 from shared.link_cache import cache_codes
 from shared.links import Link, get_link
 from shared.minting import mint
+from shared.recipients import RecipientKeys
 from shared.redis_client import errors as redis_errors
 from shared.redis_client import redis_client
 from shared.settings import Settings
@@ -41,7 +43,7 @@ ticket_option = click.option(
 
 @click.group("org")
 def org() -> None:
-    """Organisations: create, show, list, switch link tracking, set the time zone."""
+    """Organisations: create, show, list, switch link tracking, set the time zone, purge."""
 
 
 @org.command("create")
@@ -148,6 +150,37 @@ def org_show(settings: Settings, org_ref: str) -> None:
         click.echo(f"  key {key.id} {key.prefix}... {key.name!r} ({state})")
 
 
+@org.command("purge")
+@click.argument("org_ref", metavar="ORG")
+@click.option("--yes", is_flag=True, help="Do it: without it, only say what would go.")
+@ticket_option
+@click.pass_obj
+def org_purge(settings: Settings, org_ref: str, yes: bool, ticket: str | None) -> None:
+    """Delete ORG (an id, or a unique name) and everything of it: every row in Postgres and its
+    Redis keys; its late events are dropped by the counter. Cannot be undone."""
+
+    async def go() -> None:
+        async with db.pool(settings.postgres, max_size=1) as pool:
+            org_id = await resolve_org(pool, org_ref)
+            if not yes:
+                found = await orgs.get_org(pool, org_id)
+                click.echo(f"would purge organisation {org_id} ({found.name}): add --yes")
+                return
+            async with pool.acquire() as conn:
+                purged = await purge_org(conn, org_id, operator=audit.cli_operator(), ticket=ticket)
+        async with redis_client(settings.redis) as redis:
+            keys = await forget_in_redis(
+                redis,
+                codes=purged.codes,
+                link_ids=purged.link_ids,
+                campaign_ids=purged.campaign_ids,
+            )
+        rows = sum(purged.rows.values())
+        click.echo(f"organisation {org_id} purged: {rows} rows, {keys} Redis keys")
+
+    run(go())
+
+
 @click.group("key")
 def key() -> None:
     """API keys of organisations."""
@@ -235,13 +268,16 @@ def mint_command(settings: Settings, link_id: int, source: IO[str], out: IO[str]
         ):
             link = await _link(pool, link_id)
             prefix = await link_prefix(pool, link, settings.links.short_domain)
+            vault = RecipientKeys(settings.api.recipient_key).vault(link.org_id)
             with click.progressbar(
                 length=len(recipients), label="minting", file=sys.stderr, show_pos=True
             ) as bar:
                 for chunk in _chunks(recipients, CHUNK):
                     async with pool.acquire() as conn, conn.transaction():
                         await orgs.require_tracking(conn, link.org_id)
-                        done = await mint(conn, link.id, chunk, length=settings.links.code_length)
+                        done = await mint(
+                            conn, link.id, chunk, length=settings.links.code_length, vault=vault
+                        )
                     minted, reused = minted + done.minted, reused + done.reused
                     rows = list(zip(done.codes, repeat(link.id), done.recipients, strict=False))
                     try:  # first taps read Redis; without it they read Postgres

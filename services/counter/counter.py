@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from contextlib import AsyncExitStack, suppress
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import asyncpg
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -28,6 +28,7 @@ from services.counter.rebuild import Healer
 from shared import db
 from shared.consume import ConsumerLoop
 from shared.counts import CountStore
+from shared.erasure import prune_tombstones
 from shared.errors import ClicktrackError, retriable
 from shared.kafka import dead_letter_producer, start_with_retries
 from shared.redis_client import redis_client
@@ -141,11 +142,12 @@ class Counter:
             try:
                 with db.errors("Postgres did not answer: partitions are maintained next time"):
                     async with pool.acquire() as conn:
+                        keep_days = self.settings.counter.dedup_retention_days
                         changed = await retention.maintain(
-                            conn,
-                            keep_days=self.settings.counter.dedup_retention_days,
-                            today=datetime.now(UTC).date(),
+                            conn, keep_days=keep_days, today=datetime.now(UTC).date()
                         )
+                        # an erasure's old pseudonym: no longer on the topic, so no longer here
+                        await prune_tombstones(conn, timedelta(days=keep_days))
                 if changed:
                     log.info("partitions maintained", extra={"created_or_dropped": changed})
             except Exception as exc:

@@ -31,6 +31,7 @@ from services.counter.owners import LinkOwners
 from services.counter.positions import Offsets, Positions
 from services.counter.reader import Read, Reader
 from services.counter.rebuild import Healer
+from services.counter.tombstones import Tombstones
 from shared import db, kafka
 from shared.errors import EarlierBatchFailed
 from shared.service import cancel
@@ -73,6 +74,7 @@ class Pipeline:
         self._previous: asyncio.Task[None] | None = None
         self._partitions_lock = asyncio.Lock()
         self._known_days: set[date] = set()
+        self._tombstones = Tombstones()
 
     async def step(self) -> None:
         """Read the next batch (or the one read ahead) and start counting it; wait for the batch
@@ -205,18 +207,20 @@ class Pipeline:
             after = None
         if len(shares) < 2 and after is None:
             with db.errors(POSTGRES_FAILED):
-                async with pool.acquire() as conn:
+                async with pool.acquire() as conn, conn.transaction():
+                    kept = await self._tombstones.apply(conn, clicks)
                     result = await store.apply_batch(
-                        conn, group=group, topic=topic, clicks=clicks, offsets=offsets
+                        conn, group=group, topic=topic, clicks=kept, offsets=offsets
                     )
             self._tally(result)
             return result
 
         async def count_share(share: list[Click]) -> store.BatchResult:
             with db.errors(POSTGRES_FAILED):
-                async with pool.acquire() as conn:
+                async with pool.acquire() as conn, conn.transaction():
+                    kept = await self._tombstones.apply(conn, share)
                     return await store.apply_batch(
-                        conn, group=group, topic=topic, clicks=share, offsets={}
+                        conn, group=group, topic=topic, clicks=kept, offsets={}
                     )
 
         done = await asyncio.gather(*map(count_share, shares), return_exceptions=True)

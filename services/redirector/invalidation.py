@@ -1,5 +1,6 @@
-"""Listens for link changes on Redis pub/sub: drops those links (or an organisation's links) from
-the resolver's memory, and reloads the short domains when they changed."""
+"""Listens for link changes on Redis pub/sub: drops those links (or an organisation's links, or
+codes whose recipient was erased) from the resolver's memory, and reloads the short domains when
+they changed."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from services.redirector.hosts import Hosts
 from services.redirector.metrics import RedirectorMetrics
 from services.redirector.resolve import Resolver
 from shared.errors import DependencyError
-from shared.link_cache import DOMAINS_CHANGED, ORG_PREFIX, changes_channel
+from shared.link_cache import CODES_MESSAGE, DOMAINS_CHANGED, ORG_PREFIX, changes_channel
 from shared.redis_client import errors
 from shared.service import cancel
 
@@ -90,6 +91,11 @@ class LinkChanges:
     def _forget(self, message: dict[str, Any]) -> None:
         data = message.get("data")
         text = data.decode(errors="replace") if isinstance(data, bytes) else str(data)
+        if text.startswith(CODES_MESSAGE):
+            self._m.invalidations.inc()
+            for code in text.removeprefix(CODES_MESSAGE).split(","):
+                self._resolver.forget_code(code)
+            return
         try:
             if text == DOMAINS_CHANGED:
                 if self._hosts is not None:

@@ -131,6 +131,12 @@ class Resolver:
         self._forgotten += 1
         self.links.discard_where(lambda link: link.org_id == org_id)
 
+    def forget_code(self, code: str) -> None:
+        """Drop a code from memory (its recipient was erased: the next tap reads it again)."""
+        self._forgotten += 1
+        self.codes.discard(code)
+        self.unknown.discard(code)
+
     def forget_links(self) -> None:
         """Drop every link from memory (pub/sub messages may have been missed)."""
         self._forgotten += 1

@@ -8,6 +8,8 @@ import asyncio
 import asyncpg
 import pytest
 
+from shared.recipients import RecipientKeys
+from shared.settings import Settings
 from tests.integration.api_client import SHORT_DOMAIN, WHITELISTED, ApiClient
 
 pytestmark = pytest.mark.integration
@@ -35,7 +37,7 @@ async def batch(api: ApiClient, key: str, **body: object) -> dict[str, object]:
 
 
 async def test_a_batch_mints_one_code_per_recipient_and_link_and_reports_refusals(
-    api: ApiClient, pool: asyncpg.Pool
+    api: ApiClient, pool: asyncpg.Pool, api_settings: Settings
 ) -> None:
     key, cid = await setup(api, tracking=True)
     messages = [
@@ -61,7 +63,10 @@ async def test_a_batch_mints_one_code_per_recipient_and_link_and_reports_refusal
         "SELECT l.destination, c.recipient_id, c.code FROM codes c JOIN links l ON l.id = c.link_id"
         " ORDER BY 1, 2"
     )
-    stored = {(r["destination"], r["recipient_id"]): r["code"] for r in codes}
+    org_id = await pool.fetchval("SELECT org_id FROM campaigns WHERE id = $1", cid)
+    vault = RecipientKeys(api_settings.api.recipient_key).vault(org_id)
+    sender = {vault.pseudonym(r): r for r in ("r1", "r2", "r3")}  # codes hold pseudonyms
+    stored = {(r["destination"], sender[r["recipient_id"]]): r["code"] for r in codes}
     assert set(stored) == {
         (HELP, "r1"),
         (HELP, "r2"),

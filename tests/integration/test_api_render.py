@@ -7,6 +7,8 @@ import re
 import asyncpg
 import pytest
 
+from shared.recipients import RecipientKeys
+from shared.settings import Settings
 from tests.integration.api_client import LONG_URL, SHORT_DOMAIN, TEMPLATE, WHITELISTED, ApiClient
 
 pytestmark = pytest.mark.integration
@@ -41,7 +43,7 @@ async def test_tracking_is_off_by_default_and_rendering_then_leaves_links_untouc
 
 
 async def test_with_tracking_on_links_become_the_recipients_short_link(
-    api: ApiClient, pool: asyncpg.Pool
+    api: ApiClient, pool: asyncpg.Pool, api_settings: Settings
 ) -> None:
     org_id, key = await api.new_org("Acme", tracking=True, whitelisted=WHITELISTED)
     cid = await api.new_campaign(key)
@@ -72,7 +74,7 @@ async def test_with_tracking_on_links_become_the_recipients_short_link(
         "destination": LONG_URL,
         "campaign_id": cid,
         "org_id": org_id,
-        "recipient_id": "r1",
+        "recipient_id": RecipientKeys(api_settings.api.recipient_key).vault(org_id).pseudonym("r1"),
     }
     # rendering again for the same recipient gives the same code; another recipient another one
     again = await api.render(

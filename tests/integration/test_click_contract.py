@@ -23,11 +23,14 @@ from shared import events
 from shared.campaigns import CAMPAIGN_KINDS
 from shared.links import create_campaign, create_link
 from shared.orgs import create_org
+from shared.recipients import RecipientKeys
 from shared.settings import Settings
 from tests.helpers import pg_counts, read_topic, seed_links, wait_for
 from tests.unit.test_events import make_event
 
 pytestmark = pytest.mark.integration
+
+KEYS = RecipientKeys(b"k" * 43)
 
 
 def validator() -> jsonschema.Draft202012Validator:
@@ -50,6 +53,7 @@ async def test_every_kind_of_event_the_redirector_produces_validates(
         campaign_id=campaign,
         destination="https://a.example/",
         recipients=["r1"],
+        keys=KEYS,
         code_length=settings.links.code_length,
     )
     shared = await create_link(

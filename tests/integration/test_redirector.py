@@ -14,11 +14,14 @@ import pytest
 
 from services.redirector.visitors import COOKIE_NAME
 from shared.links import CreatedLink, create_campaign, create_link, create_org
+from shared.recipients import RecipientKeys
 from shared.settings import Settings
 from tests.helpers import read_topic
 from tests.integration.redirector_support import redirector
 
 pytestmark = pytest.mark.integration
+
+KEYS = RecipientKeys(b"k" * 43)
 
 DESTINATION = "https://shop.example.in/p/42?ref=sms"
 
@@ -39,6 +42,7 @@ async def link(pool: asyncpg.Pool) -> CreatedLink:
         campaign_id=campaign_id,
         destination=DESTINATION,
         recipients=["cust-1", "cust-2"],
+        keys=KEYS,
         code_length=Settings().links.code_length,
     )
 
@@ -66,8 +70,9 @@ async def test_redirects_and_publishes_one_event_per_click(
         "campaign_id": link.campaign_id,
         "campaign_kind": "coupon_expiry_reminder",
     }
-    assert body["visitor_id"] == "r:cust-1"
-    assert body["recipient_id"] == "cust-1"
+    pseudonym = KEYS.vault(link.org_id).pseudonym("cust-1")  # never the id itself
+    assert body["visitor_id"] == f"r:{pseudonym}"
+    assert body["recipient_id"] == pseudonym
     assert body["ip"] == "127.0.0.0"
     assert body["user_agent"] == "TestPhone/1.0"
     assert (body["is_bot"], body["bot_reason"], body["channel"]) == (False, None, "sms")

@@ -12,10 +12,13 @@ import redis.asyncio as aioredis
 
 from shared.link_cache import code_key, invalidate_link, link_key
 from shared.links import CreatedLink, create_campaign, create_link, create_org
+from shared.recipients import RecipientKeys
 from shared.settings import Secret, Settings
 from tests.integration.redirector_support import events, filter_ready, redirector
 
 pytestmark = pytest.mark.integration
+
+KEYS = RecipientKeys(b"k" * 43)
 
 DESTINATION = "https://shop.example.in/p/42?ref=sms"
 FALLBACK = "https://shop.example.in/offers-ended"
@@ -33,6 +36,7 @@ async def link(pool: asyncpg.Pool) -> CreatedLink:
         campaign_id=campaign_id,
         destination=DESTINATION,
         recipients=["r1"],
+        keys=KEYS,
         code_length=Settings().links.code_length,
     )
 
@@ -292,4 +296,5 @@ async def test_the_redirector_starts_and_redirects_while_redis_is_down(
             app.metric("clicktrack_resolve_dependency_errors_total", {"dependency": "redis"}) >= 1
         )
         (event,) = await events(settings, 1)
-        assert (event["recipient_id"], event["link_id"]) == ("r1", link.link_id)
+        pseudonym = KEYS.vault(link.org_id).pseudonym("r1")
+        assert (event["recipient_id"], event["link_id"]) == (pseudonym, link.link_id)

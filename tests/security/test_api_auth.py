@@ -64,7 +64,7 @@ async def status_of(
 @pytest.mark.parametrize(("method", "route"), ROUTES)
 async def test_every_route_refuses_strangers(api: ApiClient, method: str, route: str) -> None:
     ids, revoked, key_b = await ids_of_org_a(api)
-    path = route.format(**ids)
+    path = route.format(**ids, recipient="cust-1")  # of org A's, as ids are
     assert await status_of(api, method, path, None) == 401
     assert await status_of(api, method, path, "ctk_" + "x" * 40) == 401
     assert await status_of(api, method, path, "not-even-a-key") == 401

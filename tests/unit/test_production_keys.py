@@ -16,13 +16,14 @@ from shared.variables import DEV_KEYS_FILE, environment, write_dev_keys
 ROOT = Path(__file__).resolve().parents[2]
 KEYS = {
     "VISITOR_HASH_KEY": "v" * 40,
+    "RECIPIENT_KEY": "r" * 40,
     "OPERATOR_TOKEN": "o" * 40,
     "WEBHOOK_SECRET_KEY": "w" * 40,
 }
 """Every key some process requires in production, set."""
 PROCESS_KEYS = {
     "redirector": ["VISITOR_HASH_KEY"],
-    "api": ["OPERATOR_TOKEN"],
+    "api": ["RECIPIENT_KEY", "OPERATOR_TOKEN"],
     "relay": ["WEBHOOK_SECRET_KEY"],
 }
 """The keys each process needs in production, in the order it checks them."""
@@ -30,7 +31,11 @@ PROCESS_KEYS = {
 
 def test_an_unset_key_is_random_never_a_default_anyone_can_read() -> None:
     first, second = Settings.from_env({}), Settings.from_env({})
-    assert Settings.generated_keys() == ("VISITOR_HASH_KEY", "WEBHOOK_SECRET_KEY")
+    assert Settings.generated_keys() == (
+        "VISITOR_HASH_KEY",
+        "RECIPIENT_KEY",
+        "WEBHOOK_SECRET_KEY",
+    )
     one = first.redirector.visitor_hash_key.reveal()
     assert len(one) >= 43 and one != second.redirector.visitor_hash_key.reveal()
     assert "dev-only" not in one
@@ -54,6 +59,7 @@ def test_production_with_every_key_reads_them() -> None:
     assert s.redirector.visitor_hash_key.reveal() == KEYS["VISITOR_HASH_KEY"]
     assert s.api.operator_token.reveal() == KEYS["OPERATOR_TOKEN"]
     assert s.relay.webhook_secret_key.reveal() == KEYS["WEBHOOK_SECRET_KEY"]
+    assert s.api.recipient_key.reveal() == KEYS["RECIPIENT_KEY"]
 
 
 def test_a_misspelt_environment_is_an_error_not_development() -> None:

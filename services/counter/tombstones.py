@@ -1,0 +1,60 @@
+"""Erasures and purges applied to late events: the counter's side of `shared.erasure`.
+
+An event already on the topic when a recipient is erased carries the old pseudonym; one of a
+purged organisation carries its ids. Each counting transaction first calls
+`privacy_tombstones_version()` (migration 0060), which waits for an erasure being written and
+holds the next one until the batch commits; the batch is then counted with every tombstone
+committed before it: an erased recipient's clicks count for the random pseudonym that replaced
+its old one (the same visitor, so uniques stay exact and nothing points back to the person), and
+a purged organisation's clicks are dropped. The tombstones are cached here and read again only
+when the version (the highest tombstone id) moves.
+"""
+
+from __future__ import annotations
+
+import asyncpg
+
+from services.counter.intake import Click
+
+
+class Tombstones:
+    """The tombstones this counter knows, refreshed inside each counting transaction."""
+
+    def __init__(self) -> None:
+        self._version = 0
+        self._purged: set[int] = set()
+        self._renamed: dict[tuple[int, str], str] = {}
+        """(org id, `r:<old pseudonym>`) -> `r:<replacement>`."""
+
+    async def apply(self, conn: asyncpg.Connection, clicks: list[Click]) -> list[Click]:
+        """`clicks` with the tombstones applied: purged organisations' clicks dropped, erased
+        recipients renamed. Must run inside the transaction that counts them."""
+        version: int = await conn.fetchval("SELECT privacy_tombstones_version()")
+        if version != self._version:
+            await self._load(conn, version)
+        if not self._purged and not self._renamed:
+            return clicks
+        purged, renamed = self._purged, self._renamed
+        kept: list[Click] = []
+        for click in clicks:
+            if click.org_id in purged:
+                continue
+            new = renamed.get((click.org_id, click.visitor)) if click.visitor[:2] == "r:" else None
+            if new is not None:  # the visitor and the per-recipient clicks: the new name
+                click = click._replace(visitor=new, recipient=new[2:])
+            kept.append(click)
+        return kept
+
+    async def _load(self, conn: asyncpg.Connection, version: int) -> None:
+        since = self._version if version > self._version else 0  # lower: some were pruned
+        if since == 0:
+            self._purged, self._renamed = set(), {}
+        rows = await conn.fetch(
+            "SELECT org_id, pseudonym, replacement FROM privacy_tombstones WHERE id > $1", since
+        )
+        for org_id, pseudonym, replacement in rows:
+            if pseudonym is None:
+                self._purged.add(org_id)
+            else:
+                self._renamed[(org_id, f"r:{pseudonym}")] = f"r:{replacement}"
+        self._version = version
