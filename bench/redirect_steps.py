@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from shared import db
 from shared.link_cache import cache_codes
 from shared.minting import mint
+from shared.recipients import RecipientKeys
 from shared.redis_client import redis_client
 
 if TYPE_CHECKING:
@@ -39,11 +40,13 @@ async def mint_fresh(bench: Bench, link_id: int, count: int) -> tuple[list[str],
     s = bench.settings
     codes: list[str] = []
     async with db.pool(s.postgres, max_size=2) as pool, redis_client(s.redis) as redis:
+        org_id = await pool.fetchval("SELECT org_id FROM links WHERE id = $1", link_id)
+        vault = RecipientKeys(s.api.recipient_key).vault(org_id)
         for start in range(0, count, 100_000):
             recipients = [f"f{i}" for i in range(start, min(start + 100_000, count))]
             async with pool.acquire() as conn:
-                got = await mint(conn, link_id, recipients, length=s.links.code_length)
-            rows = [(c, link_id, r) for r, c in zip(got.recipients, got.codes, strict=True)]
+                got = await mint(conn, link_id, recipients, length=s.links.code_length, vault=vault)
+            rows = got.code_rows(link_id)
             await cache_codes(redis, rows, s.links.code_cache_ttl_s)
             codes += got.codes
     # Shuffled: minting sorts codes, and a walk in sorted order would be kinder to caches

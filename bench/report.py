@@ -230,9 +230,9 @@ async def _measure(args: argparse.Namespace, settings: Settings, pool: Any) -> d
         )
     mint_seconds = time.perf_counter() - started
     targets = [
-        (link.link_id, original, "one_time", [str(r) for r in first.recipients[:-1]],
+        (link.link_id, original, "one_time", [str(r) for r in first.pseudonyms[:-1]],
          first.codes[:-1]),
-        (again.link_id, resend, "resend", [str(r) for r in second.recipients[:-1]],
+        (again.link_id, resend, "resend", [str(r) for r in second.pseudonyms[:-1]],
          second.codes[:-1]),
     ]  # fmt: skip
     send = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=72)

@@ -1,26 +1,32 @@
 """Who a campaign or a link was sent to, who clicked and who did not: the one module that reads
-recipient ids for reports and resends.
+recipients for reports and resends.
 
-A recipient is one the organisation minted a code for (`codes.recipient_id`, an opaque string:
-a customer id, a phone number, or the pseudonym that stands for one). A recipient *clicked* a
-scope when the counter holds a human click of theirs on one of its links while it was live
-(`recipient_clicks.clicks > 0`); bot hits (a phone's link preview) and taps after expiry are
-shown beside the clicks but make no clicker. The non-clickers are the recipients minus the
-clickers, exactly, and both lists are pages in the order of the recipient ids (keyset: `after`
-is the last id of the previous page).
+A recipient is one the organisation minted a code for. Codes and the per-recipient clicks hold
+its pseudonym (`shared.recipients`), never its id; the lists show the sender's id, opened from
+its sealed copy in `recipients` with the keys of the organisation that owns the scope (so only
+that organisation's), or None once the recipient was erased (its rows are counted still, under
+a random pseudonym that leads to nobody). A recipient *clicked* a scope when the counter holds a
+human click of theirs on one of its links while it was live (`recipient_clicks.clicks > 0`); bot
+hits (a phone's link preview) and taps after expiry are shown beside the clicks but make no
+clicker. The non-clickers are the recipients minus the clickers, exactly, and both lists are
+pages in the order of the pseudonyms (keyset: `after` is the last pseudonym of the previous
+page), which says nothing about the ids.
 
 Both lists are fast for a million recipients because each is one walk down an index in
-recipient order, stopped at the page's end: a campaign's recipients are the merge of its links'
-(link_id, recipient_id) code indexes (a MergeAppend of one index scan per link), and each is
-looked up in recipient_clicks by (campaign_id or link_id, recipient_id).
+pseudonym order, stopped at the page's end: a campaign's recipients are the merge of its links'
+(link_id, recipient_id) code indexes (a MergeAppend of one index scan per link), each looked up
+in recipient_clicks by (campaign_id or link_id, recipient_id) and in recipients by its key.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import datetime
 
 import asyncpg
+
+from shared.recipients import RecipientVault
 
 MAX_MERGED_LINKS = 200
 """Links merged in recipient order, one index scan each; a campaign with more is sorted."""
@@ -33,7 +39,9 @@ Scope = tuple[str, int]
 class Clicker:
     """A recipient who clicked, and how."""
 
-    recipient: str
+    recipient: str | None
+    """The sender's id; None once erased."""
+    pseudonym: str
     clicks: int
     """Human clicks on the live links of the scope."""
     bot_clicks: int
@@ -42,6 +50,15 @@ class Clicker:
     """Their taps after the link expired."""
     first_click: datetime
     last_click: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class NonClicker:
+    """A recipient without a click."""
+
+    recipient: str | None
+    """The sender's id; None once erased."""
+    pseudonym: str
 
 
 async def scope_links(conn: asyncpg.Connection | asyncpg.Pool, scope: Scope) -> list[int]:
@@ -63,8 +80,8 @@ def _clicked(scope: Scope, recipient: str) -> str:
 
 
 def non_clickers_sql(scope: Scope, link_count: int) -> str:
-    """SQL of the scope's non-clickers after $1 (a recipient id; '' for the first page), at most
-    $2 (NULL: all), in recipient order; $3 is the scope's id, $4 its links (an array)."""
+    """SQL of the scope's non-clickers' pseudonyms after $1 (a pseudonym; '' for the first page),
+    at most $2, in pseudonym order; $3 is the scope's id, $4 its links (an array)."""
     if link_count <= MAX_MERGED_LINKS:
         # one ordered index scan per link, merged (MergeAppend), so a page reads only its rows
         recipients = " UNION ALL ".join(
@@ -85,8 +102,8 @@ def non_clickers_sql(scope: Scope, link_count: int) -> str:
 
 
 def clickers_sql(scope: Scope) -> str:
-    """SQL of the scope's clickers after $1, at most $2 (NULL: all), in recipient order; $3 is
-    the scope's id. Columns as `Clicker`."""
+    """SQL of the scope's clickers after $1 (a pseudonym), at most $2, in pseudonym order; $3 is
+    the scope's id. Columns as `Clicker` from its pseudonym on."""
     column = "campaign_id" if scope[0] == "campaign" else "link_id"
     return (
         "SELECT recipient_id, sum(clicks)::bigint, sum(bot_clicks)::bigint,"
@@ -96,47 +113,61 @@ def clickers_sql(scope: Scope) -> str:
     )
 
 
+def _with_ids(inner: str, columns: str, org: int) -> str:
+    """SQL: the rows of `inner` (pseudonym first, named as `columns`) with the sealed id of each
+    pseudonym of the organisation `$org` (NULL once erased), in pseudonym order."""
+    return (
+        f"SELECT q.*, s.sealed_id FROM ({inner}) q({columns})"
+        f" LEFT JOIN recipients s ON s.org_id = ${org} AND s.pseudonym = q.p ORDER BY q.p"
+    )
+
+
+def _open(vault: RecipientVault, pseudonym: str, sealed: bytes | None) -> str | None:
+    return None if sealed is None else vault.open(pseudonym, sealed)
+
+
 async def non_clickers(
-    conn: asyncpg.Connection | asyncpg.Pool, scope: Scope, *, after: str = "", limit: int = 100
-) -> list[str]:
-    """A page of the scope's recipients without a click, in recipient order."""
-    links = await scope_links(conn, scope)
+    conn: asyncpg.Connection | asyncpg.Pool,
+    vault: RecipientVault,
+    scope: Scope,
+    *,
+    after: str = "",
+    limit: int = 100,
+    links: list[int] | None = None,
+) -> list[NonClicker]:
+    """A page of the scope's recipients without a click, in pseudonym order; the scope belongs to
+    the organisation of `vault`. `links`: the scope's (`scope_links`), when known."""
+    if links is None:
+        links = await scope_links(conn, scope)
     if not links:
         return []
-    rows = await conn.fetch(non_clickers_sql(scope, len(links)), after, limit, scope[1], links)
-    return [r[0] for r in rows]
+    sql = _with_ids(non_clickers_sql(scope, len(links)), "p", 5)
+    rows = await conn.fetch(sql, after, limit, scope[1], links, vault.org_id)
+    return [NonClicker(_open(vault, r[0], r[1]), r[0]) for r in rows]
 
 
 async def clickers(
-    conn: asyncpg.Connection | asyncpg.Pool, scope: Scope, *, after: str = "", limit: int = 100
+    conn: asyncpg.Connection | asyncpg.Pool,
+    vault: RecipientVault,
+    scope: Scope,
+    *,
+    after: str = "",
+    limit: int = 100,
 ) -> list[Clicker]:
-    """A page of the scope's clickers, in recipient order."""
-    rows = await conn.fetch(clickers_sql(scope), after, limit, scope[1])
-    return [Clicker(*r) for r in rows]
+    """A page of the scope's clickers, in pseudonym order; the scope belongs to the organisation
+    of `vault`."""
+    sql = _with_ids(clickers_sql(scope), "p, clicks, bots, expiry, f, l", 4)
+    rows = await conn.fetch(sql, after, limit, scope[1], vault.org_id)
+    return [Clicker(_open(vault, r[0], r[6]), *r[:6]) for r in rows]
 
 
-SPREADSHEET_SAFE = (
-    "CASE WHEN {0} ~ '^[=@\\t\\r]' OR ({0} ~ '^[+-]' AND {0} !~ '^[+-][0-9 ]*$')"
-    " THEN '''' || {0} ELSE {0} END"
-)
-"""SQL: a recipient id as a CSV cell that no spreadsheet reads as a formula (a leading quote
-before =, @, a tab, a return, or a + or - not starting a plain number such as +919800000001)."""
+def spreadsheet_safe(text: str) -> str:
+    """A recipient id as a CSV cell that no spreadsheet reads as a formula: a leading quote
+    before =, @, a tab, a return, or a + or - not starting a plain number such as
+    +919800000001 (which stays as it is)."""
+    if text and (text[0] in "=@\t\r" or (text[0] in "+-" and not _PLAIN_NUMBER.fullmatch(text))):
+        return "'" + text
+    return text
 
 
-_ISO = """to_char({0} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')"""
-"""SQL: a time as RFC 3339 in UTC, whatever the session's time zone."""
-
-
-def csv_sql(scope: Scope, which: str, link_count: int) -> str:
-    """The COPY query of the whole list (`clickers` or `non_clickers`) as CSV rows, parameters as
-    the page queries' with $2 NULL."""
-    if which == "clickers":
-        cell = SPREADSHEET_SAFE.format("recipient_id")
-        inner = clickers_sql(scope)
-        return (
-            f"SELECT {cell} AS recipient, clicks, bot_clicks, after_expiry, {_ISO.format('f')}"
-            f" AS first_click, {_ISO.format('l')} AS last_click FROM ({inner})"
-            " c(recipient_id, clicks, bot_clicks, after_expiry, f, l)"
-        )
-    cell = SPREADSHEET_SAFE.format("r")
-    return f"SELECT {cell} AS recipient FROM ({non_clickers_sql(scope, link_count)}) n(r)"
+_PLAIN_NUMBER = re.compile(r"[+-][0-9 ]*")

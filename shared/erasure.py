@@ -39,17 +39,17 @@ from shared.redis_client import errors as redis_errors
 
 _TOMBSTONE_LOCK = "LOCK TABLE privacy_tombstones IN ROW EXCLUSIVE MODE"
 """First in an erasure or a purge: waits for the counting transactions in flight (they hold
-SHARE) and makes the next ones wait for this commit (migration 0060)."""
+SHARE) and makes the next ones wait for this commit (migration 0080)."""
 _CORE = ("orgs", "campaigns", "links", "privacy_tombstones", "operator_audit")
 """Tables `purge_org` empties itself, last (the others refer to them), or not at all: the
-operators' audit trail outlives the organisations it names (migration 0062)."""
+operators' audit trail outlives the organisations it names (migration 0081)."""
 _SCOPED = {"daily_counters": ("link", "campaign"), "daily_visitors": ("l", "c")}
 """Tables keyed by (scope, scope_id): how each spells a link and a campaign."""
 
 
 @dataclass(frozen=True, slots=True)
 class Erased:
-    """What an erasure did."""
+    """What an erasure (or the pseudonymisation of ids stored as given) did."""
 
     erased: int
     """Recipients found and erased (an id never seen, or erased before, is not counted)."""
@@ -217,10 +217,13 @@ async def prune_tombstones(conn: asyncpg.Connection, keep: timedelta) -> int:
     )
 
 
-async def pseudonymise_legacy(conn: asyncpg.Connection, keys: RecipientKeys) -> int:
-    """Turn the recipient ids stored as given before migration 0060 into pseudonyms, in codes
-    and visitor rows, one organisation per transaction; returns the ids converted."""
+async def pseudonymise_legacy(conn: asyncpg.Connection, keys: RecipientKeys) -> Erased:
+    """Turn the recipient ids stored as given before migration 0080 into pseudonyms, in codes,
+    visitor rows and per-recipient clicks, one organisation per transaction; returns the ids
+    converted and their codes (whose cached entries, holding the ids, must be dropped:
+    `forget_in_redis`)."""
     done = 0
+    renamed: list[str] = []
     for (org_id,) in await conn.fetch("SELECT DISTINCT org_id FROM legacy_recipient_ids"):
         vault = keys.vault(org_id)
         async with conn.transaction():
@@ -234,10 +237,10 @@ async def pseudonymise_legacy(conn: asyncpg.Connection, keys: RecipientKeys) -> 
             pseudonyms = await vault.remember(conn, ids)
             links = await _ids(conn, "SELECT id FROM links WHERE org_id = $1", org_id)
             campaigns = await _ids(conn, "SELECT id FROM campaigns WHERE org_id = $1", org_id)
-            await _rename(conn, links, campaigns, ids, pseudonyms)
+            renamed += await _rename(conn, links, campaigns, ids, pseudonyms)
             await conn.execute("DELETE FROM legacy_recipient_ids WHERE org_id = $1", org_id)
         done += len(ids)
-    return done
+    return Erased(done, renamed)
 
 
 async def _rename(

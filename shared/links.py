@@ -4,7 +4,7 @@ and the short codes that lead to it."""
 from __future__ import annotations
 
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
@@ -12,6 +12,7 @@ import asyncpg
 from shared import db
 from shared.campaigns import Campaign, create_campaign, link_lineage
 from shared.errors import InvalidLinkError
+from shared.link_cache import CodeRow
 from shared.minting import mint
 from shared.orgs import create_org, owned
 from shared.recipients import RecipientKeys
@@ -64,10 +65,13 @@ class CreatedLink:
     campaign_id: int | None
     destination: str
     codes: dict[str | None, str]
+    """The sender's recipient id (None: the shared code) -> its code."""
+    rows: list[CodeRow] = field(default_factory=list)
+    """(code, link id, pseudonym) of each code: what may be cached."""
 
-    def code_rows(self) -> list[tuple[str, int, str | None]]:
-        """(code, link id, recipient) of each code, as `link_cache.cache_codes` takes them."""
-        return [(code, self.link_id, recipient) for recipient, code in self.codes.items()]
+    def code_rows(self) -> list[CodeRow]:
+        """(code, link id, pseudonym) of each code, as `link_cache.cache_codes` takes them."""
+        return list(self.rows)
 
 
 MAX_EXPIRY_YEARS = 100
@@ -127,7 +131,14 @@ async def create_link(
         wanted: list[str | None] = list(recipients) if recipients else [None]
         vault = keys.vault(org_id) if keys is not None else None
         minted = await mint(conn, link_id, wanted, length=code_length, vault=vault)
-    return CreatedLink(link_id, org_id, campaign_id, destination, minted.by_recipient())
+    return CreatedLink(
+        link_id,
+        org_id,
+        campaign_id,
+        destination,
+        minted.by_recipient(),
+        minted.code_rows(link_id),
+    )
 
 
 async def add_link(

@@ -17,7 +17,7 @@ their pseudonyms (and keeps the sealed way back) before any code is written, so 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import repeat
 from typing import cast
 
@@ -25,6 +25,7 @@ import asyncpg
 
 from shared.codes import mint_codes
 from shared.errors import ClicktrackError, InvalidInputError
+from shared.link_cache import CodeRow
 from shared.recipients import RecipientVault
 
 MAX_RECIPIENT = 128
@@ -49,10 +50,17 @@ class Minted:
     """Codes created by this call."""
     reused: int
     """Recipients that already had a code on this link."""
+    pseudonyms: list[Recipient] = field(default_factory=list)
+    """The pseudonym each code carries, in the same order (what `codes` holds): the only form
+    of a recipient that may be cached, published or logged."""
 
     def by_recipient(self) -> dict[Recipient, str]:
         """Recipient -> code."""
         return dict(zip(self.recipients, self.codes, strict=True))
+
+    def code_rows(self, link_id: int) -> list[CodeRow]:
+        """(code, link id, pseudonym) of each code, as `link_cache.cache_codes` takes them."""
+        return list(zip(self.codes, repeat(link_id), self.pseudonyms, strict=False))
 
 
 def check_recipient(recipient: object, index: int = 0) -> Recipient:
@@ -123,6 +131,7 @@ async def mint(
         codes=done.codes,
         minted=done.minted,
         reused=done.reused,
+        pseudonyms=done.recipients,
     )
 
 

@@ -248,13 +248,14 @@ class Settings:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m shared.settings --dev-keys`: write `.stack/dev-keys.env` unless it exists."""
+    """`python -m shared.settings --dev-keys`: write `.stack/dev-keys.env`, or add the keys it
+    lacks."""
     parser = argparse.ArgumentParser(prog="python -m shared.settings", description=main.__doc__)
     parser.add_argument("--dev-keys", action="store_true", help="write the development keys")
     args = parser.parse_args(argv)
     if args.dev_keys:
         written = write_dev_keys(Settings.generated_keys())
-        print("wrote .stack/dev-keys.env" if written else "kept .stack/dev-keys.env")
+        print("wrote keys to .stack/dev-keys.env" if written else "kept .stack/dev-keys.env")
     return 0
 
 

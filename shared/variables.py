@@ -18,6 +18,7 @@ services and the CLI it starts share them.
 
 from __future__ import annotations
 
+import fcntl
 import ipaddress
 import os
 import re
@@ -207,9 +208,11 @@ def environment() -> dict[str, str]:
 
 def write_dev_keys(names: tuple[str, ...], path: Path = DEV_KEYS_FILE) -> bool:
     """Write a random key for each variable of `names` to `path` (mode 0600) unless the file
-    exists; True if written. Made beside and linked into place, so two callers at once agree."""
+    exists; True if written. Made beside and linked into place, so two callers at once agree.
+    An existing file keeps its keys and gets the ones it lacks (a key added since it was
+    written), under a lock, so that every process of the stack shares those too."""
     if path.exists():
-        return False
+        return _add_dev_keys(names, path)
     path.parent.mkdir(parents=True, exist_ok=True)
     draft = path.with_name(f".{path.name}.{os.getpid()}")
     fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -223,6 +226,17 @@ def write_dev_keys(names: tuple[str, ...], path: Path = DEV_KEYS_FILE) -> bool:
     finally:
         draft.unlink()
     return True
+
+
+def _add_dev_keys(names: tuple[str, ...], path: Path) -> bool:
+    """Append to `path` a random key for each variable of `names` it lacks; True if any."""
+    with path.open("a+") as out:
+        fcntl.flock(out, fcntl.LOCK_EX)
+        out.seek(0)
+        there = dotenv_values(stream=out)
+        lacking = [n for n in names if n not in there]
+        out.writelines(f"{name}={random_key().reveal()}\n" for name in lacking)
+    return bool(lacking)
 
 
 def _rule_of(f: Any) -> Rule:

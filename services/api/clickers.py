@@ -1,30 +1,40 @@
-"""Who clicked and who did not, for a campaign or a link: pages of JSON, or the whole list as CSV
-(streamed by Postgres' COPY, so a million rows never sit in memory). The lists themselves are
-`shared.clickers`.
+"""Who clicked and who did not, for a campaign or a link: pages of JSON, or the whole list as CSV.
+The lists themselves are `shared.clickers`.
 
-`GET .../clickers` and `.../non-clickers` take `?after=<recipient>&limit=` (keyset pages in
-recipient order; `next_after` is the last recipient of a full page); `.csv` gives the whole list.
+Each item names the recipient by the sender's own id, opened from its sealed copy with the keys
+of the caller's organisation (the scope is the caller's, or 404), and by its pseudonym (what
+codes, click events and webhooks carry); an erased recipient's id is null. `GET .../clickers`
+and `.../non-clickers` take `?after=<pseudonym>&limit=` (keyset pages in pseudonym order;
+`next_after` is the last pseudonym of a full page); `.csv` gives the whole list, read page by
+page as the report export is (`services.api.export`): one statement per page on a pooled
+connection, released before the page is opened and written, so a slow reader holds no
+connection, and at most `API_ORG_CONCURRENCY` heavy requests of an organisation at once.
 """
 
 from __future__ import annotations
 
+import csv
+import io
+import re
+from datetime import UTC
 from typing import Any
 
 from aiohttp import web
 
-from services.api.auth import require_org
+from services.api.auth import org_of, require_org
 from services.api.body import MAX_PAGE, path_id
-from services.api.context import POOL
+from services.api.context import GATE, POOL, recipient_vault
 from services.api.errors import dumps
 from shared import clickers
 from shared.campaigns import get_campaign
 from shared.errors import InvalidInputError
 from shared.links import get_link
-from shared.minting import MAX_RECIPIENT
+from shared.recipients import RecipientVault
 
 LISTS = ("clickers", "non-clickers")
-CSV_CHUNK = 1 << 16
-"""Bytes handed to the client at a time when streaming a list."""
+CSV_PAGE = 5000
+"""Recipients read by one statement, opened and written to the client at a time (CSV)."""
+_PSEUDONYM = re.compile(r"[0-9a-f]{32}")
 
 
 def add_routes(router: web.UrlDispatcher) -> None:
@@ -45,7 +55,7 @@ async def scope_of(request: web.Request) -> clickers.Scope:
 
 
 def recipient_page(request: web.Request) -> tuple[str, int]:
-    """(after, limit) of `?after=<recipient>&limit=` (defaults '' and 100, at most 1000)."""
+    """(after, limit) of `?after=<pseudonym>&limit=` (defaults '' and 100, at most 1000)."""
     unknown = sorted(set(request.query) - {"after", "limit"})
     if unknown:
         raise InvalidInputError(
@@ -57,10 +67,10 @@ def recipient_page(request: web.Request) -> tuple[str, int]:
         limit = int(request.query.get("limit", "100"))
     except ValueError:
         raise InvalidInputError("limit must be a whole number", code="invalid_query") from None
-    if len(after) > MAX_RECIPIENT or not after.isprintable() or not 1 <= limit <= MAX_PAGE:
+    if (after and not _PSEUDONYM.fullmatch(after)) or not 1 <= limit <= MAX_PAGE:
         raise InvalidInputError(
-            f"after must be a recipient id (at most {MAX_RECIPIENT} characters) and limit"
-            f" between 1 and {MAX_PAGE}",
+            "after must be the next_after of the previous page (a pseudonym: 32 hex digits) and"
+            f" limit between 1 and {MAX_PAGE}",
             code="invalid_query",
         )
     return after, limit
@@ -73,20 +83,26 @@ def _page(items: list[Any], last: str | None, limit: int) -> dict[str, Any]:
 async def clickers_page(request: web.Request) -> web.Response:
     """A page of the recipients who clicked: clicks, bot hits, taps after expiry, first and last
     click."""
-    scope = await scope_of(request)
+    scope, vault = await scope_of(request), _vault(request)
     after, limit = recipient_page(request)
-    found = await clickers.clickers(request.app[POOL], scope, after=after, limit=limit)
-    body = _page(found, found[-1].recipient if found else None, limit)
+    found = await clickers.clickers(request.app[POOL], vault, scope, after=after, limit=limit)
+    body = _page(found, found[-1].pseudonym if found else None, limit)
     return web.json_response(body, dumps=dumps)
 
 
 async def non_clickers_page(request: web.Request) -> web.Response:
     """A page of the recipients who did not click."""
-    scope = await scope_of(request)
+    scope, vault = await scope_of(request), _vault(request)
     after, limit = recipient_page(request)
-    found = await clickers.non_clickers(request.app[POOL], scope, after=after, limit=limit)
-    items = [{"recipient": r} for r in found]
-    return web.json_response(_page(items, found[-1] if found else None, limit), dumps=dumps)
+    found = await clickers.non_clickers(request.app[POOL], vault, scope, after=after, limit=limit)
+    return web.json_response(
+        _page(found, found[-1].pseudonym if found else None, limit), dumps=dumps
+    )
+
+
+def _vault(request: web.Request) -> RecipientVault:
+    """The keys of the caller's organisation (`scope_of` authenticated it)."""
+    return recipient_vault(request, org_of(request))
 
 
 async def clickers_csv(request: web.Request) -> web.StreamResponse:
@@ -99,13 +115,49 @@ async def non_clickers_csv(request: web.Request) -> web.StreamResponse:
     return await _stream(request, "non_clickers")
 
 
+HEADERS = {
+    "clickers": (
+        "recipient",
+        "pseudonym",
+        "clicks",
+        "bot_clicks",
+        "after_expiry",
+        "first_click",
+        "last_click",
+    ),
+    "non_clickers": ("recipient", "pseudonym"),
+}
+"""The columns of each CSV list."""
+
+
+def _rows(items: list[clickers.Clicker] | list[clickers.NonClicker]) -> list[tuple[object, ...]]:
+    rows: list[tuple[object, ...]] = []
+    for item in items:
+        cell = clickers.spreadsheet_safe(item.recipient or "")
+        if isinstance(item, clickers.Clicker):
+            rows.append(
+                (
+                    cell, item.pseudonym, item.clicks, item.bot_clicks, item.after_expiry,
+                    _iso(item.first_click), _iso(item.last_click),
+                )
+            )  # fmt: skip
+        else:
+            rows.append((cell, item.pseudonym))
+    return rows
+
+
+def _iso(at: Any) -> str:
+    """A time as RFC 3339 in UTC with milliseconds (`2026-12-02T10:00:00.000Z`)."""
+    return f"{at.astimezone(UTC):%Y-%m-%dT%H:%M:%S}.{at.microsecond // 1000:03d}Z"
+
+
 async def _stream(request: web.Request, which: str) -> web.StreamResponse:
-    scope = await scope_of(request)
+    scope, vault = await scope_of(request), _vault(request)
     if request.query:
         raise InvalidInputError("the CSV lists take no query parameters", code="unknown_parameter")
     pool = request.app[POOL]
-    async with pool.acquire() as conn, conn.transaction(readonly=True):
-        links = await clickers.scope_links(conn, scope)
+    with request.app[GATE].enter(vault.org_id):
+        links = await clickers.scope_links(pool, scope)
         response = web.StreamResponse(
             headers={
                 "Content-Type": "text/csv; charset=utf-8",
@@ -117,27 +169,26 @@ async def _stream(request: web.Request, which: str) -> web.StreamResponse:
             }
         )
         await response.prepare(request)
-        if not links and which == "non_clickers":
-            await response.write(b"recipient\r\n")
-        else:
-            pending = bytearray()
-
-            async def out(chunk: bytes) -> None:
-                pending.extend(chunk)
-                if len(pending) >= CSV_CHUNK:
-                    await response.write(bytes(pending))
-                    pending.clear()
-
-            await conn.copy_from_query(
-                clickers.csv_sql(scope, which, len(links)),
-                "",
-                None,
-                scope[1],
-                *([links] if which == "non_clickers" else []),
-                output=out,
-                format="csv",
-                header=True,
-            )
-            await response.write(bytes(pending))
+        out = io.StringIO()
+        writer = csv.writer(out, lineterminator="\r\n")
+        writer.writerow(HEADERS[which])
+        after = ""
+        while True:
+            # One statement on a pooled connection, released before the page is written.
+            if which == "clickers":
+                page: list[Any] = await clickers.clickers(
+                    pool, vault, scope, after=after, limit=CSV_PAGE
+                )
+            else:
+                page = await clickers.non_clickers(
+                    pool, vault, scope, after=after, limit=CSV_PAGE, links=links
+                )
+            writer.writerows(_rows(page))
+            await response.write(out.getvalue().encode())
+            out.seek(0)
+            out.truncate()
+            if len(page) < CSV_PAGE:
+                break
+            after = page[-1].pseudonym
     await response.write_eof()
     return response

@@ -146,10 +146,7 @@ async def add_recipients(request: web.Request) -> web.Response:
             vault=recipient_vault(request, org_id),
         )
     request.app[METRICS].codes_minted.inc(minted.minted)
-    await cache_minted(
-        request.app,
-        [(code, link.id, r) for r, code in zip(minted.recipients, minted.codes, strict=True)],
-    )
+    await cache_minted(request.app, minted.code_rows(link.id))
     return web.json_response(
         {
             "link_id": link.id,

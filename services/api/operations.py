@@ -244,8 +244,8 @@ RECIPIENT_PAGE: tuple[Schema, ...] = (
     {
         "name": "after",
         "in": "query",
-        "description": "The last recipient of the previous page (`next_after`).",
-        "schema": {"type": "string", "maxLength": 128},
+        "description": "The `next_after` of the previous page: its last recipient's pseudonym.",
+        "schema": {"type": "string", "pattern": "^([0-9a-f]{32})?$"},
     },
     {
         "name": "limit",
@@ -255,9 +255,9 @@ RECIPIENT_PAGE: tuple[Schema, ...] = (
 )
 _LISTS = (
     ("clickers", "who clicked", clickers.clickers_page, ClickerPage, clickers.clickers_csv,
-     "recipient, clicks, bot_clicks, after_expiry, first_click, last_click"),
+     "recipient, pseudonym, clicks, bot_clicks, after_expiry, first_click, last_click"),
     ("non-clickers", "who did not click", clickers.non_clickers_page, NonClickerPage,
-     clickers.non_clickers_csv, "recipient"),
+     clickers.non_clickers_csv, "recipient, pseudonym"),
 )  # fmt: skip
 """The recipient lists: path, what, page handler and type, CSV handler, CSV columns."""
 _CHART = "Line chart of total, unique and bot clicks"

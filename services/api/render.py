@@ -28,6 +28,7 @@ from services.api.sms import SmsLength
 from shared.campaigns import get_campaign
 from shared.domains import ShortPrefix, short_prefix
 from shared.errors import ClicktrackError, InvalidInputError, NotFoundError, TemplateError
+from shared.link_cache import CodeRow
 from shared.links import link_for_destination
 from shared.minting import Recipient, check_recipient, mint
 from shared.orgs import get_org, require_tracking
@@ -275,6 +276,7 @@ async def _track(request: web.Request, job: Job, messages: list[Message]) -> Tra
     settings, pool = request.app[SETTINGS], request.app[POOL]
     campaign = await get_campaign(pool, job.org_id, job.campaign_id)
     tracked: Tracked = {}
+    rows: list[CodeRow] = []
     vault = recipient_vault(request, job.org_id)
     async with pool.acquire() as conn, conn.transaction():
         await require_tracking(conn, job.org_id)  # switched off since `_job` read it: 409
@@ -286,9 +288,8 @@ async def _track(request: web.Request, job: Job, messages: list[Message]) -> Tra
             request.app[METRICS].codes_minted.inc(minted.minted)
             for recipient, code in zip(minted.recipients, minted.codes, strict=True):
                 tracked[(url, recipient)] = (link.id, code)
-    await cache_minted(
-        request.app, [(code, link_id, r) for (_, r), (link_id, code) in tracked.items()]
-    )
+            rows.extend(minted.code_rows(link.id))
+    await cache_minted(request.app, rows)
     return tracked
 
 

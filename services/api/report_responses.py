@@ -171,10 +171,21 @@ class OrgReport(Report):
     campaigns_truncated: bool
 
 
+_RECIPIENT = (
+    "The recipient id the code was minted for (the sender's own, opened for the key's"
+    " organisation only); null once the recipient was erased."
+)
+_PSEUDONYM = (
+    "The recipient's pseudonym, as codes, click events and webhooks carry it (32 hex digits);"
+    " the lists are in its order."
+)
+
+
 class Clicker(Closed):
     """A recipient who clicked, and how."""
 
-    recipient: Annotated[str, doc("The recipient id the code was minted for.")]
+    recipient: Annotated[str | None, doc(_RECIPIENT)]
+    pseudonym: Annotated[str, doc(_PSEUDONYM)]
     clicks: Annotated[Count, doc("Human clicks on the live links of the campaign or link.")]
     bot_clicks: Annotated[Count, doc("Bot hits on the recipient's codes (link previews).")]
     after_expiry: Annotated[Count, doc("Taps after the link expired.")]
@@ -183,7 +194,7 @@ class Clicker(Closed):
 
 
 class ClickerPage(msgspec.Struct):
-    """A page of the recipients who clicked, in recipient order."""
+    """A page of the recipients who clicked, in pseudonym order."""
 
     items: list[Clicker]
     next_after: Annotated[str | None, doc("Pass as `after` for the next page; null at the end.")]
@@ -192,11 +203,12 @@ class ClickerPage(msgspec.Struct):
 class NonClicker(Closed):
     """A recipient who did not click."""
 
-    recipient: str
+    recipient: Annotated[str | None, doc(_RECIPIENT)]
+    pseudonym: Annotated[str, doc(_PSEUDONYM)]
 
 
 class NonClickerPage(msgspec.Struct):
-    """A page of the recipients who did not click, in recipient order."""
+    """A page of the recipients who did not click, in pseudonym order."""
 
     items: list[NonClicker]
     next_after: Annotated[str | None, doc("Pass as `after` for the next page; null at the end.")]

@@ -23,7 +23,7 @@ from services.ops.topics import align_topics, check_topics
 from services.relay import endpoints
 from shared import db
 from shared.counts import CountStore
-from shared.erasure import pseudonymise_legacy
+from shared.erasure import forget_in_redis, pseudonymise_legacy
 from shared.errors import ClicktrackError, DependencyError
 from shared.kafka import ensure_topics
 from shared.link_cache import cache_codes
@@ -62,24 +62,24 @@ def migrate(settings: Settings) -> None:
     secrets stored in clear before migration 0061 with WEBHOOK_SECRET_KEY, and turn recipient
     ids stored before pseudonyms (migration 0080) into pseudonyms with RECIPIENT_KEY."""
 
-    async def go() -> tuple[list[str], int]:
+    async def go() -> tuple[list[str], int, int]:
         async with db.pool(settings.postgres, max_size=1) as pool, pool.acquire() as conn:
             applied = await db.migrate(conn, settings.postgres.schema)
             sealer = endpoints.secrets_sealer(settings.relay.webhook_secret_key)
             async with conn.transaction():
                 sealed = await endpoints.seal_stored_secrets(conn, sealer)
-            keys = RecipientKeys(settings.api.recipient_key)
-            return applied, sealed, await pseudonymise_legacy(conn, keys)
+            legacy = await pseudonymise_legacy(conn, RecipientKeys(settings.api.recipient_key))
+        if legacy.codes:  # their cached entries hold the ids: dropped, redirectors told
+            async with redis_client(settings.redis) as redis:
+                await forget_in_redis(redis, codes=legacy.codes)
+        return applied, sealed, legacy.erased
 
     applied, sealed, pseudonymised = run(go())
     click.echo(f"migrations applied: {', '.join(applied)}" if applied else "schema is up to date")
     if sealed:
         click.echo(f"{sealed} webhook secrets stored in clear are sealed now")
     if pseudonymised:
-        click.echo(
-            f"{pseudonymised} recipient ids stored as given are pseudonyms now; restart the"
-            " redirectors so that their caches forget the ids"
-        )
+        click.echo(f"{pseudonymised} recipient ids stored as given are pseudonyms now")
 
 
 @cli.command()

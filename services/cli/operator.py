@@ -11,7 +11,6 @@ import asyncio
 import csv
 import sys
 from collections.abc import Awaitable, Callable, Iterator
-from itertools import repeat
 from typing import IO, Concatenate, ParamSpec, TypeVar
 
 import asyncpg
@@ -279,7 +278,7 @@ def mint_command(settings: Settings, link_id: int, source: IO[str], out: IO[str]
                             conn, link.id, chunk, length=settings.links.code_length, vault=vault
                         )
                     minted, reused = minted + done.minted, reused + done.reused
-                    rows = list(zip(done.codes, repeat(link.id), done.recipients, strict=False))
+                    rows = done.code_rows(link.id)
                     try:  # first taps read Redis; without it they read Postgres
                         await cache_codes(redis, rows, settings.links.code_cache_ttl_s)
                     except DependencyError as exc:

@@ -46,7 +46,7 @@ _MS = timedelta(milliseconds=1)
 class Click(NamedTuple):
     """A click event reduced to what counting needs, each value computed once.
 
-    The first twelve fields, in this order, are the columns the store sends to Postgres.
+    The fields before `day`, in this order, are the columns the store sends to Postgres.
     """
 
     event_id: str
@@ -75,6 +75,9 @@ class Click(NamedTuple):
     """`occurred_at`'s UTC day (Postgres takes it from `at_ms`: a date costs more to send)."""
     occurred: datetime
     """When the click is counted, UTC: `occurred_at`, or its arrival (the module's time rule)."""
+    code: str
+    """The short code tapped (`services.counter.tombstones` reads a legacy event's recipient
+    from it)."""
 
 
 def admit(
@@ -149,4 +152,5 @@ def admit(
         recipient_id or None,
         occurred.date(),
         occurred,
+        record.code,
     )

@@ -109,8 +109,8 @@ new_{scope}_visitors AS (
 )"""
 
 
-_COLUMNS = len(Click._fields) - 2
-"""The columns of a batch sent to Postgres: every field of `Click` but the last two."""
+_COLUMNS = Click._fields.index("day")
+"""The columns of a batch sent to Postgres: the fields of `Click` before `day`."""
 
 # $1..$12: the batch's distinct events, one array per column (`Click`'s first twelve), in the
 # order read; a click's quarter hour and UTC day come from its time. $13, $14: consumer group

@@ -2,12 +2,17 @@
 
 An event already on the topic when a recipient is erased carries the old pseudonym; one of a
 purged organisation carries its ids. Each counting transaction first calls
-`privacy_tombstones_version()` (migration 0060), which waits for an erasure being written and
+`privacy_tombstones_version()` (migration 0080), which waits for an erasure being written and
 holds the next one until the batch commits; the batch is then counted with every tombstone
 committed before it: an erased recipient's clicks count for the random pseudonym that replaced
 its old one (the same visitor, so uniques stay exact and nothing points back to the person), and
 a purged organisation's clicks are dropped. The tombstones are cached here and read again only
 when the version (the highest tombstone id) moves.
+
+An event published before the ids stored as given were pseudonymised (`clicktrack migrate`,
+migration 0080) and counted after it carries the sender's id, which is not a pseudonym's
+32 hex digits: its recipient is read from its code, which holds the pseudonym by then, so no
+visitor row gets the id and the recipient stays one visitor.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from __future__ import annotations
 import asyncpg
 
 from services.counter.intake import Click
+from shared.recipients import PSEUDONYM_HEX
 
 
 class Tombstones:
@@ -32,6 +38,7 @@ class Tombstones:
         version: int = await conn.fetchval("SELECT privacy_tombstones_version()")
         if version != self._version:
             await self._load(conn, version)
+        clicks = await _pseudonymise(conn, clicks)
         if not self._purged and not self._renamed:
             return clicks
         purged, renamed = self._purged, self._renamed
@@ -58,3 +65,24 @@ class Tombstones:
             else:
                 self._renamed[(org_id, f"r:{pseudonym}")] = f"r:{replacement}"
         self._version = version
+
+
+async def _pseudonymise(conn: asyncpg.Connection, clicks: list[Click]) -> list[Click]:
+    """`clicks` with each recipient that is not a pseudonym (an event from before migration
+    0080) replaced by the one its code holds now."""
+    legacy = [c.code for c in clicks if c.recipient is not None and len(c.recipient) != _HEX]
+    if not legacy:
+        return clicks
+    rows = await conn.fetch(
+        "SELECT code, recipient_id FROM codes WHERE code = ANY($1::text[])", legacy
+    )
+    now = {code: r for code, r in rows if r is not None and len(r) == _HEX}
+    return [
+        c._replace(recipient=now[c.code], visitor=f"r:{now[c.code]}")
+        if c.recipient is not None and len(c.recipient) != _HEX and c.code in now
+        else c
+        for c in clicks
+    ]
+
+
+_HEX = PSEUDONYM_HEX

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
+from collections.abc import Callable
 from typing import Any
 
 import aiohttp
@@ -108,3 +112,14 @@ class ApiClient:
     async def render(self, key: str, expect: int = 200, **body: object) -> Any:
         """The answer of `POST /v1/render` with `body`."""
         return await self.call("POST", "/v1/render", auth=key, json=body, expect=expect)
+
+    async def pseudonyms(self, key: str) -> Callable[[str], str]:
+        """The pseudonym of a recipient id for the key's organisation, computed from the key
+        `GET /v1/recipients/key` gives, as docs/click-topic.md tells a subscriber to."""
+        answer = await self.call("GET", "/v1/recipients/key", auth=key)
+        secret = base64.urlsafe_b64decode(answer["key"] + "=" * (-len(answer["key"]) % 4))
+
+        def pseudonym(recipient: str) -> str:
+            return hmac.new(secret, recipient.encode(), hashlib.sha256).hexdigest()[:32]
+
+        return pseudonym

@@ -25,6 +25,7 @@ from services.relay.relay import Relay
 from shared import audit, db, events
 from shared.erasure import forget_in_redis, prune_tombstones, pseudonymise_legacy, purge_org
 from shared.kafka import ensure_topics
+from shared.link_cache import cache_codes
 from shared.links import create_campaign, create_link, create_org
 from shared.recipients import RecipientKeys
 from shared.settings import Settings
@@ -184,10 +185,21 @@ async def test_no_phone_number_in_clear_in_tables_redis_topic_or_webhooks(
     lookup = {"pseudonyms": [vault.pseudonym(p) for p in PHONES]}
     got = await api.call("POST", "/v1/recipients/lookup", auth=key, json=lookup)
     assert got == {"recipients": {vault.pseudonym(p): p for p in PHONES}}
+    # The lists show the organisation its own numbers, opened from their sealed copies.
+    route = "/v1/campaigns/{campaign_id}/clickers"
+    clickers = await api.call("GET", route, auth=key, campaign_id=campaign)
+    assert sorted((c["recipient"], c["pseudonym"], c["clicks"]) for c in clickers["items"]) == [
+        (PHONES[0], first, 2),
+        (PHONES[1], vault.pseudonym(PHONES[1]), 1),
+    ]
+    route = "/v1/campaigns/{campaign_id}/non-clickers"
+    non = await api.call("GET", route, auth=key, campaign_id=campaign)
+    assert non["items"] == [{"recipient": PHONES[2], "pseudonym": vault.pseudonym(PHONES[2])}]
     _, other = await api.new_org("Other", tracking=True)  # another organisation reads nothing
     assert await api.call("POST", "/v1/recipients/lookup", auth=other, json=lookup) == {
         "recipients": {}
     }
+    await api.call("GET", route, auth=other, expect=404, campaign_id=campaign)
 
 
 async def _delivered(state: Receiver, secret: str) -> int:
@@ -235,6 +247,16 @@ async def test_erasure_keeps_counts_and_leaves_nothing_that_leads_back_events_in
     await counter.start()
     # 3 more clicks, all of one known visitor: the uniques do not move
     assert await wait_for(lambda: pg_counts(pool, link_id), (5, 2, 0)) == (5, 2, 0)
+    both = "SELECT total_clicks, unique_clicks FROM campaign_counters WHERE campaign_id = $1"
+    assert tuple(await pool.fetchrow(both, campaign)) == (5, 2)
+    # the clickers list keeps the erased recipient's 4 clicks, under no id
+    clickers = await api.call(
+        "GET", "/v1/campaigns/{campaign_id}/clickers", auth=key, campaign_id=campaign
+    )
+    assert sorted((c["recipient"] or "", c["clicks"]) for c in clickers["items"]) == [
+        ("", 4),
+        (PHONES[1], 1),
+    ]
     records = await read_topic(settings, settings.kafka.clicks_topic, 5)
     pseudonyms = [events.decode(r.value).recipient_id for r in records]
     second = vault.pseudonym(PHONES[1])
@@ -424,10 +446,11 @@ async def _forgotten(app: Running, code: str) -> bool:
 
 
 async def test_ids_stored_before_pseudonyms_become_pseudonyms_counts_unchanged(
-    settings: Settings,
+    settings: Settings, redis: aioredis.Redis, producer: AIOKafkaProducer
 ) -> None:
-    """A schema as it was before migration 0060, holding phone numbers as given: `clicktrack
-    migrate` (the SQL migrations, then `pseudonymise_legacy`) leaves none of them in clear."""
+    """A schema as it was before migration 0080 (today's main), holding phone numbers as given in
+    codes, visitor rows, per-recipient clicks and the code cache: `clicktrack migrate` (the SQL
+    migrations, `pseudonymise_legacy`, then the cached codes dropped) leaves none in clear."""
     schema, keys = settings.postgres.schema, RecipientKeys(settings.api.recipient_key)
     async with db.pool(settings.postgres, max_size=1) as pool, pool.acquire() as conn:
         try:
@@ -437,7 +460,7 @@ async def test_ids_stored_before_pseudonyms_become_pseudonyms_counts_unchanged(
                 " applied_at timestamptz NOT NULL DEFAULT now())"
             )
             for version, sql in db.migration_files():
-                if version < "0060":
+                if version < "0080":
                     await conn.execute(sql)
                     await conn.execute("INSERT INTO schema_migrations VALUES ($1)", version)
             org_id = await create_org(conn, "Old Co", tracking=True)
@@ -474,13 +497,35 @@ async def test_ids_stored_before_pseudonyms_become_pseudonyms_counts_unchanged(
                 link_id,
                 f"r:{PHONES[0]}",
             )
+            await conn.execute(
+                "INSERT INTO quarter_visitors (link_id, quarter, visitor_id, channel, org_id,"
+                " campaign_id, campaign_kind) VALUES ($1, date_trunc('hour', now()), $2, 'sms',"
+                " $3, $4, 'one_time')",
+                link_id,
+                f"r:{PHONES[0]}",
+                org_id,
+                campaign,
+            )
+            await conn.execute(
+                "INSERT INTO recipient_clicks (link_id, recipient_id, campaign_id, clicks,"
+                " first_click, last_click) VALUES ($1, $2, $3, 2, now(), now())",
+                link_id,
+                PHONES[0],
+                campaign,
+            )
+            await cache_codes(redis, [("OldCode0000", link_id, PHONES[0])], 600)
             assert found_in(pg_dump(settings)) == [*PHONES[:2], *NEEDLES[3:5]]
+            assert found_in(await redis_dump(redis)) == [PHONES[0], NEEDLES[3]]
 
             applied = await db.migrate(conn, schema)
-            assert {"0060_recipients", "0061_webhook_secrets_sealed"} <= set(applied)
-            assert await pseudonymise_legacy(conn, keys) == 2
-            assert await pseudonymise_legacy(conn, keys) == 0  # done once
+            assert applied == ["0080_recipients", "0081_audit_outlives_purge"]
+            legacy = await pseudonymise_legacy(conn, keys)
+            assert (legacy.erased, sorted(legacy.codes)) == (2, ["OldCode0000", "OldCode0001"])
+            await forget_in_redis(redis, codes=legacy.codes)  # as `clicktrack migrate` does
+            again = await pseudonymise_legacy(conn, keys)
+            assert (again.erased, again.codes) == (0, [])  # done once
             assert found_in(pg_dump(settings)) == []
+            assert found_in(await redis_dump(redis)) == []
             vault = keys.vault(org_id)
             names = [vault.pseudonym(p) for p in PHONES[:2]]
             codes = await conn.fetch("SELECT code, recipient_id FROM codes ORDER BY code")
@@ -492,6 +537,34 @@ async def test_ids_stored_before_pseudonyms_become_pseudonyms_counts_unchanged(
                 got = await conn.fetch(f"SELECT visitor_id FROM {table} ORDER BY 1")
                 assert sorted(v[0] for v in got) == sorted(f"r:{n}" for n in names), table
             assert await conn.fetchval("SELECT visitor_id FROM daily_visitors") == f"r:{names[0]}"
+            assert await conn.fetchval("SELECT visitor_id FROM quarter_visitors") == f"r:{names[0]}"
+            clicks = await conn.fetch("SELECT recipient_id, clicks FROM recipient_clicks")
+            assert [tuple(c) for c in clicks] == [(names[0], 2)]
+
+            # A tap published before the migration, with the number, is counted after it: for
+            # the pseudonym its code holds now, as the same visitor.
+            late = make_event(
+                code="OldCode0000",
+                link_id=link_id,
+                org_id=org_id,
+                campaign_id=campaign,
+                campaign_kind="one_time",
+                recipient_id=PHONES[0],
+                visitor_id=f"r:{PHONES[0]}",
+            )
+            await producer.send_and_wait(settings.kafka.clicks_topic, events.encode(late), b"k")
+            counter = Counter(settings)
+            await counter.start()
+            try:
+                done = "SELECT count(*) FROM processed_events"
+                assert await wait_for(lambda: conn.fetchval(done), 1) == 1
+            finally:
+                await counter.stop()
+            clicks = await conn.fetch("SELECT recipient_id, clicks FROM recipient_clicks")
+            assert [tuple(c) for c in clicks] == [(names[0], 3)]
+            got = await conn.fetch("SELECT visitor_id FROM link_visitors ORDER BY 1")
+            assert sorted(v[0] for v in got) == sorted(f"r:{n}" for n in names)
+            assert found_in(pg_dump(settings)) == []
             assert await vault.reveal(conn, names) == dict(zip(names, PHONES[:2], strict=True))
         finally:
             await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')

@@ -14,9 +14,10 @@ import asyncpg
 import pytest
 import redis.asyncio as aioredis
 
-from shared.link_cache import cache_codes, code_key
+from shared.link_cache import CodeRow, cache_codes, code_key
 from shared.links import create_org
 from shared.minting import mint
+from shared.recipients import RecipientKeys
 from shared.settings import Settings
 from tests.integration.redirector_support import Running, filter_ready, redirector
 
@@ -36,12 +37,15 @@ async def new_link(pool: asyncpg.Pool) -> int:
     return link_id
 
 
-async def mint_codes(pool: asyncpg.Pool, link_id: int, count: int) -> list[tuple[str, int, str]]:
+async def mint_codes(pool: asyncpg.Pool, link_id: int, count: int) -> list[CodeRow]:
+    """`count` codes of recipients on the link, as the API mints and caches them."""
+    settings = Settings()
     async with pool.acquire() as conn:
-        got = await mint(
-            conn, link_id, [f"p{i}" for i in range(count)], length=Settings().links.code_length
-        )
-    return [(c, link_id, str(r)) for r, c in got.by_recipient().items()]
+        org_id = await conn.fetchval("SELECT org_id FROM links WHERE id = $1", link_id)
+        vault = RecipientKeys(settings.api.recipient_key).vault(org_id)
+        recipients = [f"p{i}" for i in range(count)]
+        got = await mint(conn, link_id, recipients, length=settings.links.code_length, vault=vault)
+    return got.code_rows(link_id)
 
 
 async def tap_all(app: Running, codes: list[str]) -> list[tuple[int, str | None]]:

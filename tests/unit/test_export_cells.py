@@ -8,6 +8,7 @@ import pytest
 
 from services.api.export import cell, slices
 from services.api.window import Window
+from shared.clickers import spreadsheet_safe
 
 
 @pytest.mark.parametrize(
@@ -45,3 +46,23 @@ def test_slices_cut_the_window_at_bucket_starts() -> None:
     assert all(a < b for a, b in days) and all(
         days[i][1] == days[i + 1][0] for i in range(len(days) - 1)
     )
+
+
+@pytest.mark.parametrize(
+    ("recipient", "safe"),
+    [
+        ("+919800000001", "+919800000001"),  # a phone number stays as the sender wrote it
+        ("+91 98000 00001", "+91 98000 00001"),
+        ("-42", "-42"),
+        ("+cmd", "'+cmd"),
+        ("-2+3", "'-2+3"),
+        ("=HYPERLINK(1)", "'=HYPERLINK(1)"),
+        ("@SUM(A1)", "'@SUM(A1)"),
+        ("\t=x", "'\t=x"),
+        ("\r=x", "'\r=x"),
+        ("cust-42", "cust-42"),
+        ("", ""),
+    ],
+)
+def test_a_recipient_cell_quotes_formulas_but_not_phone_numbers(recipient: str, safe: str) -> None:
+    assert spreadsheet_safe(recipient) == safe

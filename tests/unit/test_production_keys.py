@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from dotenv import dotenv_values
 
 from shared.errors import SettingsError
 from shared.settings import Settings
@@ -78,8 +79,13 @@ def test_development_keys_are_shared_through_their_file_and_ignored_in_productio
     monkeypatch.chdir(tmp_path)
     for name in ("VISITOR_HASH_KEY", "CLICKTRACK_ENV"):
         monkeypatch.delenv(name, raising=False)
+    assert write_dev_keys(Settings.generated_keys()[:1]) is True
+    first = DEV_KEYS_FILE.read_text()
+    # a key added since the file was written is added to it; those there are kept
     assert write_dev_keys(Settings.generated_keys()) is True
+    assert DEV_KEYS_FILE.read_text().startswith(first)
     assert write_dev_keys(Settings.generated_keys()) is False  # kept: one set for everyone
+    assert list(dotenv_values(DEV_KEYS_FILE)) == list(Settings.generated_keys())
     assert oct(DEV_KEYS_FILE.stat().st_mode & 0o777) == "0o600"
     written = environment()["VISITOR_HASH_KEY"]
     assert Settings.from_env().redirector.visitor_hash_key.reveal() == written

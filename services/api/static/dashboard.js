@@ -141,6 +141,11 @@ function tableButton(tableId, name) {
   return csvButton(tableId + "-csv", "Download CSV", async () => save(name, tableCsv(tableId)));
 }
 
+// A recipient by the sender's own id; an erased one has none left, only its (random) pseudonym.
+function recipientCell(item) {
+  return item.recipient === null ? ["erased", "muted"] : [item.recipient];
+}
+
 // Who clicked, who did not: pages of 100 from the API, "More" for the next; the whole list as CSV.
 function recipientList(base, which, headers, cells) {
   const id = which;
@@ -260,10 +265,10 @@ async function campaignPage(id, range) {
     el("h3", { text: "Who clicked" }),
     recipientList("/v1/campaigns/" + id, "clickers",
       [["Recipient"], ["Clicks", "num"], ["Bot clicks", "num"], ["After expiry", "num"], ["First click"], ["Last click"]],
-      (c) => [[c.recipient], [fmt(c.clicks), "num"], [fmt(c.bot_clicks), "num muted"],
+      (c) => [recipientCell(c), [fmt(c.clicks), "num"], [fmt(c.bot_clicks), "num muted"],
         [fmt(c.after_expiry), "num muted"], [when(c.first_click)], [when(c.last_click)]]),
     el("h3", { text: "Who did not click" }),
-    recipientList("/v1/campaigns/" + id, "non-clickers", [["Recipient"]], (n) => [[n.recipient]]),
+    recipientList("/v1/campaigns/" + id, "non-clickers", [["Recipient"]], (n) => [recipientCell(n)]),
     el("p", { class: "sub", text: "Unique clicks: the distinct visitors of that campaign, link or channel in that period (a visitor who taps two links is one unique of the campaign). Times and days in " + report.window.tz + "." }),
   );
   showFreshness(report);

@@ -1,8 +1,8 @@
 """Who clicked and who did not, on the real Kafka, counter and Postgres: the non-clickers of a
 campaign or a link are exactly its recipients minus its clickers, page after page and as CSV;
-bot previews and taps after expiry make no clicker. Recipients are listed by their pseudonyms
-(what codes and click events carry), in pseudonym order; `POST /v1/recipients/lookup` gives the
-organisation its ids back."""
+bot previews and taps after expiry make no clicker. Codes and click events carry pseudonyms; the
+lists show the sender's own ids (opened for its organisation alone) beside them, in pseudonym
+order, and an erased recipient's clicks stay, under no id."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import csv
 import io
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import quote
 
 import asyncpg
 import pytest
@@ -36,7 +37,7 @@ async def listed(api: ApiClient, key: str, route: str, limit: int, **ids: int) -
     items: list[Any] = []
     after = ""
     while True:
-        query = f"?limit={limit}" + (f"&after={after.replace('+', '%2B')}" if after else "")
+        query = f"?limit={limit}" + (f"&after={after}" if after else "")
         page = await api.call("GET", route + query, auth=key, **ids)
         items += page["items"]
         if page["next_after"] is None:
@@ -97,52 +98,71 @@ async def test_non_clickers_are_the_recipients_minus_the_clickers(
     finally:
         await counter.stop()
 
-    def by_pseudonym(*who: str) -> list[str]:
-        return sorted(pseudonym[w] for w in who)
+    def in_order(*who: str) -> list[dict[str, str]]:
+        """The recipients as the lists name them, in the lists' order (of the pseudonyms)."""
+        return [{"recipient": w, "pseudonym": pseudonym[w]} for w in sorted(who, key=pseudonym.get)]
+
+    def named(items: list[Any]) -> list[dict[str, str]]:
+        return [{"recipient": i["recipient"], "pseudonym": i["pseudonym"]} for i in items]
 
     base = "/v1/campaigns/{campaign_id}"
     got = await listed(api, key, base + "/clickers", 2, campaign_id=campaign)
     first = (at + timedelta(minutes=1)).isoformat()
-    assert sorted(got, key=lambda c: p[[pseudonym[r] for r in p].index(c["recipient"])]) == [
-        {"recipient": pseudonym[p[0]], "clicks": 1, "bot_clicks": 0, "after_expiry": 0,
-         "first_click": at.isoformat(), "last_click": at.isoformat()},
-        {"recipient": pseudonym[p[1]], "clicks": 2, "bot_clicks": 1, "after_expiry": 0,
-         "first_click": first, "last_click": (at + timedelta(minutes=5)).isoformat()},
-        {"recipient": pseudonym[p[5]], "clicks": 1, "bot_clicks": 0, "after_expiry": 0,
-         "first_click": (at + timedelta(minutes=4)).isoformat(),
+    assert sorted(got, key=lambda c: p.index(c["recipient"])) == [
+        {"recipient": p[0], "pseudonym": pseudonym[p[0]], "clicks": 1, "bot_clicks": 0,
+         "after_expiry": 0, "first_click": at.isoformat(), "last_click": at.isoformat()},
+        {"recipient": p[1], "pseudonym": pseudonym[p[1]], "clicks": 2, "bot_clicks": 1,
+         "after_expiry": 0, "first_click": first,
+         "last_click": (at + timedelta(minutes=5)).isoformat()},
+        {"recipient": p[5], "pseudonym": pseudonym[p[5]], "clicks": 1, "bot_clicks": 0,
+         "after_expiry": 0, "first_click": (at + timedelta(minutes=4)).isoformat(),
          "last_click": (at + timedelta(minutes=4)).isoformat()},
     ]  # fmt: skip
-    assert [c["recipient"] for c in got] == by_pseudonym(p[0], p[1], p[5])
+    assert named(got) == in_order(p[0], p[1], p[5])
     clickers = {c["recipient"] for c in got}
     for limit in (1, 2, 100):
         non = await listed(api, key, base + "/non-clickers", limit, campaign_id=campaign)
-        assert [n["recipient"] for n in non] == sorted(set(pseudonym.values()) - clickers), limit
-    assert [n["recipient"] for n in non] == by_pseudonym(p[2], p[3], p[4], RECIPIENTS[6])
-    lookup = {"pseudonyms": [n["recipient"] for n in non]}
-    ids = await api.call("POST", "/v1/recipients/lookup", auth=key, json=lookup)
-    assert sorted(ids["recipients"].values()) == sorted([p[2], p[3], p[4], RECIPIENTS[6]])
+        assert named(non) == in_order(*(set(RECIPIENTS) - clickers)), limit
+    assert named(non) == in_order(p[2], p[3], p[4], RECIPIENTS[6])
 
     one = "/v1/links/{link_id}"
     got = await listed(api, key, one + "/clickers", 100, link_id=links[1])
-    assert [c["recipient"] for c in got] == by_pseudonym(p[1], p[5])
-    assert {c["clicks"] for c in got} == {1}
+    assert named(got) == in_order(p[1], p[5])
+    assert [c["clicks"] for c in got] == [1, 1]
     non = await listed(api, key, one + "/non-clickers", 3, link_id=links[1])
-    assert [n["recipient"] for n in non] == by_pseudonym(p[0], p[2], p[3], p[4], RECIPIENTS[6])
+    assert named(non) == in_order(p[0], p[2], p[3], p[4], RECIPIENTS[6])
 
     headers = {"Authorization": f"Bearer {key}"}
     async with api.http.get(f"/v1/campaigns/{campaign}/non-clickers.csv", headers=headers) as r:
         assert r.status == 200 and r.headers["Content-Type"] == "text/csv; charset=utf-8"
         rows = list(csv.reader(io.StringIO(await r.text())))
-    # pseudonyms only: no phone number, and no cell a spreadsheet would run as a formula
-    assert rows == [["recipient"], *([r] for r in by_pseudonym(p[2], p[3], p[4], RECIPIENTS[6]))]
+    # a cell a spreadsheet would run as a formula gets a leading quote; a phone number does not
+    safe = {w: "'" + w if w.startswith("=") else w for w in RECIPIENTS}
+    assert rows == [
+        ["recipient", "pseudonym"],
+        *([safe[n["recipient"]], n["pseudonym"]] for n in in_order(p[2], p[3], p[4], p[6])),
+    ]
     async with api.http.get(f"/v1/campaigns/{campaign}/clickers.csv", headers=headers) as r:
         rows = list(csv.reader(io.StringIO(await r.text())))
     stamp = "%Y-%m-%dT%H:%M:%S.000Z"
-    assert rows[0] == ["recipient", "clicks", "bot_clicks", "after_expiry", "first_click",
-                       "last_click"]  # fmt: skip
-    assert [pseudonym[p[1]], "2", "1", "0", (at + timedelta(minutes=1)).strftime(stamp),
+    assert rows[0] == ["recipient", "pseudonym", "clicks", "bot_clicks", "after_expiry",
+                       "first_click", "last_click"]  # fmt: skip
+    assert [p[1], pseudonym[p[1]], "2", "1", "0", (at + timedelta(minutes=1)).strftime(stamp),
             (at + timedelta(minutes=5)).strftime(stamp)] in rows  # fmt: skip
-    assert [r[0] for r in rows[1:]] == by_pseudonym(p[0], p[1], p[5])
+    assert [r[:2] for r in rows[1:]] == [list(n.values()) for n in in_order(p[0], p[1], p[5])]
+
+    # Erased, p5 keeps its click in the list, under no id; counts do not move.
+    erased = await api.call(
+        "DELETE", "/v1/recipients/{recipient}", auth=key, recipient=quote(p[5], safe="")
+    )
+    assert erased == {"erased": 1, "unknown": 0, "codes": 2}
+    got = await listed(api, key, base + "/clickers", 100, campaign_id=campaign)
+    assert sorted((c["recipient"] or "", c["clicks"]) for c in got) == [
+        ("", 1), (p[0], 1), (p[1], 2),
+    ]  # fmt: skip
+    assert pseudonym[p[5]] not in {c["pseudonym"] for c in got}
+    non = await listed(api, key, base + "/non-clickers", 100, campaign_id=campaign)
+    assert named(non) == in_order(p[2], p[3], p[4], RECIPIENTS[6])
 
     # another organisation sees none of it
     _, theirs = await api.new_org("Them")
@@ -151,4 +171,10 @@ async def test_non_clickers_are_the_recipients_minus_the_clickers(
     bad = await api.call(
         "GET", base + "/clickers?limit=0", auth=key, expect=422, campaign_id=campaign
     )
+    assert bad["error"] == "invalid_query"
+    # the cursor is a pseudonym: a phone number there is refused, not looked up
+    bad = await api.call(
+        "GET", base + "/clickers?after=%2B919800000001", auth=key, expect=422,
+        campaign_id=campaign,
+    )  # fmt: skip
     assert bad["error"] == "invalid_query"
