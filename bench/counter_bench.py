@@ -29,6 +29,7 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
+import asyncpg
 import orjson
 import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -126,9 +127,23 @@ def probe_event(n: int) -> events.ClickEvent:
 
 
 async def steady_latency(
-    settings: Settings, client: aioredis.Redis, rate: int, seconds: float
+    settings: Settings,
+    client: aioredis.Redis,
+    pool: asyncpg.Pool,
+    fillers: list[events.ClickEvent],
+    rate: int,
+    seconds: float,
 ) -> dict[str, float]:
-    """Publish `rate` clicks a second for `seconds`; latency of the probes to Redis."""
+    """Publish `rate` clicks a second for `seconds`; latency of the probes to Redis.
+
+    The clicks between probes copy `fillers` (clicks of links that exist) with new ids and
+    times; each probe's link is made first: the counter counts only a click whose link exists
+    and belongs to the organisation it claims (a made-up one is dead-lettered, never visible).
+    """
+    await seed_links(
+        pool, [probe_event(n) for n in range(0, int(rate * seconds) + 2 * rate, PROBE_EVERY)]
+    )
+    templates = [orjson.loads(events.encode(c)) for c in fillers[:200]]
     producer = AIOKafkaProducer(
         bootstrap_servers=settings.kafka.bootstrap_servers,
         acks="all",
@@ -138,7 +153,6 @@ async def steady_latency(
     await producer.start()
     sent: dict[str, float] = {}
     latencies: list[float] = []
-    filler = events.encode(probe_event(0))
     done_sending = asyncio.Event()
 
     async def publish() -> int:
@@ -154,10 +168,9 @@ async def steady_latency(
                     sent[counter_key("link", probe.link_id)] = time.perf_counter()
                     await producer.send(settings.kafka.clicks_topic, events.encode(probe), key=b"p")
                 else:
-                    other = orjson.loads(filler)
+                    other = templates[n % len(templates)]
                     other["event_id"] = events.new_event_id()
                     other["occurred_at"] = events.utc_now_iso()
-                    other["link_id"] = 1 + n % 200
                     await producer.send(settings.kafka.clicks_topic, orjson.dumps(other), key=b"f")
             start_next = start + (n // per_tick) * tick
             await asyncio.sleep(max(0.0, start_next - time.perf_counter()))
@@ -243,7 +256,11 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
                 ratio_counter_vs_bare_consume=round(rate / bare, 3),
                 counts_exact=not problems,
             )
-            result.update(await steady_latency(settings, client, args.rate, args.seconds))
+            result.update(
+                await steady_latency(
+                    settings, client, pool, workload.clicks, args.rate, args.seconds
+                )
+            )
             result["target_rate_per_s"] = args.rate
             result["counter_exit_codes"] = [c.terminate() for c in counters]
         finally:
