@@ -10,21 +10,7 @@ from collections.abc import AsyncIterator, Callable
 import redis.asyncio as aioredis
 from aiohttp import web
 
-from services.api import (
-    campaigns,
-    chart,
-    clickers,
-    dashboard,
-    domains,
-    export,
-    links,
-    orgs,
-    ratelimit,
-    recipients,
-    render,
-    reports,
-    whitelist,
-)
+from services.api import dashboard, ratelimit
 from services.api.context import (
     END_OFFSETS,
     GATE,
@@ -42,6 +28,7 @@ from services.api.errors import Handler, dumps, json_errors
 from services.api.freshness import EndOffsets
 from services.api.insights import UniqueCache
 from services.api.openapi import document
+from services.api.operations import OPERATIONS
 from services.api.org_gate import OrgGate
 from services.api.ratelimit import Limits
 from shared import db
@@ -96,21 +83,12 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(_resources)
     app.cleanup_ctx.append(_metrics_listener(probes))
     app.router.add_get("/v1/openapi.json", openapi)
-    for module in (
-        orgs,
-        domains,
-        whitelist,
-        campaigns,
-        links,
-        recipients,
-        render,
-        reports,
-        export,
-        chart,
-        clickers,
-        dashboard,
-    ):
-        module.add_routes(app.router)
+    for op in OPERATIONS:  # the document's operations are the routes served: one list of both
+        if op.method == "get":
+            app.router.add_get(op.route, op.handler)  # and HEAD, as aiohttp does for a GET
+        else:
+            app.router.add_route(op.method.upper(), op.route, op.handler)
+    dashboard.add_routes(app.router)
     return app
 
 

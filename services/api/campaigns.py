@@ -12,12 +12,6 @@ from services.api.errors import dumps
 from shared import campaigns
 
 
-def add_routes(router: web.UrlDispatcher) -> None:
-    router.add_post("/v1/campaigns", create_campaign)
-    router.add_get("/v1/campaigns", list_campaigns)
-    router.add_get(r"/v1/campaigns/{campaign_id:\d+}", get_campaign)
-
-
 async def create_campaign(request: web.Request) -> web.Response:
     """A new campaign; a resend or recurrence may name its parent campaign."""
     org_id = await require_org(request)

@@ -25,11 +25,6 @@ LINES = (("total", "#1f6feb", "Total clicks", ""), ("unique", "#2da44e", "Unique
 BOTS = ("bots", "#8c959f", "Bot clicks", "4 3")
 
 
-def add_routes(router: web.UrlDispatcher) -> None:
-    router.add_get(r"/v1/campaigns/{campaign_id:\d+}/chart.svg", chart)
-    router.add_get("/v1/chart.svg", chart)
-
-
 async def chart(request: web.Request) -> web.Response:
     """The clicks of the campaign or the organisation the path names, over the window, as SVG."""
     subject = await subject_of(request)

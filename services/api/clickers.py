@@ -37,14 +37,6 @@ CSV_PAGE = 5000
 _PSEUDONYM = re.compile(r"[0-9a-f]{32}")
 
 
-def add_routes(router: web.UrlDispatcher) -> None:
-    for base in (r"/v1/campaigns/{campaign_id:\d+}", r"/v1/links/{link_id:\d+}"):
-        router.add_get(f"{base}/clickers", clickers_page)
-        router.add_get(f"{base}/non-clickers", non_clickers_page)
-        router.add_get(f"{base}/clickers.csv", clickers_csv)
-        router.add_get(f"{base}/non-clickers.csv", non_clickers_csv)
-
-
 async def scope_of(request: web.Request) -> clickers.Scope:
     """The caller's campaign or link named in the path (another organisation's is 404)."""
     org_id = await require_org(request)

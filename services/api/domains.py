@@ -26,14 +26,6 @@ from shared.redis_client import errors as redis_errors
 log = logging.getLogger(__name__)
 
 
-def add_routes(router: web.UrlDispatcher) -> None:
-    router.add_get(r"/v1/orgs/{org_id:\d+}/domains", list_domains)
-    router.add_post(r"/v1/orgs/{org_id:\d+}/domains", add_domain)
-    router.add_delete(r"/v1/orgs/{org_id:\d+}/domains/{domain}", remove_domain)
-    router.add_put(r"/v1/orgs/{org_id:\d+}/header-in-path", set_header_in_path)
-    router.add_put(r"/v1/orgs/{org_id:\d+}/whitelist-check", set_whitelist_check)
-
-
 async def list_domains(request: web.Request) -> web.Response:
     """Operator: any organisation's domains; an API key: its own (another's is 404)."""
     org_id = await readable_org(request)

@@ -55,12 +55,6 @@ SLICE_BUCKETS = 24
 """Buckets one page's statement aggregates at most (a day of hours, or 24 days)."""
 
 
-def add_routes(router: web.UrlDispatcher) -> None:
-    router.add_get(r"/v1/links/{link_id:\d+}/report.csv", report_csv)
-    router.add_get(r"/v1/campaigns/{campaign_id:\d+}/report.csv", report_csv)
-    router.add_get("/v1/report.csv", report_csv)
-
-
 async def report_csv(request: web.Request) -> web.StreamResponse:
     """The report of the link, the campaign or the organisation the path names, as CSV."""
     return await _stream(request, await subject_of(request))

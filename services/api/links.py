@@ -30,14 +30,6 @@ INVALIDATE_AGAIN_S = 2.0
 _pending: set[asyncio.Task[None]] = set()
 
 
-def add_routes(router: web.UrlDispatcher) -> None:
-    router.add_post(r"/v1/campaigns/{campaign_id:\d+}/links", create_link)
-    router.add_get(r"/v1/campaigns/{campaign_id:\d+}/links", list_links)
-    router.add_get(r"/v1/links/{link_id:\d+}", get_link)
-    router.add_patch(r"/v1/links/{link_id:\d+}", update_link)
-    router.add_post(r"/v1/links/{link_id:\d+}/recipients", add_recipients)
-
-
 async def create_link(request: web.Request) -> web.Response:
     """A link to a destination in the campaign: 201 when created; 200 when a resend reuses the
     link of the campaign it resends (its recipients keep their codes). 409 `tracking_disabled`

@@ -1,5 +1,6 @@
-"""The operations of the OpenAPI document: one `Op` per route under /v1/ (but the document
-itself), naming its handler, credential, body types, errors and query parameters.
+"""The operations of the API: one `Op` per route under /v1/ (but the OpenAPI document itself),
+naming its handler, credential, body types, errors and query parameters. The API serves exactly
+these routes (`services.api.app`) and documents exactly these, so a route is declared once.
 
 The bodies' schemas are generated from their types (`services.api.bodies`, `.responses`,
 `.report_responses`); `services.api.openapi` assembles the document.
@@ -146,6 +147,12 @@ class Op:
     upload: str = ""
     """Description of a CSV body, for an operation that takes one (not JSON). Documented as
     `text/plain`: a CSV is any text, and the handler reads it whatever its Content-Type."""
+
+    @property
+    def route(self) -> str:
+        """The path as the router matches it: an `{..._id}` matches digits only (a path id
+        out of range is a 404, `services.api.body.path_id`)."""
+        return re.sub(r"{(\w+_id)}", r"{\1:\\d+}", self.path)
 
     def operation(self) -> Schema:
         """The operation object of the document."""

@@ -25,19 +25,6 @@ log = logging.getLogger(__name__)
 _pending: set[asyncio.Task[None]] = set()
 
 
-def add_routes(router: web.UrlDispatcher) -> None:
-    router.add_post("/v1/orgs", create_org)
-    router.add_get("/v1/orgs", list_orgs)
-    router.add_get(r"/v1/orgs/{org_id:\d+}", get_org)
-    router.add_put(r"/v1/orgs/{org_id:\d+}/link-tracking", set_link_tracking)
-    router.add_post(r"/v1/orgs/{org_id:\d+}/api-keys", issue_key)
-    router.add_delete(r"/v1/orgs/{org_id:\d+}/api-keys/{key_id:\d+}", withdraw_key)
-    router.add_get("/v1/audit", list_audit)
-    router.add_get("/v1/api-keys", list_keys)
-    router.add_post("/v1/api-keys", create_key)
-    router.add_delete(r"/v1/api-keys/{key_id:\d+}", revoke_key)
-
-
 def operator_name(request: web.Request) -> str:
     """The name the operator credential is recorded under (`OPERATOR_NAME`)."""
     return request.app[SETTINGS].api.operator_name

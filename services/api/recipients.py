@@ -31,13 +31,6 @@ MAX_ERASURES = 100_000
 """Recipient ids one bulk erasure may name."""
 
 
-def add_routes(router: web.UrlDispatcher) -> None:
-    router.add_get("/v1/recipients/key", pseudonym_key)
-    router.add_post("/v1/recipients/lookup", look_up)
-    router.add_post("/v1/recipients/erasures", erase_many)
-    router.add_delete("/v1/recipients/{recipient}", erase_one)
-
-
 async def pseudonym_key(request: web.Request) -> web.Response:
     """The organisation's pseudonym key, to compute the pseudonyms the topic and the webhooks
     carry (docs/click-topic.md shows how)."""

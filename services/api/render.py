@@ -46,11 +46,6 @@ Tracked = dict[tuple[str, Recipient], tuple[int, str]]
 """(link as a phone opens it, recipient) -> (link id, code)."""
 
 
-def add_routes(router: web.UrlDispatcher) -> None:
-    router.add_post("/v1/render", render_message)
-    router.add_post("/v1/render/batch", render_batch)
-
-
 @dataclass(frozen=True, slots=True)
 class Message:
     """One message to render: whose it is and the values of its slots."""

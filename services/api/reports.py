@@ -48,12 +48,6 @@ MAX_CAMPAIGNS = 500
 """Campaigns listed (newest first) in the organisation report."""
 
 
-def add_routes(router: web.UrlDispatcher) -> None:
-    router.add_get(r"/v1/links/{link_id:\d+}/report", link_report)
-    router.add_get(r"/v1/campaigns/{campaign_id:\d+}/report", campaign_report)
-    router.add_get("/v1/report", org_report)
-
-
 @dataclass(frozen=True, slots=True)
 class Subject:
     """What a request reports on: a link, a campaign or the organisation, checked to be the

@@ -22,14 +22,6 @@ from shared.campaigns import get_campaign
 from shared.domains import short_prefix
 
 
-def add_routes(router: web.UrlDispatcher) -> None:
-    router.add_get(r"/v1/orgs/{org_id:\d+}/dlt-whitelist", list_whitelist)
-    router.add_post(r"/v1/orgs/{org_id:\d+}/dlt-whitelist", add_entry)
-    router.add_post(r"/v1/orgs/{org_id:\d+}/dlt-whitelist/import", import_csv)
-    router.add_delete(r"/v1/orgs/{org_id:\d+}/dlt-whitelist/{entry_id:\d+}", remove_entry)
-    router.add_post("/v1/render/whitelist-check", check_whitelist)
-
-
 async def list_whitelist(request: web.Request) -> web.Response:
     """Operator: any organisation's whitelist; an API key: its own (another's is 404)."""
     org_id = await readable_org(request)
