@@ -44,6 +44,7 @@ Action = Literal[
     "whitelist.removed",
     "org.purged",
     "recipients.erased",
+    "retention.dropped",
 ]
 """What an operator did. Adding one: here (the SQL checks only its spelling, `noun.verb`)."""
 ACTIONS: tuple[Action, ...] = get_args(Action)

@@ -173,6 +173,11 @@ class CounterSettings(Section):
     """Days of event ids kept for deduplication (`DEDUP_RETENTION_DAYS`); must exceed the topic's
     retention so that any record still in the topic finds its id. Pruned by dropping daily
     partitions."""
+    visitor_retention_days: int = var(400, low=3, high=36_500, env="VISITOR_RETENTION_DAYS")
+    """Days per-person data is kept (`VISITOR_RETENTION_DAYS`): the visitor rows and the
+    per-recipient clicks, partitioned by UTC month; a month is dropped whole once all of it is
+    older than this (so a row lives this long and at most a month more). Counts stay. Must exceed
+    `DEDUP_RETENTION_DAYS` (docs/retention.md)."""
 
 
 @dataclass(frozen=True)

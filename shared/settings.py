@@ -245,6 +245,12 @@ class Settings:
                 f" retention (TOPIC_RETENTION_HOURS={hours}): a redelivered"
                 " event must still find its id"
             )
+        visitors = self.counter.visitor_retention_days
+        if visitors <= days:
+            raise SettingsError(
+                f"VISITOR_RETENTION_DAYS ({visitors}) must exceed DEDUP_RETENTION_DAYS ({days}):"
+                " the counter takes clicks that old, and must never write a dropped month"
+            )
 
 
 def main(argv: list[str] | None = None) -> int:

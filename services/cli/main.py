@@ -1,10 +1,10 @@
 """`clicktrack`: operate the pipeline (migrations, topics, organisations, keys, links, minting,
-counts, demo, consumer lag, webhooks)."""
+counts, demo, retention, consumer lag, webhooks)."""
 
 from __future__ import annotations
 
 import sys
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 import click
@@ -15,6 +15,7 @@ from services.cli.loadgen import LoadgenError, Plan, require_loopback, write_rec
 from services.cli.loadgen import run as run_load
 from services.cli.operator import audit_command, key, mint_command, org
 from services.cli.ops import describe_topic, lag, serve_lag
+from services.cli.retention import retention_group
 from services.cli.running import run
 from services.cli.webhooks import webhook
 from services.cli.whitelist import whitelist_group
@@ -53,6 +54,7 @@ cli.add_command(mint_command)
 cli.add_command(audit_command)
 cli.add_command(domain)
 cli.add_command(whitelist_group)
+cli.add_command(retention_group)
 
 
 @cli.command()
@@ -195,18 +197,21 @@ def counters_rebuild(settings: Settings, reset: bool) -> None:
 @click.option("--prune/--no-prune", default=True, show_default=True, help="Drop expired days.")
 @click.pass_obj
 def partitions(settings: Settings, prune: bool) -> None:
-    """Create the dedup tables' daily partitions ahead and drop those past DEDUP_RETENTION_DAYS
-    (the counter does this every hour)."""
+    """Create the partitions ahead (days of the dedup tables, months of the visitor tables) and
+    drop those past DEDUP_RETENTION_DAYS and VISITOR_RETENTION_DAYS (the counter does this every
+    hour; `clicktrack retention run` also audits what it dropped)."""
 
     async def go() -> list[str]:
         async with db.pool(settings.postgres, max_size=1) as pool, pool.acquire() as conn:
             today = datetime.now(UTC).date()
             if prune:
                 return await retention.maintain(
-                    conn, keep_days=settings.counter.dedup_retention_days, today=today
+                    conn,
+                    keep_days=settings.counter.dedup_retention_days,
+                    visitor_days=settings.counter.visitor_retention_days,
+                    today=today,
                 )
-            days = [today + timedelta(days=n) for n in range(-1, retention.DAYS_AHEAD + 1)]
-            return await retention.ensure_partitions(conn, days)
+            return await retention.prepare(conn, today=today)
 
     changed = run(go())
     click.echo("\n".join(changed) if changed else "partitions are up to date")

@@ -3,7 +3,8 @@ exactly once, in Postgres (the truth) and Redis (a copy for fast reads).
 
 Its parts, by role: `pipeline` (the batches, two in flight), `positions` (where each partition
 is read from, decided by the offsets stored in Postgres), `rebuild` (Redis written, and rebuilt
-when it lost its counters), `retention` (the day partitions of the event ids). Its loop is a
+when it lost its counters), `retention` (the partitions of the event ids and of the per-person
+data, created ahead and dropped when expired, every hour). Its loop is a
 `shared.consume.ConsumerLoop`.
 """
 
@@ -39,7 +40,8 @@ log = logging.getLogger(__name__)
 
 STOP_TIMEOUT_S = 30.0
 MAINTENANCE_S = 3600.0
-"""Interval of the partition maintenance (create ahead, drop expired), seconds."""
+"""Interval of the partition maintenance (create ahead, move the visitor epoch, drop expired:
+`retention.maintain`), seconds."""
 
 
 class Counter:
@@ -144,7 +146,10 @@ class Counter:
                     async with pool.acquire() as conn:
                         keep_days = self.settings.counter.dedup_retention_days
                         changed = await retention.maintain(
-                            conn, keep_days=keep_days, today=datetime.now(UTC).date()
+                            conn,
+                            keep_days=keep_days,
+                            visitor_days=self.settings.counter.visitor_retention_days,
+                            today=datetime.now(UTC).date(),
                         )
                         # an erasure's old pseudonym: no longer on the topic, so no longer here
                         await prune_tombstones(conn, timedelta(days=keep_days))

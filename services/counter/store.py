@@ -1,6 +1,8 @@
 """One Postgres statement per batch (or per share of one): the exactly-once heart of the counter.
 
-A single statement is a single transaction. In it we insert the batch's event ids (a conflict
+The statement runs in a transaction of its own, after `visitor_epoch()` (which month's partition
+of the all-time visitor tables it writes, under a lock that an epoch switch waits for: migration
+0090). In it we insert the batch's event ids (a conflict
 means the event was counted before), insert visitor rows for the new human events (a row inserted
 is a unique click: per link, per campaign, per link and day, per campaign and day), record who
 was seen on which link in which quarter hour (`quarter_visitors`: the uniques of any period) and
@@ -76,32 +78,43 @@ _BOT_SUMS_SET = ",\n        ".join(f"{c} = c.{c} + EXCLUDED.{c}" for c in _BOT_K
 def _visitors(scope: str, *, where: str = "") -> str:
     """The three steps that find the batch's human visitors of one scope (`link`, `campaign`):
 
-    - `{scope}_pairs`: each visitor once, with the first and last day the batch saw it on;
-    - `new_{scope}_visitors`: the all-time rows inserted (each one a new unique);
+    - `{scope}_pairs`: each visitor once, with the first and last day the batch saw it on, and,
+      unless it has a row of the current epoch ($13), its first day from a row of an earlier
+      epoch (`earlier`; NULL: none, it is new);
+    - `new_{scope}_visitors`: the rows of the current epoch inserted (a new unique, or a known
+      visitor's first row in this epoch, carrying its first day: migration 0090);
     - `{scope}_state`: each visitor of the batch, new or known, with its first day on the scope:
       this batch's earliest for a new visitor, the stored one for a known visitor ('-infinity'
       for a row from before 0013, whose days only daily_visitors knows). A known row this
       statement cannot see was committed by a concurrent batch after the statement began:
-      visitor_first_day() reads it with a fresh snapshot (it runs only then).
+      visitor_first_day() reads it with a fresh snapshot (it runs only then). Rows of earlier
+      epochs are never written any more, so the statement's snapshot has them all.
     """
     key = f"{scope}_id"
+    table = f"{scope}_visitors"
+    match = f"v.{key} = p.{key} AND v.visitor_id = p.visitor"
     return f"""{scope}_pairs AS MATERIALIZED (
-    SELECT {key}, visitor, min(day) AS first_day, max(day) AS last_day
-    FROM humans {where}
-    GROUP BY 1, 2
+    SELECT p.*,
+           CASE WHEN NOT EXISTS (SELECT 1 FROM {table} v WHERE {match} AND v.epoch = $13::date)
+           THEN (SELECT min(coalesce(v.first_day, '-infinity')) FROM {table} v
+                 WHERE {match} AND v.epoch < $13::date)
+           END AS earlier
+    FROM (SELECT {key}, visitor, min(day) AS first_day, max(day) AS last_day
+          FROM humans {where} GROUP BY 1, 2) p
 ),
 new_{scope}_visitors AS (
-    INSERT INTO {scope}_visitors ({key}, visitor_id, first_day)
-    SELECT {key}, visitor, first_day FROM {scope}_pairs ORDER BY 1, 2
+    INSERT INTO {table} (epoch, {key}, visitor_id, first_day)
+    SELECT $13::date, {key}, visitor, coalesce(earlier, first_day) FROM {scope}_pairs ORDER BY 2, 3
     ON CONFLICT DO NOTHING
     RETURNING {key}, visitor_id
 ),
 {scope}_state AS MATERIALIZED (
     SELECT p.{key} AS scope_id, p.visitor, p.last_day > p.first_day AS spread,
-           n.{key} IS NOT NULL AS new,
-           CASE WHEN n.{key} IS NOT NULL THEN p.first_day
-           ELSE coalesce((SELECT coalesce(v.first_day, '-infinity') FROM {scope}_visitors v
-                          WHERE v.{key} = p.{key} AND v.visitor_id = p.visitor),
+           n.{key} IS NOT NULL AND p.earlier IS NULL AS new,
+           CASE WHEN n.{key} IS NOT NULL THEN coalesce(p.earlier, p.first_day)
+           ELSE coalesce(p.earlier,
+                         (SELECT coalesce(v.first_day, '-infinity') FROM {table} v
+                          WHERE {match} AND v.epoch = $13::date),
                          visitor_first_day('{scope[0]}', p.{key}, p.visitor))
            END AS first_day
     FROM {scope}_pairs p
@@ -113,8 +126,9 @@ _COLUMNS = Click._fields.index("day")
 """The columns of a batch sent to Postgres: the fields of `Click` before `day`."""
 
 # $1..$12: the batch's distinct events, one array per column (`Click`'s first twelve), in the
-# order read; a click's quarter hour and UTC day come from its time. $13, $14: consumer group
-# and topic; $15..$17: partition, next offset, first offset of the batch.
+# order read; a click's quarter hour, UTC day and month come from its time. $13: the epoch of the
+# visitor rows (`visitor_epoch()`). $14, $15: consumer group and topic; $16..$18: partition, next
+# offset, first offset of the batch.
 # Returns one row per Redis counter touched (scope 'link' or 'campaign', id, day or NULL for all
 # time, absolute total, unique, bots), and one row with a NULL scope whose id is the number of
 # events counted for the first time.
@@ -187,9 +201,9 @@ quarter_visits AS (
     ON CONFLICT DO NOTHING
 ),
 per_recipient AS (
-    INSERT INTO recipient_clicks AS c (link_id, recipient_id, campaign_id, clicks, bot_clicks,
-                                       after_expiry, first_click, last_click)
-    SELECT link_id, recipient, min(campaign_id),
+    INSERT INTO recipient_clicks AS c (link_id, recipient_id, month, campaign_id, clicks,
+                                       bot_clicks, after_expiry, first_click, last_click)
+    SELECT link_id, recipient, date_trunc('month', day::timestamp)::date, min(campaign_id),
            count(*) FILTER (WHERE NOT is_bot AND NOT expired),
            count(*) FILTER (WHERE is_bot),
            count(*) FILTER (WHERE expired AND NOT is_bot),
@@ -197,9 +211,9 @@ per_recipient AS (
            max(occurred) FILTER (WHERE NOT is_bot AND NOT expired)
     FROM marked
     WHERE fresh AND recipient IS NOT NULL
-    GROUP BY 1, 2
-    ORDER BY 1, 2
-    ON CONFLICT (link_id, recipient_id) DO UPDATE
+    GROUP BY 1, 2, 3
+    ORDER BY 1, 2, 3
+    ON CONFLICT (link_id, recipient_id, month) DO UPDATE
     SET clicks = c.clicks + EXCLUDED.clicks,
         bot_clicks = c.bot_clicks + EXCLUDED.bot_clicks,
         after_expiry = c.after_expiry + EXCLUDED.after_expiry,
@@ -245,7 +259,8 @@ links AS (
     SELECT t.link_id, min(t.org_id), min(t.campaign_id), sum(t.humans), coalesce(min(u.n), 0),
            sum(t.bots)
     FROM tallies t
-    LEFT JOIN (SELECT link_id, count(*) AS n FROM new_link_visitors GROUP BY 1) u USING (link_id)
+    LEFT JOIN (SELECT scope_id AS link_id, count(*) AS n FROM link_state WHERE new GROUP BY 1) u
+        USING (link_id)
     GROUP BY 1
     ORDER BY 1
     ON CONFLICT (link_id) DO UPDATE
@@ -260,8 +275,8 @@ campaigns AS (
                                         bot_clicks)
     SELECT t.campaign_id, min(t.org_id), sum(t.humans), coalesce(min(u.n), 0), sum(t.bots)
     FROM tallies t
-    LEFT JOIN (SELECT campaign_id, count(*) AS n FROM new_campaign_visitors GROUP BY 1) u
-        USING (campaign_id)
+    LEFT JOIN (SELECT scope_id AS campaign_id, count(*) AS n FROM campaign_state WHERE new
+               GROUP BY 1) u USING (campaign_id)
     WHERE t.campaign_id IS NOT NULL
     GROUP BY 1
     ORDER BY 1
@@ -287,7 +302,7 @@ days AS (
     SET {_ADD_COUNTS}
     RETURNING scope, scope_id, day, total_clicks, unique_clicks, bot_clicks
 ),
-stored_offsets AS ({stored_offsets.upsert(_COLUMNS + 1)})
+stored_offsets AS ({stored_offsets.upsert(_COLUMNS + 2)})
 SELECT * FROM links
 UNION ALL SELECT * FROM campaigns
 UNION ALL SELECT * FROM days
@@ -306,11 +321,16 @@ async def apply_batch(
     """Count `clicks` (some may be redeliveries) and store `offsets`, in one statement.
 
     `offsets`: partition -> (first offset of this batch, next offset to read). The partitions of
-    the clicks' days must exist (`retention.ensure_partitions`).
+    the clicks' days and months must exist (`retention.ensure_partitions`).
     """
     distinct = list({c.event_id: c for c in clicks}.values())
     columns = list(zip(*distinct, strict=True))[:_COLUMNS] if distinct else [()] * _COLUMNS
-    rows = await conn.fetch(COUNT_BATCH, *columns, group, topic, *stored_offsets.columns(offsets))
+    async with conn.transaction():
+        # its own statement, so that the counting statement's snapshot is taken after the lock
+        epoch = await conn.fetchval("SELECT visitor_epoch()")
+        rows = await conn.fetch(
+            COUNT_BATCH, *columns, epoch, group, topic, *stored_offsets.columns(offsets)
+        )
     counted = 0
     counts: list[Counts] = []
     for scope, scope_id, day, total, unique, bots in rows:

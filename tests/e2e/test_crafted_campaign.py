@@ -34,8 +34,9 @@ __all__ = ["running"]  # the fixture, shared with the other dashboard test
 @pytest.fixture
 def settings(settings: Settings) -> Settings:
     """The test's settings with a long deduplication window: the counter refuses clicks older
-    than it, and this test counts clicks of a fixed date (London's DST change in October)."""
-    return settings.changed(DEDUP_RETENTION_DAYS=400)
+    than it, and this test counts clicks of a fixed date (London's DST change in October). The
+    visitor rows are kept longer still (the period must exceed the window)."""
+    return settings.changed(DEDUP_RETENTION_DAYS=400, VISITOR_RETENTION_DAYS=800)
 
 
 PEOPLE = ["asha", "bala", "chitra", "dev", "esha"]

@@ -267,7 +267,8 @@ async def test_a_visitor_committed_by_a_concurrent_batch_is_known_with_its_first
         tx = other.transaction()
         await tx.start()
         await other.execute(
-            "INSERT INTO link_visitors (link_id, visitor_id, first_day) VALUES (11, 'v:x', $1)",
+            "INSERT INTO link_visitors (epoch, link_id, visitor_id, first_day)"
+            " SELECT month, 11, 'v:x', $1 FROM visitor_epoch",
             TODAY.date(),
         )
         batch = [clk(11, "v:x", TODAY, campaign=None)]
@@ -304,7 +305,7 @@ async def test_partitions_are_made_ahead_and_dropped_whole_after_the_window(
     async with pool.acquire() as conn:
         stale = [clk(7, f"v:{d}", datetime.combine(d, TODAY.timetz())) for d in old]
         await apply(conn, stale, 0, 3)
-        changed = await retention.maintain(conn, keep_days=9, today=today)
+        changed = await retention.maintain(conn, keep_days=9, visitor_days=400, today=today)
     kept = [today - timedelta(days=9), *(today + timedelta(days=n) for n in range(-1, 3))]
     assert (await _partition_names(pool))["processed_events"] == kept
     assert (await _partition_names(pool))["daily_visitors"] == kept
@@ -334,9 +335,15 @@ async def test_partitions_command_makes_the_days_ahead(
     assert first.exit_code == 0, first.output
     today = datetime.now(UTC).date()
     days = [today + timedelta(days=n) for n in range(-1, 3)]
-    assert first.output.split() == [
-        retention.partition_name(t, d) for t in retention.TABLES for d in days
-    ]
+    # the months of the visitor tables: this one and the next came with migration 0090
+    months = {retention.month_of(d) for d in days} - {
+        retention.month_of(today),
+        retention.next_month(retention.month_of(today)),
+    }
+    assert sorted(first.output.split()) == sorted(
+        [retention.partition_name(t, d) for t in retention.TABLES for d in days]
+        + [retention.partition_name(t, m) for t in retention.MONTH_TABLES for m in months]
+    )
     again = await asyncio.to_thread(CliRunner().invoke, cli, ["partitions"], env=env)
     assert again.output == "partitions are up to date\n"
 
@@ -374,16 +381,20 @@ async def test_counter_tables_leave_room_for_heap_only_updates(pool: asyncpg.Poo
     rows = await pool.fetch(
         "SELECT relname::text, reloptions FROM pg_class"
         " WHERE relnamespace = current_schema()::regnamespace AND relname::text = ANY($1)",
-        ["link_counters", "campaign_counters", "quarter_counters", "daily_counters",
-         "recipient_clicks"],
-    )  # fmt: skip
+        ["link_counters", "campaign_counters", "quarter_counters", "daily_counters"],
+    )
     assert {r["relname"]: r["reloptions"] for r in rows} == {
         "link_counters": ["fillfactor=50"],
         "campaign_counters": ["fillfactor=50"],
         "quarter_counters": ["fillfactor=70"],
         "daily_counters": ["fillfactor=70"],
-        "recipient_clicks": ["fillfactor=70"],
     }
+    # recipient_clicks is partitioned by month (0090): each month's partition keeps the room
+    months = await pool.fetch(
+        "SELECT c.reloptions FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid"
+        " WHERE i.inhparent = 'recipient_clicks'::regclass"
+    )
+    assert [r["reloptions"] for r in months] == [["fillfactor=70"]] * 2
 
 
 async def test_a_batch_split_by_campaign_counts_the_same_and_survives_a_crash_before_offsets(

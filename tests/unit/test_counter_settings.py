@@ -1,5 +1,5 @@
-"""The counter's settings: batch bounds, static membership, and a dedup window that must outlive
-the topic's retention."""
+"""The counter's settings: batch bounds, static membership, a dedup window that must outlive the
+topic's retention, and a visitor period that must outlive the dedup window."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ def test_counter_defaults() -> None:
     assert (s.counter.batch_max_records, s.counter.batch_wait_ms) == (10_000, 100)
     assert (s.counter.session_timeout_ms, s.counter.instance_id) == (10_000, None)
     assert (s.counter.event_max_bytes, s.counter.dedup_retention_days) == (65_536, 9)
+    assert s.counter.visitor_retention_days == 400
     assert s.counter.statements == 2
 
 
@@ -35,6 +36,18 @@ def test_the_dedup_window_must_outlive_the_topic() -> None:
         Settings.from_env({"TOPIC_RETENTION_HOURS": "240", "DEDUP_RETENTION_DAYS": "10"})
     assert str(caught.value).startswith(
         "DEDUP_RETENTION_DAYS (10) must cover more than the topic retention"
+    )
+
+
+def test_visitor_rows_outlive_the_dedup_window() -> None:
+    """The counter takes clicks as old as the dedup window: their visitor months must still be
+    there."""
+    s = Settings.from_env({"DEDUP_RETENTION_DAYS": "30", "VISITOR_RETENTION_DAYS": "31"})
+    assert s.counter.visitor_retention_days == 31
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_env({"DEDUP_RETENTION_DAYS": "30", "VISITOR_RETENTION_DAYS": "30"})
+    assert str(caught.value).startswith(
+        "VISITOR_RETENTION_DAYS (30) must exceed DEDUP_RETENTION_DAYS (30)"
     )
 
 

@@ -85,6 +85,7 @@ def test_every_field_is_read_from_its_variable() -> None:
                 env[name], want[name] = f" {f.name}-set ", f"{f.name}-set"
     assert len(env) > 50
     env["DEDUP_RETENTION_DAYS"], want["DEDUP_RETENTION_DAYS"] = "365", 365
+    env["VISITOR_RETENTION_DAYS"], want["VISITOR_RETENTION_DAYS"] = "366", 366
     got = Settings.from_env(env)
     read = {
         name: getattr(getattr(got, section), attribute)

@@ -28,8 +28,9 @@ async def world(
     built, clicks = await build_world(api)
     await publish(producer, settings.kafka.clicks_topic, clicks)
     # Some tests count clicks of fixed dates (a DST change in October): the counter refuses
-    # clicks older than its deduplication window, so this one keeps a long window.
-    counter = Counter(settings.changed(DEDUP_RETENTION_DAYS=400))
+    # clicks older than its deduplication window, so this one keeps a long window (and keeps
+    # visitor rows longer still: the period must exceed the window).
+    counter = Counter(settings.changed(DEDUP_RETENTION_DAYS=400, VISITOR_RETENTION_DAYS=800))
     await counter.start()
     try:
         assert await wait_for(lambda: counted_total(pool, built.org_id), built.clicks) == 10
