@@ -15,6 +15,10 @@
 The last line printed is one JSON object with the figures, `ratio_counter_vs_bare_consume` and
 `visible_p99_s`. Targets: ratio >= 0.5, p99 <= 1 s. Everything it creates (schema, topics,
 Redis keys in the chosen database) is its own and removed at the end.
+
+`--visitor-months N` first fills N earlier epochs of link_visitors and campaign_visitors (50,000
+visitors each, none of the workload's): what a counter that has run for the retention period
+looks through for every new visitor (docs/retention.md).
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import asyncpg
@@ -35,6 +40,7 @@ import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from bench.outcome import finish
+from services.counter import retention
 from services.counter.pipeline import BATCHES_IN_FLIGHT
 from shared import db, events
 from shared.counts import counter_key
@@ -217,6 +223,31 @@ async def steady_latency(
     }
 
 
+async def fill_old_epochs(pool: asyncpg.Pool, months: int, clicks: list[events.ClickEvent]) -> None:
+    """`months` epochs before the current one, each with 250 visitors of every link and 2,500 of
+    every campaign of `clicks` that no click of them is."""
+    links = sorted({c.link_id for c in clicks})
+    campaigns = sorted({c.campaign_id for c in clicks if c.campaign_id is not None})
+    epoch = retention.month_of(datetime.now(UTC).date())
+    async with pool.acquire() as conn:
+        for _ in range(months):
+            epoch = retention.month_of(epoch - timedelta(days=1))
+            await retention.ensure_partitions(conn, [epoch])
+            for table, key, ids, each in (
+                ("link_visitors", "link_id", links, 250),
+                ("campaign_visitors", "campaign_id", campaigns, 2_500),
+            ):
+                await conn.execute(
+                    f"INSERT INTO {table} (epoch, {key}, visitor_id, first_day)"
+                    " SELECT $1, s, 'old:' || g, $1 FROM unnest($2::bigint[]) s,"
+                    " generate_series(1, $3) g",
+                    epoch,
+                    ids,
+                    each,
+                )
+        await conn.execute("ANALYZE link_visitors; ANALYZE campaign_visitors")
+
+
 async def run(args: argparse.Namespace) -> dict[str, object]:
     settings = bench_settings(args.redis_db)
     await ensure_topics(settings.kafka)
@@ -239,6 +270,8 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
         async with pool.acquire() as conn:
             await db.migrate(conn, settings.postgres.schema)
         await seed_links(pool, workload.clicks)  # the counter counts only links that exist
+        await fill_old_epochs(pool, args.visitor_months, workload.clicks)
+        result["visitor_months"] = args.visitor_months
         try:
             started = time.perf_counter()
             await produce(settings, workload.records)
@@ -285,6 +318,9 @@ def main() -> int:
     parser.add_argument("--log", default="/tmp/clicktrack-bench-counter.log")
     parser.add_argument(
         "--processes", type=int, default=1, help="counter processes in the group (scale-out)"
+    )
+    parser.add_argument(
+        "--visitor-months", type=int, default=0, help="earlier visitor epochs filled first"
     )
     args = parser.parse_args()
     return finish("counter", lambda: asyncio.run(run(args)))

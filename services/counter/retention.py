@@ -66,21 +66,22 @@ def partition_name(table: str, day: date) -> str:
 
 async def partitions(conn: asyncpg.Connection | asyncpg.Pool) -> dict[str, list[date]]:
     """table -> the days (month tables: the first days of the months) it has partitions for, in
-    order (current schema)."""
+    order, for each of the tables the current schema has (a schema migrated before 0090 has no
+    month tables)."""
     rows = await conn.fetch(
         """
         SELECT parent.relname AS parent, child.relname AS name
-        FROM pg_inherits
-        JOIN pg_class child ON child.oid = pg_inherits.inhrelid
-        JOIN pg_class parent ON parent.oid = pg_inherits.inhparent
-        WHERE parent.relname = ANY($1::text[])
+        FROM pg_class parent
+        LEFT JOIN pg_inherits ON pg_inherits.inhparent = parent.oid
+        LEFT JOIN pg_class child ON child.oid = pg_inherits.inhrelid
+        WHERE parent.relname = ANY($1::text[]) AND parent.relkind = 'p'
           AND parent.relnamespace = (SELECT oid FROM pg_namespace WHERE nspname = current_schema())
         """,
         [*TABLES, *MONTH_TABLES],
     )
-    found: dict[str, list[date]] = {t: [] for t in (*TABLES, *MONTH_TABLES)}
+    found: dict[str, list[date]] = {row["parent"]: [] for row in rows}
     for row in rows:
-        match = _NAME.match(row["name"])
+        match = _NAME.match(row["name"] or "")
         if not match or match["table"] != row["parent"]:
             continue
         d = match["day"] or match["month"] + "01"
@@ -106,7 +107,7 @@ async def _create(conn: asyncpg.Connection, wanted: dict[str, set[date]]) -> lis
         await conn.execute("SELECT pg_advisory_xact_lock($1)", _LOCK)
         have = await partitions(conn)
         for table, starts in wanted.items():
-            for start in sorted(starts - set(have[table])):
+            for start in sorted(starts - set(have.get(table, starts))):
                 name = partition_name(table, start)
                 low, high = _bounds(table, start)
                 await conn.execute(
@@ -178,7 +179,7 @@ async def advance_epoch(conn: asyncpg.Connection, month: date) -> bool:
     ones until it commits (`visitor_epoch()`, migration 0090)."""
     async with conn.transaction():
         await conn.execute("SET LOCAL lock_timeout = '10s'")
-        status = await conn.execute(
+        status: str = await conn.execute(
             "UPDATE visitor_epoch SET month = $1 WHERE month < $1", month_of(month)
         )
     return status == "UPDATE 1"

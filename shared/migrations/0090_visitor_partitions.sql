@@ -25,8 +25,9 @@
 -- counter keeps the kind of a bot's reason as counts (quarter_counters.bots_*), and
 -- tests/integration/test_retention.py fails if a column for either appears.
 
-CREATE OR REPLACE FUNCTION pg_temp.month_partitions(parent text, months date[], bound text, storage text)
-    RETURNS void LANGUAGE plpgsql AS $$
+CREATE OR REPLACE FUNCTION pg_temp.month_partitions(
+    parent text, months date[], bound text, storage text
+) RETURNS void LANGUAGE plpgsql AS $$
 DECLARE
     m date;
 BEGIN
@@ -70,19 +71,14 @@ BEGIN
 END
 $$;
 
--- quarter_visitors: the same rows, one partition per month of quarters.
+-- quarter_visitors: the same rows, one partition per month of quarters. Each table is made LIKE
+-- the one it replaces, so that it keeps every column (and its collation) as it stands.
 ALTER TABLE quarter_visitors RENAME TO quarter_visitors_0090;
 ALTER INDEX quarter_visitors_pkey RENAME TO quarter_visitors_0090_pkey;
 DROP INDEX quarter_visitors_campaign_idx;
 DROP INDEX quarter_visitors_org_idx;
 CREATE TABLE quarter_visitors (
-    link_id       bigint      NOT NULL,
-    quarter       timestamptz NOT NULL,
-    visitor_id    text        COLLATE "C" NOT NULL,
-    channel       text        NOT NULL,
-    org_id        bigint      NOT NULL,
-    campaign_id   bigint,
-    campaign_kind text,
+    LIKE quarter_visitors_0090 INCLUDING DEFAULTS INCLUDING CONSTRAINTS,
     PRIMARY KEY (link_id, quarter, visitor_id)
 ) PARTITION BY RANGE (quarter);
 CREATE INDEX quarter_visitors_campaign_idx ON quarter_visitors (campaign_id, quarter);
@@ -99,103 +95,55 @@ ALTER TABLE recipient_clicks RENAME TO recipient_clicks_0090;
 ALTER INDEX recipient_clicks_pkey RENAME TO recipient_clicks_0090_pkey;
 DROP INDEX recipient_clicks_campaign_idx;
 CREATE TABLE recipient_clicks (
-    link_id      bigint      NOT NULL,
-    recipient_id text        NOT NULL,
-    month        date        NOT NULL,
-    campaign_id  bigint,
-    clicks       bigint      NOT NULL DEFAULT 0,
-    bot_clicks   bigint      NOT NULL DEFAULT 0,
-    after_expiry bigint      NOT NULL DEFAULT 0,
-    first_click  timestamptz,
-    last_click   timestamptz,
+    LIKE recipient_clicks_0090 INCLUDING DEFAULTS INCLUDING CONSTRAINTS,
+    month date NOT NULL,
     PRIMARY KEY (link_id, recipient_id, month)
 ) PARTITION BY RANGE (month);
 CREATE INDEX recipient_clicks_campaign_idx ON recipient_clicks (campaign_id, recipient_id);
 CREATE TEMPORARY TABLE recipient_months ON COMMIT DROP AS
-SELECT r.*, date_trunc('month', coalesce(r.last_click, now()) AT TIME ZONE 'UTC')::date AS m
+SELECT r.*, date_trunc('month', coalesce(r.last_click, now()) AT TIME ZONE 'UTC')::date AS month
 FROM recipient_clicks_0090 r;
 SELECT pg_temp.month_partitions('recipient_clicks', pg_temp.months_with(ARRAY(
-    SELECT DISTINCT m FROM recipient_months)), 'date', 'WITH (fillfactor = 70)');
-INSERT INTO recipient_clicks (link_id, recipient_id, month, campaign_id, clicks, bot_clicks,
-                              after_expiry, first_click, last_click)
-SELECT link_id, recipient_id, m, campaign_id, clicks, bot_clicks, after_expiry, first_click,
-       last_click
-FROM recipient_months;
+    SELECT DISTINCT month FROM recipient_months)), 'date', 'WITH (fillfactor = 70)');
+INSERT INTO recipient_clicks SELECT * FROM recipient_months;
 DROP TABLE recipient_clicks_0090;
 
--- link_visitors and campaign_visitors: a row stored before goes to the epoch of the visitor's
--- last human click on the scope (quarter_visitors knows it), or of its first_seen.
-ALTER TABLE link_visitors RENAME TO link_visitors_0090;
-ALTER INDEX link_visitors_pkey RENAME TO link_visitors_0090_pkey;
-CREATE TABLE link_visitors (
-    epoch      date        NOT NULL,
-    link_id    bigint      NOT NULL,
-    visitor_id text        COLLATE "C" NOT NULL,
-    first_seen timestamptz NOT NULL DEFAULT now(),
-    first_day  date,
-    PRIMARY KEY (link_id, visitor_id, epoch)
-) PARTITION BY RANGE (epoch);
-CREATE TEMPORARY TABLE link_epochs ON COMMIT DROP AS
-SELECT o.link_id, o.visitor_id, o.first_seen, o.first_day,
-       date_trunc('month', greatest(o.first_seen, q.last) AT TIME ZONE 'UTC')::date AS epoch
-FROM link_visitors_0090 o
-LEFT JOIN (SELECT link_id, visitor_id, max(quarter) AS last FROM quarter_visitors GROUP BY 1, 2) q
-    USING (link_id, visitor_id);
-SELECT pg_temp.month_partitions('link_visitors', pg_temp.months_with(ARRAY(
-    SELECT DISTINCT epoch FROM link_epochs)), 'date', '');
-INSERT INTO link_visitors (epoch, link_id, visitor_id, first_seen, first_day)
-SELECT epoch, link_id, visitor_id, first_seen, first_day FROM link_epochs;
-DROP TABLE link_visitors_0090;
-
-ALTER TABLE campaign_visitors RENAME TO campaign_visitors_0090;
-ALTER INDEX campaign_visitors_pkey RENAME TO campaign_visitors_0090_pkey;
-CREATE TABLE campaign_visitors (
-    epoch       date        NOT NULL,
-    campaign_id bigint      NOT NULL,
-    visitor_id  text        COLLATE "C" NOT NULL,
-    first_seen  timestamptz NOT NULL DEFAULT now(),
-    first_day   date,
-    PRIMARY KEY (campaign_id, visitor_id, epoch)
-) PARTITION BY RANGE (epoch);
-CREATE TEMPORARY TABLE campaign_epochs ON COMMIT DROP AS
-SELECT o.campaign_id, o.visitor_id, o.first_seen, o.first_day,
-       date_trunc('month', greatest(o.first_seen, q.last) AT TIME ZONE 'UTC')::date AS epoch
-FROM campaign_visitors_0090 o
-LEFT JOIN (SELECT campaign_id, visitor_id, max(quarter) AS last FROM quarter_visitors
-           WHERE campaign_id IS NOT NULL GROUP BY 1, 2) q
-    USING (campaign_id, visitor_id);
-SELECT pg_temp.month_partitions('campaign_visitors', pg_temp.months_with(ARRAY(
-    SELECT DISTINCT epoch FROM campaign_epochs)), 'date', '');
-INSERT INTO campaign_visitors (epoch, campaign_id, visitor_id, first_seen, first_day)
-SELECT epoch, campaign_id, visitor_id, first_seen, first_day FROM campaign_epochs;
-DROP TABLE campaign_visitors_0090;
+-- link_visitors and campaign_visitors, by epoch: a row stored before goes to the epoch of the
+-- visitor's last human click on the scope (quarter_visitors knows it), or of its first_seen.
+DO $$
+DECLARE
+    scope text;
+BEGIN
+    FOREACH scope IN ARRAY ARRAY['link', 'campaign'] LOOP
+        EXECUTE format($sql$
+            ALTER TABLE %1$I RENAME TO %2$I;
+            ALTER INDEX %3$I RENAME TO %4$I;
+            CREATE TABLE %1$I (
+                LIKE %2$I INCLUDING DEFAULTS INCLUDING CONSTRAINTS,
+                epoch date NOT NULL,
+                PRIMARY KEY (%5$I, visitor_id, epoch)
+            ) PARTITION BY RANGE (epoch);
+            CREATE TEMPORARY TABLE visitor_epochs ON COMMIT DROP AS
+            SELECT o.*, date_trunc('month', greatest(o.first_seen, q.last) AT TIME ZONE 'UTC')::date
+                   AS epoch
+            FROM %2$I o
+            LEFT JOIN (SELECT %5$I, visitor_id, max(quarter) AS last FROM quarter_visitors
+                       WHERE %5$I IS NOT NULL GROUP BY 1, 2) q USING (%5$I, visitor_id);
+            SELECT pg_temp.month_partitions(%1$L, pg_temp.months_with(ARRAY(
+                SELECT DISTINCT epoch FROM visitor_epochs)), 'date', '');
+            INSERT INTO %1$I SELECT * FROM visitor_epochs;
+            DROP TABLE visitor_epochs;
+            DROP TABLE %2$I;
+        $sql$, scope || '_visitors', scope || '_visitors_0090', scope || '_visitors_pkey',
+            scope || '_visitors_0090_pkey', scope || '_id');
+    END LOOP;
+END
+$$;
 
 -- The epoch is at least the newest month a row was placed in.
 UPDATE visitor_epoch SET month = greatest(month, (SELECT max(epoch) FROM link_visitors),
                                                  (SELECT max(epoch) FROM campaign_visitors));
 
--- A visitor row the counting statement conflicted with but cannot see (a concurrent batch
--- committed it after the statement began): its first day, from a fresh snapshot. A visitor may now
--- have a row in several epochs, all with its first day; '-infinity' stands for a row from before
--- migration 0013.
-CREATE OR REPLACE FUNCTION visitor_first_day(scope "char", scope_id bigint, visitor text)
-    RETURNS date LANGUAGE plpgsql VOLATILE AS $$
-DECLARE
-    found date;
-    n bigint;
-BEGIN
-    IF scope = 'l' THEN
-        SELECT min(coalesce(v.first_day, '-infinity')), count(*) INTO found, n FROM link_visitors v
-        WHERE v.link_id = scope_id AND v.visitor_id = visitor;
-    ELSE
-        SELECT min(coalesce(v.first_day, '-infinity')), count(*) INTO found, n
-        FROM campaign_visitors v
-        WHERE v.campaign_id = scope_id AND v.visitor_id = visitor;
-    END IF;
-    IF n = 0 THEN
-        RAISE EXCEPTION 'visitor row of % % not found; count the batch again', scope, scope_id
-            USING ERRCODE = 'serialization_failure';
-    END IF;
-    RETURN found;
-END
-$$;
+-- visitor_first_day() (0013) stays as it is: a visitor may now have a row in several epochs, and
+-- each carries the same first day (the counter copies it into the new epoch's row), so any one of
+-- them answers.

@@ -4,6 +4,8 @@ harmless, and the partitions of the dedup tables created and dropped whole."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, date, datetime, timedelta
 
 import asyncpg
@@ -50,6 +52,22 @@ async def migrate_before(conn: asyncpg.Connection, schema: str, version: str) ->
         if found < version:
             await conn.execute(sql)
             await conn.execute("INSERT INTO schema_migrations VALUES ($1)", found)
+
+
+@asynccontextmanager
+async def schema_before(
+    settings: Settings, version: str
+) -> AsyncIterator[tuple[str, asyncpg.Pool]]:
+    """A schema of its own with the migrations older than `version` only, and a pool of one
+    connection on it; dropped afterwards. `db.migrate(conn, schema)` then applies the rest."""
+    schema = f"{settings.postgres.schema}_m{version}"
+    async with db.pool(settings.changed(POSTGRES_SCHEMA=schema).postgres, max_size=1) as pool:
+        try:
+            async with pool.acquire() as conn, conn.transaction():
+                await migrate_before(conn, schema, version)
+            yield schema, pool
+        finally:
+            await pool.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
 
 
 async def apply(
@@ -222,37 +240,31 @@ async def test_visitors_from_before_migration_0013_keep_their_daily_rows(
 ) -> None:
     """A database counted before 0013 migrates in place; its visitor rows have no first_day and
     rely on daily_visitors, as then, while new visitors take the first day."""
-    schema = f"{settings.postgres.schema}_m13"
     d1, d2 = YESTERDAY.date(), TODAY.date()
-    async with db.pool(settings.changed(POSTGRES_SCHEMA=schema).postgres, max_size=1) as pool:
-        try:
-            async with pool.acquire() as conn, conn.transaction():
-                await migrate_before(conn, schema, "0013")
-                await retention.ensure_partitions(conn, [d1, d2])
-                # what the counter wrote for v:old's clicks on link 9 yesterday and today
-                await conn.execute(
-                    "INSERT INTO link_visitors (link_id, visitor_id) VALUES (9, 'v:old');"
-                    " INSERT INTO campaign_visitors (campaign_id, visitor_id)"
-                    " VALUES (10, 'v:old');"
-                    f" INSERT INTO daily_visitors VALUES ('{d1}', 'l', 9, 'v:old'),"
-                    f" ('{d1}', 'c', 10, 'v:old'), ('{d2}', 'l', 9, 'v:old')"
-                )
-            async with pool.acquire() as conn:
-                applied = await db.migrate(conn, schema)
-                assert applied == [v for v, _ in db.migration_files() if v >= "0013"]
-                await apply(conn, [clk(9, "v:old", TODAY), clk(9, "v:old", YESTERDAY)], 0, 2)
-                await apply(conn, [clk(9, "v:old", TODAY.replace(minute=1))], 2, 3)
-                await apply(conn, [clk(9, "v:new", TODAY), clk(9, "v:new", TODAY)], 3, 5)
-            stored = await stored_counts(pool)
-            assert stored["days"] == {
-                ("link", 9, d1): (1, 0, 0),
-                ("link", 9, d2): (4, 1, 0),
-                ("campaign", 10, d1): (1, 0, 0),
-                ("campaign", 10, d2): (4, 2, 0),
-            }
-            assert stored["links"] == {9: (5, 1, 0)}
-        finally:
-            await pool.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+    async with schema_before(settings, "0013") as (schema, pool):
+        async with pool.acquire() as conn:
+            await retention.ensure_partitions(conn, [d1, d2])
+            # what the counter wrote for v:old's clicks on link 9 yesterday and today
+            await conn.execute(
+                "INSERT INTO link_visitors (link_id, visitor_id) VALUES (9, 'v:old');"
+                " INSERT INTO campaign_visitors (campaign_id, visitor_id)"
+                " VALUES (10, 'v:old');"
+                f" INSERT INTO daily_visitors VALUES ('{d1}', 'l', 9, 'v:old'),"
+                f" ('{d1}', 'c', 10, 'v:old'), ('{d2}', 'l', 9, 'v:old')"
+            )
+            applied = await db.migrate(conn, schema)
+            assert applied == [v for v, _ in db.migration_files() if v >= "0013"]
+            await apply(conn, [clk(9, "v:old", TODAY), clk(9, "v:old", YESTERDAY)], 0, 2)
+            await apply(conn, [clk(9, "v:old", TODAY.replace(minute=1))], 2, 3)
+            await apply(conn, [clk(9, "v:new", TODAY), clk(9, "v:new", TODAY)], 3, 5)
+        stored = await stored_counts(pool)
+        assert stored["days"] == {
+            ("link", 9, d1): (1, 0, 0),
+            ("link", 9, d2): (4, 1, 0),
+            ("campaign", 10, d1): (1, 0, 0),
+            ("campaign", 10, d2): (4, 2, 0),
+        }
+        assert stored["links"] == {9: (5, 1, 0)}
 
 
 async def test_a_visitor_committed_by_a_concurrent_batch_is_known_with_its_first_day(
@@ -350,29 +362,23 @@ async def test_partitions_command_makes_the_days_ahead(
 
 async def test_migration_0005_keeps_the_ids_counted_before_it(settings: Settings) -> None:
     """A database counted with the old unpartitioned table keeps deduplicating those ids."""
-    schema = f"{settings.postgres.schema}_m"
-    async with db.pool(settings.changed(POSTGRES_SCHEMA=schema).postgres, max_size=1) as pool:
-        try:
-            async with pool.acquire() as conn, conn.transaction():
-                await migrate_before(conn, schema, "0005")
-                await conn.execute(
-                    "INSERT INTO processed_events (event_id, processed_at) VALUES"
-                    " ('00000000-0000-7000-8000-000000000001', '2026-11-20 23:59:59+00'),"
-                    " ('00000000-0000-7000-8000-000000000002', '2026-11-21 00:00:00+00')"
-                )
-            async with pool.acquire() as conn:
-                applied = await db.migrate(conn, schema)
-            assert "0005_counter_dimensions" in applied
-            rows = await pool.fetch(
-                "SELECT tableoid::regclass::text AS part, event_id::text FROM processed_events"
-                " ORDER BY event_id"
-            )
-            assert [tuple(r) for r in rows] == [
-                ("processed_events_p20261120", "00000000-0000-7000-8000-000000000001"),
-                ("processed_events_p20261121", "00000000-0000-7000-8000-000000000002"),
-            ]
-        finally:
-            await pool.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+    async with schema_before(settings, "0005") as (schema, pool):
+        await pool.execute(
+            "INSERT INTO processed_events (event_id, processed_at) VALUES"
+            " ('00000000-0000-7000-8000-000000000001', '2026-11-20 23:59:59+00'),"
+            " ('00000000-0000-7000-8000-000000000002', '2026-11-21 00:00:00+00')"
+        )
+        async with pool.acquire() as conn:
+            applied = await db.migrate(conn, schema)
+        assert "0005_counter_dimensions" in applied
+        rows = await pool.fetch(
+            "SELECT tableoid::regclass::text AS part, event_id::text FROM processed_events"
+            " ORDER BY event_id"
+        )
+        assert [tuple(r) for r in rows] == [
+            ("processed_events_p20261120", "00000000-0000-7000-8000-000000000001"),
+            ("processed_events_p20261121", "00000000-0000-7000-8000-000000000002"),
+        ]
 
 
 async def test_counter_tables_leave_room_for_heap_only_updates(pool: asyncpg.Pool) -> None:

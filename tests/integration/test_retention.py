@@ -11,22 +11,36 @@ from datetime import UTC, date, datetime, timedelta
 import asyncpg
 import orjson
 import pytest
-from click.testing import CliRunner
 
 from services.api.insights import window_counts
 from services.api.window import Window
-from services.cli.main import cli
 from services.counter import retention
+from services.counter.intake import Click, admit
 from services.counter.retention import month_of, next_month
-from shared import db
+from shared import db, events
 from shared.settings import Settings
 from tests.faults.validator import stored_counts
-from tests.integration.test_counter_store import TODAY, apply, clk, migrate_before
+from tests.integration.test_cli_operator import clicktrack
+from tests.integration.test_counter_store import TODAY, apply, schema_before
+from tests.unit.test_events import make_event
 
 pytestmark = pytest.mark.integration
 
 MONTHS = retention.MONTH_TABLES
 KEEP, VISITORS = 9, 400
+
+
+def clk(link: int, visitor: str, at: datetime, *, campaign: int | None = 10, **kw: object) -> Click:
+    """A click of `visitor` on `link` at `at`, taken as if the counter's clock said `at` (these
+    tests count in months to come, as the counter will)."""
+    event = make_event(
+        link_id=link,
+        visitor_id=visitor,
+        campaign_id=campaign,
+        occurred_at=at.isoformat().replace("+00:00", "Z"),
+        **kw,
+    )
+    return admit(events.encode(event), max_bytes=65_536, now=at)
 
 
 def counters(stored: dict[str, dict[object, object]]) -> dict[str, dict[object, object]]:
@@ -162,11 +176,6 @@ async def test_an_epoch_switch_waits_for_the_counting_in_flight_and_holds_the_ne
 async def test_retention_command_lists_then_drops_and_audits(
     settings: Settings, pool: asyncpg.Pool
 ) -> None:
-    env = {
-        "POSTGRES_DSN": settings.postgres.dsn.reveal(),
-        "POSTGRES_SCHEMA": settings.postgres.schema,
-        "REDIS_URL": settings.redis.url.reveal(),
-    }
     old = TODAY.date() - timedelta(days=800)
     async with pool.acquire() as conn:
         await apply(conn, [clk(1, "v:a", datetime.combine(old, TODAY.timetz()))], 0, 1)
@@ -177,12 +186,9 @@ async def test_retention_command_lists_then_drops_and_audits(
     before = await retention.partitions(pool)
 
     async def invoke(*args: str) -> list[str]:
-        # the command runs its own event loop: give it a thread of its own
-        done = await asyncio.to_thread(
-            CliRunner().invoke, cli, ["retention", "run", *args], env=env
-        )
-        assert done.exit_code == 0, done.output
-        return list(done.output.splitlines())
+        status, out, err = await clicktrack(settings, "retention", "run", *args)
+        assert status == 0, err
+        return out.splitlines()
 
     listed = await invoke("--dry-run")
     assert sorted(listed) == sorted(f"would drop {n}" for n in stale)
@@ -247,74 +253,69 @@ async def test_no_table_keeps_a_user_agent_or_a_referrer(pool: asyncpg.Pool) -> 
 async def test_migration_0090_puts_stored_rows_in_their_months(settings: Settings) -> None:
     """Rows counted before 0090 move into partitions: visits by quarter, a recipient's row by its
     last click, an all-time visitor row by its last visit on the scope (or when first seen)."""
-    schema = f"{settings.postgres.schema}_m90"
     jan, feb, mar = (datetime(2026, m, 10, 8, tzinfo=UTC) for m in (1, 2, 3))
     month = month_of(datetime.now(UTC).date())
-    async with db.pool(settings.changed(POSTGRES_SCHEMA=schema).postgres, max_size=1) as pool:
-        try:
-            async with pool.acquire() as conn, conn.transaction():
-                await migrate_before(conn, schema, "0090")
-                await conn.execute(
-                    "INSERT INTO quarter_visitors VALUES"
-                    " (1, $1, 'v:a', 'sms', 3, 10, 'one_time'),"
-                    " (1, $2, 'v:a', 'sms', 3, 10, 'one_time'),"
-                    " (2, $1, 'v:b', 'sms', 3, 10, 'one_time')",
-                    jan,
-                    mar,
-                )
-                await conn.execute(
-                    "INSERT INTO recipient_clicks (link_id, recipient_id, campaign_id, clicks,"
-                    " bot_clicks, first_click, last_click) VALUES"
-                    " (1, 'p-1', 10, 2, 0, $1, $2), (1, 'p-2', 10, 0, 1, NULL, NULL)",
-                    jan,
-                    feb,
-                )
-                await conn.execute(
-                    "INSERT INTO link_visitors (link_id, visitor_id, first_seen, first_day)"
-                    " VALUES (1, 'v:a', $1, $2), (2, 'v:b', $1, $2), (3, 'v:c', $3, NULL)",
-                    jan,
-                    jan.date(),
-                    feb,
-                )
-                await conn.execute(
-                    "INSERT INTO campaign_visitors (campaign_id, visitor_id, first_seen, first_day)"
-                    " VALUES (10, 'v:a', $1, $2), (10, 'v:b', $1, $2)",
-                    jan,
-                    jan.date(),
-                )
-            async with pool.acquire() as conn:
-                assert "0090_visitor_partitions" in await db.migrate(conn, schema)
+    async with schema_before(settings, "0090") as (schema, pool):
+        async with pool.acquire() as conn, conn.transaction():
+            await conn.execute(
+                "INSERT INTO quarter_visitors VALUES"
+                " (1, $1, 'v:a', 'sms', 3, 10, 'one_time'),"
+                " (1, $2, 'v:a', 'sms', 3, 10, 'one_time'),"
+                " (2, $1, 'v:b', 'sms', 3, 10, 'one_time')",
+                jan,
+                mar,
+            )
+            await conn.execute(
+                "INSERT INTO recipient_clicks (link_id, recipient_id, campaign_id, clicks,"
+                " bot_clicks, first_click, last_click) VALUES"
+                " (1, 'p-1', 10, 2, 0, $1, $2), (1, 'p-2', 10, 0, 1, NULL, NULL)",
+                jan,
+                feb,
+            )
+            await conn.execute(
+                "INSERT INTO link_visitors (link_id, visitor_id, first_seen, first_day)"
+                " VALUES (1, 'v:a', $1, $2), (2, 'v:b', $1, $2), (3, 'v:c', $3, NULL)",
+                jan,
+                jan.date(),
+                feb,
+            )
+            await conn.execute(
+                "INSERT INTO campaign_visitors (campaign_id, visitor_id, first_seen, first_day)"
+                " VALUES (10, 'v:a', $1, $2), (10, 'v:b', $1, $2)",
+                jan,
+                jan.date(),
+            )
+        async with pool.acquire() as conn:
+            assert "0090_visitor_partitions" in await db.migrate(conn, schema)
 
-            async def placed(query: str) -> list[tuple[object, ...]]:
-                return [tuple(r) for r in await pool.fetch(query)]
+        async def placed(query: str) -> list[tuple[object, ...]]:
+            return [tuple(r) for r in await pool.fetch(query)]
 
-            assert await placed(
-                "SELECT tableoid::regclass::text, link_id, visitor_id FROM quarter_visitors"
-                " ORDER BY 1, 2"
-            ) == [
-                ("quarter_visitors_m202601", 1, "v:a"),
-                ("quarter_visitors_m202601", 2, "v:b"),
-                ("quarter_visitors_m202603", 1, "v:a"),
-            ]
-            assert await placed(
-                "SELECT recipient_id, month, clicks, bot_clicks, first_click FROM recipient_clicks"
-                " ORDER BY 1"
-            ) == [("p-1", date(2026, 2, 1), 2, 0, jan), ("p-2", month, 0, 1, None)]
-            assert await placed(
-                "SELECT visitor_id, epoch, first_day FROM link_visitors ORDER BY 1"
-            ) == [
-                ("v:a", date(2026, 3, 1), jan.date()),
-                ("v:b", date(2026, 1, 1), jan.date()),
-                ("v:c", date(2026, 2, 1), None),
-            ]
-            assert await placed("SELECT visitor_id, epoch FROM campaign_visitors ORDER BY 1") == [
-                ("v:a", date(2026, 3, 1)),
-                ("v:b", date(2026, 1, 1)),
-            ]
-            assert await retention.current_epoch(pool) == max(month, date(2026, 3, 1))
-            # counting goes on over the migrated rows: v:a is known, v:d is new
-            async with pool.acquire() as conn:
-                await apply(conn, [clk(1, "v:a", TODAY), clk(1, "v:d", TODAY)], 0, 2)
-            assert (await stored_counts(pool))["links"] == {1: (2, 1, 0)}
-        finally:
-            await pool.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        assert await placed(
+            "SELECT tableoid::regclass::text, link_id, visitor_id FROM quarter_visitors"
+            " ORDER BY 1, 2"
+        ) == [
+            ("quarter_visitors_m202601", 1, "v:a"),
+            ("quarter_visitors_m202601", 2, "v:b"),
+            ("quarter_visitors_m202603", 1, "v:a"),
+        ]
+        assert await placed(
+            "SELECT recipient_id, month, clicks, bot_clicks, first_click FROM recipient_clicks"
+            " ORDER BY 1"
+        ) == [("p-1", date(2026, 2, 1), 2, 0, jan), ("p-2", month, 0, 1, None)]
+        assert await placed(
+            "SELECT visitor_id, epoch, first_day FROM link_visitors ORDER BY 1"
+        ) == [
+            ("v:a", date(2026, 3, 1), jan.date()),
+            ("v:b", date(2026, 1, 1), jan.date()),
+            ("v:c", date(2026, 2, 1), None),
+        ]
+        assert await placed("SELECT visitor_id, epoch FROM campaign_visitors ORDER BY 1") == [
+            ("v:a", date(2026, 3, 1)),
+            ("v:b", date(2026, 1, 1)),
+        ]
+        assert await retention.current_epoch(pool) == max(month, date(2026, 3, 1))
+        # counting goes on over the migrated rows: v:a is known, v:d is new
+        async with pool.acquire() as conn:
+            await apply(conn, [clk(1, "v:a", TODAY), clk(1, "v:d", TODAY)], 0, 2)
+        assert (await stored_counts(pool))["links"] == {1: (2, 1, 0)}
