@@ -38,19 +38,18 @@ def retention_run(settings: Settings, dry_run: bool, ticket: str | None) -> None
     async def go() -> tuple[list[str], list[str]]:
         today = datetime.now(UTC).date()
         with db.errors("retention: Postgres did not answer"):
-            async with db.pool(settings.postgres, max_size=1) as pool, pool.acquire() as conn:
+            async with db.pool(settings.postgres, max_size=1) as pool:
                 if dry_run:
-                    have = await retention.partitions(conn)
-                    epoch = await retention.current_epoch(conn)
+                    have = await retention.partitions(pool)
+                    epoch = await retention.current_epoch(pool)
                     return [], retention.expired(have, today=today, epoch=epoch, **periods)
-                created = await retention.prepare(conn, today=today)
-                async with conn.transaction():
-                    dropped = await retention.prune(conn, today=today, **periods)
+                async with pool.acquire() as conn:
+                    created = await retention.prepare(conn, today=today)
+                operator = audit.cli_operator()
+                async with audit.acting(pool, operator=operator, ticket=ticket) as trail:
+                    dropped = await retention.prune(trail.conn, today=today, **periods)
                     if dropped:
-                        await audit.record(
-                            conn, operator=audit.cli_operator(), action="retention.dropped",
-                            org_id=None, ticket=ticket, partitions=dropped, **periods,
-                        )  # fmt: skip
+                        await trail.record("retention.dropped", None, partitions=dropped, **periods)
                 return created, dropped
 
     created, dropped = run(go())
