@@ -518,7 +518,7 @@ async def test_ids_stored_before_pseudonyms_become_pseudonyms_counts_unchanged(
             assert found_in(await redis_dump(redis)) == [PHONES[0], NEEDLES[3]]
 
             applied = await db.migrate(conn, schema)
-            assert applied == ["0080_recipients", "0081_audit_outlives_purge"]
+            assert applied == [v for v, _ in db.migration_files() if v >= "0080"]
             legacy = await pseudonymise_legacy(conn, keys)
             assert (legacy.erased, sorted(legacy.codes)) == (2, ["OldCode0000", "OldCode0001"])
             await forget_in_redis(redis, codes=legacy.codes)  # as `clicktrack migrate` does
