@@ -170,9 +170,11 @@ async def list_campaigns(
     )
 
 
-async def link_lineage(conn: asyncpg.Connection | asyncpg.Pool, campaign: Campaign) -> list[int]:
-    """Campaign ids whose links this campaign reuses, nearest first: itself, then for a resend
-    its parent, and up while the parent is itself a resend."""
+async def link_lineage(
+    conn: asyncpg.Connection | asyncpg.Pool, campaign: Campaign | int
+) -> list[int]:
+    """Campaign ids whose links this campaign (or campaign id) reuses, nearest first: itself,
+    then for a resend its parent, and up while the parent is itself a resend."""
     rows = await conn.fetch(
         """
         WITH RECURSIVE up (id, kind, parent_id, depth) AS (
@@ -184,6 +186,6 @@ async def link_lineage(conn: asyncpg.Connection | asyncpg.Pool, campaign: Campai
         )
         SELECT id FROM up ORDER BY depth
         """,
-        campaign.id,
+        campaign if isinstance(campaign, int) else campaign.id,
     )
     return [r["id"] for r in rows]

@@ -141,9 +141,8 @@ async def non_clickers(
         links = await scope_links(conn, scope)
     if not links:
         return []
-    sql = _with_ids(non_clickers_sql(scope, len(links)), "p", 5)
-    rows = await conn.fetch(sql, after, limit, scope[1], links, vault.org_id)
-    return [NonClicker(_open(vault, r[0], r[1]), r[0]) for r in rows]
+    sql = non_clickers_sql(scope, len(links))
+    return await non_clicker_page(conn, vault, sql, after, limit, scope[1], links)
 
 
 async def clickers(
@@ -156,8 +155,25 @@ async def clickers(
 ) -> list[Clicker]:
     """A page of the scope's clickers, in pseudonym order; the scope belongs to the organisation
     of `vault`."""
-    sql = _with_ids(clickers_sql(scope), "p, clicks, bots, expiry, f, l", 4)
-    rows = await conn.fetch(sql, after, limit, scope[1], vault.org_id)
+    return await clicker_page(conn, vault, clickers_sql(scope), after, limit, scope[1])
+
+
+async def non_clicker_page(
+    conn: asyncpg.Connection | asyncpg.Pool, vault: RecipientVault, sql: str, *args: object
+) -> list[NonClicker]:
+    """The rows of `sql` (a list of pseudonyms, parameters `args`) as `NonClicker`s, their ids
+    opened with `vault` (the organisation's whose scope it is)."""
+    rows = await conn.fetch(_with_ids(sql, "p", len(args) + 1), *args, vault.org_id)
+    return [NonClicker(_open(vault, r[0], r[1]), r[0]) for r in rows]
+
+
+async def clicker_page(
+    conn: asyncpg.Connection | asyncpg.Pool, vault: RecipientVault, sql: str, *args: object
+) -> list[Clicker]:
+    """The rows of `sql` (`Clicker`'s columns from its pseudonym on, parameters `args`) as
+    `Clicker`s, their ids opened with `vault`."""
+    inner = _with_ids(sql, "p, clicks, bots, expiry, f, l", len(args) + 1)
+    rows = await conn.fetch(inner, *args, vault.org_id)
     return [Clicker(_open(vault, r[0], r[6]), *r[:6]) for r in rows]
 
 

@@ -250,9 +250,9 @@ async def _rename(
     old: list[str],
     new: list[str],
 ) -> list[str]:
-    """In the codes, visitor rows and per-recipient clicks of these links and campaigns,
-    recipient pseudonym `old[i]` becomes `new[i]`; returns the codes renamed. Counts and days
-    stay as they are."""
+    """In the codes, visitor rows, per-recipient clicks and resend audiences of these links and
+    campaigns, recipient pseudonym `old[i]` becomes `new[i]`; returns the codes renamed. Counts
+    and days stay as they are."""
     codes = await conn.fetch(
         "UPDATE codes c SET recipient_id = m.new"
         " FROM unnest($2::text[], $3::text[]) AS m (old, new)"
@@ -288,6 +288,14 @@ async def _rename(
         " FROM unnest($2::text[], $3::text[]) AS m (old, new)"
         " WHERE k.link_id = ANY($1::bigint[]) AND k.recipient_id = m.old",
         links,
+        old,
+        new,
+    )
+    await conn.execute(
+        "UPDATE resend_audience a SET recipient_id = m.new"
+        " FROM unnest($2::text[], $3::text[]) AS m (old, new)"
+        " WHERE a.campaign_id = ANY($1::bigint[]) AND a.recipient_id = m.old",
+        campaigns,
         old,
         new,
     )

@@ -199,7 +199,17 @@ async def link_for_destination(conn: asyncpg.Connection, campaign: Campaign, url
         return link
 
 
-async def _find(conn: asyncpg.Connection, campaign_ids: list[int], destination: str) -> Link | None:
+async def find_live(
+    conn: asyncpg.Connection | asyncpg.Pool, campaign_ids: list[int], url: str
+) -> Link | None:
+    """The live (enabled, unexpired) link to `url` among the campaigns' links, nearest campaign
+    first: the link a resend reuses for that destination."""
+    return await _find(conn, campaign_ids, normalise_destination(url))
+
+
+async def _find(
+    conn: asyncpg.Connection | asyncpg.Pool, campaign_ids: list[int], destination: str
+) -> Link | None:
     row = await conn.fetchrow(
         f"SELECT {_COLUMNS} FROM links"
         " WHERE campaign_id = ANY($1::bigint[]) AND md5(destination) = md5($2)"

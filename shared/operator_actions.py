@@ -35,6 +35,16 @@ async def create_org(
     return org, key
 
 
+async def set_time_zone(
+    pool: asyncpg.Pool, org_id: int, zone: str, *, operator: str, ticket: str | None
+) -> Org:
+    """Set the time zone of the organisation's reports (an IANA name, `invalid_tz` otherwise)."""
+    async with audit.acting(pool, operator=operator, ticket=ticket) as trail:
+        org = await orgs.set_time_zone(trail.conn, org_id, zone)
+        await trail.record("org.time_zone", org_id, time_zone=org.time_zone)
+    return org
+
+
 async def switch_tracking(
     pool: asyncpg.Pool, org_id: int, enabled: bool, *, operator: str, ticket: str | None
 ) -> tuple[Org, list[int]]:

@@ -162,6 +162,22 @@ class OrgSwitch(Body):
     ticket: Ticket | None = None
 
 
+class OrgTimeZone(Body):
+    """The time zone of an organisation's reports."""
+
+    rules = {"time_zone": "invalid_tz", "ticket": "invalid_ticket"}
+    time_zone: Annotated[
+        str,
+        Meta(
+            min_length=1,
+            max_length=64,
+            description="An IANA name (Asia/Kolkata, Europe/London, UTC): the hours and days of"
+            " its reports.",
+        ),
+    ]
+    ticket: Ticket | None = None
+
+
 class WhitelistAdd(Body):
     """An entry for an organisation's DLT whitelist."""
 
@@ -304,6 +320,36 @@ class Pseudonyms(Body):
     ]
 
 
+class ResendCreate(Body):
+    """A resend of a campaign to its recipients who did not click: the same message (one
+    template, one set of values) for each, every link in the values carrying the code the
+    recipient was sent the first time."""
+
+    rules = {
+        "name": "invalid_name",
+        "template": "template_too_long",
+        "slot_types": "unsupported_variable",
+        "channel": "invalid_channel",
+    }
+    name: Name
+    template: Template
+    values: Annotated[
+        Values, doc("The slot values; each link must be a live link of the campaign it resends.")
+    ] = []
+    slot_types: SlotTypes = None
+    link_id: Annotated[
+        Id | None,
+        doc("Send to the recipients of this link of the campaign who did not open it, instead"
+            " of the campaign's recipients who clicked none of its links."),
+    ] = None  # fmt: skip
+    channel: Annotated[Channel | None, doc("Default: the campaign's.")] = None
+    var_limit: Annotated[Id | None, doc("Characters per slot value; default DLT_VAR_LIMIT.")] = None
+    limit: Annotated[
+        int, Meta(ge=0, le=1000, description="Messages rendered in the answer (the rest: GET"
+                  " .../messages with `after`).")
+    ] = 100  # fmt: skip
+
+
 REQUEST_BODIES: tuple[type[Body], ...] = (
     OrgCreate,
     LinkTracking,
@@ -311,6 +357,7 @@ REQUEST_BODIES: tuple[type[Body], ...] = (
     CampaignCreate,
     DomainAdd,
     OrgSwitch,
+    OrgTimeZone,
     WhitelistAdd,
     WhitelistImport,
     WhitelistCheck,
@@ -321,5 +368,6 @@ REQUEST_BODIES: tuple[type[Body], ...] = (
     Message,
     RenderBatchRequest,
     Pseudonyms,
+    ResendCreate,
 )
 """Every type a handler decodes a body with."""

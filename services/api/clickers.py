@@ -16,6 +16,7 @@ from __future__ import annotations
 import csv
 import io
 import re
+from dataclasses import dataclass
 from datetime import UTC
 from typing import Any
 
@@ -25,7 +26,7 @@ from services.api.auth import org_of, require_org
 from services.api.body import MAX_PAGE, path_id
 from services.api.context import GATE, POOL, recipient_vault
 from services.api.errors import dumps
-from shared import clickers
+from shared import clickers, resends
 from shared.campaigns import get_campaign
 from shared.errors import InvalidInputError
 from shared.links import get_link
@@ -37,13 +38,44 @@ CSV_PAGE = 5000
 _PSEUDONYM = re.compile(r"[0-9a-f]{32}")
 
 
-async def scope_of(request: web.Request) -> clickers.Scope:
+@dataclass(frozen=True, slots=True)
+class Listed:
+    """What a list request names: the caller's campaign or link (another organisation's is
+    404); for a resend to non-clickers, its audience (`shared.resends`)."""
+
+    scope: clickers.Scope
+    resend: resends.Resend | None = None
+
+
+async def scope_of(request: web.Request) -> Listed:
     """The caller's campaign or link named in the path (another organisation's is 404)."""
     org_id = await require_org(request)
     pool = request.app[POOL]
     if "link_id" in request.match_info:
-        return "link", (await get_link(pool, org_id, path_id(request, "link_id"))).id
-    return "campaign", (await get_campaign(pool, org_id, path_id(request, "campaign_id"))).id
+        return Listed(("link", (await get_link(pool, org_id, path_id(request, "link_id"))).id))
+    campaign = await get_campaign(pool, org_id, path_id(request, "campaign_id"))
+    made = await resends.get_resend(pool, campaign.id) if campaign.kind == "resend" else None
+    return Listed(("campaign", campaign.id), made)
+
+
+async def _list(
+    request: web.Request,
+    which: str,
+    listed: Listed,
+    after: str,
+    limit: int,
+    links: list[int] | None = None,
+) -> list[Any]:
+    """A page of `which` (`clickers`, `non_clickers`) of what the request names."""
+    pool, vault = request.app[POOL], _vault(request)
+    if listed.resend is not None:
+        pick = resends.clickers if which == "clickers" else resends.non_clickers
+        return await pick(pool, vault, listed.resend, after=after, limit=limit)
+    if which == "clickers":
+        return await clickers.clickers(pool, vault, listed.scope, after=after, limit=limit)
+    return await clickers.non_clickers(
+        pool, vault, listed.scope, after=after, limit=limit, links=links
+    )
 
 
 def recipient_page(request: web.Request) -> tuple[str, int]:
@@ -75,18 +107,18 @@ def _page(items: list[Any], last: str | None, limit: int) -> dict[str, Any]:
 async def clickers_page(request: web.Request) -> web.Response:
     """A page of the recipients who clicked: clicks, bot hits, taps after expiry, first and last
     click."""
-    scope, vault = await scope_of(request), _vault(request)
+    listed = await scope_of(request)
     after, limit = recipient_page(request)
-    found = await clickers.clickers(request.app[POOL], vault, scope, after=after, limit=limit)
+    found = await _list(request, "clickers", listed, after, limit)
     body = _page(found, found[-1].pseudonym if found else None, limit)
     return web.json_response(body, dumps=dumps)
 
 
 async def non_clickers_page(request: web.Request) -> web.Response:
     """A page of the recipients who did not click."""
-    scope, vault = await scope_of(request), _vault(request)
+    listed = await scope_of(request)
     after, limit = recipient_page(request)
-    found = await clickers.non_clickers(request.app[POOL], vault, scope, after=after, limit=limit)
+    found = await _list(request, "non_clickers", listed, after, limit)
     return web.json_response(
         _page(found, found[-1].pseudonym if found else None, limit), dumps=dumps
     )
@@ -144,7 +176,8 @@ def _iso(at: Any) -> str:
 
 
 async def _stream(request: web.Request, which: str) -> web.StreamResponse:
-    scope, vault = await scope_of(request), _vault(request)
+    listed, vault = await scope_of(request), _vault(request)
+    scope = listed.scope
     if request.query:
         raise InvalidInputError("the CSV lists take no query parameters", code="unknown_parameter")
     pool = request.app[POOL]
@@ -167,14 +200,7 @@ async def _stream(request: web.Request, which: str) -> web.StreamResponse:
         after = ""
         while True:
             # One statement on a pooled connection, released before the page is written.
-            if which == "clickers":
-                page: list[Any] = await clickers.clickers(
-                    pool, vault, scope, after=after, limit=CSV_PAGE
-                )
-            else:
-                page = await clickers.non_clickers(
-                    pool, vault, scope, after=after, limit=CSV_PAGE, links=links
-                )
+            page = await _list(request, which, listed, after, CSV_PAGE, links)
             writer.writerows(_rows(page))
             await response.write(out.getvalue().encode())
             out.seek(0)

@@ -25,6 +25,7 @@ from services.api import (
     recipients,
     render,
     reports,
+    resends,
     whitelist,
 )
 from services.api.bodies import (
@@ -37,10 +38,12 @@ from services.api.bodies import (
     LinkTracking,
     OrgCreate,
     OrgSwitch,
+    OrgTimeZone,
     Pseudonyms,
     Recipients,
     RenderBatchRequest,
     RenderRequest,
+    ResendCreate,
     WhitelistAdd,
     WhitelistCheck,
     WhitelistImport,
@@ -62,6 +65,8 @@ from services.api.report_responses import (
     LinkReport,
     NonClickerPage,
     OrgReport,
+    ResendCreated,
+    ResendMessages,
 )
 from services.api.responses import (
     ApiKey,
@@ -284,6 +289,8 @@ OPERATIONS = (
     Op("get", "/v1/orgs/{org_id}", orgs.get_org, "Read an organisation", EITHER, (200, Org)),
     Op("put", "/v1/orgs/{org_id}/link-tracking", orgs.set_link_tracking,
        "Switch link tracking on or off", OPERATOR, (200, Org), body=LinkTracking),
+    Op("put", "/v1/orgs/{org_id}/time-zone", orgs.set_time_zone,
+       "Set the time zone of an organisation's reports", OPERATOR, (200, Org), body=OrgTimeZone),
     Op("post", "/v1/orgs/{org_id}/api-keys", orgs.issue_key, "Issue an API key (shown once)",
        OPERATOR, (201, NewApiKey), body=ApiKeyCreate),
     Op("delete", "/v1/orgs/{org_id}/api-keys/{key_id}", orgs.withdraw_key,
@@ -358,6 +365,13 @@ OPERATIONS = (
     Op("post", "/v1/render/whitelist-check", whitelist.check_whitelist,
        "What must be whitelisted on DLT to send a template in a campaign", KEY,
        (200, WhitelistPreflight), body=WhitelistCheck),
+    Op("post", "/v1/campaigns/{campaign_id}/resends", resends.create_resend,
+       "Resend a campaign to its recipients who did not click (or did not open a link), with"
+       " the codes they were sent; its first messages", KEY, (201, ResendCreated),
+       body=ResendCreate, errors=_MINTS),
+    Op("get", "/v1/campaigns/{campaign_id}/messages", resends.resend_messages,
+       "A page of a resend's messages (a resend to non-clickers)", KEY, (200, ResendMessages),
+       errors=(401, 403, 404, 409, 422), query=RECIPIENT_PAGE),
     Op("get", "/v1/links/{link_id}/report", reports.link_report, "Report of a link", KEY,
        (200, LinkReport), errors=_REPORT_ERRORS, query=WINDOW),
     Op("get", "/v1/campaigns/{campaign_id}/report", reports.campaign_report,

@@ -12,7 +12,7 @@ from dataclasses import asdict
 from aiohttp import web
 
 from services.api.auth import caller, require_operator, require_org
-from services.api.bodies import ApiKeyCreate, LinkTracking, OrgCreate
+from services.api.bodies import ApiKeyCreate, LinkTracking, OrgCreate, OrgTimeZone
 from services.api.body import decode, page, paged, path_id
 from services.api.context import POOL, REDIS, SETTINGS
 from services.api.errors import dumps
@@ -75,6 +75,17 @@ async def set_link_tracking(request: web.Request) -> web.Response:
     )  # fmt: skip
     log.info("link tracking switched", extra={"org_id": org.id, "enabled": body.enabled})
     await _tell_redirectors(request, org.id, link_ids)
+    return web.json_response(org, dumps=dumps)
+
+
+async def set_time_zone(request: web.Request) -> web.Response:
+    """Operator: the time zone of an organisation's reports (their hours and days)."""
+    await require_operator(request)
+    body = await decode(request, OrgTimeZone)
+    org = await operator_actions.set_time_zone(
+        request.app[POOL], path_id(request, "org_id"), body.time_zone,
+        operator=operator_name(request), ticket=body.ticket,
+    )  # fmt: skip
     return web.json_response(org, dumps=dumps)
 
 

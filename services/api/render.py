@@ -98,11 +98,11 @@ async def render_message(request: web.Request) -> web.Response:
     """Render one message for one recipient (or for everyone, with the link's shared code)."""
     org_id = await require_org(request)
     body = await decode(request, RenderRequest)
-    job = await _job(request, org_id, body)
+    job = await job_of(request, org_id, body)
     message = Message(check_recipient(body.recipient), body.values)
-    _check(job, message)
+    check_message(job, message)
     tracked = await _track(request, job, [message])
-    done = _render(job, message, tracked)
+    done = render_one(job, message, tracked)
     links = []
     for link in done.links:
         link_id, code = tracked.get((link.target, message.recipient), (None, None))
@@ -118,7 +118,7 @@ async def render_message(request: web.Request) -> web.Response:
         )
     return web.json_response(
         {
-            **_measured(done),
+            **measured(done),
             "tracking": {"enabled": job.tracking, "detail": _ON if job.tracking else _OFF},
             "var_limit": job.var_limit,
             **_typing(job.template),
@@ -136,7 +136,7 @@ async def render_batch(request: web.Request) -> web.Response:
     org_id = await require_org(request)
     with request.app[GATE].enter(org_id):
         body = await decode(request, RenderBatchRequest)
-        job = await _job(request, org_id, body)
+        job = await job_of(request, org_id, body)
         items = body.messages
         results: list[dict[str, Any]] = [{} for _ in items]
         good: list[tuple[int, Message]] = []
@@ -146,7 +146,7 @@ async def render_batch(request: web.Request) -> web.Response:
             try:
                 given = decode_item(item, bodies.Message, "a message")
                 message = Message(check_recipient(given.recipient), given.values)
-                _check(job, message)
+                check_message(job, message)
             except InvalidInputError as exc:
                 results[i] = {"error": exc.code, "detail": exc.detail, **exc.context}
             else:
@@ -156,8 +156,8 @@ async def render_batch(request: web.Request) -> web.Response:
         for n, (i, message) in enumerate(good):
             if n % YIELD_EVERY == YIELD_EVERY - 1:
                 await asyncio.sleep(0)
-            done = _render(job, message, tracked)
-            results[i] = {"recipient": message.recipient, **_measured(done)}
+            done = render_one(job, message, tracked)
+            results[i] = {"recipient": message.recipient, **measured(done)}
             segments, original = segments + done.sms.segments, original + done.original.segments
         return web.json_response(
             {
@@ -177,7 +177,9 @@ async def render_batch(request: web.Request) -> web.Response:
         )
 
 
-async def _job(request: web.Request, org_id: int, body: RenderRequest | RenderBatchRequest) -> Job:
+async def job_of(
+    request: web.Request, org_id: int, body: RenderRequest | RenderBatchRequest
+) -> Job:
     settings, pool = request.app[SETTINGS], request.app[POOL]
     limit = settings.api.dlt_var_limit
     if body.var_limit is not None and body.var_limit > limit:
@@ -219,7 +221,7 @@ async def _job(request: web.Request, org_id: int, body: RenderRequest | RenderBa
     )
 
 
-def _check(job: Job, message: Message) -> None:
+def check_message(job: Job, message: Message) -> None:
     """Refuse a message that cannot be sent, before anything is written: wrong value count,
     a value over the limit once its links are short links of the real length, a bad link."""
     dlt.check_slots(job.template, message.values)  # a link outside a URL slot, a bad value
@@ -288,7 +290,7 @@ async def _track(request: web.Request, job: Job, messages: list[Message]) -> Tra
     return tracked
 
 
-def _render(job: Job, message: Message, tracked: Tracked) -> dlt.Rendering:
+def render_one(job: Job, message: Message, tracked: Tracked) -> dlt.Rendering:
     shorts = None
     if job.tracking:
         prefix = job.short_prefix
@@ -306,7 +308,7 @@ def _typing(template: dlt.Template) -> dict[str, Any]:
     }
 
 
-def _measured(done: dlt.Rendering) -> dict[str, Any]:
+def measured(done: dlt.Rendering) -> dict[str, Any]:
     return {
         **_measure(done.text, done.sms),
         "original": _measure(done.original_text, done.original),

@@ -9,7 +9,7 @@ import msgspec
 from msgspec import Meta
 
 from services.api.bodies import Time, doc
-from services.api.responses import Campaign, Closed, Link
+from services.api.responses import Campaign, Closed, Link, RenderedMessage
 from shared.campaigns import CampaignKind
 from shared.events import Id
 
@@ -120,6 +120,22 @@ class LinkCounts(Counts):
     totals: Counts
 
 
+class ResendCounts(Closed):
+    """A resend to non-clickers: its audience, and their clicks since it was made. Its reused
+    codes are the original's, so the clicks also count on the original's links (as every
+    resend's reused links do); these are the resend's own, read against its audience."""
+
+    parent_id: Id
+    link_id: Annotated[
+        Id | None, doc("The original's link whose non-openers it went to; null: non-clickers.")
+    ]
+    audience: Annotated[Count, doc("Recipients it was sent to.")]
+    clicked: Annotated[Count, doc("Recipients of the audience who clicked since: its uniques.")]
+    total: Annotated[Count, doc("Human clicks of the audience on the family's links since.")]
+    bots: Annotated[Count, doc("Bot hits on the audience's codes since.")]
+    after_expiry: Annotated[Count, doc("The audience's taps on expired links since.")]
+
+
 class FamilyMember(Closed):
     """A campaign of the family and its counts."""
 
@@ -133,6 +149,7 @@ class FamilyMember(Closed):
             " after each send."
         ),
     ]
+    resend: Annotated[ResendCounts | None, doc("A resend to non-clickers: its own numbers.")]
 
 
 class CampaignReport(Report):
@@ -148,6 +165,10 @@ class CampaignReport(Report):
     family: Annotated[
         list[FamilyMember],
         doc("The original campaign, its resends and recurrences, oldest first."),
+    ]
+    resend: Annotated[
+        ResendCounts | None,
+        doc("For a resend to non-clickers: its audience and their clicks since; else null."),
     ]
 
 
@@ -212,3 +233,21 @@ class NonClickerPage(msgspec.Struct):
 
     items: list[NonClicker]
     next_after: Annotated[str | None, doc("Pass as `after` for the next page; null at the end.")]
+
+
+class ResendMessages(msgspec.Struct):
+    """A page of a resend's messages, in recipient order."""
+
+    items: list[RenderedMessage]
+    next_after: Annotated[str | None, doc("Pass as `after` for the next page; null at the end.")]
+
+
+class ResendCreated(Closed):
+    """A resend to non-clickers: the new campaign, its audience, its first messages."""
+
+    campaign: Campaign
+    resend: ResendCounts
+    messages: Annotated[list[RenderedMessage], doc("The first `limit` messages.")]
+    next_after: Annotated[
+        str | None, doc("Pass as `after` to GET .../messages for the next page; null: no more.")
+    ]

@@ -31,6 +31,7 @@ from services.api.insights import (
     window_counts,
 )
 from services.api.window import HOUR, Window, floor_quarter, read_window
+from shared import resends
 from shared.campaigns import COLUMNS as CAMPAIGN_COLUMNS
 from shared.campaigns import Campaign, get_campaign
 from shared.errors import InvalidInputError
@@ -165,6 +166,7 @@ async def campaign_report(request: web.Request) -> web.Response:
     )
     totals, source = totals_of
     in_window = {**others_in_window, campaign.id: counted.in_window}
+    resent = await resends.counts_of(pool, ids)
     body = {
         **await envelope(request, window, now),
         "campaign": campaign,
@@ -179,9 +181,11 @@ async def campaign_report(request: web.Request) -> web.Response:
                 "totals": totals[c.id].as_dict(),
                 "in_window": in_window[c.id].as_dict(),
                 "first_24h": first_day[c.id].as_dict(),
+                "resend": resent.get(c.id),
             }
             for c in family
         ],
+        "resend": resent.get(campaign.id),
         "series": series_items(window, counted.series),
     }
     return web.json_response(body, dumps=dumps)

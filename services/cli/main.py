@@ -15,6 +15,7 @@ from services.cli.loadgen import LoadgenError, Plan, require_loopback, write_rec
 from services.cli.loadgen import run as run_load
 from services.cli.operator import audit_command, key, mint_command, org
 from services.cli.ops import describe_topic, lag, serve_lag
+from services.cli.resend import resend_command
 from services.cli.retention import retention_group
 from services.cli.running import run
 from services.cli.webhooks import webhook
@@ -55,6 +56,7 @@ cli.add_command(audit_command)
 cli.add_command(domain)
 cli.add_command(whitelist_group)
 cli.add_command(retention_group)
+cli.add_command(resend_command)
 
 
 @cli.command()

@@ -120,10 +120,9 @@ def org_timezone(settings: Settings, org_ref: str, zone: str, ticket: str | None
     their days and hours are then that zone's, exactly."""
 
     async def go(pool: asyncpg.Pool, org_id: int) -> orgs.Org:
-        async with audit.acting(pool, operator=audit.cli_operator(), ticket=ticket) as trail:
-            found = await orgs.set_time_zone(trail.conn, org_id, zone)
-            await trail.record("org.time_zone", org_id, time_zone=found.time_zone)
-        return found
+        return await operator_actions.set_time_zone(
+            pool, org_id, zone, operator=audit.cli_operator(), ticket=ticket
+        )
 
     found = on_org(settings, org_ref, go)
     click.echo(f"organisation {found.id} ({found.name}): time zone {found.time_zone}")

@@ -24,6 +24,7 @@ from shared.settings import Settings
 from tests.e2e.browser import chromium
 from tests.e2e.test_dashboard_browser import WAIT_S, Running, _cells, _rows, running
 from tests.helpers import wait_for
+from tests.integration.api_client import OPERATOR_TOKEN
 from tests.integration.reports.world import publish
 from tests.unit.test_events import make_event
 
@@ -166,15 +167,115 @@ async def test_a_crafted_campaign_has_the_same_numbers_in_json_csv_and_dashboard
     assert sorted(seen["clickers"]) == [["asha", "3", "0", "0"], ["bala", "3", "0", "0"]]
     assert sorted(seen["non_clickers"]) == [["chitra"], ["dev"], ["esha"]]
 
+    # a resend to the non-clickers, made with the dashboard's action: each keeps their code
+    await api.call("PUT", "/v1/orgs/{org_id}/whitelist-check", auth=OPERATOR_TOKEN,
+                   json={"enabled": False}, org_id=org_id)  # fmt: skip
+    made = await asyncio.to_thread(_resend_in_dashboard, running.api, key, campaign)
+    assert made["audience"] == "3"
+    resend = int(made["campaign_id"])
+    messages = await api.call("GET", "/v1/campaigns/{campaign_id}/messages", auth=key,
+                              campaign_id=resend)  # fmt: skip
+    assert [(m["recipient"], m["text"].split("/")[-1]) for m in messages["items"]] == [
+        (who, f"{codes[(links[0], who)]} -CRAFT") for who in ("chitra", "dev", "esha")
+    ]
+    # since: chitra taps twice, dev (who had only previewed) once, esha's phone previews
+    now = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=5)
+    after = [
+        tap(0, "chitra", now), tap(0, "chitra", now + minute), tap(0, "dev", now + 2 * minute),
+        tap(0, "esha", now + 3 * minute, is_bot=True, bot_reason="ua:WhatsApp"),
+    ]  # fmt: skip
+    await publish(producer, settings.kafka.clicks_topic, after)
+    everyone = len(clicks) + len(after)
+    assert await wait_for(lambda: pool.fetchval(counted), everyone) == everyone
+    got = await api.call("GET", "/v1/campaigns/{campaign_id}/report", auth=key,
+                         campaign_id=resend)  # fmt: skip
+    own = {"parent_id": campaign, "link_id": None, "audience": 3, "clicked": 2, "total": 3,
+           "bots": 1, "after_expiry": 0}  # fmt: skip
+    assert got["resend"] == own
+
+    async def original() -> Any:
+        return await api.call("GET", "/v1/campaigns/{campaign_id}/report", auth=key,
+                              campaign_id=campaign)  # fmt: skip
+
+    async def original_totals() -> Any:
+        return (await original())["totals"]
+
+    # the reused codes count on the original's links too: 3 more clicks, 2 more visitors, a bot
+    everything = {"total": 9, "unique": 4, "bots": 5, "after_expiry": 2,
+                  "bots_by_reason": {**reasons, "user_agent": 2}}  # fmt: skip
+    assert await wait_for(original_totals, everything) == everything
+    got = await original()
+    assert [f["resend"] for f in got["family"]] == [None, own]
+    async with api.http.get(f"/v1/campaigns/{resend}/clickers.csv", headers=headers) as r:
+        rows = [row[:4] for row in csv.reader(io.StringIO(await r.text()))]
+    assert rows == [["recipient", "clicks", "bot_clicks", "after_expiry"],
+                    ["chitra", "2", "0", "0"], ["dev", "1", "0", "0"]]  # fmt: skip
+    seen = await asyncio.to_thread(_read_resend, running.api, key, campaign, resend)
+    assert seen["about"].endswith(
+        "resent to 3 recipients who had not clicked: 2 clicked since (3 clicks, counted on the"
+        " original's links)"
+    )
+    assert seen["clickers"] == [["chitra", "2", "0", "0"], ["dev", "1", "0", "0"]]
+    assert seen["non_clickers"] == [["esha"]]
+    assert seen["resends"] == [["Crafted, again", "non-clickers", "3", "2", "3", "1", "0"]]
+    assert seen["freshness"].endswith(" · times in Asia/Kolkata")
+
+
+def _sign_in(browser: Any, base: str, key: str) -> Any:
+    wait = WebDriverWait(browser, WAIT_S)
+    browser.get(f"{base}/dashboard")
+    wait.until(ready.visibility_of_element_located((By.ID, "api-key"))).send_keys(key)
+    browser.find_element(By.ID, "sign-in").click()
+    wait.until(ready.presence_of_element_located((By.CSS_SELECTOR, "#campaigns tbody tr")))
+    return wait
+
+
+def _resend_in_dashboard(base: str, key: str, campaign_id: int) -> dict[str, Any]:
+    """Resend the campaign to its non-clickers with the dashboard's form."""
+    with chromium() as browser:
+        wait = _sign_in(browser, base, key)
+        browser.get(f"{base}/dashboard/campaigns/{campaign_id}")
+        wait.until(ready.presence_of_element_located((By.ID, "resend-form")))
+        name = browser.find_element(By.ID, "resend-name")
+        name.clear()
+        name.send_keys("Crafted, again")
+        browser.find_element(By.ID, "resend-template").send_keys("Last chance: {#var#} -CRAFT")
+        browser.find_element(By.ID, "resend-values").send_keys("https://shop.example.in/one")
+        browser.find_element(By.ID, "resend-submit").click()
+        made = wait.until(ready.presence_of_element_located((By.ID, "resend-made")))
+        result = browser.find_element(By.ID, "resend-result")
+        return {
+            "audience": result.get_attribute("data-audience"),
+            "campaign_id": result.get_attribute("data-campaign-id"),
+            "link": made.get_attribute("href"),
+        }
+
+
+def _read_resend(base: str, key: str, campaign_id: int, resend_id: int) -> dict[str, Any]:
+    """The resend's page (its numbers, its lists) and the original's table of resends."""
+    seen: dict[str, Any] = {}
+    with chromium() as browser:
+        wait = _sign_in(browser, base, key)
+        browser.get(f"{base}/dashboard/campaigns/{resend_id}")
+        wait.until(ready.presence_of_element_located((By.ID, "campaign-about")))
+        for which in ("clickers", "non-clickers"):
+            wait.until(
+                lambda b, w=which: b.find_element(By.ID, f"{w}-list").get_attribute("data-loaded")
+            )
+        seen["about"] = browser.find_element(By.ID, "campaign-about").text
+        seen["clickers"] = [_cells(r, skip=(4, 5)) for r in _rows(browser, "clickers")]
+        seen["non_clickers"] = [_cells(r) for r in _rows(browser, "non-clickers")]
+        seen["freshness"] = browser.find_element(By.ID, "freshness").text
+        browser.get(f"{base}/dashboard/campaigns/{campaign_id}")
+        wait.until(ready.presence_of_element_located((By.ID, "resends")))
+        seen["resends"] = [_cells(r) for r in _rows(browser, "resends")]
+    return seen
+
 
 def _read_dashboard(base: str, key: str, campaign_id: int) -> dict[str, Any]:
     seen: dict[str, Any] = {}
     with chromium() as browser:
-        wait = WebDriverWait(browser, WAIT_S)
-        browser.get(f"{base}/dashboard")
-        wait.until(ready.visibility_of_element_located((By.ID, "api-key"))).send_keys(key)
-        browser.find_element(By.ID, "sign-in").click()
-        wait.until(ready.presence_of_element_located((By.CSS_SELECTOR, "#campaigns tbody tr")))
+        wait = _sign_in(browser, base, key)
         browser.get(f"{base}/dashboard/campaigns/{campaign_id}")
         wait.until(ready.presence_of_element_located((By.ID, "by-link")))
         for which in ("clickers", "non-clickers"):

@@ -25,8 +25,10 @@ class ApiClient:
     """Calls the API by route template; asserts the status, validates the body against the
     documented schema of that route and status, and returns the decoded body."""
 
-    def __init__(self, http: aiohttp.ClientSession, metrics_url: str = "") -> None:
+    def __init__(self, http: aiohttp.ClientSession, metrics_url: str = "", url: str = "") -> None:
         self.http = http
+        self.url = url
+        """Base URL of the API (for a client of its own, such as `clicktrack resend`)."""
         self.doc = document()
         self.metrics_url = metrics_url
         """Base URL of the API's `/metrics`, served apart from its public port."""

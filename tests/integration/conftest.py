@@ -30,6 +30,7 @@ async def api(api_settings: Settings, pool: asyncpg.Pool) -> AsyncIterator[ApiCl
     """A client of the API running on this test's schema."""
     server = TestServer(create_app(api_settings), host="127.0.0.1")
     await server.start_server()
-    async with aiohttp.ClientSession(base_url=str(server.make_url(""))) as http:
-        yield ApiClient(http, server.app[METRICS_SITE].url)
+    url = str(server.make_url(""))
+    async with aiohttp.ClientSession(base_url=url) as http:
+        yield ApiClient(http, server.app[METRICS_SITE].url, url)
     await server.close()

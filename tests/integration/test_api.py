@@ -34,6 +34,34 @@ async def test_switching_tracking_is_for_the_operator_only(api: ApiClient) -> No
     assert off["link_tracking_enabled"] is False
 
 
+async def test_the_operator_sets_an_organisations_time_zone(api: ApiClient) -> None:
+    org_id, key = await api.new_org("Acme")
+    route = "/v1/orgs/{org_id}/time-zone"
+    body = {"time_zone": "Asia/Kathmandu", "ticket": "SUP-17"}
+    refused = await api.call("PUT", route, auth=key, json=body, expect=403, org_id=org_id)
+    assert refused["error"] == "forbidden"
+    bad = await api.call("PUT", route, auth=OPERATOR_TOKEN, json={"time_zone": "Mars/Olympus"},
+                         expect=422, org_id=org_id)  # fmt: skip
+    assert bad["error"] == "invalid_tz" and "Mars/Olympus" in bad["detail"]
+    bad = await api.call("PUT", route, auth=OPERATOR_TOKEN, json={"tz": "UTC"}, expect=422,
+                         org_id=org_id)  # fmt: skip
+    assert bad["error"] == "unknown_field"
+    await api.call("PUT", route, auth=OPERATOR_TOKEN, json=body, expect=404, org_id=org_id + 999)
+    org = await api.call("PUT", route, auth=OPERATOR_TOKEN, json=body, org_id=org_id)
+    assert (org["id"], org["time_zone"]) == (org_id, "Asia/Kathmandu")
+    assert (await api.call("GET", "/v1/orgs/{org_id}", auth=key, org_id=org_id))["time_zone"] == (
+        "Asia/Kathmandu"
+    )
+    report = await api.call("GET", "/v1/report", auth=key)
+    assert report["window"]["tz"] == "Asia/Kathmandu"  # the reports' default from now on
+    audit = await api.call("GET", "/v1/audit?org_id={org_id}", auth=OPERATOR_TOKEN, org_id=org_id)
+    assert [(e["action"], e["ticket"], e["detail"]) for e in audit["items"]][-1] == (
+        "org.time_zone",
+        "SUP-17",
+        {"time_zone": "Asia/Kathmandu"},
+    )
+
+
 async def test_parents_are_checked(api: ApiClient) -> None:
     _, key = await api.new_org("Acme")
     _, other_key = await api.new_org("Other")

@@ -32,10 +32,14 @@ class ApiError extends Error {
   }
 }
 
-async function api(path, accept) {
+async function api(path, accept, body) {
   const key = sessionStorage.getItem(KEY);
+  const headers = { "Authorization": "Bearer " + key, "Accept": accept || "application/json" };
+  if (body !== undefined) headers["Content-Type"] = "application/json";
   const response = await fetch(path, {
-    headers: { "Authorization": "Bearer " + key, "Accept": accept || "application/json" },
+    method: body === undefined ? "GET" : "POST",
+    body: body === undefined ? undefined : JSON.stringify(body),
+    headers: headers,
     cache: "no-store",
     credentials: "omit",
     referrerPolicy: "no-referrer",
@@ -174,6 +178,52 @@ function recipientList(base, which, headers, cells) {
   return holder;
 }
 
+// Resend to non-clickers: one message for everyone; each link in the values must be one of the
+// campaign's, and every recipient gets the code they were sent the first time.
+function resendForm(report) {
+  const c = report.campaign;
+  const target = el("select", { id: "resend-link" },
+    el("option", { value: "", text: "who clicked none of its links" }),
+    ...report.by_link.map((l) => el("option", { value: String(l.link_id), text: "who did not open link " + l.link_id + " (" + l.destination + ")" })));
+  const form = el("form", { id: "resend-form", class: "resend", method: "post", action: "#", autocomplete: "off" },
+    el("label", { for: "resend-name", text: "Name" }), el("input", { id: "resend-name", required: "", value: c.name + " (resend)" }),
+    el("label", { for: "resend-link", text: "To the recipients" }), target,
+    el("label", { for: "resend-template", text: "DLT template" }), el("textarea", { id: "resend-template", required: "", rows: "2" }),
+    el("label", { for: "resend-values", text: "Slot values, one per line" }), el("textarea", { id: "resend-values", rows: "3" }),
+    el("button", { type: "submit", id: "resend-submit", text: "Resend" }),
+    el("p", { id: "resend-result", role: "status" }));
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const result = $("resend-result");
+    const body = {
+      name: $("resend-name").value, template: $("resend-template").value,
+      values: $("resend-values").value.split("\n").map((v) => v.trim()).filter((v) => v), limit: 0,
+    };
+    if (target.value) body.link_id = Number(target.value);
+    try {
+      const made = await api("/v1/campaigns/" + c.id + "/resends", null, body);
+      result.replaceChildren("Resend made for " + fmt(made.resend.audience) + " recipients: ",
+        el("a", { id: "resend-made", href: "/dashboard/campaigns/" + made.campaign.id, text: made.campaign.name }));
+      result.dataset.audience = String(made.resend.audience);
+      result.dataset.campaignId = String(made.campaign.id);
+    } catch (e) {
+      result.textContent = "Not resent: " + e.message;
+      result.dataset.error = e.code || "error";
+    }
+  });
+  return form;
+}
+
+function resendRows(report) {
+  return report.family.filter((f) => f.resend).map((f) => [
+    [f.campaign.id === report.campaign.id ? el("strong", { text: f.campaign.name })
+      : el("a", { href: "/dashboard/campaigns/" + f.campaign.id, text: f.campaign.name })],
+    [f.resend.link_id ? "non-openers of link " + f.resend.link_id : "non-clickers"],
+    [fmt(f.resend.audience), "num"], [fmt(f.resend.clicked), "num"], [fmt(f.resend.total), "num"],
+    [fmt(f.resend.bots), "num muted"], [fmt(f.resend.after_expiry), "num muted"],
+  ]);
+}
+
 async function chart(path, range) {
   const holder = el("div", { class: "chart", id: "chart", "aria-busy": "true" });
   api(path + "?" + windowQuery(range), "image/svg+xml").then((text) => {
@@ -240,9 +290,12 @@ async function campaignPage(id, range) {
     ...countCells(f.first_24h), ...countCells(f.totals),
   ]);
   const inWindow = report.in_window;
+  const resent = report.resend ? " · resent to " + fmt(report.resend.audience) + " recipients who had not " +
+    (report.resend.link_id ? "opened link " + report.resend.link_id : "clicked") + ": " + fmt(report.resend.clicked) +
+    " clicked since (" + fmt(report.resend.total) + " clicks, counted on the original's links)" : "";
   $("content").replaceChildren(
     el("h2", { id: "campaign-name", text: c.name }),
-    el("p", { text: c.kind.replaceAll("_", " ") + " campaign on " + c.channel + ", created " + when(c.created_at) }),
+    el("p", { id: "campaign-about", text: c.kind.replaceAll("_", " ") + " campaign on " + c.channel + ", created " + when(c.created_at) + resent }),
     el("div", { class: "cards" },
       card("unique-clicks", "Unique clicks", report.totals.unique, fmt(inWindow.unique) + " in the window"),
       card("total-clicks", "Total clicks", report.totals.total, fmt(inWindow.total) + " in the window"),
@@ -262,6 +315,12 @@ async function campaignPage(id, range) {
     el("h3", { text: "Original, resends and recurrences: the first 24 hours after each" }),
     table("family", [["Campaign"], ["Kind"], ["Created"], ...FIRST_DAY_HEADERS, ...ALL_TIME_HEADERS], family),
     tableButton("family", "family.csv"),
+    ...(resendRows(report).length ? [
+      el("h3", { text: "Resends to non-clickers: their audience, and its clicks since (on the original's links)" }),
+      table("resends", [["Resend"], ["To"], ["Audience", "num"], ["Clicked", "num"], ["Clicks", "num"], ["Bot clicks", "num"], ["After expiry", "num"]], resendRows(report)),
+      tableButton("resends", "resends.csv")] : []),
+    el("h3", { text: "Resend to those who did not click" }),
+    resendForm(report),
     el("h3", { text: "Who clicked" }),
     recipientList("/v1/campaigns/" + id, "clickers",
       [["Recipient"], ["Clicks", "num"], ["Bot clicks", "num"], ["After expiry", "num"], ["First click"], ["Last click"]],
