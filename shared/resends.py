@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import asyncpg
 
 from shared import clickers as lists
+from shared import db
 from shared.clickers import Clicker, NonClicker
 from shared.recipients import RecipientVault
 
@@ -61,10 +62,10 @@ class ResendCounts:
 
 
 _COLUMNS = (
-    "campaign_id, parent_id, link_id, template, slot_types, slot_values, var_limit,"
-    " message_urls, message_links, audience"
+    'campaign_id, parent_id, link_id, template, slot_types, slot_values AS "values", var_limit,'
+    " message_urls AS urls, message_links AS links, audience"
 )
-"""The columns of a `Resend`, in its fields' order."""
+"""The columns of a `Resend`, named as its fields."""
 _SUMS = """(SELECT coalesce(sum(k.clicks), 0)::bigint AS clicks,
                   coalesce(sum(k.bot_clicks), 0)::bigint AS bots,
                   coalesce(sum(k.after_expiry), 0)::bigint AS expired
@@ -125,10 +126,10 @@ async def create_audience(
 
 async def get_resend(conn: asyncpg.Connection | asyncpg.Pool, campaign_id: int) -> Resend | None:
     """The resend to non-clickers that campaign `campaign_id` is, or None (another campaign)."""
-    row = await conn.fetchrow(f"SELECT {_COLUMNS} FROM resends WHERE campaign_id = $1", campaign_id)
-    if row is None:
-        return None
-    return Resend(*row)
+    found = await db.fetch_all(
+        conn, Resend, f"SELECT {_COLUMNS} FROM resends WHERE campaign_id = $1", campaign_id
+    )
+    return found[0] if found else None
 
 
 def _since(resend: str, links: str) -> str:
@@ -257,7 +258,7 @@ async def counts_of(
     conn: asyncpg.Connection | asyncpg.Pool, ids: list[int]
 ) -> dict[int, ResendCounts]:
     """The own numbers of those of the campaigns `ids` that are resends to non-clickers."""
-    rows = await conn.fetch(
-        f"SELECT {_COLUMNS} FROM resends WHERE campaign_id = ANY($1::bigint[])", ids
+    found = await db.fetch_all(
+        conn, Resend, f"SELECT {_COLUMNS} FROM resends WHERE campaign_id = ANY($1::bigint[])", ids
     )
-    return {r[0]: await counts(conn, Resend(*r)) for r in rows}
+    return {r.campaign_id: await counts(conn, r) for r in found}
