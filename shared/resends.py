@@ -26,6 +26,9 @@ from shared.clickers import Clicker, NonClicker
 from shared.recipients import RecipientVault
 
 
+Db = asyncpg.Connection | asyncpg.Pool
+
+
 @dataclass(frozen=True, slots=True)
 class Resend:
     """What a resend to non-clickers was made of."""
@@ -194,33 +197,23 @@ def non_clickers_sql() -> str:
 
 
 async def clickers(
-    conn: asyncpg.Connection | asyncpg.Pool,
-    vault: RecipientVault,
-    resend: Resend,
-    *,
-    after: str = "",
-    limit: int = 100,
+    conn: Db, vault: RecipientVault, resend: Resend, *, after: str = "", limit: int = 100
 ) -> list[Clicker]:
     """A page of the resend's clickers, in pseudonym order, their ids opened with `vault`."""
-    sql = clickers_sql()
-    return await lists.clicker_page(
-        conn, vault, sql, after, limit, resend.campaign_id, resend.links
-    )
+    return await lists.clicker_page(conn, vault, clickers_sql(), after, limit, *_keys(resend))
 
 
 async def non_clickers(
-    conn: asyncpg.Connection | asyncpg.Pool,
-    vault: RecipientVault,
-    resend: Resend,
-    *,
-    after: str = "",
-    limit: int = 100,
+    conn: Db, vault: RecipientVault, resend: Resend, *, after: str = "", limit: int = 100
 ) -> list[NonClicker]:
     """A page of the resend's audience without a click since, in pseudonym order."""
     sql = non_clickers_sql()
-    return await lists.non_clicker_page(
-        conn, vault, sql, after, limit, resend.campaign_id, resend.links
-    )
+    return await lists.non_clicker_page(conn, vault, sql, after, limit, *_keys(resend))
+
+
+def _keys(resend: Resend) -> tuple[int, list[int]]:
+    """The list queries' $3 and $4: the resend and its messages' links."""
+    return resend.campaign_id, resend.links
 
 
 async def message_codes(

@@ -61,13 +61,15 @@ async def test_a_resend_to_non_clickers_reuses_their_codes_and_its_clicks_land_o
             link_id=link,
         )  # fmt: skip
         codes.update({(url, c["recipient"]): c["code"] for c in minted["codes"]})
+    pseudonym = await api.pseudonyms(key)  # what the redirector publishes for a recipient
     at = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
 
     def tap(url: str, who: str, minutes: int, **extra: Any) -> Any:
         return make_event(
             occurred_at=(at + timedelta(minutes=minutes)).isoformat().replace("+00:00", "Z"),
             code=codes[(url, who)], link_id=links[url], org_id=org_id, campaign_id=campaign,
-            campaign_kind="one_time", recipient_id=who, visitor_id=f"r:{who}", **extra,
+            campaign_kind="one_time", recipient_id=pseudonym(who),
+            visitor_id=f"r:{pseudonym(who)}", **extra,
         )  # fmt: skip
 
     await count(settings, pool, producer, [
@@ -102,15 +104,15 @@ async def test_a_resend_to_non_clickers_reuses_their_codes_and_its_clicks_land_o
     assert made["resend"] == {"parent_id": campaign, "link_id": None, "audience": 3,
                               "clicked": 0, "total": 0, "bots": 0, "after_expiry": 0}  # fmt: skip
     shown = [(m["recipient"], m["text"]) for m in made["messages"]]
+    order = sorted(["p3", "p4", "p5"], key=pseudonym)  # pages go in pseudonym order
     assert shown == [
-        (who, TEMPLATE.replace("{#var#}", f"{SHORT_DOMAIN}/{codes[(A, who)]}"))
-        for who in ("p3", "p4")
+        (who, TEMPLATE.replace("{#var#}", f"{SHORT_DOMAIN}/{codes[(A, who)]}")) for who in order[:2]
     ]
-    assert made["next_after"] == "p4"
-    rest = await api.call("GET", "/v1/campaigns/{campaign_id}/messages?after=p4&limit=2",
-                          auth=key, campaign_id=resend)  # fmt: skip
-    assert [(m["recipient"], m["segments"]) for m in rest["items"]] == [("p5", 1)]
-    assert rest["items"][0]["text"].endswith(f"{codes[(A, 'p5')]} -ACME")
+    assert made["next_after"] == pseudonym(order[1])
+    rest = await api.call("GET", "/v1/campaigns/{campaign_id}/messages?after={after}&limit=2",
+                          auth=key, campaign_id=resend, after=made["next_after"])  # fmt: skip
+    assert [(m["recipient"], m["segments"]) for m in rest["items"]] == [(order[2], 1)]
+    assert rest["items"][0]["text"].endswith(f"{codes[(A, order[2])]} -ACME")
     assert rest["next_after"] is None
     assert await pool.fetchval(
         "SELECT count(*) FROM codes WHERE link_id = ANY($1::bigint[])", list(links.values())
@@ -120,7 +122,8 @@ async def test_a_resend_to_non_clickers_reuses_their_codes_and_its_clicks_land_o
     base = "/v1/campaigns/{campaign_id}"
     assert await listed(api, key, base + "/clickers", 100, campaign_id=resend) == []
     non = await listed(api, key, base + "/non-clickers", 2, campaign_id=resend)
-    assert [n["recipient"] for n in non] == ["p3", "p4", "p5"]
+    assert [n["recipient"] for n in non] == order
+    assert [n["pseudonym"] for n in non] == [pseudonym(who) for who in order]
 
     # non-openers of B: whoever did not click B, p1 (who clicked A) included
     by_link = await api.call("POST", RESENDS, auth=key, expect=201, campaign_id=campaign,
@@ -129,7 +132,7 @@ async def test_a_resend_to_non_clickers_reuses_their_codes_and_its_clicks_land_o
     assert by_link["resend"]["audience"] == 4 and by_link["messages"] == []
     b_resend = by_link["campaign"]["id"]
     non = await listed(api, key, base + "/non-clickers", 100, campaign_id=b_resend)
-    assert [n["recipient"] for n in non] == ["p1", "p3", "p4", "p5"]
+    assert [n["recipient"] for n in non] == sorted(["p1", "p3", "p4", "p5"], key=pseudonym)
 
     # after the resends: p3 taps A twice, p5's phone previews A, p1 taps A again, p4 taps B
     later = 30
@@ -146,17 +149,18 @@ async def test_a_resend_to_non_clickers_reuses_their_codes_and_its_clicks_land_o
     clickers = await listed(api, key, base + "/clickers", 1, campaign_id=resend)
     first = (at + timedelta(minutes=later)).isoformat()
     last = (at + timedelta(minutes=later + 1)).isoformat()
-    assert clickers == [{"recipient": "p3", "clicks": 2, "bot_clicks": 0, "after_expiry": 0,
-                         "first_click": first, "last_click": last}]  # fmt: skip
+    assert clickers == [{"recipient": "p3", "pseudonym": pseudonym("p3"), "clicks": 2,
+                         "bot_clicks": 0, "after_expiry": 0, "first_click": first,
+                         "last_click": last}]  # fmt: skip
     non = await listed(api, key, base + "/non-clickers", 1, campaign_id=resend)
-    assert [n["recipient"] for n in non] == ["p4", "p5"]
+    assert [n["recipient"] for n in non] == sorted(["p4", "p5"], key=pseudonym)
     b_report = await api.call("GET", base + "/report", auth=key, campaign_id=b_resend)
     assert b_report["resend"] == {
         "parent_id": campaign, "link_id": links[B], "audience": 4, "clicked": 1, "total": 1,
         "bots": 0, "after_expiry": 0,
     }  # fmt: skip
     non = await listed(api, key, base + "/non-clickers", 100, campaign_id=b_resend)
-    assert [n["recipient"] for n in non] == ["p1", "p3", "p5"]
+    assert [n["recipient"] for n in non] == sorted(["p1", "p3", "p5"], key=pseudonym)
     # the original: the reused codes count on its links, as every resend's do; its family shows
     # each resend's own numbers
     original = await api.call("GET", base + "/report", auth=key, campaign_id=campaign)
@@ -170,16 +174,21 @@ async def test_a_resend_to_non_clickers_reuses_their_codes_and_its_clicks_land_o
     headers = {"Authorization": f"Bearer {key}"}
     async with api.http.get(f"/v1/campaigns/{resend}/clickers.csv", headers=headers) as r:
         rows = list(csv.reader(io.StringIO(await r.text())))
-    assert [row[:4] for row in rows] == [["recipient", "clicks", "bot_clicks", "after_expiry"],
-                                         ["p3", "2", "0", "0"]]  # fmt: skip
+    assert [row[:5] for row in rows] == [
+        ["recipient", "pseudonym", "clicks", "bot_clicks", "after_expiry"],
+        ["p3", pseudonym("p3"), "2", "0", "0"],
+    ]
     async with api.http.get(f"/v1/campaigns/{resend}/non-clickers.csv", headers=headers) as r:
-        assert list(csv.reader(io.StringIO(await r.text()))) == [["recipient"], ["p4"], ["p5"]]
+        assert list(csv.reader(io.StringIO(await r.text()))) == [
+            ["recipient", "pseudonym"],
+            *([who, pseudonym(who)] for who in sorted(["p4", "p5"], key=pseudonym)),
+        ]
 
     # a resend of that resend goes to its audience who did not click since: p4 and p5
     again = await api.call("POST", RESENDS, auth=key, expect=201, campaign_id=resend,
                            json={**body, "name": "Really the last day", "limit": 10})  # fmt: skip
     assert (again["campaign"]["parent_id"], again["resend"]["audience"]) == (resend, 2)
-    assert [m["recipient"] for m in again["messages"]] == ["p4", "p5"]
+    assert [m["recipient"] for m in again["messages"]] == sorted(["p4", "p5"], key=pseudonym)
     assert again["next_after"] is None
 
     # the CLI: the same call through the API, every message as CSV; only p5 has clicked nothing
