@@ -25,7 +25,6 @@ from shared import db
 from shared.clickers import Clicker, NonClicker
 from shared.recipients import RecipientVault
 
-
 Db = asyncpg.Connection | asyncpg.Pool
 
 
