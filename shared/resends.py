@@ -17,6 +17,7 @@ id, or its pseudonym): a resend mints nothing, it reads the codes the recipients
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TypeAlias
 
 import asyncpg
 
@@ -25,7 +26,7 @@ from shared import db
 from shared.clickers import Clicker, NonClicker
 from shared.recipients import RecipientVault
 
-Db = asyncpg.Connection | asyncpg.Pool
+Db: TypeAlias = asyncpg.Connection | asyncpg.Pool
 
 
 @dataclass(frozen=True, slots=True)
