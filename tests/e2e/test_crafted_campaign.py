@@ -230,12 +230,17 @@ def _sign_in(browser: Any, base: str, key: str) -> Any:
     return wait
 
 
-def _lists_loaded(wait: Any) -> None:
-    """Wait until the page's lists of clickers and non-clickers have their first page."""
+def _campaign_page(browser: Any, base: str, key: str, campaign_id: int) -> Any:
+    """Sign in and open a campaign's page, until its lists of clickers and non-clickers have
+    their first page; the wait."""
+    wait = _sign_in(browser, base, key)
+    browser.get(f"{base}/dashboard/campaigns/{campaign_id}")
+    wait.until(ready.presence_of_element_located((By.ID, "by-link")))
     for which in ("clickers", "non-clickers"):
         wait.until(
             lambda b, w=which: b.find_element(By.ID, f"{w}-list").get_attribute("data-loaded")
         )
+    return wait
 
 
 def _resend_in_dashboard(base: str, key: str, campaign_id: int) -> dict[str, Any]:
@@ -263,10 +268,7 @@ def _read_resend(base: str, key: str, campaign_id: int, resend_id: int) -> dict[
     """The resend's page (its numbers, its lists) and the original's table of resends."""
     seen: dict[str, Any] = {}
     with chromium() as browser:
-        wait = _sign_in(browser, base, key)
-        browser.get(f"{base}/dashboard/campaigns/{resend_id}")
-        wait.until(ready.presence_of_element_located((By.ID, "campaign-about")))
-        _lists_loaded(wait)
+        wait = _campaign_page(browser, base, key, resend_id)
         seen["about"] = browser.find_element(By.ID, "campaign-about").text
         seen["clickers"] = [_cells(r, skip=(4, 5)) for r in _rows(browser, "clickers")]
         seen["non_clickers"] = [_cells(r) for r in _rows(browser, "non-clickers")]
@@ -280,10 +282,7 @@ def _read_resend(base: str, key: str, campaign_id: int, resend_id: int) -> dict[
 def _read_dashboard(base: str, key: str, campaign_id: int) -> dict[str, Any]:
     seen: dict[str, Any] = {}
     with chromium() as browser:
-        wait = _sign_in(browser, base, key)
-        browser.get(f"{base}/dashboard/campaigns/{campaign_id}")
-        wait.until(ready.presence_of_element_located((By.ID, "by-link")))
-        _lists_loaded(wait)
+        _campaign_page(browser, base, key, campaign_id)
         seen["cards"] = {
             card: browser.find_element(By.CSS_SELECTOR, f"#{card} .value").get_attribute(
                 "data-value"
