@@ -15,7 +15,7 @@ import asyncpg
 
 from shared import db
 from shared.codes import mint_code
-from shared.orgs import clean_name, owned_rows
+from shared.orgs import Owned, clean_name
 
 KEY_PREFIX = "ctk_"
 _KEY_BODY = 40
@@ -34,6 +34,9 @@ class ApiKey:
     """The key's first characters, to tell keys apart in listings."""
     created_at: datetime
     revoked_at: datetime | None
+
+
+_KEYS = Owned("api_keys", ApiKey, _COLUMNS, "API key")
 
 
 def hash_key(key: str) -> bytes:
@@ -69,7 +72,7 @@ async def org_of_key(conn: asyncpg.Connection | asyncpg.Pool, key: str) -> int |
 
 async def list_api_keys(conn: asyncpg.Connection | asyncpg.Pool, org_id: int) -> list[ApiKey]:
     """The organisation's keys, revoked ones included, oldest first."""
-    return await owned_rows(conn, ApiKey, "api_keys", _COLUMNS, org_id, "id")
+    return await _KEYS.all(conn, org_id)
 
 
 async def revoke_api_key(

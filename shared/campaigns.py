@@ -20,7 +20,7 @@ import asyncpg
 from shared import db
 from shared.errors import InvalidInputError
 from shared.hostnames import clean_domain
-from shared.orgs import clean_name, owned
+from shared.orgs import Owned, clean_name
 
 CampaignKind = Literal["one_time", "recurring", "coupon_expiry_reminder", "resend"]
 """What a campaign is. Adding one: here, then a migration rewriting the `CHECK`s, deployed (with
@@ -76,6 +76,9 @@ class Campaign:
     """The DLT header (sender id) the campaign is sent under; a resend's is its parent's."""
     short_domain: str | None
     """One of the organisation's short domains; null: its default (shared.domains)."""
+
+
+_CAMPAIGNS = Owned("campaigns", Campaign, COLUMNS, "campaign")
 
 
 async def create_campaign(
@@ -153,7 +156,7 @@ async def get_campaign(
     conn: asyncpg.Connection | asyncpg.Pool, org_id: int, campaign_id: int
 ) -> Campaign:
     """The organisation's campaign, or `NotFoundError` (also for another org's campaign)."""
-    return await owned(conn, Campaign, "campaigns", COLUMNS, campaign_id, org_id, "campaign")
+    return await _CAMPAIGNS.one(conn, campaign_id, org_id)
 
 
 async def list_campaigns(

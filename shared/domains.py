@@ -19,12 +19,12 @@ from datetime import datetime
 
 import asyncpg
 
-from shared import audit, db
+from shared import audit
 from shared.campaigns import Campaign, get_campaign
 from shared.errors import InvalidInputError
 from shared.hostnames import clean_domain, hostname
 from shared.links import Link
-from shared.orgs import Org, get_org, owned_rows
+from shared.orgs import Org, Owned, get_org
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,12 +57,14 @@ class ShortPrefix:
 
 
 _COLUMNS = "domain, org_id, is_default, created_at"
+_DOMAINS = Owned(
+    "short_domains", ShortDomain, _COLUMNS, "short domain", "is_default DESC, created_at, domain"
+)
 
 
 async def list_domains(conn: asyncpg.Connection | asyncpg.Pool, org_id: int) -> list[ShortDomain]:
     """The organisation's domains, the default first."""
-    order = "is_default DESC, created_at, domain"
-    return await owned_rows(conn, ShortDomain, "short_domains", _COLUMNS, org_id, order)
+    return await _DOMAINS.all(conn, org_id)
 
 
 async def add_domain(
@@ -145,12 +147,11 @@ async def remove_domain(
     the default, the oldest remaining domain becomes the default."""
     domain = clean_domain(domain)
     async with audit.acting(pool, operator=operator, ticket=ticket) as trail:
-        removed = await db.fetch_one(
+        removed = await _DOMAINS.delete(
             trail.conn,
-            ShortDomain,
-            f"DELETE FROM short_domains WHERE domain = $1 AND org_id = $2 RETURNING {_COLUMNS}",
             domain,
             org_id,
+            column="domain",
             missing=f"organisation {org_id} has no short domain {domain}",
         )
         await _promote(trail.conn, org_id)

@@ -14,7 +14,7 @@ from shared.campaigns import Campaign, create_campaign, link_lineage
 from shared.errors import InvalidLinkError
 from shared.link_cache import CodeRow
 from shared.minting import mint
-from shared.orgs import create_org, owned
+from shared.orgs import Owned, create_org
 from shared.recipients import RecipientKeys
 from shared.urls import normalise_destination
 
@@ -73,6 +73,8 @@ class CreatedLink:
         """(code, link id, pseudonym) of each code, as `link_cache.cache_codes` takes them."""
         return list(self.rows)
 
+
+_LINKS = Owned("links", Link, _COLUMNS, "link")
 
 MAX_EXPIRY_YEARS = 100
 """How far ahead `expires_at` may be: past year 9999 in UTC a time cannot even be stored
@@ -223,7 +225,7 @@ async def _find(
 
 async def get_link(conn: asyncpg.Connection | asyncpg.Pool, org_id: int, link_id: int) -> Link:
     """The organisation's link, or `NotFoundError` (also for another org's link)."""
-    return await owned(conn, Link, "links", _COLUMNS, link_id, org_id, "link")
+    return await _LINKS.one(conn, link_id, org_id)
 
 
 async def list_links(

@@ -8,7 +8,7 @@ import zoneinfo
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TypeVar
+from typing import Generic, TypeVar
 
 import asyncpg
 
@@ -95,35 +95,47 @@ def clean_name(name: object, what: str = "name") -> str:
     return name
 
 
-async def owned(
-    conn: asyncpg.Connection | asyncpg.Pool,
-    record: Callable[..., R],
-    table: str,
-    columns: str,
-    row_id: int,
-    org_id: int,
-    noun: str,
-) -> R:
-    """Row `row_id` of `table` as a `record`, if organisation `org_id` owns it. Another
-    organisation's row is reported exactly like a missing one (`NotFoundError`), so ids reveal
-    nothing across orgs."""
-    sql = f"SELECT {columns} FROM {table} WHERE id = $1 AND org_id = $2"
-    return await db.fetch_one(
-        conn, record, sql, row_id, org_id, missing=f"{noun} {row_id} does not exist"
-    )
+@dataclass(frozen=True, slots=True)
+class Owned(Generic[R]):
+    """A table whose rows belong to organisations (its `org_id` column), read as `record`s (a
+    dataclass of the `columns`). Another organisation's row is reported exactly like a missing
+    one (`NotFoundError`), so ids reveal nothing across organisations."""
 
+    table: str
+    record: Callable[..., R]
+    columns: str
+    noun: str
+    """What a row is called in an answer: `link 7 does not exist`."""
+    order: str = "id"
+    """The order of an organisation's rows (SQL)."""
 
-async def owned_rows(
-    conn: asyncpg.Connection | asyncpg.Pool,
-    record: Callable[..., R],
-    table: str,
-    columns: str,
-    org_id: int,
-    order: str,
-) -> list[R]:
-    """Every row of `table` organisation `org_id` owns, as `record`s, in the SQL `order`."""
-    sql = f"SELECT {columns} FROM {table} WHERE org_id = $1 ORDER BY {order}"
-    return await db.fetch_all(conn, record, sql, org_id)
+    async def one(self, conn: asyncpg.Connection | asyncpg.Pool, row_id: int, org_id: int) -> R:
+        """The row whose `id` is `row_id`, if organisation `org_id` owns it."""
+        sql = f"SELECT {self.columns} FROM {self.table} WHERE id = $1 AND org_id = $2"
+        missing = f"{self.noun} {row_id} does not exist"
+        return await db.fetch_one(conn, self.record, sql, row_id, org_id, missing=missing)
+
+    async def delete(
+        self,
+        conn: asyncpg.Connection,
+        key: object,
+        org_id: int,
+        *,
+        column: str = "id",
+        missing: str = "",
+    ) -> R:
+        """Delete the row whose `column` is `key`, if organisation `org_id` owns it, and return
+        it; else `NotFoundError` (`missing`, or as `one` says it)."""
+        sql = (
+            f"DELETE FROM {self.table} WHERE {column} = $1 AND org_id = $2 RETURNING {self.columns}"
+        )
+        missing = missing or f"{self.noun} {key} does not exist"
+        return await db.fetch_one(conn, self.record, sql, key, org_id, missing=missing)
+
+    async def all(self, conn: asyncpg.Connection | asyncpg.Pool, org_id: int) -> list[R]:
+        """Every row organisation `org_id` owns, in `order`."""
+        sql = f"SELECT {self.columns} FROM {self.table} WHERE org_id = $1 ORDER BY {self.order}"
+        return await db.fetch_all(conn, self.record, sql, org_id)
 
 
 async def create_org(

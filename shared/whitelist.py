@@ -26,11 +26,11 @@ from urllib.parse import urlsplit
 
 import asyncpg
 
-from shared import audit, db
+from shared import audit
 from shared.campaigns import clean_header
 from shared.errors import InvalidInputError, NotFoundError, TemplateError
 from shared.hostnames import clean_domain
-from shared.orgs import owned_rows
+from shared.orgs import Owned
 
 EntryKind = Literal["short_domain", "url"]
 MAX_IMPORT = 10_000
@@ -56,6 +56,11 @@ class Entry:
     """The DLT portal's reference of the whitelisting."""
     whitelisted_on: date | None
     created_at: datetime
+
+
+_ENTRIES = Owned(
+    "dlt_whitelist", Entry, _COLUMNS, "whitelist entry", "kind DESC, value, header NULLS FIRST"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,8 +197,7 @@ def parse_csv(text: str) -> list[NewEntry]:
 
 async def list_entries(conn: asyncpg.Connection | asyncpg.Pool, org_id: int) -> list[Entry]:
     """The organisation's entries: short domains first, then URLs, each by value."""
-    order = "kind DESC, value, header NULLS FIRST"
-    return await owned_rows(conn, Entry, "dlt_whitelist", _COLUMNS, org_id, order)
+    return await _ENTRIES.all(conn, org_id)
 
 
 async def import_entries(
@@ -240,16 +244,10 @@ async def import_entries(
 async def remove_entry(
     pool: asyncpg.Pool, org_id: int, entry_id: int, *, operator: str, ticket: str | None
 ) -> Entry:
-    """Remove one of the organisation's entries."""
+    """Remove one of the organisation's entries (its id as `list_entries` gives it); rendering
+    then refuses the links only it covered, while the organisation's check is on."""
     async with audit.acting(pool, operator=operator, ticket=ticket) as trail:
-        entry = await db.fetch_one(
-            trail.conn,
-            Entry,
-            f"DELETE FROM dlt_whitelist WHERE id = $1 AND org_id = $2 RETURNING {_COLUMNS}",
-            entry_id,
-            org_id,
-            missing=f"whitelist entry {entry_id} does not exist",
-        )
+        entry = await _ENTRIES.delete(trail.conn, entry_id, org_id)
         await trail.record("whitelist.removed", org_id, entry=_label(entry))
     return entry
 
