@@ -12,12 +12,12 @@ import logging
 
 from aiohttp import web
 
-from services.api.auth import readable_org, require_operator
+from services.api.auth import require_operator
 from services.api.bodies import DomainAdd, OrgSwitch
-from services.api.body import decode, path_id
-from services.api.context import POOL, REDIS, SETTINGS
+from services.api.body import decode
+from services.api.context import REDIS, SETTINGS
 from services.api.errors import dumps
-from services.api.orgs import operator_name, query_ticket
+from services.api.orgs import as_operator, org_list, query_ticket
 from shared import audit, domains, orgs
 from shared.errors import DependencyError
 from shared.link_cache import domains_changed
@@ -26,11 +26,7 @@ from shared.redis_client import errors as redis_errors
 log = logging.getLogger(__name__)
 
 
-async def list_domains(request: web.Request) -> web.Response:
-    """Operator: any organisation's domains; an API key: its own (another's is 404)."""
-    org_id = await readable_org(request)
-    pool = request.app[POOL]
-    return web.json_response({"items": await domains.list_domains(pool, org_id)}, dumps=dumps)
+list_domains = org_list("list_domains", domains.list_domains, "short domains")
 
 
 async def add_domain(request: web.Request) -> web.Response:
@@ -38,15 +34,14 @@ async def add_domain(request: web.Request) -> web.Response:
     await require_operator(request)
     body = await decode(request, DomainAdd)
     settings = request.app[SETTINGS]
-    added = await domains.add_domain(
-        request.app[POOL],
-        path_id(request, "org_id"),
+    added = await as_operator(
+        request,
+        domains.add_domain,
         body.domain,
         default=body.default,
         move=body.move,
         longest_link=settings.api.dlt_var_limit - 1 - settings.links.code_length,
         global_domain=settings.links.short_domain,
-        operator=operator_name(request),
         ticket=body.ticket,
     )
     await _announce(request)
@@ -56,12 +51,9 @@ async def add_domain(request: web.Request) -> web.Response:
 async def remove_domain(request: web.Request) -> web.Response:
     """Operator: remove a short domain; its links there answer 404 from then on."""
     await require_operator(request)
-    removed = await domains.remove_domain(
-        request.app[POOL],
-        path_id(request, "org_id"),
-        request.match_info["domain"],
-        operator=operator_name(request),
-        ticket=query_ticket(request),
+    domain = request.match_info["domain"]
+    removed = await as_operator(
+        request, domains.remove_domain, domain, ticket=query_ticket(request)
     )
     await _announce(request)
     return web.json_response(removed, dumps=dumps)
@@ -84,10 +76,9 @@ async def set_whitelist_check(request: web.Request) -> web.Response:
 async def _switch(
     request: web.Request, body: OrgSwitch, switch: str, action: audit.Action
 ) -> web.Response:
-    org = await orgs.switch(
-        request.app[POOL], path_id(request, "org_id"), switch, body.enabled,
-        operator=operator_name(request), ticket=body.ticket, action=action,
-    )  # fmt: skip
+    org = await as_operator(
+        request, orgs.switch, switch, body.enabled, ticket=body.ticket, action=action
+    )
     return web.json_response(org, dumps=dumps)
 
 

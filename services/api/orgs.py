@@ -6,22 +6,26 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from contextlib import suppress
 from dataclasses import asdict
+from typing import Any, TypeVar
 
+import asyncpg
 from aiohttp import web
 
-from services.api.auth import caller, require_operator, require_org
+from services.api.auth import caller, readable_org, require_operator, require_org
 from services.api.bodies import ApiKeyCreate, LinkTracking, OrgCreate, OrgTimeZone
 from services.api.body import decode, page, paged, path_id
 from services.api.context import POOL, REDIS, SETTINGS
-from services.api.errors import dumps
+from services.api.errors import Handler, dumps
 from shared import apikeys, audit, operator_actions, orgs
 from shared.errors import DependencyError, InvalidInputError, NotFoundError
 from shared.events import MAX_ID
 from shared.redis_client import errors as redis_errors
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 _pending: set[asyncio.Task[None]] = set()
 
 
@@ -33,6 +37,40 @@ def operator_name(request: web.Request) -> str:
 def query_ticket(request: web.Request) -> str | None:
     """The `?ticket=` of a request without a body (a DELETE), checked."""
     return audit.clean_ticket(request.query.get("ticket"))
+
+
+async def as_operator(
+    request: web.Request,
+    act: Callable[..., Awaitable[T]],
+    /,
+    *args: Any,
+    ticket: str | None,
+    **options: Any,
+) -> T:
+    """What `act(pool, org_id, *args, operator=..., ticket=ticket, **options)`, an operator
+    action of `shared` (`shared.operator_actions` and the like), returns for the organisation
+    in the path, recorded in the audit trail under `OPERATOR_NAME`. `require_operator` first."""
+    org_id = path_id(request, "org_id")
+    operator = operator_name(request)
+    return await act(request.app[POOL], org_id, *args, operator=operator, ticket=ticket, **options)
+
+
+def org_list(
+    name: str, read: Callable[[asyncpg.Pool, int], Awaitable[list[Any]]], what: str
+) -> Handler:
+    """A handler answering `{"items": read(pool, org_id)}` for the organisation in the path: to
+    the operator for any organisation, to an API key for its own (another's is a 404,
+    `readable_org`). `name` is the handler's name (its `operationId`), `what` the items."""
+
+    async def handler(request: web.Request) -> web.Response:
+        org_id = await readable_org(request)
+        return web.json_response({"items": await read(request.app[POOL], org_id)}, dumps=dumps)
+
+    handler.__name__ = handler.__qualname__ = name
+    handler.__doc__ = (
+        f"Operator: any organisation's {what}; an API key: its own (another's is 404)."
+    )
+    return handler
 
 
 async def create_org(request: web.Request) -> web.Response:
@@ -69,10 +107,9 @@ async def set_link_tracking(request: web.Request) -> web.Response:
     more, and every redirector stops serving the organisation's codes within seconds."""
     await require_operator(request)
     body = await decode(request, LinkTracking)
-    org, link_ids = await operator_actions.switch_tracking(
-        request.app[POOL], path_id(request, "org_id"), body.enabled,
-        operator=operator_name(request), ticket=body.ticket,
-    )  # fmt: skip
+    org, link_ids = await as_operator(
+        request, operator_actions.switch_tracking, body.enabled, ticket=body.ticket
+    )
     log.info("link tracking switched", extra={"org_id": org.id, "enabled": body.enabled})
     await _tell_redirectors(request, org.id, link_ids)
     return web.json_response(org, dumps=dumps)
@@ -82,10 +119,9 @@ async def set_time_zone(request: web.Request) -> web.Response:
     """Operator: the time zone of an organisation's reports (their hours and days)."""
     await require_operator(request)
     body = await decode(request, OrgTimeZone)
-    org = await operator_actions.set_time_zone(
-        request.app[POOL], path_id(request, "org_id"), body.time_zone,
-        operator=operator_name(request), ticket=body.ticket,
-    )  # fmt: skip
+    org = await as_operator(
+        request, operator_actions.set_time_zone, body.time_zone, ticket=body.ticket
+    )
     return web.json_response(org, dumps=dumps)
 
 
@@ -115,20 +151,19 @@ async def issue_key(request: web.Request) -> web.Response:
     """Operator: an API key for an organisation (its first, typically); shown once."""
     await require_operator(request)
     body = await decode(request, ApiKeyCreate)
-    record, key = await operator_actions.issue_key(
-        request.app[POOL], path_id(request, "org_id"), _key_name(body),
-        operator=operator_name(request), ticket=body.ticket,
-    )  # fmt: skip
+    record, key = await as_operator(
+        request, operator_actions.issue_key, _key_name(body), ticket=body.ticket
+    )
     return _key_created(record, key)
 
 
 async def withdraw_key(request: web.Request) -> web.Response:
     """Operator: revoke one of an organisation's keys (a leaked key, on the customer's word)."""
     await require_operator(request)
-    record = await operator_actions.revoke_key(
-        request.app[POOL], path_id(request, "org_id"), path_id(request, "key_id"),
-        operator=operator_name(request), ticket=query_ticket(request),
-    )  # fmt: skip
+    key_id = path_id(request, "key_id")
+    record = await as_operator(
+        request, operator_actions.revoke_key, key_id, ticket=query_ticket(request)
+    )
     log.info("API key revoked", extra={"org_id": record.org_id, "key_id": record.id})
     return web.json_response(asdict(record), dumps=dumps)
 

@@ -11,22 +11,17 @@ from typing import Any
 from aiohttp import web
 
 from services.api import dlt
-from services.api.auth import readable_org, require_operator, require_org
+from services.api.auth import require_operator, require_org
 from services.api.bodies import WhitelistAdd, WhitelistCheck, WhitelistImport
 from services.api.body import decode, path_id
 from services.api.context import POOL, SETTINGS
 from services.api.errors import dumps
-from services.api.orgs import operator_name, query_ticket
+from services.api.orgs import as_operator, org_list, query_ticket
 from shared import orgs, whitelist
 from shared.campaigns import get_campaign
 from shared.domains import short_prefix
 
-
-async def list_whitelist(request: web.Request) -> web.Response:
-    """Operator: any organisation's whitelist; an API key: its own (another's is 404)."""
-    org_id = await readable_org(request)
-    pool = request.app[POOL]
-    return web.json_response({"items": await whitelist.list_entries(pool, org_id)}, dumps=dumps)
+list_whitelist = org_list("list_whitelist", whitelist.list_entries, "DLT whitelist")
 
 
 async def add_entry(request: web.Request) -> web.Response:
@@ -54,10 +49,9 @@ async def _store(
     ticket: str | None,
     created: int,
 ) -> web.Response:
-    added, kept = await whitelist.import_entries(
-        request.app[POOL], path_id(request, "org_id"), entries, dry_run=dry_run,
-        operator=operator_name(request), ticket=ticket,
-    )  # fmt: skip
+    added, kept = await as_operator(
+        request, whitelist.import_entries, entries, dry_run=dry_run, ticket=ticket
+    )
     body = {"dry_run": dry_run, "added": added, "kept": kept}
     return web.json_response(body, status=created if added else 200, dumps=dumps)
 
@@ -65,10 +59,10 @@ async def _store(
 async def remove_entry(request: web.Request) -> web.Response:
     """Operator: remove one entry."""
     await require_operator(request)
-    removed = await whitelist.remove_entry(
-        request.app[POOL], path_id(request, "org_id"), path_id(request, "entry_id"),
-        operator=operator_name(request), ticket=query_ticket(request),
-    )  # fmt: skip
+    entry_id = path_id(request, "entry_id")
+    removed = await as_operator(
+        request, whitelist.remove_entry, entry_id, ticket=query_ticket(request)
+    )
     return web.json_response(removed, dumps=dumps)
 
 
