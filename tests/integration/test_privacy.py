@@ -14,8 +14,6 @@ import aiohttp
 import asyncpg
 import pytest
 import redis.asyncio as aioredis
-from aiohttp import web
-from aiohttp.test_utils import TestServer
 from aiokafka import AIOKafkaProducer
 
 from services.counter import retention
@@ -68,17 +66,6 @@ async def counter(
     await running.start()
     yield running
     await running.stop()
-
-
-@pytest.fixture
-async def receiver() -> AsyncIterator[tuple[Receiver, str]]:
-    state = Receiver()
-    app = web.Application()
-    app.router.add_post("/{name}", state.handle)
-    server = TestServer(app, host="127.0.0.1")
-    await server.start_server()
-    yield state, str(server.make_url("")).rstrip("/")
-    await server.close()
 
 
 async def tap(app: Running, code: str, ua: str = PHONE_UA) -> None:

@@ -9,7 +9,6 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 import asyncpg
@@ -57,17 +56,6 @@ class Receiver:
             if answer == 204:
                 ids.extend(e["event_id"] for e in orjson.loads(body)["data"]["events"])
         return ids
-
-
-@pytest.fixture
-async def receiver() -> AsyncIterator[tuple[Receiver, str]]:
-    state = Receiver()
-    app = web.Application()
-    app.router.add_post("/{name}", state.handle)
-    server = TestServer(app, host="127.0.0.1")
-    await server.start_server()
-    yield state, str(server.make_url("")).rstrip("/")
-    await server.close()
 
 
 @pytest.fixture
