@@ -82,7 +82,8 @@ async def issue_key(
 async def revoke_key(
     pool: asyncpg.Pool, org_id: int, key_id: int, *, operator: str, ticket: str | None
 ) -> ApiKey:
-    """Revoke one of the organisation's keys."""
+    """Revoke one of the organisation's keys: the API refuses it from then on. Revoking a
+    revoked key keeps its first revocation time."""
     async with audit.acting(pool, operator=operator, ticket=ticket) as trail:
         record = await apikeys.revoke_api_key(trail.conn, org_id, key_id)
         await trail.record("key.revoked", org_id, key_id=key_id)

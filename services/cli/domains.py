@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import click
 
-from services.cli.operator import on_org, org, ticket_option
+from services.cli.operator import as_operator, on_org, org, ticket_option
 from services.cli.running import run
-from shared import audit, domains, orgs
+from shared import domains, orgs
 from shared.audit import Action
 from shared.errors import DependencyError
 from shared.link_cache import domains_changed
@@ -33,10 +33,10 @@ def domain_add(
     settings: Settings, org_ref: str, name: str, default: bool, move: bool, ticket: str | None
 ) -> None:
     """Register DOMAIN (a host name like s.brand.in) for ORG; its first domain is its default."""
-    added = on_org(
+    added = as_operator(
         settings, org_ref, domains.add_domain, name, default=default, move=move,
         longest_link=settings.api.dlt_var_limit - 1 - settings.links.code_length,
-        global_domain=settings.links.short_domain, operator=audit.cli_operator(), ticket=ticket,
+        global_domain=settings.links.short_domain, ticket=ticket,
     )  # fmt: skip
     run(_announce(settings))
     role = " (default)" if added.is_default else ""
@@ -50,10 +50,7 @@ def domain_add(
 @click.pass_obj
 def domain_remove(settings: Settings, org_ref: str, name: str, ticket: str | None) -> None:
     """Remove DOMAIN from ORG: its links on that domain answer 404 from then on."""
-    removed = on_org(
-        settings, org_ref, domains.remove_domain, name, operator=audit.cli_operator(),
-        ticket=ticket,
-    )  # fmt: skip
+    removed = as_operator(settings, org_ref, domains.remove_domain, name, ticket=ticket)
     run(_announce(settings))
     click.echo(f"organisation {removed.org_id}: short domain {removed.domain} removed")
 
@@ -79,10 +76,10 @@ def _switch_command(name: str, column: str, action: Action, label: str, doc: str
     @ticket_option
     @click.pass_obj
     def switch(settings: Settings, org_ref: str, state: str, ticket: str | None) -> None:
-        found = on_org(
-            settings, org_ref, orgs.switch, column, state == "on", operator=audit.cli_operator(),
-            ticket=ticket, action=action,
-        )  # fmt: skip
+        on = state == "on"
+        found = as_operator(
+            settings, org_ref, orgs.switch, column, on, ticket=ticket, action=action
+        )
         click.echo(f"organisation {found.id} ({found.name}): {label} {state}")
 
 

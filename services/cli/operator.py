@@ -11,7 +11,7 @@ import asyncio
 import csv
 import sys
 from collections.abc import Awaitable, Callable, Iterator
-from typing import IO, Concatenate, ParamSpec, TypeVar
+from typing import IO, Any, Concatenate, ParamSpec, TypeVar
 
 import asyncpg
 import click
@@ -85,10 +85,9 @@ def disable_tracking(settings: Settings, org_ref: str, ticket: str | None) -> No
 
 
 def _set_tracking(settings: Settings, org_ref: str, enabled: bool, ticket: str | None) -> None:
-    found, link_ids = on_org(
-        settings, org_ref, operator_actions.switch_tracking, enabled,
-        operator=audit.cli_operator(), ticket=ticket,
-    )  # fmt: skip
+    found, link_ids = as_operator(
+        settings, org_ref, operator_actions.switch_tracking, enabled, ticket=ticket
+    )
     state = "on" if found.link_tracking_enabled else "off"
     click.echo(f"organisation {found.id} ({found.name}): link tracking {state}")
     run(tell_redirectors(settings, found.id, link_ids))
@@ -118,13 +117,7 @@ async def tell_redirectors(settings: Settings, org_id: int, link_ids: list[int])
 def org_timezone(settings: Settings, org_ref: str, zone: str, ticket: str | None) -> None:
     """Set the time zone of ORG's reports to ZONE, an IANA name (Asia/Kolkata, Europe/London):
     their days and hours are then that zone's, exactly."""
-
-    async def go(pool: asyncpg.Pool, org_id: int) -> orgs.Org:
-        return await operator_actions.set_time_zone(
-            pool, org_id, zone, operator=audit.cli_operator(), ticket=ticket
-        )
-
-    found = on_org(settings, org_ref, go)
+    found = as_operator(settings, org_ref, operator_actions.set_time_zone, zone, ticket=ticket)
     click.echo(f"organisation {found.id} ({found.name}): time zone {found.time_zone}")
 
 
@@ -191,10 +184,7 @@ def key() -> None:
 @click.pass_obj
 def key_create(settings: Settings, org_ref: str, name: str, ticket: str | None) -> None:
     """Issue a new API key for ORG; it is shown once."""
-    record, secret = on_org(
-        settings, org_ref, operator_actions.issue_key, name, operator=audit.cli_operator(),
-        ticket=ticket,
-    )  # fmt: skip
+    record, secret = as_operator(settings, org_ref, operator_actions.issue_key, name, ticket=ticket)
     click.echo(f"key {record.id} for organisation {record.org_id} (shown once): {secret}")
 
 
@@ -205,10 +195,7 @@ def key_create(settings: Settings, org_ref: str, name: str, ticket: str | None) 
 @click.pass_obj
 def key_revoke(settings: Settings, org_ref: str, key_id: int, ticket: str | None) -> None:
     """Revoke key KEY_ID of ORG."""
-    on_org(
-        settings, org_ref, operator_actions.revoke_key, key_id, operator=audit.cli_operator(),
-        ticket=ticket,
-    )  # fmt: skip
+    as_operator(settings, org_ref, operator_actions.revoke_key, key_id, ticket=ticket)
     click.echo(f"key {key_id} revoked")
 
 
@@ -303,6 +290,22 @@ async def _link(pool: asyncpg.Pool, link_id: int) -> Link:
 def _chunks(items: list[str], size: int) -> Iterator[list[str]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
+
+
+def as_operator(
+    settings: Settings,
+    ref: str,
+    act: Callable[..., Awaitable[T]],
+    /,
+    *args: Any,
+    ticket: str | None,
+    **options: Any,
+) -> T:
+    """What `act(pool, org_id, *args, operator=..., ticket=ticket, **options)`, an operator
+    action of `shared` (`shared.operator_actions` and the like), returns for the organisation
+    `ref`, recorded in the audit trail under `cli:<login>` (see `on_org`)."""
+    operator = audit.cli_operator()
+    return on_org(settings, ref, act, *args, operator=operator, ticket=ticket, **options)
 
 
 def on_org(

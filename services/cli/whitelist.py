@@ -9,8 +9,8 @@ from typing import IO
 
 import click
 
-from services.cli.operator import on_org, ticket_option
-from shared import audit, whitelist
+from services.cli.operator import as_operator, on_org, ticket_option
+from shared import whitelist
 from shared.settings import Settings
 
 
@@ -75,10 +75,7 @@ def whitelist_list(settings: Settings, org_ref: str) -> None:
 @click.pass_obj
 def whitelist_remove(settings: Settings, org_ref: str, entry_id: int, ticket: str | None) -> None:
     """Remove entry ENTRY_ID (see `whitelist list`) from ORG's whitelist."""
-    removed = on_org(
-        settings, org_ref, whitelist.remove_entry, entry_id, operator=audit.cli_operator(),
-        ticket=ticket,
-    )  # fmt: skip
+    removed = as_operator(settings, org_ref, whitelist.remove_entry, entry_id, ticket=ticket)
     click.echo(f"removed {removed.kind} {removed.value} {removed.header or ''}".rstrip())
 
 
@@ -91,10 +88,9 @@ def _store(
     ticket: str | None,
 ) -> None:
     """Add the entries ORG lacks (or, `dry_run`, only say which) and print what was done."""
-    added, kept = on_org(
-        settings, org_ref, whitelist.import_entries, entries, dry_run=dry_run,
-        operator=audit.cli_operator(), ticket=ticket,
-    )  # fmt: skip
+    added, kept = as_operator(
+        settings, org_ref, whitelist.import_entries, entries, dry_run=dry_run, ticket=ticket
+    )
     verb = "would add" if dry_run else "added"
     for entry in added:
         click.echo(f"{verb} {entry.kind} {entry.value} {entry.header or '*'}")
