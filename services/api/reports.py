@@ -110,6 +110,27 @@ def grouped(name: str, rows: list[tuple[Any, Tally]]) -> list[dict[str, Any]]:
     return [{name: key, **t.as_dict()} for key, t in rows]
 
 
+async def report_body(
+    request: web.Request,
+    window: Window,
+    now: datetime,
+    subject: dict[str, Any],
+    counted: WindowCounts,
+    **parts: Any,
+) -> dict[str, Any]:
+    """What every report says, in this order: its freshness and window (`envelope`), what it
+    reports on with its totals (`subject`), the window's counts and their split by channel,
+    the report's own `parts`, and the series."""
+    return {
+        **await envelope(request, window, now),
+        **subject,
+        "in_window": counted.in_window.as_dict(),
+        "by_channel": grouped("channel", counted.groups["channel"]),
+        **parts,
+        "series": series_items(window, counted.series),
+    }
+
+
 async def link_report(request: web.Request) -> web.Response:
     """One link: live totals, the window's series and its split by channel."""
     org_id = await require_org(request)
@@ -121,15 +142,8 @@ async def link_report(request: web.Request) -> web.Response:
     counted = await window_counts(
         pool, "link", link.id, window, by=["channel"], cache=request.app[UNIQUES]
     )
-    body = {
-        **await envelope(request, window, now),
-        "link": link,
-        "totals": totals[link.id].as_dict(),
-        "totals_source": source,
-        "in_window": counted.in_window.as_dict(),
-        "by_channel": grouped("channel", counted.groups["channel"]),
-        "series": series_items(window, counted.series),
-    }
+    subject = {"link": link, "totals": totals[link.id].as_dict(), "totals_source": source}
+    body = await report_body(request, window, now, subject, counted)
     return web.json_response(body, dumps=dumps)
 
 
@@ -167,15 +181,19 @@ async def campaign_report(request: web.Request) -> web.Response:
     totals, source = totals_of
     in_window = {**others_in_window, campaign.id: counted.in_window}
     resent = await resends.counts_of(pool, ids)
-    body = {
-        **await envelope(request, window, now),
+    subject = {
         "campaign": campaign,
         "totals": totals[campaign.id].as_dict(),
         "totals_source": source,
-        "in_window": counted.in_window.as_dict(),
-        "by_channel": grouped("channel", counted.groups["channel"]),
-        "by_link": await _by_link(request, campaign, counted),
-        "family": [
+    }
+    body = await report_body(
+        request,
+        window,
+        now,
+        subject,
+        counted,
+        by_link=await _by_link(request, campaign, counted),
+        family=[
             {
                 "campaign": c,
                 "totals": totals[c.id].as_dict(),
@@ -185,9 +203,8 @@ async def campaign_report(request: web.Request) -> web.Response:
             }
             for c in family
         ],
-        "resend": resent.get(campaign.id),
-        "series": series_items(window, counted.series),
-    }
+        resend=resent.get(campaign.id),
+    )
     return web.json_response(body, dumps=dumps)
 
 
@@ -213,18 +230,17 @@ async def org_report(request: web.Request) -> web.Response:
         window_counts(pool, "org", org_id, window, by=["channel", "kind"], cache=uniques),
         org_totals(pool, org_id, cache=uniques),
     )
-    body = {
-        **await envelope(request, window, now),
-        "org_id": org_id,
-        "totals": org_all_time.as_dict(),
-        "in_window": counted.in_window.as_dict(),
-        "by_channel": grouped("channel", counted.groups["channel"]),
-        "by_kind": grouped("kind", counted.groups["kind"]),
-        "campaigns": [{"campaign": c, "totals": totals[c.id].as_dict()} for c in shown],
-        "campaigns_source": source,
-        "campaigns_truncated": len(listed) > MAX_CAMPAIGNS,
-        "series": series_items(window, counted.series),
-    }
+    body = await report_body(
+        request,
+        window,
+        now,
+        {"org_id": org_id, "totals": org_all_time.as_dict()},
+        counted,
+        by_kind=grouped("kind", counted.groups["kind"]),
+        campaigns=[{"campaign": c, "totals": totals[c.id].as_dict()} for c in shown],
+        campaigns_source=source,
+        campaigns_truncated=len(listed) > MAX_CAMPAIGNS,
+    )
     return web.json_response(body, dumps=dumps)
 
 
