@@ -13,6 +13,7 @@ from services.cli.demo import run_demo
 from services.cli.domains import domain
 from services.cli.loadgen import LoadgenError, Plan, require_loopback, write_record
 from services.cli.loadgen import run as run_load
+from services.cli.misses import misses_command
 from services.cli.operator import audit_command, key, mint_command, org
 from services.cli.ops import describe_topic, lag, serve_lag
 from services.cli.resend import resend_command
@@ -57,6 +58,7 @@ cli.add_command(domain)
 cli.add_command(whitelist_group)
 cli.add_command(retention_group)
 cli.add_command(resend_command)
+cli.add_command(misses_command)
 
 
 @cli.command()

@@ -40,6 +40,7 @@ from services.redirector.hosts import Hosts
 from services.redirector.invalidation import LinkChanges
 from services.redirector.metrics import LocalCounter, RedirectorMetrics
 from services.redirector.minted import MintedCodes
+from services.redirector.misses import Misses
 from services.redirector.publisher import Publisher
 from services.redirector.resolve import Resolver
 from shared import db
@@ -134,8 +135,11 @@ class Redirector:
             with suppress(TimeoutError):
                 async with asyncio.timeout(SUBSCRIBE_WAIT_S):
                     await changes.subscribed.wait()
+            missed = Misses(redis)
+            missed.start()
+            stack.push_async_callback(missed.stop)
             self._resolver, self._publisher, self._hosts = resolver, publisher, hosts
-            self._handler = RedirectHandler(settings, resolver, publisher, metrics)
+            self._handler = RedirectHandler(settings, resolver, publisher, metrics, missed)
             server = web.Server(
                 self._dispatch,
                 access_log=None,

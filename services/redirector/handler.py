@@ -14,6 +14,7 @@ from uuid_utils import uuid7
 from services.redirector.bots import BotDetector
 from services.redirector.hosts import ANY_ORG
 from services.redirector.metrics import RedirectorMetrics
+from services.redirector.misses import Misses
 from services.redirector.publisher import Publisher
 from services.redirector.resolution import (
     FALLBACK,
@@ -34,6 +35,8 @@ from shared.settings import Settings
 log = logging.getLogger(__name__)
 
 _NO_STORE = {"Cache-Control": "private, no-store", "Referrer-Policy": "no-referrer"}
+_OUTCOME_OF_MISS = {"unknown": "not_found", "disabled": "not_found"}
+"""The `clicktrack_redirects` outcome of a miss whose reason is not an outcome of its own."""
 truncate_ip = lru_cache(maxsize=65_536)(events.truncate_ip)
 
 
@@ -72,8 +75,10 @@ class RedirectHandler:
         resolver: Resolver,
         publisher: Publisher,
         metrics: RedirectorMetrics,
+        misses: Misses | None = None,
     ) -> None:
         self._resolver = resolver
+        self._misses = misses
         self._publisher = publisher
         self._m = metrics
         self._bots = BotDetector(settings.redirector.bot_cidrs)
@@ -103,11 +108,9 @@ class RedirectHandler:
         link = found.link
         if link is not None:
             if scope != ANY_ORG and link.org_id != scope:
-                self._m.outcome["wrong_domain"].inc()
-                return error_response(404, "not_found", "unknown link")
+                return self._missed(request, "wrong_domain")
             if header is not None and header != link.header:
-                self._m.outcome["wrong_header"].inc()
-                return error_response(404, "not_found", "unknown link")
+                return self._missed(request, "wrong_header")
         if outcome == REDIRECT or outcome == FALLBACK:
             assert found.location is not None
             if not safe_location(found.location):
@@ -128,11 +131,19 @@ class RedirectHandler:
             response = web.Response(status=302, headers=_NO_STORE)
             response.headers["Location"] = found.location
             return response
+        elif outcome == MALFORMED:
+            return self._missed(request, "malformed")
         else:
-            self._m.outcome["malformed" if outcome == MALFORMED else "not_found"].inc()
-            return error_response(404, "not_found", "unknown link")
+            return self._missed(request, "unknown" if link is None else "disabled")
         await self._record(request, code, found, response)  # in the click log before the 302
         return response
+
+    def _missed(self, request: web.BaseRequest, reason: str) -> web.Response:
+        """A 404 for a code that leads nowhere, counted for operators (`shared.misses`)."""
+        self._m.outcome[_OUTCOME_OF_MISS.get(reason, reason)].inc()
+        if self._misses is not None:
+            self._misses.count(request.headers.get("Host"), reason)
+        return error_response(404, "not_found", "unknown link")
 
     def _record(
         self, request: web.BaseRequest, code: str, found: Resolution, response: web.Response

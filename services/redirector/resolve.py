@@ -172,7 +172,7 @@ class Resolver:
 
     def _decide(self, entry: CodeEntry, link: LinkEntry) -> Resolution:
         if link.disabled:
-            return _NOT_FOUND
+            return Resolution(NOT_FOUND, None, entry, link)  # with its link: a miss "disabled"
         if not link.tracking:
             return Resolution(UNTRACKED, link.fallback_url, entry, link)
         if link.expires_at is not None and self._clock() >= link.expires_at:

@@ -5,14 +5,19 @@ global one), is 404 on another's, and a header-in-path link only under its campa
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
 import pytest
+import redis.asyncio as aioredis
 
 from services.redirector.app import Redirector
+from shared import misses
 from shared.settings import Settings
+from tests.helpers import wait_for
 from tests.integration.api_client import LONG_URL, OPERATOR_TOKEN, ApiClient
+from tests.integration.test_cli_operator import clicktrack
 
 pytestmark = pytest.mark.integration
 
@@ -170,3 +175,63 @@ async def test_header_in_path_links_answer_only_under_their_header(
         template="Offer: {#var#}", values=[LONG_URL], var_limit=26,
     )  # fmt: skip
     assert (too_long["error"], too_long["length"]) == ("short_link_too_long", 27)
+
+
+async def test_misses_are_counted_per_domain_day_and_reason_off_the_response_path(
+    api: ApiClient, running: Redirector, settings: Settings, redis: aioredis.Redis
+) -> None:
+    alpha, key_a = await api.new_org("Alpha", tracking=True)
+    beta, key_b = await api.new_org("Beta", tracking=True)
+    await add_domain(api, alpha, "s.alpha.in")
+    await add_domain(api, beta, "s.beta.in")
+    campaign = await api.new_campaign(key_a)
+    code_a = await mint_one(api, key_a, campaign, "+919800000001")
+    code_b = await mint_one(api, key_b, await api.new_campaign(key_b), "+919800000002")
+    for _ in range(50):
+        if (await get(running.url, f"/{code_b['code']}", "s.beta.in"))[0] == 302:
+            break
+        await asyncio.sleep(0.1)
+    taps = [
+        (f"/{code_b['code']}", "s.alpha.in"),  # Beta's code on Alpha's domain
+        ("/ZZZZZZZZZZ", "S.Alpha.in:443"),  # no such code (the host as a phone may send it)
+        ("/ZZZZZZZZZY", "s.alpha.in"),
+        ("/favicon.ico", "s.alpha.in"),  # not even a code
+        ("/ZZZZZZZZZZ", "s.beta.in"),
+        ("/ZZZZZZZZZZ", "evil.example"),  # not a short domain: refused before, not counted
+    ]
+    for path, host in taps:
+        assert await get(running.url, path, host) == (404, None)
+    links = await api.call("GET", "/v1/campaigns/{campaign_id}/links", auth=key_a,
+                           campaign_id=campaign)  # fmt: skip
+    await api.call("PATCH", "/v1/links/{link_id}", auth=key_a, json={"disabled": True},
+                   link_id=links["items"][0]["id"])  # fmt: skip
+    disabled = 0
+    for _ in range(50):
+        status, _ = await get(running.url, f"/{code_a['code']}", "s.alpha.in")
+        if status == 404:
+            disabled += 1
+            break
+        await asyncio.sleep(0.1)
+    assert disabled == 1
+    assert await get(running.url, f"/{code_a['code']}", "s.alpha.in") == (404, None)
+    disabled += 1
+    want = {
+        ("s.alpha.in", "wrong_domain"): 1,
+        ("s.alpha.in", "unknown"): 2,
+        ("s.alpha.in", "malformed"): 1,
+        ("s.alpha.in", "disabled"): disabled,
+        ("s.beta.in", "unknown"): 1,
+    }
+
+    async def seen() -> dict[tuple[str, str], int]:
+        found: dict[tuple[str, str], int] = {}
+        for m in await misses.read(redis, datetime.now(UTC).date(), 2):  # a UTC midnight between
+            found[(m.domain, m.reason)] = found.get((m.domain, m.reason), 0) + m.count
+        return found
+
+    assert await wait_for(seen, want) == want
+    assert sample(running, "clicktrack_redirects_total", outcome="not_found") == 5
+    status, out, err = await clicktrack(settings, "misses", "--days", "2", "--domain", "s.alpha.in")
+    assert status == 0, err
+    totals = sorted(line.split()[1:] for line in out.splitlines() if line.startswith("total"))
+    assert totals == sorted([d, r, str(n)] for (d, r), n in want.items() if d == "s.alpha.in")
