@@ -13,7 +13,6 @@ of typos, scanners and dead links, not counts anyone is billed for.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import date, timedelta
 
 import redis.asyncio as aioredis
@@ -29,19 +28,13 @@ KEEP_DAYS = 90
 PREFIX = "misses:"
 
 
+Miss = tuple[date, str, str, int]
+"""Misses of one UTC day, domain and reason: (day, domain, reason, count)."""
+
+
 def key(day: date) -> str:
     """The Redis key of a UTC day's misses."""
     return f"{PREFIX}{day.isoformat()}"
-
-
-@dataclass(frozen=True, slots=True)
-class Miss:
-    """Misses of one domain, day and reason."""
-
-    day: date
-    domain: str
-    reason: str
-    count: int
 
 
 async def add(client: aioredis.Redis, tally: Mapping[tuple[date, str, str], int]) -> None:
@@ -66,11 +59,11 @@ async def read(client: aioredis.Redis, last: date, days: int) -> list[Miss]:
             for day in wanted:
                 pipe.hgetall(key(day))
             found = await pipe.execute()
-    misses = []
+    misses: list[Miss] = []
     for day, fields in zip(wanted, found, strict=True):
         for field, count in fields.items():
             domain, _, reason = (field.decode() if isinstance(field, bytes) else field).partition(
                 " "
             )
-            misses.append(Miss(day, domain, reason, int(count)))
-    return sorted(misses, key=lambda m: (m.day, m.domain, m.reason))
+            misses.append((day, domain, reason, int(count)))
+    return sorted(misses)

@@ -28,15 +28,15 @@ def misses_command(settings: Settings, days: int, domain: str | None) -> None:
         async with redis_client(settings.redis, retries=3) as redis:
             return await misses.read(redis, datetime.now(UTC).date(), days)
 
-    found = [m for m in run(go()) if domain is None or m.domain == domain.lower()]
+    found = [m for m in run(go()) if domain is None or m[1] == domain.lower()]
     if not found:
         click.echo(f"no misses in the last {days} UTC days")
         return
-    width = max(len("domain"), *(len(m.domain) for m in found))
+    width = max(len("domain"), *(len(m[1]) for m in found))
     click.echo(f"{'day (UTC)':<10}  {'domain':<{width}}  {'reason':<12}  {'taps':>8}")
     totals: dict[tuple[str, str], int] = {}
-    for m in found:
-        click.echo(f"{m.day.isoformat():<10}  {m.domain:<{width}}  {m.reason:<12}  {m.count:>8}")
-        totals[(m.domain, m.reason)] = totals.get((m.domain, m.reason), 0) + m.count
+    for day, name, reason, count in found:
+        click.echo(f"{day.isoformat():<10}  {name:<{width}}  {reason:<12}  {count:>8}")
+        totals[(name, reason)] = totals.get((name, reason), 0) + count
     for (name, reason), count in sorted(totals.items()):
         click.echo(f"{'total':<10}  {name:<{width}}  {reason:<12}  {count:>8}")

@@ -225,8 +225,8 @@ async def test_misses_are_counted_per_domain_day_and_reason_off_the_response_pat
 
     async def seen() -> dict[tuple[str, str], int]:
         found: dict[tuple[str, str], int] = {}
-        for m in await misses.read(redis, datetime.now(UTC).date(), 2):  # a UTC midnight between
-            found[(m.domain, m.reason)] = found.get((m.domain, m.reason), 0) + m.count
+        for _, domain, reason, count in await misses.read(redis, datetime.now(UTC).date(), 2):
+            found[(domain, reason)] = found.get((domain, reason), 0) + count  # 2 days: midnight
         return found
 
     assert await wait_for(seen, want) == want
