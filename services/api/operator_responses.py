@@ -10,7 +10,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 
 from services.api.bodies import Time, doc
-from services.api.responses import Closed
+from services.api.responses import Closed, IdPage
 from shared.events import Id
 
 
@@ -26,11 +26,8 @@ class AuditEntry(Closed):
     detail: Annotated[dict[str, Any], doc("What changed.")]
 
 
-class AuditPage(msgspec.Struct):
+class AuditPage(IdPage[AuditEntry]):
     """A page of the audit trail, oldest first."""
-
-    items: list[AuditEntry]
-    next_after: Annotated[Id | None, doc("Pass as `after` for the next page; null at end.")]
 
 
 class ShortDomain(Closed):

@@ -9,7 +9,7 @@ import msgspec
 from msgspec import Meta
 
 from services.api.bodies import Time, doc
-from services.api.responses import Campaign, Closed, Link, RenderedMessage
+from services.api.responses import Campaign, Closed, Link, RecipientPage, RenderedMessage
 from shared.campaigns import CampaignKind
 from shared.events import Id
 
@@ -214,11 +214,8 @@ class Clicker(Closed):
     last_click: Time
 
 
-class ClickerPage(msgspec.Struct):
+class ClickerPage(RecipientPage[Clicker]):
     """A page of the recipients who clicked, in pseudonym order."""
-
-    items: list[Clicker]
-    next_after: Annotated[str | None, doc("Pass as `after` for the next page; null at the end.")]
 
 
 class NonClicker(Closed):
@@ -228,18 +225,12 @@ class NonClicker(Closed):
     pseudonym: Annotated[str, doc(_PSEUDONYM)]
 
 
-class NonClickerPage(msgspec.Struct):
+class NonClickerPage(RecipientPage[NonClicker]):
     """A page of the recipients who did not click, in pseudonym order."""
 
-    items: list[NonClicker]
-    next_after: Annotated[str | None, doc("Pass as `after` for the next page; null at the end.")]
 
-
-class ResendMessages(msgspec.Struct):
+class ResendMessages(RecipientPage[RenderedMessage]):
     """A page of a resend's messages, in recipient order."""
-
-    items: list[RenderedMessage]
-    next_after: Annotated[str | None, doc("Pass as `after` for the next page; null at the end.")]
 
 
 class ResendCreated(Closed):

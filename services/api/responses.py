@@ -7,7 +7,7 @@ bodies are in `services.api.report_responses`.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Generic, Literal, TypeVar
 
 import msgspec
 from msgspec import Meta
@@ -27,6 +27,24 @@ class Error(msgspec.Struct, kw_only=True):
     detail: Annotated[str, doc("What went wrong, for people.")]
 
 
+T = TypeVar("T")
+
+
+class IdPage(msgspec.Struct, Generic[T]):
+    """A keyset page of records by id (`?after=&limit=`); a subclass names its items."""
+
+    items: list[T]
+    next_after: Annotated[Id | None, doc("Pass as `after` for the next page; null at end.")]
+
+
+class RecipientPage(msgspec.Struct, Generic[T]):
+    """A keyset page in the order of recipients (`?after=<pseudonym>&limit=`); a subclass names
+    its items."""
+
+    items: list[T]
+    next_after: Annotated[str | None, doc("Pass as `after` for the next page; null at the end.")]
+
+
 class Org(Closed):
     """An organisation."""
 
@@ -44,11 +62,8 @@ class Org(Closed):
     ]
 
 
-class OrgPage(msgspec.Struct):
+class OrgPage(IdPage[Org]):
     """A page of organisations."""
-
-    items: list[Org]
-    next_after: Annotated[Id | None, doc("Pass as `after` for the next page; null at end.")]
 
 
 class ApiKey(Closed):
@@ -88,11 +103,8 @@ class Campaign(Closed):
     short_domain: Annotated[str | None, doc("Its short domain; null: the organisation's default.")]
 
 
-class CampaignPage(msgspec.Struct):
+class CampaignPage(IdPage[Campaign]):
     """A page of campaigns."""
-
-    items: list[Campaign]
-    next_after: Annotated[Id | None, doc("Pass as `after` for the next page; null at end.")]
 
 
 class Link(Closed):
@@ -108,11 +120,8 @@ class Link(Closed):
     created_at: Time
 
 
-class LinkPage(msgspec.Struct):
+class LinkPage(IdPage[Link]):
     """A page of links."""
-
-    items: list[Link]
-    next_after: Annotated[Id | None, doc("Pass as `after` for the next page; null at end.")]
 
 
 class MintedCode(Closed):
