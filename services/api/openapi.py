@@ -15,7 +15,8 @@ from typing import Any
 import msgspec
 
 from services.api.bodies import REQUEST_BODIES
-from services.api.operations import ERRORS, OPERATIONS, Schema, answer, path_parameters
+from services.api.op import ERRORS, Schema, answer, path_parameters
+from services.api.operations import OPERATIONS
 from services.api.responses import REFERENCED
 
 
