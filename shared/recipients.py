@@ -87,20 +87,36 @@ class RecipientVault:
         return f"{self.org_id}:{pseudonym}".encode()
 
     async def remember(self, conn: asyncpg.Connection, recipients: Sequence[str]) -> list[str]:
-        """The pseudonym of each id in `recipients` (in order), the way back to each stored in
-        `recipients` (kept when there already)."""
+        """The pseudonym of each id in `recipients` (distinct ids, in order), the way back to
+        each stored in `recipients` (kept when there already). Must run in a transaction.
+
+        New recipients (the first is not known) are COPYed in the order of the primary key, in
+        a savepoint; if one was known after all, or for a resend, an INSERT skips the known."""
         pseudonyms = [self.pseudonym(r) for r in recipients]
-        if pseudonyms:
-            sealed = [self.seal(p, r) for p, r in zip(pseudonyms, recipients, strict=True)]
-            await conn.execute(
-                "INSERT INTO recipients (org_id, pseudonym, sealed_id)"
-                " SELECT $1, p, s FROM unnest($2::text[], $3::bytea[]) AS u (p, s)"
-                " ORDER BY p ON CONFLICT DO NOTHING",
-                self.org_id,
-                pseudonyms,
-                sealed,
-            )
+        if not pseudonyms:
+            return pseudonyms
+        rows = sorted(
+            (self.org_id, p, self.seal(p, r)) for p, r in zip(pseudonyms, recipients, strict=True)
+        )
+        if not await self._known(conn, rows[0][1]) and await _copy(conn, rows):
+            return pseudonyms
+        await conn.execute(
+            "INSERT INTO recipients (org_id, pseudonym, sealed_id)"
+            " SELECT $1, p, s FROM unnest($2::text[], $3::bytea[]) AS u (p, s)"
+            " ORDER BY p ON CONFLICT DO NOTHING",
+            self.org_id,
+            [row[1] for row in rows],
+            [row[2] for row in rows],
+        )
         return pseudonyms
+
+    async def _known(self, conn: asyncpg.Connection, pseudonym: str) -> bool:
+        known: bool = await conn.fetchval(
+            "SELECT EXISTS (SELECT 1 FROM recipients WHERE org_id = $1 AND pseudonym = $2)",
+            self.org_id,
+            pseudonym,
+        )
+        return known
 
     async def reveal(self, conn: asyncpg.Connection, pseudonyms: Iterable[str]) -> dict[str, str]:
         """The sender's id of each pseudonym of this organisation that has one (an erased or
@@ -112,3 +128,15 @@ class RecipientVault:
             list(pseudonyms),
         )
         return {row["pseudonym"]: self.open(row["pseudonym"], row["sealed_id"]) for row in rows}
+
+
+async def _copy(conn: asyncpg.Connection, rows: list[tuple[int, str, bytes]]) -> bool:
+    """COPY the rows into `recipients` in a savepoint; False if one was there already."""
+    try:
+        async with conn.transaction():
+            await conn.copy_records_to_table(
+                "recipients", records=rows, columns=["org_id", "pseudonym", "sealed_id"]
+            )
+    except asyncpg.UniqueViolationError:
+        return False
+    return True

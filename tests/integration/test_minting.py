@@ -151,6 +151,34 @@ async def test_minting_is_idempotent_and_the_shared_code_is_one(
         assert await mint(conn, link_id, [], length=LENGTH, vault=vault) == Minted([], [], 0, 0)
 
 
+async def test_known_recipients_keep_their_sealed_id_among_new_ones(
+    pool: asyncpg.Pool, link_id: int, vault: RecipientVault
+) -> None:
+    """New recipients go into `recipients` by COPY; when one of them is known (not the first in
+    pseudonym order, so the COPY is refused), the known keeps its row and the rest go in."""
+    people = [f"+9198000{i:05d}" for i in range(40)]
+    by_pseudonym = sorted(people, key=vault.pseudonym)
+    known = by_pseudonym[-1]  # the last in the COPY's order: its row makes the COPY fail
+    async with pool.acquire() as conn:
+        await mint(conn, link_id, [known], length=LENGTH, vault=vault)
+        sealed = await conn.fetchval(
+            "SELECT sealed_id FROM recipients WHERE pseudonym = $1", vault.pseudonym(known)
+        )
+        got = await mint(conn, link_id, people, length=LENGTH, vault=vault)
+        rows = dict(
+            await conn.fetch(
+                "SELECT pseudonym, sealed_id FROM recipients WHERE pseudonym = ANY($1::text[])",
+                [vault.pseudonym(p) for p in people],
+            )
+        )
+        assert (got.minted, got.reused) == (39, 1)
+        assert len(rows) == 40
+        assert rows[vault.pseudonym(known)] == sealed  # kept, not sealed again
+        assert await vault.reveal(conn, [vault.pseudonym(p) for p in people]) == {
+            vault.pseudonym(p): p for p in people
+        }
+
+
 def test_bulk_codes_are_uniform_base62() -> None:
     codes = mint_codes(20_000, 12)
     assert len(codes) == 20_000 and all(re.fullmatch(r"[0-9A-Za-z]{12}", c) for c in codes)
