@@ -129,36 +129,27 @@ def _open(vault: RecipientVault, pseudonym: str, sealed: bytes | None) -> str | 
     return None if sealed is None else vault.open(pseudonym, sealed)
 
 
-async def non_clickers(
+async def page(
     conn: asyncpg.Connection | asyncpg.Pool,
     vault: RecipientVault,
     scope: Scope,
+    which: str,
     *,
     after: str = "",
     limit: int = 100,
     links: list[int] | None = None,
-) -> list[NonClicker]:
-    """A page of the scope's recipients without a click, in pseudonym order; the scope belongs to
-    the organisation of `vault`. `links`: the scope's (`scope_links`), when known."""
+) -> list[Clicker] | list[NonClicker]:
+    """A page of the scope's `clickers` or `non_clickers` (`which`: its recipients without a
+    click), in pseudonym order; the scope belongs to the organisation of `vault`. `links`: the
+    scope's (`scope_links`), when known."""
+    if which == "clickers":
+        return await clicker_page(conn, vault, clickers_sql(scope), after, limit, scope[1])
     if links is None:
         links = await scope_links(conn, scope)
     if not links:
         return []
     sql = non_clickers_sql(scope, len(links))
     return await non_clicker_page(conn, vault, sql, after, limit, scope[1], links)
-
-
-async def clickers(
-    conn: asyncpg.Connection | asyncpg.Pool,
-    vault: RecipientVault,
-    scope: Scope,
-    *,
-    after: str = "",
-    limit: int = 100,
-) -> list[Clicker]:
-    """A page of the scope's clickers, in pseudonym order; the scope belongs to the organisation
-    of `vault`."""
-    return await clicker_page(conn, vault, clickers_sql(scope), after, limit, scope[1])
 
 
 async def non_clicker_page(

@@ -71,11 +71,10 @@ async def _list(
     if listed.resend is not None:
         pick = resends.clickers if which == "clickers" else resends.non_clickers
         return await pick(pool, vault, listed.resend, after=after, limit=limit)
-    if which == "clickers":
-        return await clickers.clickers(pool, vault, listed.scope, after=after, limit=limit)
-    return await clickers.non_clickers(
-        pool, vault, listed.scope, after=after, limit=limit, links=links
+    found: list[Any] = await clickers.page(
+        pool, vault, listed.scope, which, after=after, limit=limit, links=links
     )
+    return found
 
 
 def recipient_page(request: web.Request) -> tuple[str, int]:
