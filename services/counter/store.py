@@ -72,7 +72,11 @@ _BOT_TALLIES = ",\n           ".join(
     f"count(*) FILTER (WHERE fresh AND bot_kind = '{kind}') AS bots_{kind}"
     for kind in events.BOT_KINDS
 )
-_BOT_SUMS_SET = ",\n        ".join(f"{c} = c.{c} + EXCLUDED.{c}" for c in _BOT_KIND_COLUMNS)
+
+
+def _added(*columns: str) -> str:
+    """SQL of an upsert's SET list that adds each new count to the stored one (the row `c`)."""
+    return ",\n        ".join(f"{c} = c.{c} + EXCLUDED.{c}" for c in columns)
 
 
 def _visitors(scope: str, *, where: str = "") -> str:
@@ -214,9 +218,7 @@ per_recipient AS (
     GROUP BY 1, 2, 3
     ORDER BY 1, 2, 3
     ON CONFLICT (link_id, recipient_id, month) DO UPDATE
-    SET clicks = c.clicks + EXCLUDED.clicks,
-        bot_clicks = c.bot_clicks + EXCLUDED.bot_clicks,
-        after_expiry = c.after_expiry + EXCLUDED.after_expiry,
+    SET {_added("clicks", "bot_clicks", "after_expiry")},
         first_click = least(c.first_click, EXCLUDED.first_click),
         last_click = greatest(c.last_click, EXCLUDED.last_click)
 ),
@@ -247,10 +249,7 @@ quarters AS (
     GROUP BY 1, 2, 3
     ORDER BY 1, 2, 3
     ON CONFLICT (link_id, quarter, channel) DO UPDATE
-    SET total_clicks = c.total_clicks + EXCLUDED.total_clicks,
-        bot_clicks = c.bot_clicks + EXCLUDED.bot_clicks,
-        after_expiry = c.after_expiry + EXCLUDED.after_expiry,
-        {_BOT_SUMS_SET},
+    SET {_added("total_clicks", "bot_clicks", "after_expiry", *_BOT_KIND_COLUMNS)},
         updated_at = now()
 ),
 links AS (
