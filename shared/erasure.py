@@ -43,7 +43,11 @@ SHARE) and makes the next ones wait for this commit (migration 0080)."""
 _CORE = ("orgs", "campaigns", "links", "privacy_tombstones", "operator_audit")
 """Tables `purge_org` empties itself, last (the others refer to them), or not at all: the
 operators' audit trail outlives the organisations it names (migration 0081)."""
-_SCOPED = {"daily_counters": ("link", "campaign"), "daily_visitors": ("l", "c")}
+_SCOPED = {
+    "daily_counters": ("link", "campaign"),
+    "daily_visitors": ("l", "c"),
+    "visitor_scope_epochs": ("l", "c"),
+}
 """Tables keyed by (scope, scope_id): how each spells a link and a campaign."""
 
 

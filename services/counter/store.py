@@ -84,7 +84,8 @@ def _visitors(scope: str, *, where: str = "") -> str:
 
     - `{scope}_pairs`: each visitor once, with the first and last day the batch saw it on, and,
       unless it has a row of the current epoch ($13), its first day from a row of an earlier
-      epoch (`earlier`; NULL: none, it is new);
+      epoch (`earlier`; NULL: none, it is new), looked for only when an earlier epoch holds rows
+      of the scope at all (`visitor_scope_epochs`, migration 0091);
     - `new_{scope}_visitors`: the rows of the current epoch inserted (a new unique, or a known
       visitor's first row in this epoch, carrying its first day: migration 0090);
     - `{scope}_state`: each visitor of the batch, new or known, with its first day on the scope:
@@ -99,9 +100,13 @@ def _visitors(scope: str, *, where: str = "") -> str:
     match = f"v.{key} = p.{key} AND v.visitor_id = p.visitor"
     return f"""{scope}_pairs AS MATERIALIZED (
     SELECT p.*,
-           CASE WHEN NOT EXISTS (SELECT 1 FROM {table} v WHERE {match} AND v.epoch = $13::date)
-           THEN (SELECT min(coalesce(v.first_day, '-infinity')) FROM {table} v
-                 WHERE {match} AND v.epoch < $13::date)
+           CASE WHEN EXISTS (SELECT 1 FROM visitor_scope_epochs e WHERE e.scope = '{scope[0]}'
+                             AND e.scope_id = p.{key} AND e.epoch < $13::date)
+           THEN CASE WHEN NOT EXISTS (SELECT 1 FROM {table} v
+                                      WHERE {match} AND v.epoch = $13::date)
+                THEN (SELECT min(coalesce(v.first_day, '-infinity')) FROM {table} v
+                      WHERE {match} AND v.epoch < $13::date)
+                END
            END AS earlier
     FROM (SELECT {key}, visitor, min(day) AS first_day, max(day) AS last_day
           FROM humans {where} GROUP BY 1, 2) p
@@ -193,6 +198,15 @@ daily_uniques AS (
         FROM new_daily_visitors
     ) u
     GROUP BY 1, 2, 3
+),
+scope_epochs AS (
+    -- the scopes with visitor rows in this epoch (migration 0091)
+    INSERT INTO visitor_scope_epochs (scope, scope_id, epoch)
+    SELECT 'l'::"char", scope_id, $13::date FROM link_state
+    UNION
+    SELECT 'c', scope_id, $13::date FROM campaign_state
+    ORDER BY 1, 2
+    ON CONFLICT DO NOTHING
 ),
 quarter_visits AS (
     -- who was seen on which link in which quarter hour: the uniques of any period

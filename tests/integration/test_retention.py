@@ -145,6 +145,9 @@ async def test_a_visitor_seen_within_the_period_stays_known_across_epochs(
             retention.partition_name(t, m0) for t in MONTHS
         )
         await apply(conn, [clk(1, "v:a", TODAY.replace(minute=2)), clk(1, "v:b", TODAY)], 3, 5)
+    # m0's scopes went with its partitions; those written since are in the epoch m1
+    scopes = await pool.fetch("SELECT scope, scope_id, epoch FROM visitor_scope_epochs ORDER BY 1")
+    assert [tuple(r) for r in scopes] == [(b"c", 10, m1), (b"l", 1, m1)]
     # v:a clicked in m1 and is still known; v:b's last click was in m0, and it is met anew
     assert (await stored_counts(pool))["links"] == {1: (5, 3, 0)}
     assert (await stored_counts(pool))["campaigns"] == {10: (5, 3, 0)}
@@ -315,6 +318,16 @@ async def test_migration_0090_puts_stored_rows_in_their_months(settings: Setting
             ("v:b", date(2026, 1, 1)),
         ]
         assert await retention.current_epoch(pool) == max(month, date(2026, 3, 1))
+        # 0091: the epochs each link and campaign has rows in
+        assert await placed(
+            "SELECT scope, scope_id, epoch FROM visitor_scope_epochs ORDER BY 1, 2, 3"
+        ) == [
+            (b"c", 10, date(2026, 1, 1)),
+            (b"c", 10, date(2026, 3, 1)),
+            (b"l", 1, date(2026, 3, 1)),
+            (b"l", 2, date(2026, 1, 1)),
+            (b"l", 3, date(2026, 2, 1)),
+        ]
         # counting goes on over the migrated rows: v:a is known, v:d is new
         async with pool.acquire() as conn:
             await apply(conn, [clk(1, "v:a", TODAY), clk(1, "v:d", TODAY)], 0, 2)
