@@ -234,6 +234,7 @@ async def test_a_lookup_past_its_budget_is_a_503_and_still_fills_the_caches(
         campaign_id=link.campaign_id,
         destination=DESTINATION,
         recipients=["r2"],
+        keys=KEYS,
         code_length=Settings().links.code_length,
     )
     codes = [link.codes["r1"], link.codes["r1"], other.codes["r2"]]
