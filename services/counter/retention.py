@@ -171,9 +171,7 @@ async def prune(
         for name in dropped:
             await conn.execute(f'DROP TABLE "{name}"')
         # which scopes had rows in the epochs dropped: ids and months, no person (migration 0091)
-        gone = {
-            start for t in EPOCH_TABLES for start in have[t] if partition_name(t, start) in dropped
-        }
+        gone = {m for t in EPOCH_TABLES for m in have.get(t, []) if partition_name(t, m) in dropped}
         await conn.execute(
             "DELETE FROM visitor_scope_epochs WHERE epoch = ANY($1::date[])", sorted(gone)
         )
