@@ -189,13 +189,13 @@ async def forget_in_redis(
     campaign_ids: Sequence[int] = (),
 ) -> int:
     """Delete the Redis keys of these codes, links and campaigns (cached entries, counters, daily
-    counters) and tell every redirector to forget them; returns the keys deleted. Keys are
-    matched by their ids, so no other organisation's key is touched."""
+    counters) and tell every redirector to forget them; returns the keys deleted (all kinds).
+    Keys are matched by their ids, so no other organisation's key is touched."""
     deleted = 0
     with redis_errors("deleting an erased recipient's or a purged organisation's keys"):
-        await invalidate_codes(redis, codes)
+        deleted += await invalidate_codes(redis, codes)
         for link_id in link_ids:
-            await invalidate_link(redis, link_id)
+            deleted += await invalidate_link(redis, link_id)
         if link_ids or campaign_ids:
             wanted = {b"link": set(map(str, link_ids)), b"campaign": set(map(str, campaign_ids))}
             doomed: list[bytes] = []

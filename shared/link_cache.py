@@ -90,12 +90,14 @@ async def cache_codes(redis: aioredis.Redis, rows: Sequence[CodeRow], ttl_s: int
                 await pipe.execute()
 
 
-async def invalidate_link(redis: aioredis.Redis, link_id: int) -> None:
-    """Forget a changed link everywhere: Redis now, and each redirector's memory via pub/sub."""
+async def invalidate_link(redis: aioredis.Redis, link_id: int) -> int:
+    """Forget a changed link everywhere: Redis now, and each redirector's memory via pub/sub;
+    returns the keys deleted (0 or 1)."""
     async with redis.pipeline(transaction=True) as pipe:
         pipe.delete(link_key(link_id))
         pipe.publish(changes_channel(redis), str(link_id))
-        await pipe.execute()
+        done = await pipe.execute()
+    return int(done[0])
 
 
 async def invalidate_org(redis: aioredis.Redis, org_id: int, link_ids: list[int]) -> None:
@@ -117,12 +119,15 @@ CODES_MESSAGE = "codes:"
 link."""
 
 
-async def invalidate_codes(redis: aioredis.Redis, codes: Sequence[str]) -> None:
+async def invalidate_codes(redis: aioredis.Redis, codes: Sequence[str]) -> int:
     """Forget these codes everywhere (their recipient was erased): Redis now, and each
-    redirector's memory via pub/sub, up to 1,000 codes a message."""
+    redirector's memory via pub/sub, up to 1,000 codes a message; returns the keys deleted."""
+    deleted = 0
     for start in range(0, len(codes), _UNLINK_CHUNK):
         chunk = codes[start : start + _UNLINK_CHUNK]
         async with redis.pipeline(transaction=True) as pipe:
             pipe.delete(*(code_key(c) for c in chunk))
             pipe.publish(changes_channel(redis), CODES_MESSAGE + ",".join(chunk))
-            await pipe.execute()
+            done = await pipe.execute()
+        deleted += int(done[0])
+    return deleted

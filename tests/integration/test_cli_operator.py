@@ -13,7 +13,9 @@ from pathlib import Path
 
 import asyncpg
 import pytest
+import redis.asyncio as aioredis
 
+from shared.link_cache import cache_codes
 from shared.links import create_campaign, create_link, create_org
 from shared.recipients import RecipientKeys
 from shared.settings import Settings
@@ -195,3 +197,46 @@ async def test_operator_actions_carry_their_ticket_into_the_audit(
     assert (status, out) == (0, "s.acme.in (default)\n")
     status, _, err = await clicktrack(settings, "domain", "add", str(org_id), "http://x.in/")
     assert (status, err.startswith("error: 'http://x.in/' is not a host name")) == (2, True)
+
+
+async def test_org_purge_asks_for_yes_then_deletes_every_row_and_key_of_it(
+    settings: Settings, pool: asyncpg.Pool, redis: aioredis.Redis
+) -> None:
+    keys = RecipientKeys(settings.api.recipient_key)
+    made = {}
+    for name in ("Gone Retail", "Kept Retail"):
+        org_id = await create_org(pool, name, tracking=True)
+        campaign = await create_campaign(pool, org_id, "Sale", "one_time")
+        link = await create_link(
+            pool,
+            org_id=org_id,
+            campaign_id=campaign,
+            destination="https://a.example/x",
+            recipients=["r1", "r2"],
+            code_length=10,
+            keys=keys,
+        )
+        await cache_codes(redis, link.code_rows(), 600)  # as the CLI and the API do
+        made[name] = (org_id, link)
+    gone, kept = made["Gone Retail"], made["Kept Retail"]
+
+    status, out, err = await clicktrack(settings, "org", "purge", "Gone Retail")
+    assert (status, out) == (0, f"would purge organisation {gone[0]} (Gone Retail): add --yes\n")
+    assert await pool.fetchval("SELECT count(*) FROM codes") == 4  # nothing happened
+    status, out, err = await clicktrack(
+        settings, "org", "purge", "Gone Retail", "--yes", "--ticket", "DPDP-7"
+    )
+    assert status == 0, err
+    # codes 2, recipients 2, links 1, campaigns 1, orgs 1; the 2 cached codes
+    assert out == f"organisation {gone[0]} purged: 7 rows, 2 Redis keys\n"
+    names = await pool.fetch("SELECT name FROM orgs")
+    assert [r[0] for r in names] == ["Kept Retail"]
+    left = await pool.fetch("SELECT link_id, count(*) FROM codes GROUP BY 1")
+    assert [tuple(r) for r in left] == [(kept[1].link_id, 2)]
+    assert await pool.fetchval("SELECT count(*) FROM recipients") == 2
+    cached = sorted([k.decode() async for k in redis.scan_iter(match="ct:code1:*")])
+    assert cached == sorted(f"ct:code1:{code}" for code in kept[1].codes.values())
+    status, out, err = await clicktrack(settings, "audit")  # the trail outlives the org
+    assert status == 0, err
+    (row,) = [line.split("  ") for line in out.splitlines() if "org.purged" in line]
+    assert row[2:4] == ["org.purged", f"org={gone[0]}"] and row[4] == "ticket=DPDP-7"
