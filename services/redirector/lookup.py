@@ -80,7 +80,6 @@ class Lookups:
         self._pool, self._redis, self._m = pool, redis, metrics
         self._codes, self._links, self._unknown = codes, links, unknown
         self._redis_ttl_s, self._negative_ttl_s = redis_ttl_s, negative_ttl_s
-        self._budget_s = budget_s
         self._query_s = max(budget_s * 4, 1.0)
         """Longest wait for a query slot, and longest query: past the visitors' budget, so a
         slow Postgres still fills the cache for the next ones."""
@@ -90,17 +89,13 @@ class Lookups:
         self._tasks: set[asyncio.Task[Any]] = set()
 
     def find(self, code: str) -> asyncio.Future[Found]:
-        """A future of what `code` is bound to, looked up with the other codes of this turn;
-        it fails with `DependencyError` if the lookup is not done within the budget."""
+        """A future of what `code` is bound to, looked up with the other codes of this turn."""
         waiting = self._waiting.get(code)
         if waiting is not None:
             return waiting
         loop = asyncio.get_running_loop()
         if not self._waiting:
             loop.call_soon(self._flush)  # after every request this turn has woken up
-            # One deadline for the turn's batch, not a timeout per request: a timer per request
-            # was a seventh of a fresh code's CPU (docs/redirector.md, The benchmark).
-            loop.call_later(self._budget_s, self._expire, self._waiting)
         waiting = self._waiting[code] = loop.create_future()
         waiting.add_done_callback(_retrieve)
         return waiting
@@ -120,16 +115,6 @@ class Lookups:
         await asyncio.gather(*(cancel(task) for task in list(self._tasks)))
 
     # -- one turn's batch --------------------------------------------------------------------
-
-    def _expire(self, batch: dict[str, asyncio.Future[Found]]) -> None:
-        """The budget of `batch` is over: what is not answered yet is a `DependencyError` (the
-        visitor gets a 503, not a hang); the lookup goes on and fills the caches."""
-        for future in batch.values():
-            if not future.done():
-                self._m.dependency_errors.labels("budget").inc()
-                future.set_exception(
-                    DependencyError(f"resolving a code took over {self._budget_s * 1000:.0f} ms")
-                )
 
     def _flush(self) -> None:
         batch, self._waiting = self._waiting, {}

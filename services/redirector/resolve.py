@@ -187,6 +187,12 @@ class Resolver:
             pending = self._lookups.find(code)
             self._inflight[code] = pending
             pending.add_done_callback(lambda _: self._inflight.pop(code, None))
-        # The lookup fails itself at the budget (`Lookups.find`). shield: a visitor who gives
-        # up must not cancel the lookup others wait for.
-        return await asyncio.shield(pending)
+        try:
+            async with asyncio.timeout(self._budget_s):
+                # shield: a visitor who gives up must not cancel the lookup others wait for.
+                return await asyncio.shield(pending)
+        except TimeoutError:
+            self._m.dependency_errors.labels("budget").inc()
+            raise DependencyError(
+                f"resolving a code took over {self._budget_s * 1000:.0f} ms"
+            ) from None

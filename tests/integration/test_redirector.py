@@ -48,7 +48,7 @@ async def link(pool: asyncpg.Pool) -> CreatedLink:
 
 
 async def test_redirects_and_publishes_one_event_per_click(
-    redirector_url: str, http: aiohttp.ClientSession, link: CreatedLink, settings: Settings
+    link: CreatedLink, redirector_url: str, http: aiohttp.ClientSession, settings: Settings
 ) -> None:
     code = link.codes["cust-1"]
     async with http.get(f"{redirector_url}/{code}", allow_redirects=False) as resp:
@@ -79,7 +79,7 @@ async def test_redirects_and_publishes_one_event_per_click(
 
 
 async def test_head_is_redirected_but_flagged_as_bot(
-    redirector_url: str, http: aiohttp.ClientSession, link: CreatedLink, settings: Settings
+    link: CreatedLink, redirector_url: str, http: aiohttp.ClientSession, settings: Settings
 ) -> None:
     async with http.head(f"{redirector_url}/{link.codes['cust-2']}", allow_redirects=False) as resp:
         assert resp.status == 302
@@ -90,7 +90,7 @@ async def test_head_is_redirected_but_flagged_as_bot(
 
 @pytest.mark.parametrize("path", ["/Zz9Zz9Zz9Z", "/ab", "/abc%24def", "/" + "a" * 40])
 async def test_unknown_or_impossible_codes_are_404(
-    redirector_url: str, http: aiohttp.ClientSession, path: str, link: CreatedLink
+    link: CreatedLink, redirector_url: str, http: aiohttp.ClientSession, path: str
 ) -> None:
     async with http.get(redirector_url + path, allow_redirects=False) as resp:
         assert resp.status == 404
@@ -98,7 +98,7 @@ async def test_unknown_or_impossible_codes_are_404(
 
 
 async def test_disabled_link_is_404(
-    redirector_url: str, http: aiohttp.ClientSession, link: CreatedLink, pool: asyncpg.Pool
+    link: CreatedLink, redirector_url: str, http: aiohttp.ClientSession, pool: asyncpg.Pool
 ) -> None:
     await pool.execute("UPDATE links SET disabled = true WHERE id = $1", link.link_id)
     async with http.get(f"{redirector_url}/{link.codes['cust-1']}", allow_redirects=False) as resp:
@@ -106,14 +106,14 @@ async def test_disabled_link_is_404(
 
 
 async def test_only_get_and_head(
-    redirector_url: str, http: aiohttp.ClientSession, link: CreatedLink
+    link: CreatedLink, redirector_url: str, http: aiohttp.ClientSession
 ) -> None:
     async with http.post(f"{redirector_url}/{link.codes['cust-1']}", allow_redirects=False) as resp:
         assert resp.status == 405
 
 
 async def test_health_ready_and_metrics(
-    redirector_url: str, http: aiohttp.ClientSession, link: CreatedLink
+    link: CreatedLink, redirector_url: str, http: aiohttp.ClientSession
 ) -> None:
     async with http.get(f"{redirector_url}/{link.codes['cust-1']}", allow_redirects=False) as resp:
         assert resp.status == 302
