@@ -43,7 +43,6 @@ from services.redirector.clicklog_records import (
     MAX_RECORD_BYTES,
     Record,
     decode_records,
-    encode_record,
 )
 
 log = logging.getLogger(__name__)
@@ -157,13 +156,9 @@ class ClickLog:
 
     # -- writing ---------------------------------------------------------------------------------
 
-    def append(self, key: bytes, value: bytes) -> bool:
-        """Write one record (into the kernel, not yet fsynced); False if the log is full."""
-        return self.append_encoded(encode_record(key, value), 1)
-
-    def append_encoded(self, data: bytes, records: int) -> bool:
-        """Write `records` records already encoded (`encode_record`, joined) with one write:
-        all of them, or none if the log is full (False)."""
+    def append(self, data: bytes, records: int = 1) -> bool:
+        """Write `records` records already encoded (`encode_record`, joined) with one write,
+        into the kernel, not yet fsynced: all of them, or none if the log is full (False)."""
         size = len(data)
         if self._disk_bytes + self._pending_bytes + size > self._max_bytes:
             return False

@@ -70,7 +70,7 @@ async def adopt(clicks: ClickLog) -> int:
         records, unreadable = decode_spool(path.read_bytes())
         if records:
             data = b"".join(encode_record(key, value) for key, value in records)
-            if not clicks.append_encoded(data, len(records)):
+            if not clicks.append(data, len(records)):
                 log.error(
                     "old spool file left for the next start: the click log is full",
                     extra={"file": path.name, "events": len(records)},

@@ -118,11 +118,11 @@ class Publisher:
         done, self._turn_done = self._turn_done, None
         if records:
             clicks = self.log
-            if clicks.append_encoded(b"".join(records), len(records)):
+            if clicks.append(b"".join(records), len(records)):
                 logged = len(records)
                 self._m.log_writes.inc()
             else:  # the log is (nearly) full: as many as still fit, in order
-                logged = sum(clicks.append_encoded(record, 1) for record in records)
+                logged = sum(clicks.append(record, 1) for record in records)
                 self._m.log_writes.inc(logged)
             self._m.logged.inc(logged)
             if logged and not self._wakeup.is_set():

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from services.redirector.clicklog import ClickLog, Position, Record
+from services.redirector.clicklog_records import encode_record
 
 SIZE = 64 * 1024
 
@@ -56,11 +57,11 @@ async def test_a_disk_full_torn_write_loses_no_record_after_the_tear(small_disk:
     async with ClickLog(folder, max_bytes=1 << 20, file_bytes=1 << 20, fsync_ms=5) as log:
         n = 0
         while not log.torn_writes:  # until the disk is full (bounded: 64 KiB of it)
-            assert log.append(*record(n))
+            assert log.append(encode_record(*record(n)))
             n += 1
             assert n < 1000
         for _ in range(20):  # more clicks while the disk is full: kept in memory, in order
-            assert log.append(*record(n))
+            assert log.append(encode_record(*record(n)))
             n += 1
         on_disk = sum(p.stat().st_size for p in folder.glob("clicks-*"))
         filler.unlink()  # space comes back
@@ -69,7 +70,7 @@ async def test_a_disk_full_torn_write_loses_no_record_after_the_tear(small_disk:
                 break
             await asyncio.sleep(0.01)
         for _ in range(20):
-            assert log.append(*record(n))
+            assert log.append(encode_record(*record(n)))
             n += 1
         got = await read_all(log)
     print(f"disk full after {on_disk} bytes of log, {log.torn_writes} torn writes, {n} records")

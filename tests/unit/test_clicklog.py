@@ -9,13 +9,8 @@ from pathlib import Path
 import pytest
 
 import services.redirector.clicklog as clicklog_module
-from services.redirector.clicklog import (
-    ClickLog,
-    Position,
-    Record,
-    decode_records,
-    encode_record,
-)
+from services.redirector.clicklog import ClickLog, Position
+from services.redirector.clicklog_records import Record, decode_records, encode_record
 
 
 def clicklog(folder: Path, *, max_bytes: int = 1 << 20, file_bytes: int = 1 << 20) -> ClickLog:
@@ -49,7 +44,7 @@ def log_files(folder: Path) -> list[str]:
 
 async def test_an_appended_record_is_in_the_file_before_append_returns(tmp_path: Path) -> None:
     async with clicklog(tmp_path) as log:
-        assert log.append(b"k", b"v")
+        assert log.append(encode_record(b"k", b"v"))
         (name,) = log_files(tmp_path)
         # No await in between: the bytes are in the kernel already (a kill -9 keeps them).
         assert (tmp_path / name).read_bytes() == encode_record(b"k", b"v")
@@ -59,7 +54,7 @@ async def test_records_come_back_in_order_across_files(tmp_path: Path) -> None:
     one = len(encode_record(*records(1)[0]))
     async with clicklog(tmp_path, file_bytes=one * 3) as log:
         for key, value in records(10):
-            assert log.append(key, value)
+            assert log.append(encode_record(key, value))
         assert len(log_files(tmp_path)) == 4  # 3 + 3 + 3 + 1
         got, end = await read_all(log)
         assert got == records(10)
@@ -72,7 +67,7 @@ async def test_a_checkpoint_deletes_the_shipped_files_and_survives_a_restart(
     one = len(encode_record(*records(1)[0]))
     async with clicklog(tmp_path, file_bytes=one * 3) as log:
         for key, value in records(7):
-            log.append(key, value)
+            log.append(encode_record(key, value))
         part, at = await log.read(log.shipped, max_bytes=one * 3)
         assert part == records(3)
         part, at = await log.read(at, max_bytes=one * 2)
@@ -82,7 +77,7 @@ async def test_a_checkpoint_deletes_the_shipped_files_and_survives_a_restart(
         assert log.unshipped_bytes == one * 2
     async with clicklog(tmp_path, file_bytes=one * 3) as again:
         assert again.shipped == at
-        again.append(*records(1, 7)[0])
+        again.append(encode_record(*records(1, 7)[0]))
         got, end = await read_all(again)
         assert got == records(3, 5)
         again.checkpoint(end)
@@ -93,7 +88,8 @@ async def test_a_checkpoint_deletes_the_shipped_files_and_survives_a_restart(
 async def test_the_size_bound_refuses_records(tmp_path: Path) -> None:
     one = len(encode_record(b"k", b"v" * 10))
     async with clicklog(tmp_path, max_bytes=one * 3) as log:
-        assert [log.append(b"k", b"v" * 10) for _ in range(4)] == [True, True, True, False]
+        record = encode_record(b"k", b"v" * 10)
+        assert [log.append(record) for _ in range(4)] == [True, True, True, False]
         assert log.size_bytes == one * 3
 
 
@@ -158,16 +154,16 @@ async def test_a_torn_write_on_a_full_disk_is_cut_off_and_written_again_in_order
 
     async with clicklog(tmp_path) as log:
         for key, value in records(3):
-            log.append(key, value)
+            log.append(encode_record(key, value))
         monkeypatch.setattr(clicklog_module.os, "write", disk_full)
         for key, value in records(4, 3):  # accepted, kept in memory in order
-            assert log.append(key, value)
+            assert log.append(encode_record(key, value))
         assert log.torn_writes == 1
         got, _ = await read_all(log)
         assert got == records(3)  # the torn half was cut off again
         full = False
         await log._sync()  # the sync task writes what waited, before anything newer
-        log.append(*records(1, 7)[0])
+        log.append(encode_record(*records(1, 7)[0]))
         got, _ = await read_all(log)
         assert got == records(8)
         assert log.skipped_bytes == 0
@@ -191,13 +187,13 @@ async def test_a_torn_write_that_cannot_be_cut_off_loses_no_record_after_it(
         raise OSError(28, "No space left on device")
 
     async with clicklog(tmp_path) as log:
-        log.append(*records(1)[0])
+        log.append(encode_record(*records(1)[0]))
         monkeypatch.setattr(clicklog_module.os, "write", torn_once)
         monkeypatch.setattr(clicklog_module.os, "ftruncate", no_truncate)
-        log.append(*records(1, 1)[0])  # torn: 5 bytes stay, the file is closed
+        log.append(encode_record(*records(1, 1)[0]))  # torn: 5 bytes stay, the file is closed
         await log._sync()  # written again, to the next file
         for key, value in records(3, 2):
-            log.append(key, value)
+            log.append(encode_record(key, value))
         got, _ = await read_all(log)
     assert got == records(5)
     assert log.skipped_bytes == 5
@@ -217,7 +213,7 @@ async def test_records_still_unwritable_at_close_are_counted_as_lost(
     async with log:
         monkeypatch.setattr(clicklog_module.os, "write", disk_full)
         for key, value in records(5):
-            assert log.append(key, value)
+            assert log.append(encode_record(key, value))
     assert log.records_lost == 5
 
 
@@ -226,12 +222,13 @@ async def test_a_file_left_with_a_torn_tail_is_read_to_its_last_whole_record(
 ) -> None:
     async with clicklog(tmp_path) as log:
         for key, value in records(3):
-            log.append(key, value)
+            log.append(encode_record(key, value))
         path = log._path(log.end().seq)
     with path.open("ab") as f:  # a process killed in the middle of a write
         f.write(encode_record(b"torn", b"x" * 50)[:20])
     async with clicklog(tmp_path) as again:
-        again.append(*records(1, 3)[0])  # a new file: the torn one is never appended to
+        # a new file: the torn one is never appended to
+        again.append(encode_record(*records(1, 3)[0]))
         got, _ = await read_all(again)
     assert got == records(4)
     assert again.skipped_bytes == 20

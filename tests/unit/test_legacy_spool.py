@@ -7,6 +7,7 @@ import struct
 import zlib
 from pathlib import Path
 
+from services.redirector.clicklog_records import encode_record
 from services.redirector.legacy_spool import adopt, decode_spool
 from tests.unit.test_clicklog import clicklog, read_all, records
 
@@ -40,7 +41,7 @@ async def test_old_spool_files_are_shipped_first_in_order_then_deleted(tmp_path:
         assert await adopt(log) == 25
         assert spool_names(tmp_path) == []
         for key, value in records(3, start=100):
-            assert log.append(key, value)
+            assert log.append(encode_record(key, value))
         got, _ = await read_all(log)
     assert got == old + records(3, start=100)
 
