@@ -18,6 +18,8 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord
 
 from shared import events
 from shared.counts import CountStore
+from shared.links import CreatedLink, create_campaign, create_link, create_org
+from shared.recipients import RecipientKeys
 from shared.settings import Settings
 
 T = TypeVar("T")
@@ -195,3 +197,26 @@ async def seed_links(pool: asyncpg.Pool, clicks: list[events.ClickEvent]) -> Non
                 f"SELECT setval(pg_get_serial_sequence('{table}', 'id'),"
                 f" greatest((SELECT max(id) FROM {table}), 1))"
             )
+
+
+async def keyed_org(
+    pool: asyncpg.Pool,
+    settings: Settings,
+    name: str,
+    recipients: list[str],
+    destination: str = "https://shop.example.in/",
+) -> tuple[int, int, CreatedLink]:
+    """An organisation `name` with tracking on, a one-time campaign, and one link whose codes
+    are minted for `recipients` under the settings' recipient key: (org id, campaign id, link)."""
+    org_id = await create_org(pool, name, tracking=True)
+    campaign = await create_campaign(pool, org_id, "Sale", "one_time")
+    link = await create_link(
+        pool,
+        org_id=org_id,
+        campaign_id=campaign,
+        destination=destination,
+        recipients=recipients,
+        code_length=10,
+        keys=RecipientKeys(settings.api.recipient_key),
+    )
+    return org_id, campaign, link

@@ -19,6 +19,7 @@ from shared.link_cache import cache_codes
 from shared.links import create_campaign, create_link, create_org
 from shared.recipients import RecipientKeys
 from shared.settings import Settings
+from tests.helpers import keyed_org
 
 pytestmark = pytest.mark.integration
 
@@ -202,20 +203,9 @@ async def test_operator_actions_carry_their_ticket_into_the_audit(
 async def test_org_purge_asks_for_yes_then_deletes_every_row_and_key_of_it(
     settings: Settings, pool: asyncpg.Pool, redis: aioredis.Redis
 ) -> None:
-    keys = RecipientKeys(settings.api.recipient_key)
     made = {}
     for name in ("Gone Retail", "Kept Retail"):
-        org_id = await create_org(pool, name, tracking=True)
-        campaign = await create_campaign(pool, org_id, "Sale", "one_time")
-        link = await create_link(
-            pool,
-            org_id=org_id,
-            campaign_id=campaign,
-            destination="https://a.example/x",
-            recipients=["r1", "r2"],
-            code_length=10,
-            keys=keys,
-        )
+        org_id, _, link = await keyed_org(pool, settings, name, ["r1", "r2"], "https://a.example/x")
         await cache_codes(redis, link.code_rows(), 600)  # as the CLI and the API do
         made[name] = (org_id, link)
     gone, kept = made["Gone Retail"], made["Kept Retail"]

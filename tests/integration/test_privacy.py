@@ -24,10 +24,10 @@ from shared import audit, db, events
 from shared.erasure import forget_in_redis, prune_tombstones, pseudonymise_legacy, purge_org
 from shared.kafka import ensure_topics
 from shared.link_cache import cache_codes
-from shared.links import create_campaign, create_link, create_org
+from shared.links import create_campaign, create_org
 from shared.recipients import RecipientKeys
 from shared.settings import Settings
-from tests.helpers import pg_counts, read_topic, wait_for
+from tests.helpers import keyed_org, pg_counts, read_topic, wait_for
 from tests.integration.api_client import WHITELISTED, ApiClient
 from tests.integration.redirector_support import Running, redirector
 from tests.integration.test_relay import Receiver
@@ -309,20 +309,7 @@ async def test_purge_removes_every_row_and_key_of_an_organisation_and_its_late_e
     counter: RestartableCounter,
 ) -> None:
     keys = RecipientKeys(settings.api.recipient_key)
-    made = {}
-    for name in ("Gone", "Kept"):
-        org_id = await create_org(pool, name, tracking=True)
-        campaign = await create_campaign(pool, org_id, "Sale", "one_time")
-        link = await create_link(
-            pool,
-            org_id=org_id,
-            campaign_id=campaign,
-            destination="https://shop.example.in/",
-            recipients=PHONES[:2],
-            code_length=10,
-            keys=keys,
-        )
-        made[name] = (org_id, campaign, link)
+    made = {name: await keyed_org(pool, settings, name, PHONES[:2]) for name in ("Gone", "Kept")}
     async with redirector(settings) as app:
         for _, _, link in made.values():
             for code in link.codes.values():
