@@ -3,7 +3,7 @@ OpenAPI document's schemas of them are generated from these types."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import msgspec
 from msgspec import Meta
@@ -11,7 +11,7 @@ from msgspec import Meta
 from services.api.bodies import Time, doc
 from services.api.responses import Campaign, Closed, Link, RecipientPage, RenderedMessage
 from shared.campaigns import CampaignKind
-from shared.events import Id
+from shared.events import BOT_KINDS, BotKind, Id
 
 Count = Annotated[int, Meta(ge=0)]
 Source = Annotated[
@@ -22,14 +22,27 @@ Source = Annotated[
 KindOrNone = CampaignKind | Literal["none"]
 
 
-class BotsByReason(Closed):
-    """Bot hits by the kind of their reason (`bot_reason` of the click event)."""
+_BOT_KIND_DOCS: dict[BotKind, str] = {
+    "user_agent": "A link-preview, crawler or HTTP-library user agent.",
+    "referrer": "A referrer of an email or SMS link scanner.",
+    "network": "A client address in a configured bot network.",
+    "head": "A HEAD request.",
+}
+if TYPE_CHECKING:
 
-    user_agent: Annotated[Count, doc("A link-preview, crawler or HTTP-library user agent.")]
-    referrer: Annotated[Count, doc("A referrer of an email or SMS link scanner.")]
-    network: Annotated[Count, doc("A client address in a configured bot network.")]
-    head: Annotated[Count, doc("A HEAD request.")]
-    other: Annotated[Count, doc("No reason, or one from before reasons were counted.")]
+    class BotsByReason(Closed):
+        """A count of each kind of bot reason, and `other`."""
+
+else:
+    # Built from the one list of kinds, so a new kind of bot reason is a new field here too.
+    BotsByReason = msgspec.defstruct(
+        "BotsByReason",
+        [(kind, Annotated[Count, doc(_BOT_KIND_DOCS[kind])]) for kind in BOT_KINDS]
+        + [("other", Annotated[Count, doc("No reason, or one from before reasons were counted.")])],
+        bases=(Closed,),
+        module=__name__,
+    )
+    BotsByReason.__doc__ = "Bot hits by the kind of their reason (`bot_reason` of the click event)."
 
 
 class Counts(Closed):
