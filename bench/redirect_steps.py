@@ -80,7 +80,8 @@ def fresh(bench: Bench, port: int, metric: Any, warm_rps: float, pid: int) -> di
 def flood(bench: Bench, port: int, metric: Any, real_codes: Path) -> dict[str, Any]:
     """(h): random codes from `FLOOD_CONNECTIONS`, real ones (`real_codes`, in memory) beside."""
     lookups = "clicktrack_resolve_postgres_lookups_total"
-    before = metric(port, lookups)
+    syncs = "clicktrack_minted_filter_syncs_total"
+    before, syncs_before = metric(port, lookups), metric(port, syncs)
     real: dict[str, float] = {}
 
     def real_clicks() -> None:
@@ -97,6 +98,7 @@ def flood(bench: Bench, port: int, metric: Any, real_codes: Path) -> dict[str, A
     finally:
         beside.join()
     queries = metric(port, lookups) - before
+    synced = metric(port, syncs) - syncs_before
     return {
         "flood_rps": figures["rps"],
         "flood_requests": figures["requests"],
@@ -104,6 +106,10 @@ def flood(bench: Bench, port: int, metric: Any, real_codes: Path) -> dict[str, A
         "flood_pg_queries": queries,
         "pg_queries_per_1k_random": round(queries * 1000 / max(figures["requests"], 1), 3),
         "flood_filtered": metric(port, "clicktrack_resolve_filtered_total"),
+        # A miss waits for a `SELECT 1` on the filter's listening connection, shared by every miss
+        # before it and at most one each 50 ms: not a lookup, but Postgres work all the same.
+        "flood_filter_syncs": synced,
+        "filter_syncs_per_1k_random": round(synced * 1000 / max(figures["requests"], 1), 3),
         "flood_real_rps": real["rps"],
         "flood_real_p99_ms": real["p99_ms"],
         "flood_real_non_3xx": real["non_3xx"],

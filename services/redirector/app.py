@@ -114,7 +114,7 @@ class Redirector:
             )
             # Redis is a cache here: the redirector starts without it, and Postgres answers.
             redis = await stack.enter_async_context(redis_client(settings.redis, required=False))
-            minted = MintedCodes(pool, settings.postgres)
+            minted = MintedCodes(pool, settings.postgres, synced=metrics.filter_syncs.inc)
             minted.start()
             stack.push_async_callback(minted.stop)
             resolver = Resolver(settings, pool, redis, metrics, minted=minted)

@@ -132,6 +132,15 @@ class RedirectorMetrics:
         self.filtered = count(
             "resolve_filtered", "Codes the filter of minted codes refused, without a lookup"
         )
+        self.heard_late = count(
+            "resolve_heard_late",
+            "Codes the filter of minted codes learned only by a sync: tapped as they were minted",
+        )
+        self.filter_syncs = count(
+            "minted_filter_syncs",
+            "Queries on the minted-code filter's listening connection, each settling the misses"
+            " before it",
+        )
         self.postgres_lookups = count("resolve_postgres_lookups", "Postgres queries for a code")
         self.dependency_errors = count(
             "resolve_dependency_errors", "Redis or Postgres failures or timeouts", "dependency"

@@ -115,8 +115,12 @@ class Resolver:
             self._m.negative_hits.inc()
             return _NOT_FOUND
         elif (minted := self.minted) is not None and minted.current and code not in minted:
-            self._m.filtered.inc()
-            return _NOT_FOUND
+            await minted.settle()  # a code minted a moment ago may not have been heard yet
+            if code in minted:
+                self._m.heard_late.inc()
+            elif minted.current:
+                self._m.filtered.inc()
+                return _NOT_FOUND
         self._m.misses["memory"].inc()
         found = await self._load_once(code)
         return _NOT_FOUND if found is None else self._decide(*found)

@@ -8,6 +8,7 @@ per request); random codes are refused by the filter of minted codes without any
 from __future__ import annotations
 
 import asyncio
+import threading
 
 import aiohttp
 import asyncpg
@@ -100,3 +101,81 @@ async def test_codes_only_in_postgres_are_looked_up_together_and_cached_after(
     # Written back to Redis after the answers (the 302s did not wait for it).
     cached = await redis.mget([code_key(row[0]) for row in rows])
     assert sum(v is not None for v in cached) == CODES
+
+
+def mint_elsewhere(settings: Settings, link_id: int, recipient: str) -> str:
+    """One code minted and committed on another thread's connection while this event loop is
+    blocked, as another process (the API) does it: the loop has read nothing since, so the
+    announcement of the code is at best in a socket buffer."""
+    got: list[str] = []
+
+    async def mint_one() -> None:
+        conn = await asyncpg.connect(
+            settings.postgres.dsn.reveal(),
+            server_settings={"search_path": settings.postgres.schema},
+        )
+        try:
+            vault = RecipientKeys(settings.api.recipient_key).vault(
+                await conn.fetchval("SELECT org_id FROM links WHERE id = $1", link_id)
+            )
+            minted = await mint(
+                conn, link_id, [recipient], length=settings.links.code_length, vault=vault
+            )
+            got.extend(row[0] for row in minted.code_rows(link_id))
+        finally:
+            await conn.close()
+
+    thread = threading.Thread(target=asyncio.run, args=(mint_one(),))
+    thread.start()
+    thread.join()  # blocks the loop on purpose
+    (code,) = got
+    return code
+
+
+async def test_a_code_tapped_as_its_minting_commits_is_not_refused(
+    settings: Settings, pool: asyncpg.Pool, redis: aioredis.Redis, topics: list[str]
+) -> None:
+    """The sender may have the link before this process has heard of the code: a filter miss
+    waits for one sync of the listening connection, which delivers the announcement first."""
+    rounds = 30
+    link_id = await new_link(pool)
+    async with redirector(settings) as app:
+        await filter_ready(app)
+        resolver = app.redirector.resolver
+        assert resolver.minted is not None
+        for n in range(rounds):
+            code = mint_elsewhere(settings, link_id, f"r{n}")
+            assert code not in resolver.minted  # the tap comes before the announcement
+            found = await resolver.resolve(code)
+            assert (found.outcome, found.location) == ("redirect", DESTINATION)
+        assert app.metric("clicktrack_resolve_heard_late_total") == rounds
+        assert app.metric("clicktrack_resolve_filtered_total") == 0
+        assert app.metric("clicktrack_minted_filter_syncs_total") == rounds
+        # Over HTTP as well; a code never minted is still refused by the filter, after a sync.
+        code = mint_elsewhere(settings, link_id, "over-http")
+        assert await tap_all(app, [code, "Zz9Zz9Zz9Z"]) == [(302, DESTINATION), (404, None)]
+        assert app.metric("clicktrack_resolve_filtered_total") == 1
+        # One query for each minted code (its link read with it), none for the random one.
+        assert app.metric("clicktrack_resolve_postgres_lookups_total") == rounds + 1
+
+
+async def test_the_filter_hears_every_code_committed_before_a_settle(
+    settings: Settings, pool: asyncpg.Pool, topics: list[str]
+) -> None:
+    link_id = await new_link(pool)
+    rounds = 30
+    async with redirector(settings) as app:
+        await filter_ready(app)
+        minted = app.redirector.resolver.minted
+        assert minted is not None
+        syncs = minted.syncs
+        for n in range(rounds):
+            code = mint_elsewhere(settings, link_id, f"r{n}")
+            assert code not in minted  # the loop has not read the announcement
+            await minted.settle()
+            assert code in minted
+        assert minted.syncs - syncs == rounds  # one sync each
+        # A flood of misses shares syncs: 500 settles at once cost one query.
+        before = minted.syncs
+        await asyncio.gather(*(minted.settle() for _ in range(500)))
+        assert minted.syncs - before == 1
