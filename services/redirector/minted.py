@@ -50,7 +50,7 @@ transaction's start, which may commit a while later."""
 _FETCH = 50_000
 CHANNEL = "ct_codes_minted"
 """The Postgres notification channel of new codes (migration 0071)."""
-SYNC_INTERVAL_S = 0.05
+SYNC_INTERVAL_S = 0.02
 """The least time between two syncs of the listening connection (a miss waits at most this long
 for its sync to be sent)."""
 SYNC_TIMEOUT_S = 0.25
