@@ -27,6 +27,7 @@ import asyncpg
 import redis.asyncio as aioredis
 
 from services.redirector.cache import TtlLru
+from services.redirector.deadlines import Deadlines
 from services.redirector.lookup import Found, Lookups
 from services.redirector.metrics import RedirectorMetrics
 from services.redirector.minted import MintedCodes
@@ -71,6 +72,7 @@ class Resolver:
             settings.redirector.code_min_length, settings.redirector.code_max_length
         )
         self._budget_s = settings.redirector.resolve_budget_ms / 1000
+        self._deadlines = Deadlines(self._budget_s)
         self.codes: TtlLru[str, CodeEntry] = TtlLru(
             settings.redirector.local_cache_size, settings.redirector.local_code_ttl_s
         )
@@ -173,6 +175,7 @@ class Resolver:
         """Cancel the background link reloads and lookups and wait for them to end."""
         await asyncio.gather(*(cancel(task) for task in list(self._refreshing.values())))
         await self._lookups.close()
+        self._deadlines.close()
 
     def _decide(self, entry: CodeEntry, link: LinkEntry) -> Resolution:
         if link.disabled:
@@ -192,9 +195,8 @@ class Resolver:
             self._inflight[code] = pending
             pending.add_done_callback(lambda _: self._inflight.pop(code, None))
         try:
-            async with asyncio.timeout(self._budget_s):
-                # shield: a visitor who gives up must not cancel the lookup others wait for.
-                return await asyncio.shield(pending)
+            # A visitor who gives up must not cancel the lookup others wait for.
+            return await self._deadlines.wait(pending)
         except TimeoutError:
             self._m.dependency_errors.labels("budget").inc()
             raise DependencyError(
