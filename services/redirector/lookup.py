@@ -69,7 +69,7 @@ class Lookups:
         redis: aioredis.Redis,
         metrics: RedirectorMetrics,
         *,
-        codes: TtlLru[str, CodeEntry],
+        codes: TtlLru[str, tuple[int, str | None]],
         links: TtlLru[int, LinkEntry],
         unknown: TtlLru[str, bool],
         redis_ttl_s: int,
@@ -178,7 +178,7 @@ class Lookups:
         return result
 
     def _remember(self, code: str, entry: CodeEntry, link: LinkEntry) -> None:
-        self._codes.put(code, entry)
+        self._codes.put(code, (entry.link_id, entry.recipient_id))  # a plain tuple: see Resolver
         self._links.put(entry.link_id, link)
 
     # -- Redis -----------------------------------------------------------------------------

@@ -73,7 +73,10 @@ class Resolver:
         )
         self._budget_s = settings.redirector.resolve_budget_ms / 1000
         self._deadlines = Deadlines(self._budget_s)
-        self.codes: TtlLru[str, CodeEntry] = TtlLru(
+        # A code's entry is kept as a plain (link id, recipient) tuple, not a CodeEntry: the
+        # collector stops tracking tuples of ints and strings, so the full collections that a
+        # growing cache triggers do not walk every code (docs/redirector.md, Fresh codes).
+        self.codes: TtlLru[str, tuple[int, str | None]] = TtlLru(
             settings.redirector.local_cache_size, settings.redirector.local_code_ttl_s
         )
         self.links: TtlLru[int, LinkEntry] = TtlLru(
@@ -104,15 +107,15 @@ class Resolver:
         """The outcome for `code`. Raises `DependencyError` when the budget runs out."""
         if not self._shape.fullmatch(code):
             return _MALFORMED
-        entry = self.codes.get(code)
-        if entry is not None:
-            cached = self.links.get_stale(entry.link_id)
+        known = self.codes.get(code)
+        if known is not None:
+            cached = self.links.get_stale(known[0])
             if cached is not None:
                 link, fresh = cached
                 if not fresh:
-                    self._refresh_link(entry.link_id)
+                    self._refresh_link(known[0])
                 self._m.hits["memory"].inc()
-                return self._decide(entry, link)
+                return self._decide(CodeEntry(*known), link)
         elif self.unknown.get(code):
             self._m.negative_hits.inc()
             return _NOT_FOUND
