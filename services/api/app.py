@@ -24,7 +24,7 @@ from services.api.context import (
     MetricsSite,
 )
 from services.api.dlt import short_link_length, tag_limits
-from services.api.errors import Handler, dumps, json_errors
+from services.api.errors import Handler, dumps, json_errors, route_of
 from services.api.freshness import EndOffsets
 from services.api.insights import UniqueCache
 from services.api.openapi import document
@@ -137,8 +137,7 @@ def _metrics_listener(probes: Probes) -> Callable[[web.Application], AsyncIterat
 async def count_requests(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Count and log every answered request by method, route template and status (never its
     headers: they carry credentials)."""
-    resource = request.match_info.route.resource
-    route = resource.canonical if resource is not None else "unmatched"
+    route = route_of(request)
     status = 500
     started = time.perf_counter()
     try:

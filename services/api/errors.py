@@ -67,6 +67,13 @@ def error_response(status: int, code: str, detail: str, **context: Any) -> web.R
     return web.json_response(body, status=status, dumps=dumps, headers=headers)
 
 
+def route_of(request: web.Request) -> str:
+    """The route template a request matched (`/v1/recipients/{recipient}`), never its path: a
+    path can carry a recipient's phone number, which must not reach a log."""
+    resource = request.match_info.route.resource
+    return resource.canonical if resource is not None else "unmatched"
+
+
 @web.middleware
 async def json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Turn every exception into a JSON error response; unexpected ones are logged, not shown."""
@@ -75,7 +82,7 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
             return await handler(request)
     except QueryError:
         # a statement Postgres refused is our bug: its text is for the log, not the caller
-        log.exception("unexpected error", extra={"path": request.path})
+        log.exception("unexpected error", extra={"route": route_of(request)})
         return error_response(500, "internal_error", "unexpected error; see the API log")
     except ClicktrackError as exc:
         status = (
@@ -84,7 +91,7 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
             else next((code for kind, code in _STATUS if isinstance(exc, kind)), 500)
         )
         if status >= 500:
-            log.warning("request failed", extra={"path": request.path, "error": exc.code})
+            log.warning("request failed", extra={"route": route_of(request), "error": exc.code})
         response = error_response(status, exc.code, exc.detail, **exc.context)
         if status == 429:
             response.headers["Retry-After"] = "1"
@@ -95,5 +102,5 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
         code = _HTTP_CODES.get(exc.status, "http_error")
         return error_response(exc.status, code, exc.reason)
     except Exception:
-        log.exception("unexpected error", extra={"path": request.path})
+        log.exception("unexpected error", extra={"route": route_of(request)})
         return error_response(500, "internal_error", "unexpected error; see the API log")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator
 from urllib.parse import urlsplit
 
@@ -89,11 +90,22 @@ async def proxied(settings: Settings, pool: asyncpg.Pool) -> AsyncIterator[tuple
 
 
 async def test_postgres_outage_gives_503s_and_the_api_recovers(
-    proxied: tuple[Proxy, ApiClient],
+    proxied: tuple[Proxy, ApiClient], caplog: pytest.LogCaptureFixture
 ) -> None:
     proxy, api = proxied
     org_id, key = await api.new_org("Acme")
     await proxy.cut()
+
+    # A failure logs the route template, never the path: this one carries a phone number.
+    phone = "+919812345678"
+    with caplog.at_level(logging.DEBUG):
+        await api.call(
+            "DELETE", "/v1/recipients/{recipient}", auth=key, expect=503, recipient=phone
+        )
+    logged = [r for r in caplog.records if r.name.startswith("services.api")]
+    # the failure (errors.py) and the request (app.py), each with the template
+    assert [r.__dict__.get("route") for r in logged] == ["/v1/recipients/{recipient}"] * 2
+    assert not any(phone[3:] in f"{r.getMessage()} {r.__dict__}" for r in caplog.records)
 
     async with api.http.get("/readyz") as resp:
         assert (resp.status, await resp.json()) == (
