@@ -6,8 +6,10 @@ purged organisation carries its ids. Each counting transaction first calls
 holds the next one until the batch commits; the batch is then counted with every tombstone
 committed before it: an erased recipient's clicks count for the random pseudonym that replaced
 its old one (the same visitor, so uniques stay exact and nothing points back to the person), and
-a purged organisation's clicks are dropped. The tombstones are cached here and read again only
-when the version (the highest tombstone id) moves.
+a purged organisation's clicks are dropped. Only the clicks of codes the erasure renamed are
+renamed: the same id gives the same pseudonym, so a recipient added again after the erasure gets
+a new code for the old pseudonym, and is counted as the new person they are. The tombstones are
+cached here and read again only when the version (the highest tombstone id) moves.
 
 An event published before the ids stored as given were pseudonymised (`clicktrack migrate`,
 migration 0080) and counted after it carries the sender's id, which is not a pseudonym's
@@ -43,13 +45,15 @@ class Tombstones:
             return clicks
         purged, renamed = self._purged, self._renamed
         kept: list[Click] = []
+        erased: list[int] = []  # clicks carrying an erased pseudonym: renamed below
         for click in clicks:
             if click.org_id in purged:
                 continue
-            new = renamed.get((click.org_id, click.visitor)) if click.visitor[:2] == "r:" else None
-            if new is not None:  # the visitor and the per-recipient clicks: the new name
-                click = click._replace(visitor=new, recipient=new[2:])
+            if click.visitor[:2] == "r:" and (click.org_id, click.visitor) in renamed:
+                erased.append(len(kept))
             kept.append(click)
+        if erased:
+            await _rename(conn, kept, erased, renamed)
         return kept
 
     async def _load(self, conn: asyncpg.Connection, version: int) -> None:
@@ -65,6 +69,29 @@ class Tombstones:
             else:
                 self._renamed[(org_id, f"r:{pseudonym}")] = f"r:{replacement}"
         self._version = version
+
+
+async def _rename(
+    conn: asyncpg.Connection,
+    clicks: list[Click],
+    erased: list[int],
+    renamed: dict[tuple[int, str], str],
+) -> None:
+    """Give the clicks at `erased` (in place) their recipient's new name: the visitor and the
+    per-recipient clicks. Only a code the erasure renamed was the erased person's: a pseudonym
+    is the same for the same id, so a recipient added again after an erasure (a new code,
+    minted for the same pseudonym since) is a new person, whose clicks keep their name."""
+    rows = await conn.fetch(
+        "SELECT code, recipient_id FROM codes WHERE code = ANY($1::text[])",
+        [clicks[i].code for i in erased],
+    )
+    holder = {code: recipient for code, recipient in rows}
+    for i in erased:
+        click = clicks[i]
+        if holder.get(click.code, "") == click.recipient:
+            continue  # minted for this pseudonym after the erasure
+        new = renamed[(click.org_id, click.visitor)]
+        clicks[i] = click._replace(visitor=new, recipient=new[2:])
 
 
 async def _pseudonymise(conn: asyncpg.Connection, clicks: list[Click]) -> list[Click]:

@@ -281,6 +281,49 @@ async def test_erasure_keeps_counts_and_leaves_nothing_that_leads_back_events_in
     assert again["error"] == "not_found"
 
 
+async def test_a_recipient_added_again_after_an_erasure_is_a_new_person(
+    api: ApiClient,
+    api_settings: Settings,
+    pool: asyncpg.Pool,
+    counter: RestartableCounter,
+) -> None:
+    """The same id gives the same pseudonym: the erasure's tombstone must not take the clicks
+    of the code minted for them afterwards, only those of the codes it renamed."""
+    settings = api_settings
+    org_id, key = await api.new_org("Acme", tracking=True)
+    campaign = await api.new_campaign(key)
+    link_id = await api.new_link(key, campaign, "https://shop.example.in/diwali")
+    old = await mint(api, key, link_id, PHONES[:2])
+    async with redirector(settings) as app:
+        await counter.stop()
+        await tap(app, old[PHONES[0]])  # on the topic when the erasure comes
+        got = await api.call(
+            "DELETE", "/v1/recipients/{recipient}", auth=key, recipient=quote(PHONES[0], safe="")
+        )
+        assert got == {"erased": 1, "unknown": 0, "codes": 1}
+        again = await mint(api, key, link_id, PHONES[:1])  # the customer subscribes again
+        assert again[PHONES[0]] != old[PHONES[0]]
+        await tap(app, again[PHONES[0]])
+        await tap(app, again[PHONES[0]])
+    await counter.start()
+    # two people: the erased one (1 click) and the one added again (2 clicks)
+    assert await wait_for(lambda: pg_counts(pool, link_id), (3, 2, 0)) == (3, 2, 0)
+    clickers = await api.call(
+        "GET", "/v1/campaigns/{campaign_id}/clickers", auth=key, campaign_id=campaign
+    )
+    assert sorted((c["recipient"] or "", c["clicks"]) for c in clickers["items"]) == [
+        ("", 1),
+        (PHONES[0], 2),
+    ]
+    nonclickers = await api.call(
+        "GET", "/v1/campaigns/{campaign_id}/non-clickers", auth=key, campaign_id=campaign
+    )
+    assert [c["recipient"] for c in nonclickers["items"]] == [PHONES[1]]
+    vault = RecipientKeys(settings.api.recipient_key).vault(org_id)
+    visitors = await pool.fetch("SELECT visitor_id FROM link_visitors WHERE link_id = $1", link_id)
+    assert f"r:{vault.pseudonym(PHONES[0])}" in {v[0] for v in visitors}
+
+
 async def test_bulk_erasure_by_csv(
     api: ApiClient, api_settings: Settings, pool: asyncpg.Pool
 ) -> None:
