@@ -14,6 +14,7 @@ The redirector resolves by host, header and code (`services/redirector/hosts.py`
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -25,6 +26,7 @@ from shared.errors import InvalidInputError
 from shared.hostnames import clean_domain, hostname
 from shared.links import Link
 from shared.orgs import Org, Owned, get_org
+from shared.settings import Settings
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,7 +84,8 @@ async def add_domain(
     """Register `domain` for the organisation (idempotent); its first domain, or one added with
     `default`, becomes its default. A domain of another organisation is refused
     (`domain_taken`) unless `move`. `longest_link` is the DLT slot limit minus the code and its
-    slash: a domain longer than that could never carry a link (`domain_too_long`). The global
+    slash: a domain longer than that (less the header's segment, when the organisation puts the
+    header in the path) could never carry a link (`domain_too_long`). The global
     `SHORT_DOMAIN` serves every organisation and cannot be one's own (`domain_taken`)."""
     # the ticket is checked before the domain's own rules, as `acting` would check it
     domain, ticket = clean_domain(domain), audit.clean_ticket(ticket)
@@ -91,15 +94,11 @@ async def add_domain(
             f"{domain} is the global short domain (SHORT_DOMAIN): it serves every organisation",
             code="domain_taken",
         )
-    if len(domain) > longest_link:
-        raise InvalidInputError(
-            f"{domain} has {len(domain)} characters: its links could not fit the DLT slot"
-            f" (at most {longest_link} for the domain)",
-            code="domain_too_long",
-        )
+    _check_room([domain], longest_link, header_in_path=False)
     async with audit.acting(pool, operator=operator, ticket=ticket) as trail:
         conn = trail.conn
-        await get_org(conn, org_id)
+        org = await get_org(conn, org_id)
+        _check_room([domain], longest_link, header_in_path=org.header_in_path)
         owner = await conn.fetchval(
             "SELECT org_id FROM short_domains WHERE domain = $1 FOR UPDATE", domain
         )
@@ -221,3 +220,42 @@ async def link_prefix(
     if link.campaign_id is not None:
         campaign = await get_campaign(conn, link.org_id, link.campaign_id)
     return await short_prefix(conn, org, campaign, global_domain)
+
+
+HEADER_SEGMENT = 7
+"""What a DLT header in the path adds to a short link: a slash and the six characters."""
+
+
+def longest_link(settings: Settings) -> int:
+    """The most characters a short domain may have: the DLT slot less the code and its slash."""
+    return settings.api.dlt_var_limit - 1 - settings.links.code_length
+
+
+def _check_room(names: list[str], longest_link: int, *, header_in_path: bool) -> None:
+    room = longest_link - (HEADER_SEGMENT if header_in_path else 0)
+    if long := [name for name in names if len(name) > room]:
+        with_header = " with the DLT header in the path" if header_in_path else ""
+        raise InvalidInputError(
+            f"{', '.join(long)}: its links could not fit the DLT slot{with_header} (at most"
+            f" {room} characters for the domain)",
+            code="domain_too_long",
+        )
+
+
+def header_room(
+    longest_link: int, global_domain: str
+) -> Callable[[asyncpg.Connection, int], Awaitable[None]]:
+    """The check before the DLT header goes into an organisation's short links (`orgs.switch`'s
+    `before`): each domain its links may use (its own, or the global one while it has no
+    default) must leave room for the header (`domain_too_long`)."""
+
+    async def check(conn: asyncpg.Connection, org_id: int) -> None:
+        rows = await conn.fetch(
+            "SELECT domain, is_default FROM short_domains WHERE org_id = $1", org_id
+        )
+        names = [r["domain"] for r in rows]
+        if not any(r["is_default"] for r in rows):
+            names.append(hostname(global_domain))
+        _check_room(names, longest_link, header_in_path=True)
+
+    return check

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import functools
 import zoneinfo
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Generic, TypeVar
@@ -224,9 +224,14 @@ async def switch(
     operator: str,
     ticket: str | None,
     action: audit.Action,
+    before: Callable[[asyncpg.Connection, int], Awaitable[None]] | None = None,
 ) -> Org:
-    """An operator sets one of `SWITCHES`, recorded in the audit trail as `action`."""
+    """An operator sets one of `SWITCHES`, recorded in the audit trail as `action`; `before`
+    (connection, org id), when given, runs first in the same transaction and may refuse."""
     async with audit.acting(pool, operator=operator, ticket=ticket) as trail:
+        if before is not None:
+            await get_org(trail.conn, org_id)  # an unknown organisation is a 404 first
+            await before(trail.conn, org_id)
         org = await set_switch(trail.conn, org_id, name, enabled)
         await trail.record(action, org_id, enabled=enabled)
     return org

@@ -9,7 +9,9 @@ within `LOCAL_CACHE_TTL_S` anyway, so the change is not refused for that.
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 
+import asyncpg
 from aiohttp import web
 
 from services.api.auth import require_operator
@@ -40,7 +42,7 @@ async def add_domain(request: web.Request) -> web.Response:
         body.domain,
         default=body.default,
         move=body.move,
-        longest_link=settings.api.dlt_var_limit - 1 - settings.links.code_length,
+        longest_link=domains.longest_link(settings),
         global_domain=settings.links.short_domain,
         ticket=body.ticket,
     )
@@ -63,7 +65,10 @@ async def set_header_in_path(request: web.Request) -> web.Response:
     """Operator: whether an organisation's short links carry the DLT header in their path."""
     await require_operator(request)
     body = await decode(request, OrgSwitch)
-    return await _switch(request, body, "header_in_path", "org.header_in_path")
+    settings = request.app[SETTINGS]
+    room = domains.header_room(domains.longest_link(settings), settings.links.short_domain)
+    before = room if body.enabled else None
+    return await _switch(request, body, "header_in_path", "org.header_in_path", before)
 
 
 async def set_whitelist_check(request: web.Request) -> web.Response:
@@ -74,11 +79,16 @@ async def set_whitelist_check(request: web.Request) -> web.Response:
 
 
 async def _switch(
-    request: web.Request, body: OrgSwitch, switch: str, action: audit.Action
+    request: web.Request,
+    body: OrgSwitch,
+    switch: str,
+    action: audit.Action,
+    before: Callable[[asyncpg.Connection, int], Awaitable[None]] | None = None,
 ) -> web.Response:
     org = await as_operator(
-        request, orgs.switch, switch, body.enabled, ticket=body.ticket, action=action
-    )
+        request, orgs.switch, switch, body.enabled, ticket=body.ticket, action=action,
+        before=before,
+    )  # fmt: skip
     return web.json_response(org, dumps=dumps)
 
 

@@ -35,7 +35,7 @@ def domain_add(
     """Register DOMAIN (a host name like s.brand.in) for ORG; its first domain is its default."""
     added = as_operator(
         settings, org_ref, domains.add_domain, name, default=default, move=move,
-        longest_link=settings.api.dlt_var_limit - 1 - settings.links.code_length,
+        longest_link=domains.longest_link(settings),
         global_domain=settings.links.short_domain, ticket=ticket,
     )  # fmt: skip
     run(_announce(settings))
@@ -77,9 +77,11 @@ def _switch_command(name: str, column: str, action: Action, label: str, doc: str
     @click.pass_obj
     def switch(settings: Settings, org_ref: str, state: str, ticket: str | None) -> None:
         on = state == "on"
+        before = domains.header_room(domains.longest_link(settings), settings.links.short_domain)
         found = as_operator(
-            settings, org_ref, orgs.switch, column, on, ticket=ticket, action=action
-        )
+            settings, org_ref, orgs.switch, column, on, ticket=ticket, action=action,
+            before=before if on and column == "header_in_path" else None,
+        )  # fmt: skip
         click.echo(f"organisation {found.id} ({found.name}): {label} {state}")
 
 

@@ -177,6 +177,44 @@ async def test_header_in_path_links_answer_only_under_their_header(
     assert (too_long["error"], too_long["length"]) == ("short_link_too_long", 27)
 
 
+async def test_the_header_in_the_path_must_leave_room_in_the_dlt_slot(
+    api: ApiClient, settings: Settings
+) -> None:
+    """A DLT variable holds 30 characters: domain, "/", code (10), and with the header in the
+    path "/HEADER" (7) more, so a domain may have 19 characters, or 12 with the header."""
+    assert (settings.api.dlt_var_limit, settings.links.code_length) == (30, 10)
+    long_domain = "go.acmeretail.in"  # 16: fits without the header, not with it
+    org_id, _ = await api.new_org("Acme")
+    await add_domain(api, org_id, long_domain)
+    switch = "/v1/orgs/{org_id}/header-in-path"
+    refused = await api.call(
+        "PUT", switch, auth=OPERATOR_TOKEN, json={"enabled": True, "ticket": "SUP-5"},
+        expect=422, org_id=org_id,
+    )  # fmt: skip
+    assert refused["error"] == "domain_too_long"
+    assert long_domain in refused["detail"] and "at most 12" in refused["detail"]
+    org = await api.call("GET", "/v1/orgs/{org_id}", auth=OPERATOR_TOKEN, org_id=org_id)
+    assert org["header_in_path"] is False  # nothing changed
+
+    other_id, _ = await api.new_org("Beta")
+    await add_domain(api, other_id, "s.beta.in")  # 9: room for the header
+    await api.call(
+        "PUT", switch, auth=OPERATOR_TOKEN, json={"enabled": True, "ticket": "SUP-6"},
+        org_id=other_id,
+    )  # fmt: skip
+    refused = await api.call(
+        "POST", DOMAINS, auth=OPERATOR_TOKEN, json={"domain": "go.betaretail.in"}, expect=422,
+        org_id=other_id,
+    )  # fmt: skip
+    assert refused["error"] == "domain_too_long" and "at most 12" in refused["detail"]
+    await add_domain(api, other_id, "sms.beta.in")  # 11
+
+    status, _, err = await clicktrack(settings, "org", "header-in-path", str(org_id), "on")
+    assert status != 0 and "domain_too_long" not in err and long_domain in err, err
+    status, _, err = await clicktrack(settings, "org", "header-in-path", str(org_id), "off")
+    assert status == 0, err
+
+
 async def test_misses_are_counted_per_domain_day_and_reason_off_the_response_path(
     api: ApiClient, running: Redirector, settings: Settings, redis: aioredis.Redis
 ) -> None:
