@@ -102,6 +102,8 @@ async def main(n: int) -> dict[str, object]:
                     url,
                     allow_insecure=True,
                     sealer=endpoints.secrets_sealer(settings.relay.webhook_secret_key),
+                    operator="bench",
+                    ticket=None,
                 )
                 clicks = make_events(org, n)
 

@@ -374,7 +374,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             seal = endpoints.secrets_sealer(settings.relay.webhook_secret_key)
             for org_id, path in ((quiet_org, "quiet"), (abuser_org, "stalled")):
                 url = f"{hook_base}/{path}"
-                await endpoints.register(pool, org_id, url, allow_insecure=True, sealer=seal)
+                await endpoints.register(
+                    pool, org_id, url, allow_insecure=True, sealer=seal, operator="bench",
+                    ticket=None,
+                )  # fmt: skip
             end = floor_hour(datetime.now(UTC))
             await fill_counters(pool, abuser_org, end)
             env = process_env(settings)

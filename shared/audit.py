@@ -45,6 +45,8 @@ Action = Literal[
     "org.purged",
     "recipients.erased",
     "retention.dropped",
+    "webhook.added",
+    "webhook.removed",
 ]
 """What an operator did. Adding one: here (the SQL checks only its spelling, `noun.verb`)."""
 ACTIONS: tuple[Action, ...] = get_args(Action)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from services.cli.operator import as_operator, ticket_option
 from services.cli.running import run as _run
 from services.relay import endpoints
 from shared import db
@@ -16,24 +17,18 @@ def webhook() -> None:
 
 
 @webhook.command("add")
-@click.argument("org_id", type=int)
+@click.argument("org_ref", metavar="ORG")
 @click.argument("url")
+@ticket_option
 @click.pass_obj
-def add(settings: Settings, org_id: int, url: str) -> None:
-    """Register URL (https) for ORG_ID's clicks; prints the signing secret, shown only once."""
-
-    async def go() -> tuple[endpoints.Endpoint, str]:
-        async with db.pool(settings.postgres, max_size=1) as pool:
-            return await endpoints.register(
-                pool,
-                org_id,
-                url,
-                allow_insecure=settings.relay.webhook_allow_insecure,
-                sealer=endpoints.secrets_sealer(settings.relay.webhook_secret_key),
-            )
-
-    endpoint, secret = _run(go())
-    click.echo(f"endpoint {endpoint.id} for organisation {org_id}: {endpoint.url}")
+def add(settings: Settings, org_ref: str, url: str, ticket: str | None) -> None:
+    """Register URL (https) for ORG's clicks; prints the signing secret, shown only once."""
+    endpoint, secret = as_operator(
+        settings, org_ref, endpoints.register, url,
+        allow_insecure=settings.relay.webhook_allow_insecure,
+        sealer=endpoints.secrets_sealer(settings.relay.webhook_secret_key), ticket=ticket,
+    )  # fmt: skip
+    click.echo(f"endpoint {endpoint.id} for organisation {endpoint.org_id}: {endpoint.url}")
     click.echo(f"signing secret (store it now, it is not shown again): {secret}")
 
 
@@ -56,15 +51,11 @@ def list_(settings: Settings, org_id: int) -> None:
 
 
 @webhook.command("remove")
-@click.argument("org_id", type=int)
+@click.argument("org_ref", metavar="ORG")
 @click.argument("endpoint_id", type=int)
+@ticket_option
 @click.pass_obj
-def remove(settings: Settings, org_id: int, endpoint_id: int) -> None:
-    """Delete ENDPOINT_ID of ORG_ID."""
-
-    async def go() -> None:
-        async with db.pool(settings.postgres, max_size=1) as pool:
-            await endpoints.remove(pool, org_id, endpoint_id)
-
-    _run(go())
+def remove(settings: Settings, org_ref: str, endpoint_id: int, ticket: str | None) -> None:
+    """Delete ENDPOINT_ID of ORG."""
+    as_operator(settings, org_ref, endpoints.remove, endpoint_id, ticket=ticket)
     click.echo(f"endpoint {endpoint_id} removed")

@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 import asyncpg
 
 from services.relay.signing import new_secret
-from shared import db
+from shared import audit, db
 from shared.errors import ConflictError, MissingRowError, NotFoundError, WebhookError
 from shared.sealing import Sealer, derive
 from shared.settings import Secret
@@ -102,21 +102,34 @@ def is_public_address(address: ipaddress.IPv4Address | ipaddress.IPv6Address) ->
 
 
 async def register(
-    pool: asyncpg.Pool, org_id: int, url: str, *, allow_insecure: bool, sealer: Sealer
+    pool: asyncpg.Pool,
+    org_id: int,
+    url: str,
+    *,
+    allow_insecure: bool,
+    sealer: Sealer,
+    operator: str,
+    ticket: str | None,
 ) -> tuple[Endpoint, str]:
     """Add an endpoint for `org_id`; returns it and its secret (to hand to the customer once).
-    The secret is stored sealed by `sealer` (`secrets_sealer`)."""
+    The secret is stored sealed by `sealer` (`secrets_sealer`). The organisation's clicks leave
+    for that URL from then on: the audit trail records who did it, the ticket and the host (not
+    the whole URL, which may carry the customer's token)."""
     check_url(url, allow_insecure=allow_insecure)
     secret = new_secret()
     try:
         with db.errors("Postgres did not answer: register the endpoint again"):
-            endpoint_id = await pool.fetchval(
-                "INSERT INTO webhook_endpoints (org_id, url, sealed_secret)"
-                " VALUES ($1, $2, $3) RETURNING id",
-                org_id,
-                url,
-                sealer.seal(secret.encode(), _bound(org_id, url)),
-            )
+            async with audit.acting(pool, operator=operator, ticket=ticket) as trail:
+                endpoint_id = await trail.conn.fetchval(
+                    "INSERT INTO webhook_endpoints (org_id, url, sealed_secret)"
+                    " VALUES ($1, $2, $3) RETURNING id",
+                    org_id,
+                    url,
+                    sealer.seal(secret.encode(), _bound(org_id, url)),
+                )
+                await trail.record(
+                    "webhook.added", org_id, endpoint=endpoint_id, host=urlsplit(url).hostname
+                )
     except MissingRowError:
         raise NotFoundError(f"organisation {org_id} does not exist") from None
     except ConflictError:
@@ -124,15 +137,20 @@ async def register(
     return Endpoint(endpoint_id, org_id, url, Secret(secret)), secret
 
 
-async def remove(pool: asyncpg.Pool, org_id: int, endpoint_id: int) -> None:
-    """Delete one endpoint of `org_id`; `NotFoundError` if it has no such endpoint."""
-    deleted = await pool.fetchval(
-        "DELETE FROM webhook_endpoints WHERE id = $1 AND org_id = $2 RETURNING id",
-        endpoint_id,
-        org_id,
-    )
-    if deleted is None:
-        raise NotFoundError(f"organisation {org_id} has no webhook endpoint {endpoint_id}")
+async def remove(
+    pool: asyncpg.Pool, org_id: int, endpoint_id: int, *, operator: str, ticket: str | None
+) -> None:
+    """Delete one endpoint of `org_id`, in the audit trail; `NotFoundError` if it has no such
+    endpoint."""
+    async with audit.acting(pool, operator=operator, ticket=ticket) as trail:
+        deleted = await trail.conn.fetchval(
+            "DELETE FROM webhook_endpoints WHERE id = $1 AND org_id = $2 RETURNING id",
+            endpoint_id,
+            org_id,
+        )
+        if deleted is None:
+            raise NotFoundError(f"organisation {org_id} has no webhook endpoint {endpoint_id}")
+        await trail.record("webhook.removed", org_id, endpoint=endpoint_id)
 
 
 async def of_orgs(

@@ -135,7 +135,9 @@ async def test_no_phone_number_in_clear_in_tables_redis_topic_or_webhooks(
     org_id, key = await api.new_org("Acme", tracking=True, whitelisted=WHITELISTED)
     sealer = endpoints.secrets_sealer(settings.relay.webhook_secret_key)
     url = f"{base}/hook"
-    _, secret = await endpoints.register(pool, org_id, url, allow_insecure=True, sealer=sealer)
+    _, secret = await endpoints.register(
+        pool, org_id, url, allow_insecure=True, sealer=sealer, operator="test", ticket=None
+    )
     campaign = await api.new_campaign(key)
     link_id = await api.new_link(key, campaign, "https://shop.example.in/diwali")
     codes = await mint(api, key, link_id, PHONES)

@@ -22,7 +22,7 @@ from click.testing import CliRunner
 from services.cli.main import cli
 from services.relay import endpoints, signing
 from services.relay.relay import Relay
-from shared import events
+from shared import audit, events
 from shared.kafka import ensure_topics
 from shared.orgs import create_org
 from shared.sealing import Sealer
@@ -93,10 +93,22 @@ async def test_relay_posts_each_org_its_human_clicks_signed_and_retries(
     state.fail_first = {"/a": 2}
     org_a, org_b, org_c = [await create_org(pool, n, tracking=True) for n in "ABC"]
     _, secret_a = await endpoints.register(
-        pool, org_a, f"{base}/a", allow_insecure=True, sealer=sealer(relay_settings)
+        pool,
+        org_a,
+        f"{base}/a",
+        allow_insecure=True,
+        sealer=sealer(relay_settings),
+        operator="test",
+        ticket=None,
     )
     _, secret_b = await endpoints.register(
-        pool, org_b, f"{base}/b", allow_insecure=True, sealer=sealer(relay_settings)
+        pool,
+        org_b,
+        f"{base}/b",
+        allow_insecure=True,
+        sealer=sealer(relay_settings),
+        operator="test",
+        ticket=None,
     )
     a = [make_event(org_id=org_a, visitor_id=f"v:{i}") for i in range(3)]
     a_bot = make_event(org_id=org_a, is_bot=True, bot_reason="head")
@@ -149,7 +161,13 @@ async def test_a_delivery_that_keeps_failing_is_dead_lettered_and_the_relay_move
     state.fail_first, state.status = {"/down": 1000}, 503
     org = await create_org(pool, "Down Inc", tracking=True)
     endpoint, secret = await endpoints.register(
-        pool, org, f"{base}/down", allow_insecure=True, sealer=sealer(relay_settings)
+        pool,
+        org,
+        f"{base}/down",
+        allow_insecure=True,
+        sealer=sealer(relay_settings),
+        operator="test",
+        ticket=None,
     )
     clicks = [make_event(org_id=org, visitor_id=f"v:{i}") for i in range(2)]
     await publish(producer, relay_settings.kafka.clicks_topic, *(events.encode(e) for e in clicks))
@@ -203,12 +221,14 @@ async def test_webhook_commands_register_list_and_remove(
         return done.exit_code, done.stdout, done.stderr
 
     code, out, _ = await asyncio.to_thread(
-        invoke, "webhook", "add", str(org), "https://hooks.example.com/in"
-    )
+        invoke, "webhook", "add", str(org), "https://hooks.example.com/in?token=t0", "--ticket",
+        "SUP-7",
+    )  # fmt: skip
     assert code == 0
     first, second = out.splitlines()
     endpoint_id = int(first.split()[1])
-    assert first == f"endpoint {endpoint_id} for organisation {org}: https://hooks.example.com/in"
+    url = "https://hooks.example.com/in?token=t0"
+    assert first == f"endpoint {endpoint_id} for organisation {org}: {url}"
     secret = second.rsplit(" ", 1)[1]
     clear, sealed = await pool.fetchrow(
         "SELECT secret, sealed_secret FROM webhook_endpoints WHERE id = $1", endpoint_id
@@ -222,7 +242,7 @@ async def test_webhook_commands_register_list_and_remove(
         await endpoints.of_orgs(pool, [org], sealer(other_key))
 
     listed = await asyncio.to_thread(invoke, "webhook", "list", str(org))
-    assert listed == (0, f"endpoint {endpoint_id}: https://hooks.example.com/in\n", "")
+    assert listed == (0, f"endpoint {endpoint_id}: {url}\n", "")
     for private in ("https://10.0.0.1/", "https://[64:ff9b::a9fe:a9fe]/"):  # NAT64 metadata
         refused = await asyncio.to_thread(invoke, "webhook", "add", str(org), private)
         assert refused[0] == 2
@@ -235,6 +255,12 @@ async def test_webhook_commands_register_list_and_remove(
         "",
     )
     assert await endpoints.of_orgs(pool, [org], sealer(settings)) == {}
+    # where an organisation's clicks go is an operator's act: in the audit trail, host only
+    trail = [(e.action, e.ticket, e.detail) for e in await audit.list_entries(pool, org_id=org)]
+    assert trail == [
+        ("webhook.added", "SUP-7", {"endpoint": endpoint_id, "host": "hooks.example.com"}),
+        ("webhook.removed", None, {"endpoint": endpoint_id}),
+    ]
 
 
 async def _ids(state: Receiver, path: str, secret: str) -> int:
@@ -273,7 +299,13 @@ async def test_a_relay_killed_mid_delivery_delivers_again_after_restart(
         org = await create_org(pool, "Crashy", tracking=True)
         url = str(server.make_url("/hook"))
         _, secret = await endpoints.register(
-            pool, org, url, allow_insecure=True, sealer=sealer(relay_settings)
+            pool,
+            org,
+            url,
+            allow_insecure=True,
+            sealer=sealer(relay_settings),
+            operator="test",
+            ticket=None,
         )
         clicks = [make_event(org_id=org, visitor_id=f"v:{i}") for i in range(3)]
         await publish(
@@ -361,10 +393,22 @@ async def test_a_stalled_endpoint_delays_only_its_own_deliveries(
         abuser, quiet = [await create_org(pool, n, tracking=True) for n in ("Stalled", "Quiet")]
         seal = sealer(relay_settings)
         await endpoints.register(
-            pool, abuser, str(server.make_url("/stalled")), allow_insecure=True, sealer=seal
+            pool,
+            abuser,
+            str(server.make_url("/stalled")),
+            allow_insecure=True,
+            sealer=seal,
+            operator="test",
+            ticket=None,
         )
         await endpoints.register(
-            pool, quiet, str(server.make_url("/quick")), allow_insecure=True, sealer=seal
+            pool,
+            quiet,
+            str(server.make_url("/quick")),
+            allow_insecure=True,
+            sealer=seal,
+            operator="test",
+            ticket=None,
         )
         topic = relay_settings.kafka.clicks_topic
         first = [make_event(org_id=abuser, visitor_id="v:a"), make_event(org_id=quiet)]
@@ -414,6 +458,8 @@ async def test_an_endless_answer_is_read_no_further_than_its_cap(
             str(server.make_url("/endless")),
             allow_insecure=True,
             sealer=sealer(relay_settings),
+            operator="test",
+            ticket=None,
         )
         await publish(
             producer, relay_settings.kafka.clicks_topic, events.encode(make_event(org_id=org))
