@@ -12,7 +12,9 @@ human clicks, distinct human visitors of the scope and period, and bot hits):
     ct:link:{link_id}:day:{YYYY-MM-DD}         one UTC day, per link     (daily_counters)
     ct:campaign:{campaign_id}:day:{YYYY-MM-DD} one UTC day, per campaign (daily_counters)
     ct:meta:counters                           marker: a string (the UTC time of the last
-                                               rebuild) present while Redis holds every counter
+                                               rebuild, and the run_id of the Redis process it
+                                               was written to) present while Redis holds every
+                                               counter
 
 Hourly and per-channel series live in Postgres only (table hourly_counters).
 
@@ -118,14 +120,26 @@ class CountStore:
             return bool(await self._client.ping())
 
     async def mark_complete(self, when: str) -> None:
-        """Set the marker: Redis now holds every counter (`when`: the rebuild's UTC time)."""
+        """Set the marker: Redis now holds every counter (`when`: the rebuild's UTC time). It
+        names the Redis process too (its `run_id`), for `is_complete`."""
         with errors("setting the counters' marker"):
-            await self._client.set(MARKER_KEY, when)
+            await self._client.set(MARKER_KEY, f"{when} {await self._run_id()}")
 
     async def is_complete(self) -> bool:
-        """True while the marker is present."""
+        """True while the marker is present and was set by this Redis process. A Redis that
+        restarted (from its append-only file or a snapshot, a failover to a replica, a restore)
+        has a new `run_id`, and may have lost the last writes before it stopped while keeping
+        the marker: it is rebuilt as if it were empty, so no counter stays below Postgres."""
         with errors("looking for the counters' marker"):
-            return bool(await self._client.exists(MARKER_KEY))
+            marker = await self._client.get(MARKER_KEY)
+            if marker is None:
+                return False
+            text = marker.decode() if isinstance(marker, bytes) else marker
+            return text.rsplit(" ", 1)[-1] == await self._run_id()
+
+    async def _run_id(self) -> str:
+        info = await self._client.info("server")
+        return str(info["run_id"])
 
     async def get_counts(self, scope: str, scope_id: int, day: date | None = None) -> Counts | None:
         """The counters of a scope (and day), or None if Redis has none."""

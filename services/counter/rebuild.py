@@ -77,16 +77,19 @@ class Healer:
         self._checked = 0.0
 
     async def write(self, counts: list[Counts]) -> None:
-        """Raise the counters to `counts`, rebuilding Redis first if it lost them."""
+        """Raise the counters to `counts`, rebuilding Redis first if it lost them (emptied: on
+        this write; restarted with older data: on the next `check`, which runs here too)."""
         try:
             await self._counts.raise_to(counts)
         except RedisEmptyError:
             await self._rebuild()
             await self._counts.raise_to(counts)
-        self._checked = time.monotonic()
+            self._checked = time.monotonic()
+        await self.check()
 
     async def check(self) -> None:
-        """Rebuild Redis if it lost its counters (looked at every `CHECK_S` at most)."""
+        """Rebuild Redis if it lost its counters, or restarted since the marker was set and may
+        have lost some (`CountStore.is_complete`); looked at every `CHECK_S` at most."""
         now = time.monotonic()
         if now - self._checked < CHECK_S:
             return

@@ -11,6 +11,8 @@ import redis.asyncio as aioredis
 from aiohttp.test_utils import TestClient, TestServer
 from aiokafka import AIOKafkaProducer
 from click.testing import CliRunner
+from prometheus_client import CollectorRegistry
+from prometheus_client import Counter as Metric
 
 from services.cli.main import cli
 from services.counter import retention, store
@@ -18,8 +20,9 @@ from services.counter.app import create_app
 from services.counter.counter import Counter
 from services.counter.intake import admit
 from services.counter.offsets import stored_offsets
+from services.counter.rebuild import Healer
 from shared import events
-from shared.counts import Counts, CountStore
+from shared.counts import MARKER_KEY, Counts, CountStore
 from shared.errors import DependencyError
 from shared.settings import Secret, Settings
 from tests.helpers import (
@@ -291,6 +294,36 @@ async def test_a_batch_committed_without_its_redis_write_is_written_on_restart(
         assert counter.registry.get_sample_value("clicktrack_redis_rebuilds_total") == 0
     finally:
         await counter.stop()
+
+
+async def test_a_redis_restarted_since_its_marker_was_set_is_rebuilt(
+    settings: Settings, pool: asyncpg.Pool, redis: aioredis.Redis, producer: AIOKafkaProducer
+) -> None:
+    """A Redis that restarted (from its append-only file, a snapshot, a failover) keeps the
+    marker but may have lost its last writes: the marker names the Redis process that set it
+    (its run_id), and a marker of another process is no marker."""
+    await send(
+        producer,
+        settings.kafka.clicks_topic,
+        *(events.encode(click(9, v)) for v in ("v:a", "v:a", "v:b")),
+    )
+    counter = Counter(settings)
+    await counter.start()
+    try:
+        assert await wait_for(lambda: pg_counts(pool, 9), (3, 2, 0)) == (3, 2, 0)
+    finally:
+        await counter.stop()
+    store = CountStore(redis)
+    assert await store.is_complete()
+    # as a restart leaves it: the marker of the process before, a counter behind Postgres
+    await redis.set(MARKER_KEY, "2026-12-01T00:00:00.000Z " + "0" * 40)
+    await redis.hset("ct:link:9", mapping={"total": 1, "unique": 1, "bots": 0})
+    assert not await store.is_complete()
+    rebuilds = Metric("rebuilds", "Rebuilds", registry=CollectorRegistry())
+    await Healer(pool, store, rebuilds).check()
+    assert await redis_counts(store, 9) == (3, 2, 0)
+    assert await store.is_complete()
+    assert rebuilds._value.get() == 1  # type: ignore[attr-defined]
 
 
 async def test_counters_rebuild_command_restores_redis_from_postgres(
