@@ -202,8 +202,9 @@ class ApiSettings(Listeners):
     """Time one Redis call of a report or a rate limit may take (`API_REDIS_BUDGET_MS`); past it
     the report reads Postgres instead (`totals_source`) and the request is not limited."""
     org_concurrency: int = var(4, low=1, high=1_000)
-    """CSV exports and batch renders one organisation may run at once in one API process
-    (`API_ORG_CONCURRENCY`); past it: 429 with Retry-After, other organisations go on."""
+    """Heavy requests (CSV exports and lists, batch renders, minting, resends, bulk erasures) one
+    organisation may run at once in one API process (`API_ORG_CONCURRENCY`); past it: 429 with
+    Retry-After, other organisations go on."""
     trusted_proxies: tuple[str, ...] = var((), check=cidr)
     """Load balancers in front of the API whose `X-Forwarded-For` is believed
     (`API_TRUSTED_PROXIES`, comma separated CIDRs): the client address the rate limits count

@@ -13,7 +13,7 @@ from msgspec import UNSET
 from services.api.auth import require_org
 from services.api.bodies import LinkChange, LinkCreate, Recipients
 from services.api.body import decode, page, paged, path_id
-from services.api.context import METRICS, POOL, REDIS, SETTINGS, recipient_vault
+from services.api.context import GATE, METRICS, POOL, REDIS, SETTINGS, recipient_vault
 from services.api.errors import dumps
 from shared import links, orgs
 from shared.campaigns import get_campaign
@@ -120,23 +120,25 @@ async def cache_minted(app: web.Application, rows: list[CodeRow]) -> None:
 
 async def add_recipients(request: web.Request) -> web.Response:
     """One short code per recipient on the link, minted in bulk (COPY); recipients that have a
-    code already keep it. Up to 100,000 recipients per request. 409 `tracking_disabled` while
-    the organisation's link tracking is off."""
+    code already keep it. Up to 100,000 recipients per request, a heavy request (at most
+    `API_ORG_CONCURRENCY` of an organisation at once). 409 `tracking_disabled` while the
+    organisation's link tracking is off."""
     org_id = await require_org(request)
-    recipients = (await decode(request, Recipients)).recipients
-    settings = request.app[SETTINGS]
-    pool = request.app[POOL]
-    link = await links.get_link(pool, org_id, path_id(request, "link_id"))
-    prefix = await link_prefix(pool, link, settings.links.short_domain)
-    async with pool.acquire() as conn, conn.transaction():
-        await orgs.require_tracking(conn, org_id)
-        minted = await mint(
-            conn,
-            link.id,
-            recipients,
-            length=settings.links.code_length,
-            vault=recipient_vault(request, org_id),
-        )
+    with request.app[GATE].enter(org_id):  # up to 100,000 codes: seconds of a connection
+        recipients = (await decode(request, Recipients)).recipients
+        settings = request.app[SETTINGS]
+        pool = request.app[POOL]
+        link = await links.get_link(pool, org_id, path_id(request, "link_id"))
+        prefix = await link_prefix(pool, link, settings.links.short_domain)
+        async with pool.acquire() as conn, conn.transaction():
+            await orgs.require_tracking(conn, org_id)
+            minted = await mint(
+                conn,
+                link.id,
+                recipients,
+                length=settings.links.code_length,
+                vault=recipient_vault(request, org_id),
+            )
     request.app[METRICS].codes_minted.inc(minted.minted)
     await cache_minted(request.app, minted.code_rows(link.id))
     return web.json_response(

@@ -1,4 +1,5 @@
-"""Per-organisation caps on the API's heavy requests (CSV exports, batch rendering).
+"""Per-organisation caps on the API's heavy requests: CSV exports and lists, batch rendering,
+minting in bulk, resends and bulk erasures (each can hold a pool connection for seconds).
 
 The rate limits bound how often a caller asks; this bounds how much of one API process an
 organisation's slow work holds at once: past `API_ORG_CONCURRENCY` running, its next one is
@@ -31,8 +32,9 @@ class OrgGate:
         """Run one heavy request of `org_id` inside, or raise `TooBusyError`."""
         if self._running[org_id] >= self.limit:
             raise TooBusyError(
-                f"{self.limit} CSV exports or batch renders of this organisation are running"
-                " (API_ORG_CONCURRENCY); retry when one has finished"
+                f"{self.limit} heavy requests of this organisation (CSV exports, batch renders,"
+                " minting, resends, bulk erasures) are running (API_ORG_CONCURRENCY); retry when"
+                " one has finished"
             )
         self._running[org_id] += 1
         try:

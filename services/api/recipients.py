@@ -18,7 +18,7 @@ from aiohttp import web
 from services.api.auth import require_org
 from services.api.bodies import Pseudonyms
 from services.api.body import decode
-from services.api.context import POOL, REDIS, recipient_vault
+from services.api.context import GATE, POOL, REDIS, recipient_vault
 from services.api.errors import dumps
 from shared.erasure import erase_recipients, forget_in_redis
 from shared.errors import DependencyError, InvalidInputError, NotFoundError
@@ -82,7 +82,8 @@ async def erase_many(request: web.Request) -> web.Response:
             code="too_many_items",
         )
     recipients = [check_recipient(row[0].strip(), i) for i, row in enumerate(rows)]
-    return await _erase(request, org_id, [r for r in recipients if r is not None])
+    with request.app[GATE].enter(org_id):  # a heavy request: at most API_ORG_CONCURRENCY
+        return await _erase(request, org_id, [r for r in recipients if r is not None])
 
 
 async def _erase(

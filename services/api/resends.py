@@ -23,7 +23,7 @@ from services.api.auth import require_org
 from services.api.bodies import RenderBatchRequest, ResendCreate
 from services.api.body import decode, path_id
 from services.api.clickers import recipient_page
-from services.api.context import POOL, recipient_vault
+from services.api.context import GATE, POOL, recipient_vault
 from services.api.errors import dumps
 from services.api.render import Job, Message, Tracked, check_message, job_of, measured, render_one
 from shared import clickers, resends
@@ -35,11 +35,19 @@ from shared.orgs import require_tracking
 
 async def create_resend(request: web.Request) -> web.Response:
     """A resend of the campaign to its non-clickers (or a link's non-openers): the new
-    campaign, its audience and its first messages."""
+    campaign, its audience and its first messages. A heavy request (its audience can be a
+    million recipients): at most `API_ORG_CONCURRENCY` of an organisation at once."""
     org_id = await require_org(request)
+    with request.app[GATE].enter(org_id):
+        parent = await get_campaign(request.app[POOL], org_id, path_id(request, "campaign_id"))
+        body = await decode(request, ResendCreate)  # after the 404: another's campaign is none
+        return await _create_resend(request, org_id, parent, body)
+
+
+async def _create_resend(
+    request: web.Request, org_id: int, parent: Campaign, body: ResendCreate
+) -> web.Response:
     pool = request.app[POOL]
-    parent = await get_campaign(pool, org_id, path_id(request, "campaign_id"))
-    body = await decode(request, ResendCreate)
     source = await _audience_source(request, parent, body.link_id)
     job = await job_of(request, org_id, _spec(body, parent.id))
     await _tracked(request, job)

@@ -177,6 +177,16 @@ async def test_an_org_runs_at_most_its_cap_of_exports_and_others_go_on(
             expect=429,
         )
         assert "API_ORG_CONCURRENCY" in body["detail"]
+        # minting in bulk, a resend and a bulk erasure are heavy too: refused before any work
+        for method, path in (
+            ("POST", "/v1/links/1/recipients"),
+            ("POST", "/v1/campaigns/1/resends"),
+            ("POST", "/v1/recipients/erasures"),
+        ):
+            async with api.http.request(
+                method, path, headers={"Authorization": f"Bearer {abuser}"}, data=b"recipient\nx"
+            ) as resp:
+                assert (resp.status, (await resp.json())["error"]) == (429, "rate_limited"), path
         async with api.http.get(
             export_path(end, 24), headers={"Authorization": f"Bearer {quiet}"}
         ) as resp:

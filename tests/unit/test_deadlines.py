@@ -33,7 +33,7 @@ async def test_a_waiter_gives_up_at_its_budget_and_the_lookup_goes_on() -> None:
     with pytest.raises(TimeoutError):
         await early
     waited = loop.time() - started
-    assert 0.045 <= waited < 0.5, waited
+    assert 0.045 <= waited < 5, waited  # not before its budget (late only if the loop is)
     assert not shared.done()  # the lookup others share is not cancelled
     late = deadlines.wait(shared)  # a visitor who came later still gets the answer
     shared.set_result("found")
@@ -45,15 +45,21 @@ async def test_deadlines_expire_in_arrival_order_with_one_timer() -> None:
     deadlines = Deadlines(0.05)
     loop = asyncio.get_running_loop()
     never: asyncio.Future[str] = loop.create_future()
-    first = [deadlines.wait(never) for _ in range(100)]
+    ended: dict[int, float] = {}
+
+    def waiter(n: int) -> tuple[float, asyncio.Future[str]]:
+        future = deadlines.wait(never)
+        future.add_done_callback(lambda _: ended.__setitem__(n, loop.time()))
+        return loop.time() + 0.05, future
+
+    first = [waiter(n) for n in range(100)]
     await asyncio.sleep(0.02)
-    second = [deadlines.wait(never) for _ in range(100)]
-    await asyncio.wait(first)
-    assert all(isinstance(w.exception(), TimeoutError) for w in first)
-    assert not any(w.done() for w in second)  # their time is not up yet
-    assert len(deadlines) == 100
-    await asyncio.wait(second)
-    assert all(isinstance(w.exception(), TimeoutError) for w in second)
+    second = [waiter(n) for n in range(100, 200)]
+    await asyncio.wait([f for _, f in first + second])
+    for n, (deadline, future) in enumerate(first + second):
+        assert isinstance(future.exception(), TimeoutError)
+        assert ended[n] >= deadline - 0.002, (n, ended[n], deadline)  # never before its time
+    assert max(ended[n] for n in range(100)) <= min(ended[n] for n in range(100, 200))
     assert len(deadlines) == 0  # nothing kept once every deadline has passed
     deadlines.close()
 
