@@ -188,15 +188,32 @@ def key_create(settings: Settings, org_ref: str, name: str, ticket: str | None) 
     click.echo(f"key {record.id} for organisation {record.org_id} (shown once): {secret}")
 
 
-@key.command("revoke")
-@click.argument("org_ref", metavar="ORG")
-@click.argument("key_id", type=int)
-@ticket_option
-@click.pass_obj
-def key_revoke(settings: Settings, org_ref: str, key_id: int, ticket: str | None) -> None:
-    """Revoke key KEY_ID of ORG."""
-    as_operator(settings, org_ref, operator_actions.revoke_key, key_id, ticket=ticket)
-    click.echo(f"key {key_id} revoked")
+def item_command(
+    group: click.Group,
+    name: str,
+    item: str,
+    act: Callable[..., Awaitable[object]],
+    done: str,
+    doc: str,
+) -> None:
+    """`clicktrack GROUP NAME ORG ITEM [--ticket T]`: an operator action on one item of an
+    organisation, `act(pool, org_id, item_id, operator=..., ticket=...)`; then prints `done`
+    with the item's id in its `{}`."""
+
+    @group.command(name, help=doc)
+    @click.argument("org_ref", metavar="ORG")
+    @click.argument("item_id", metavar=item, type=int)
+    @ticket_option
+    @click.pass_obj
+    def command(settings: Settings, org_ref: str, item_id: int, ticket: str | None) -> None:
+        as_operator(settings, org_ref, act, item_id, ticket=ticket)
+        click.echo(done.format(item_id))
+
+
+item_command(
+    key, "revoke", "KEY_ID", operator_actions.revoke_key, "key {} revoked",
+    "Revoke key KEY_ID of ORG.",
+)  # fmt: skip
 
 
 @click.command("audit")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from services.cli.operator import as_operator, ticket_option
+from services.cli.operator import as_operator, item_command, ticket_option
 from services.cli.running import run as _run
 from services.relay import endpoints
 from shared import db
@@ -17,11 +17,11 @@ def webhook() -> None:
 
 
 @webhook.command("add")
+@ticket_option
 @click.argument("org_ref", metavar="ORG")
 @click.argument("url")
-@ticket_option
 @click.pass_obj
-def add(settings: Settings, org_ref: str, url: str, ticket: str | None) -> None:
+def add(settings: Settings, ticket: str | None, org_ref: str, url: str) -> None:
     """Register URL (https) for ORG's clicks; prints the signing secret, shown only once."""
     endpoint, secret = as_operator(
         settings, org_ref, endpoints.register, url,
@@ -50,12 +50,7 @@ def list_(settings: Settings, org_id: int) -> None:
         click.echo(f"organisation {org_id} has no webhook endpoint")
 
 
-@webhook.command("remove")
-@click.argument("org_ref", metavar="ORG")
-@click.argument("endpoint_id", type=int)
-@ticket_option
-@click.pass_obj
-def remove(settings: Settings, org_ref: str, endpoint_id: int, ticket: str | None) -> None:
-    """Delete ENDPOINT_ID of ORG."""
-    as_operator(settings, org_ref, endpoints.remove, endpoint_id, ticket=ticket)
-    click.echo(f"endpoint {endpoint_id} removed")
+item_command(
+    webhook, "remove", "ENDPOINT_ID", endpoints.remove, "endpoint {} removed",
+    "Delete ENDPOINT_ID of ORG.",
+)  # fmt: skip

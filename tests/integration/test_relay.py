@@ -83,6 +83,15 @@ async def publish(producer: AIOKafkaProducer, topic: str, *values: bytes) -> Non
         await producer.send_and_wait(topic, value=value, key=b"k", partition=0)
 
 
+async def register(
+    pool: asyncpg.Pool, org_id: int, url: str, seal: Sealer
+) -> tuple[endpoints.Endpoint, str]:
+    """An endpoint registered as an operator would (the tests' URLs are plain http)."""
+    return await endpoints.register(
+        pool, org_id, url, allow_insecure=True, sealer=seal, operator="test", ticket=None
+    )
+
+
 async def test_relay_posts_each_org_its_human_clicks_signed_and_retries(
     relay_settings: Settings,
     pool: asyncpg.Pool,
@@ -92,24 +101,8 @@ async def test_relay_posts_each_org_its_human_clicks_signed_and_retries(
     state, base = receiver
     state.fail_first = {"/a": 2}
     org_a, org_b, org_c = [await create_org(pool, n, tracking=True) for n in "ABC"]
-    _, secret_a = await endpoints.register(
-        pool,
-        org_a,
-        f"{base}/a",
-        allow_insecure=True,
-        sealer=sealer(relay_settings),
-        operator="test",
-        ticket=None,
-    )
-    _, secret_b = await endpoints.register(
-        pool,
-        org_b,
-        f"{base}/b",
-        allow_insecure=True,
-        sealer=sealer(relay_settings),
-        operator="test",
-        ticket=None,
-    )
+    _, secret_a = await register(pool, org_a, f"{base}/a", sealer(relay_settings))
+    _, secret_b = await register(pool, org_b, f"{base}/b", sealer(relay_settings))
     a = [make_event(org_id=org_a, visitor_id=f"v:{i}") for i in range(3)]
     a_bot = make_event(org_id=org_a, is_bot=True, bot_reason="head")
     b = [make_event(org_id=org_b, visitor_id=f"v:{i}") for i in range(2)]
@@ -160,15 +153,7 @@ async def test_a_delivery_that_keeps_failing_is_dead_lettered_and_the_relay_move
     state, base = receiver
     state.fail_first, state.status = {"/down": 1000}, 503
     org = await create_org(pool, "Down Inc", tracking=True)
-    endpoint, secret = await endpoints.register(
-        pool,
-        org,
-        f"{base}/down",
-        allow_insecure=True,
-        sealer=sealer(relay_settings),
-        operator="test",
-        ticket=None,
-    )
+    endpoint, secret = await register(pool, org, f"{base}/down", sealer(relay_settings))
     clicks = [make_event(org_id=org, visitor_id=f"v:{i}") for i in range(2)]
     await publish(producer, relay_settings.kafka.clicks_topic, *(events.encode(e) for e in clicks))
 
@@ -298,15 +283,7 @@ async def test_a_relay_killed_mid_delivery_delivers_again_after_restart(
     try:
         org = await create_org(pool, "Crashy", tracking=True)
         url = str(server.make_url("/hook"))
-        _, secret = await endpoints.register(
-            pool,
-            org,
-            url,
-            allow_insecure=True,
-            sealer=sealer(relay_settings),
-            operator="test",
-            ticket=None,
-        )
+        _, secret = await register(pool, org, url, sealer(relay_settings))
         clicks = [make_event(org_id=org, visitor_id=f"v:{i}") for i in range(3)]
         await publish(
             producer, relay_settings.kafka.clicks_topic, *(events.encode(e) for e in clicks)
@@ -392,24 +369,8 @@ async def test_a_stalled_endpoint_delays_only_its_own_deliveries(
     try:
         abuser, quiet = [await create_org(pool, n, tracking=True) for n in ("Stalled", "Quiet")]
         seal = sealer(relay_settings)
-        await endpoints.register(
-            pool,
-            abuser,
-            str(server.make_url("/stalled")),
-            allow_insecure=True,
-            sealer=seal,
-            operator="test",
-            ticket=None,
-        )
-        await endpoints.register(
-            pool,
-            quiet,
-            str(server.make_url("/quick")),
-            allow_insecure=True,
-            sealer=seal,
-            operator="test",
-            ticket=None,
-        )
+        for org, path in ((abuser, "/stalled"), (quiet, "/quick")):
+            await register(pool, org, str(server.make_url(path)), seal)
         topic = relay_settings.kafka.clicks_topic
         first = [make_event(org_id=abuser, visitor_id="v:a"), make_event(org_id=quiet)]
         await publish(producer, topic, *(events.encode(e) for e in first))
@@ -452,15 +413,7 @@ async def test_an_endless_answer_is_read_no_further_than_its_cap(
     await server.start_server()
     try:
         org = await create_org(pool, "Chatty", tracking=True)
-        await endpoints.register(
-            pool,
-            org,
-            str(server.make_url("/endless")),
-            allow_insecure=True,
-            sealer=sealer(relay_settings),
-            operator="test",
-            ticket=None,
-        )
+        await register(pool, org, str(server.make_url("/endless")), sealer(relay_settings))
         await publish(
             producer, relay_settings.kafka.clicks_topic, events.encode(make_event(org_id=org))
         )
