@@ -205,6 +205,10 @@ class ApiSettings(Listeners):
     """Heavy requests (CSV exports and lists, batch renders, minting, resends, bulk erasures) one
     organisation may run at once in one API process (`API_ORG_CONCURRENCY`); past it: 429 with
     Retry-After, other organisations go on."""
+    org_reads: int = var(4, low=1, high=1_000)
+    """Reports, charts and recipient-list pages one organisation may run at once in one API
+    process (`API_ORG_READS`); the next ones wait their turn (10 s at most, then 429), so one
+    organisation's burst cannot take the pool from the others."""
     trusted_proxies: tuple[str, ...] = var((), check=cidr)
     """Load balancers in front of the API whose `X-Forwarded-For` is believed
     (`API_TRUSTED_PROXIES`, comma separated CIDRs): the client address the rate limits count

@@ -71,7 +71,7 @@ def create_app(settings: Settings) -> web.Application:
     )
     app[SETTINGS] = settings
     app[METRICS] = Metrics.create()
-    app[GATE] = OrgGate(settings.api.org_concurrency)
+    app[GATE] = OrgGate(settings.api.org_concurrency, reads=settings.api.org_reads)
     app[METRICS_SITE] = MetricsSite()
     app[UNIQUES] = UniqueCache()
 

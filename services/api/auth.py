@@ -7,13 +7,15 @@ issues first keys, and cannot act inside an organisation. Credentials are never 
 
 from __future__ import annotations
 
+import functools
 import hmac
 from dataclasses import dataclass
 
 from aiohttp import web
 
 from services.api.body import path_id
-from services.api.context import POOL, SETTINGS
+from services.api.context import GATE, POOL, SETTINGS
+from services.api.errors import Handler
 from shared import orgs
 from shared.apikeys import KEY_PREFIX, org_of_key
 from shared.errors import AuthError, ForbiddenError, NotFoundError
@@ -58,6 +60,9 @@ def _is_operator(request: web.Request, credential: str) -> bool:
 
 async def caller(request: web.Request) -> Caller:
     """The caller, or `AuthError` for a missing, unknown or revoked credential."""
+    if CALLER in request:  # known already (`one_turn` asked first)
+        known: Caller = request[CALLER]
+        return known
     credential = _bearer(request)
     if _is_operator(request, credential):
         who = request[CALLER] = Caller(operator=True, org_id=None)
@@ -76,6 +81,19 @@ async def require_org(request: web.Request) -> int:
     if who.org_id is None:
         raise ForbiddenError("the operator credential cannot act inside an organisation")
     return who.org_id
+
+
+def one_turn(handler: Handler) -> Handler:
+    """A report read of the caller's organisation, run in its turn (`OrgGate.turn`): at most
+    `API_ORG_READS` of one organisation's at once in this process, the next ones wait."""
+
+    @functools.wraps(handler)
+    async def in_turn(request: web.Request) -> web.StreamResponse:
+        org_id = await require_org(request)
+        async with request.app[GATE].turn(org_id):
+            return await handler(request)
+
+    return in_turn
 
 
 async def readable_org(request: web.Request) -> int:

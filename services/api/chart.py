@@ -12,6 +12,7 @@ from xml.sax.saxutils import escape, quoteattr
 
 from aiohttp import web
 
+from services.api.auth import one_turn
 from services.api.context import POOL, UNIQUES
 from services.api.insights import Tally, window_counts
 from services.api.reports import subject_of
@@ -25,6 +26,7 @@ LINES = (("total", "#1f6feb", "Total clicks", ""), ("unique", "#2da44e", "Unique
 BOTS = ("bots", "#8c959f", "Bot clicks", "4 3")
 
 
+@one_turn
 async def chart(request: web.Request) -> web.Response:
     """The clicks of the campaign or the organisation the path names, over the window, as SVG."""
     subject = await subject_of(request)

@@ -22,7 +22,7 @@ from typing import Any
 
 from aiohttp import web
 
-from services.api.auth import org_of, require_org
+from services.api.auth import one_turn, org_of, require_org
 from services.api.body import MAX_PAGE, path_id
 from services.api.context import GATE, POOL, recipient_vault
 from services.api.errors import dumps
@@ -103,6 +103,7 @@ def _page(items: list[Any], last: str | None, limit: int) -> dict[str, Any]:
     return {"items": items, "next_after": last if len(items) == limit else None}
 
 
+@one_turn
 async def clickers_page(request: web.Request) -> web.Response:
     """A page of the recipients who clicked: clicks, bot hits, taps after expiry, first and last
     click."""
@@ -113,6 +114,7 @@ async def clickers_page(request: web.Request) -> web.Response:
     return web.json_response(body, dumps=dumps)
 
 
+@one_turn
 async def non_clickers_page(request: web.Request) -> web.Response:
     """A page of the recipients who did not click."""
     listed = await scope_of(request)

@@ -17,7 +17,7 @@ from typing import Any
 import asyncpg
 from aiohttp import web
 
-from services.api.auth import require_org
+from services.api.auth import one_turn, require_org
 from services.api.body import path_id
 from services.api.context import END_OFFSETS, POOL, REDIS, SETTINGS, UNIQUES
 from services.api.errors import dumps
@@ -131,6 +131,7 @@ async def report_body(
     }
 
 
+@one_turn
 async def link_report(request: web.Request) -> web.Response:
     """One link: live totals, the window's series and its split by channel."""
     org_id = await require_org(request)
@@ -147,6 +148,7 @@ async def link_report(request: web.Request) -> web.Response:
     return web.json_response(body, dumps=dumps)
 
 
+@one_turn
 async def campaign_report(request: web.Request) -> web.Response:
     """One campaign: live totals, the window's series, its split by channel and by link, and
     every campaign of its family (the original, its resends and recurrences) side by side: all
@@ -208,6 +210,7 @@ async def campaign_report(request: web.Request) -> web.Response:
     return web.json_response(body, dumps=dumps)
 
 
+@one_turn
 async def org_report(request: web.Request) -> web.Response:
     """The organisation: totals over every link, the window's series, its split by channel and
     by campaign kind, and its newest campaigns with their live totals."""

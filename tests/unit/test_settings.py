@@ -100,7 +100,7 @@ def test_every_variable_is_named_once_and_documented() -> None:
     each field's docstring names its variable (a field a section takes from a base such as
     `Listeners`, in the base, unless the section declares it again)."""
     names = Settings.variables()
-    assert len(names) == len(set(names)) == 83
+    assert len(names) == len(set(names)) == 84
     for kind in Settings.sections().values():
         for name, attribute in attributes(kind).items():
             owner = next(c for c in kind.__mro__ if attribute in vars(c).get("__annotations__", {}))
