@@ -49,6 +49,9 @@ def wait_ready(port: int, proc: subprocess.Popen[bytes]) -> None:
 
 @pytest.fixture
 def run(service_addresses: dict[str, str], tmp_path: Path) -> Iterator[tuple[dict[str, str], Path]]:
+    # Ports picked now, not at import: a port free when the suite was collected may have been
+    # taken by another test's client by the time this runs (seen once in CI: EADDRINUSE).
+    PORTS.update(zip(("api", "redirector", "counter"), free_ports(3), strict=True))
     tag = uuid.uuid4().hex[:8]
     env = {
         **os.environ,
