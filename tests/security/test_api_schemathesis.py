@@ -26,7 +26,6 @@ pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 """The virtualenv running the tests (its console scripts: clicktrack, st)."""
-(PORT,) = free_ports()
 OPERATOR = "operator-token-for-schemathesis-" + "0" * 16
 CHECKS = ",".join(
     [
@@ -45,11 +44,12 @@ ARTIFACTS = ROOT / "test-artifacts"
 def api(service_addresses: dict[str, str]) -> Iterator[str]:
     """Base URL of a real API process on its own schema, rate limits out of the fuzzer's way."""
     schema = f"t_st_{uuid.uuid4().hex[:8]}"
+    (port,) = free_ports()  # now, not at import: a port free at collection may be taken since
     env = {
         **os.environ,
         **service_addresses,
         "POSTGRES_SCHEMA": schema,
-        "API_PORT": str(PORT),
+        "API_PORT": str(port),
         "API_METRICS_PORT": "0",
         "OPERATOR_TOKEN": OPERATOR,
         "API_RATE_PER_S": "1000000",
@@ -63,7 +63,7 @@ def api(service_addresses: dict[str, str]) -> Iterator[str]:
     with (ARTIFACTS / "schemathesis-api.log").open("wb") as log:
         proc = subprocess.Popen([python, "-m", "services.api"], env=env, stdout=log, stderr=log)
     assert proc.poll() is None
-    base = f"http://127.0.0.1:{PORT}"
+    base = f"http://127.0.0.1:{port}"
     try:
         last: object = None
         for _ in range(100):
